@@ -1,0 +1,39 @@
+"""landscape: loss landscapes of neural networks, BatchNorm vs plain.
+
+Probes of Santurkar et al. (2018), slices of Li et al. (2018), a fair paired trainer and a
+self-describing HDF5 store. The public API is re-exported here, grouped by theme.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("landscape")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0+unknown"
+
+from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .data import DataError, Dataset, batch_indices, load_dataset
+from .models import MODELS, ModelSpec, create_model, register_model
+from .train import TrainConfig, train_pair
+
+__all__ = [
+    "__version__",
+    # models
+    "MODELS",
+    "ModelSpec",
+    "create_model",
+    "register_model",
+    # data
+    "DataError",
+    "Dataset",
+    "batch_indices",
+    "load_dataset",
+    # training and checkpoints
+    "CheckpointError",
+    "TrainConfig",
+    "load_checkpoint",
+    "save_checkpoint",
+    "train_pair",
+]

@@ -1,0 +1,463 @@
+"""Checkpoint files: atomic save, safe load, exact RNG capture.
+
+A checkpoint is one ``torch.save`` file holding a plain dict that ``torch.load(...,
+weights_only=True)`` can read without executing anything: tensors, numbers, strings,
+lists, tuples and dicts only. The model spec, the training configuration and any extra
+metadata are stored as JSON strings, so arbitrary Python objects never enter the file.
+The layout is specified in ``docs/hdf5-schema.md`` (section "Checkpoint files").
+
+Files of one run live in ``checkpoints/<variant>/step_XXXXXXX.pt`` (see
+:func:`checkpoint_path`). Writes go to a temporary file in the same directory that is
+flushed, fsynced and renamed over the target, so a crash never leaves a half-written
+checkpoint under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import operator
+import os
+import random
+import re
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_FORMAT_VERSION",
+    "Checkpoint",
+    "CheckpointError",
+    "capture_rng",
+    "checkpoint_path",
+    "checkpoint_sha256",
+    "list_checkpoints",
+    "load_checkpoint",
+    "load_state_dict_file",
+    "restore_rng",
+    "save_checkpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "landscape-checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
+CHECKPOINT_KEYS = (
+    "format",
+    "format_version",
+    "model_state",
+    "optimizer_state",
+    "step",
+    "rng",
+    "spec",
+    "config",
+    "extra",
+)
+# Wrapper keys under which third-party files commonly keep their state_dict.
+_STATE_DICT_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model_state", "model")
+_STEP_FILE = re.compile(r"step_(\d{7,})\.pt")
+_STEP_DIGITS = 7
+_HASH_CHUNK = 1 << 20
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable, unsafe or not a landscape checkpoint."""
+
+
+@dataclass
+class Checkpoint:
+    """The content of a checkpoint file, with the JSON fields decoded.
+
+    Attributes:
+        model_state: ``model.state_dict()`` at save time (parameters and buffers).
+        optimizer_state: ``optimizer.state_dict()`` or None if no optimizer was saved.
+        step: Training step the state belongs to (number of updates already applied).
+        rng: RNG states in the form returned by :func:`capture_rng`.
+        spec: Model spec as a JSON dict (``ModelSpec.to_dict()``); tuples come back as lists.
+        config: Training configuration as a JSON dict.
+        extra: Free-form JSON metadata.
+        path: The file the checkpoint was read from.
+    """
+
+    model_state: dict[str, Tensor]
+    optimizer_state: dict[str, Any] | None
+    step: int
+    rng: dict[str, Any]
+    spec: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+# --------------------------------------------------------------------------- RNG state
+
+
+def capture_rng() -> dict[str, Any]:
+    """Capture the global RNG states in a form ``torch.load(weights_only=True)`` accepts.
+
+    Returns:
+        ``{"python": (version, tuple_of_625_ints, gauss_next), "numpy": {"algorithm",
+        "keys" (int64 tensor of 624), "pos", "has_gauss", "cached_gaussian"}, "torch":
+        uint8 tensor, "cuda": list of uint8 tensors (one per visible device, empty
+        without CUDA)}``. :func:`restore_rng` reproduces the exact same draws.
+    """
+    version, internal, gauss_next = random.getstate()
+    # The global legacy generator is exactly what must be captured, hence the noqa.
+    algorithm, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # noqa: NPY002
+    cuda = list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else []
+    return {
+        "python": (int(version), tuple(int(k) for k in internal), gauss_next),
+        "numpy": {
+            "algorithm": str(algorithm),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64).copy()),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": cuda,
+    }
+
+
+def restore_rng(state: Mapping[str, Any]) -> None:
+    """Restore the global RNGs from :func:`capture_rng` output (possibly reloaded).
+
+    CUDA states are restored for the devices present; if the checkpoint holds CUDA states
+    but CUDA is unavailable, or the device count differs, a warning is logged and the
+    CPU-side generators are still restored exactly.
+
+    Args:
+        state: Dict with keys ``python``, ``numpy``, ``torch`` and optionally ``cuda``.
+
+    Raises:
+        CheckpointError: If a required key is missing or malformed.
+    """
+    try:
+        version, internal, gauss_next = state["python"]
+        npy = state["numpy"]
+        keys = np.asarray(torch.as_tensor(npy["keys"]).cpu().numpy(), dtype=np.uint32)
+        numpy_state = (
+            str(npy["algorithm"]),
+            keys,
+            int(npy["pos"]),
+            int(npy["has_gauss"]),
+            float(npy["cached_gaussian"]),
+        )
+        cpu = torch.as_tensor(state["torch"]).cpu()
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"malformed RNG state ({exc!r}): pass the dict returned by capture_rng()"
+        ) from exc
+    random.setstate((int(version), tuple(int(k) for k in internal), gauss_next))
+    np.random.set_state(numpy_state)  # noqa: NPY002
+    torch.set_rng_state(cpu)
+    cuda = [torch.as_tensor(s).cpu() for s in state.get("cuda", [])]
+    if not cuda:
+        return
+    if not torch.cuda.is_available():
+        logger.warning("checkpoint holds %d CUDA RNG states but CUDA is unavailable", len(cuda))
+        return
+    n = torch.cuda.device_count()
+    if n != len(cuda):
+        logger.warning("checkpoint holds %d CUDA RNG states, %d devices visible", len(cuda), n)
+    for i, s in enumerate(cuda[:n]):
+        torch.cuda.set_rng_state(s, i)
+
+
+# --------------------------------------------------------------------------- JSON fields
+
+
+def _check_json_safe(obj: Any, where: str) -> None:
+    """Raise CheckpointError naming the first value JSON cannot round-trip."""
+    # float covers NaN and inf too: Python's json writes and reads them back exactly.
+    if obj is None or isinstance(obj, (str, bool, int, float)):
+        return
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise CheckpointError(
+                    f"{where} has key {k!r} of type {type(k).__name__}; JSON keys must be "
+                    "str: convert the key to a string"
+                )
+            _check_json_safe(v, f"{where}[{k!r}]")
+        return
+    if isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _check_json_safe(v, f"{where}[{i}]")
+        return
+    raise CheckpointError(
+        f"{where} is a {type(obj).__module__}.{type(obj).__qualname__}, which is not JSON-safe: "
+        "convert it to str, int, float, bool, None, list or dict before saving"
+    )
+
+
+def _to_json_dict(value: Any, name: str) -> str:
+    """Validate and encode a spec/config/extra mapping as a JSON string."""
+    if value is None:
+        value = {}
+    elif not isinstance(value, Mapping) and callable(getattr(value, "to_dict", None)):
+        value = value.to_dict()
+    if not isinstance(value, Mapping):
+        raise CheckpointError(
+            f"{name} must be a dict (or have .to_dict()), got {type(value).__name__}"
+        )
+    _check_json_safe(value, name)
+    return json.dumps(dict(value))
+
+
+def _from_json_dict(text: Any, name: str, path: Path) -> dict[str, Any]:
+    if not isinstance(text, str):
+        raise CheckpointError(f"corrupt checkpoint at {path}: field {name!r} is not a JSON string")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"corrupt checkpoint at {path}: field {name!r}: {exc}") from exc
+    if not isinstance(value, dict):
+        raise CheckpointError(f"corrupt checkpoint at {path}: field {name!r} is not a JSON object")
+    return value
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def checkpoint_path(directory: str | Path, step: int) -> Path:
+    """Return ``directory / "step_XXXXXXX.pt"`` (step zero-padded to 7 digits).
+
+    Raises:
+        ValueError: If ``step`` is negative or not an integer.
+    """
+    step = _as_step(step)
+    return Path(directory) / f"step_{step:0{_STEP_DIGITS}d}.pt"
+
+
+def list_checkpoints(directory: str | Path) -> list[tuple[int, Path]]:
+    """List ``(step, path)`` of the checkpoints in ``directory``, sorted by step.
+
+    Only files named ``step_XXXXXXX.pt`` count; temporary files of an interrupted save
+    and anything else are ignored. A missing directory yields an empty list.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = []
+    for p in directory.iterdir():
+        m = _STEP_FILE.fullmatch(p.name)
+        if m and p.is_file():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def checkpoint_sha256(path: str | Path) -> str:
+    """SHA-256 hex digest of a file, for recording which checkpoint produced a result."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_HASH_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _as_step(step: Any) -> int:
+    if isinstance(step, bool):
+        raise ValueError(f"step must be a non-negative int, got {step!r}")
+    try:
+        step = operator.index(step)
+    except TypeError as exc:
+        raise ValueError(f"step must be a non-negative int, got {step!r}") from exc
+    if step < 0:
+        raise ValueError(f"step must be a non-negative int, got {step}")
+    return step
+
+
+# --------------------------------------------------------------------------- save
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temp file in ``path``'s directory, fsync, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    # Persist the rename itself; not every platform can open a directory.
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    model: nn.Module | Mapping[str, Tensor],
+    step: int,
+    spec: Mapping[str, Any] | Any,
+    config: Mapping[str, Any] | Any,
+    optimizer: torch.optim.Optimizer | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Write a checkpoint atomically (temp file + fsync + rename); parents are created.
+
+    The global RNG states are captured at call time (:func:`capture_rng`), so saving
+    right after optimizer step ``step`` lets a resumed run draw the same numbers.
+
+    Args:
+        path: Target file, usually :func:`checkpoint_path`.
+        model: The module (its ``state_dict()`` is saved) or a state_dict.
+        step: Non-negative training step.
+        spec: JSON-safe model spec (a dict, or an object with ``to_dict()`` such as
+            ``ModelSpec``); enough to rebuild the model.
+        config: JSON-safe training configuration (dict or object with ``to_dict()``).
+        optimizer: Optimizer whose ``state_dict()`` is saved, or None.
+        extra: JSON-safe free-form metadata, or None.
+
+    Raises:
+        CheckpointError: If spec/config/extra hold values that are not JSON-safe.
+        ValueError: If ``step`` is not a non-negative int.
+    """
+    step = _as_step(step)
+    state = model.state_dict() if isinstance(model, nn.Module) else dict(model)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "model_state": state,
+        "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
+        "step": step,
+        "rng": capture_rng(),
+        "spec": _to_json_dict(spec, "spec"),
+        "config": _to_json_dict(config, "config"),
+        "extra": _to_json_dict(extra, "extra"),
+    }
+    _atomic_torch_save(payload, Path(path))
+
+
+# --------------------------------------------------------------------------- load
+
+
+def _safe_torch_load(path: Path, map_location: Any) -> Any:
+    """``torch.load(weights_only=True)`` with every failure turned into CheckpointError."""
+    if not path.exists():
+        raise CheckpointError(
+            f"no checkpoint at {path}: check the path (list_checkpoints shows what exists)"
+        )
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file: pass a .pt file")
+    try:
+        with warnings.catch_warnings():
+            # Raised for plain-pickle files; the refusal below is the message that matters.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        if "weights only load failed" in str(exc).lower():
+            raise CheckpointError(
+                f"refused to load {path}: it holds objects that are not allowed in a weights-only "
+                "file and nothing in it was executed; if you trust it, re-save its tensors with "
+                "torch.save(model.state_dict(), ...) and load that instead"
+            ) from exc
+        raise CheckpointError(
+            f"{path} is not a landscape checkpoint: not a readable torch file (truncated, corrupt "
+            f"or another format: {type(exc).__name__}); nothing in it was executed - re-create it "
+            "with save_checkpoint or torch.save"
+        ) from exc
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
+    """Load a checkpoint written by :func:`save_checkpoint` without executing any code.
+
+    Args:
+        path: The ``.pt`` file.
+        map_location: Passed to ``torch.load`` (default: everything on the CPU).
+
+    Returns:
+        The decoded :class:`Checkpoint`.
+
+    Raises:
+        CheckpointError: If the file is missing, unreadable, holds disallowed objects (it
+            is refused, not executed), is a foreign torch file (e.g. a bare state_dict), or
+            was written by a newer format version.
+    """
+    path = Path(path)
+    obj = _safe_torch_load(path, map_location)
+    if not isinstance(obj, Mapping) or obj.get("format") != CHECKPOINT_FORMAT:
+        what = (
+            f"a dict with keys {sorted(map(str, obj))[:5]}"
+            if isinstance(obj, Mapping)
+            else f"a {type(obj).__name__}"
+        )
+        raise CheckpointError(
+            f"foreign checkpoint at {path}: {what} (expected keys {list(CHECKPOINT_KEYS)}); "
+            "for a bare state_dict use load_state_dict_file"
+        )
+    version = obj.get("format_version")
+    if not isinstance(version, int) or version > CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint at {path} has format_version {version!r}, this landscape reads up to "
+            f"{CHECKPOINT_FORMAT_VERSION}: upgrade landscape"
+        )
+    missing = [k for k in CHECKPOINT_KEYS if k not in obj]
+    if missing:
+        raise CheckpointError(f"corrupt checkpoint at {path}: missing keys {missing}")
+    return Checkpoint(
+        model_state=dict(obj["model_state"]),
+        optimizer_state=obj["optimizer_state"],
+        step=int(obj["step"]),
+        rng=obj["rng"],
+        spec=_from_json_dict(obj["spec"], "spec", path),
+        config=_from_json_dict(obj["config"], "config", path),
+        extra=_from_json_dict(obj["extra"], "extra", path),
+        path=path,
+    )
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
+    )
+
+
+def load_state_dict_file(path: str | Path, map_location: Any = "cpu") -> dict[str, Tensor]:
+    """Load user-supplied weights safely (``weights_only=True``).
+
+    Accepts a bare state_dict (``torch.save(model.state_dict(), path)``), a landscape
+    checkpoint (its ``model_state`` is returned), or a dict wrapping the state_dict under
+    one of ``state_dict``, ``model_state_dict``, ``model_state``, ``model``. Key prefixes
+    such as ``module.`` are left as they are.
+
+    Raises:
+        CheckpointError: If the file is missing, unsafe, unreadable, or holds no state_dict.
+    """
+    path = Path(path)
+    obj = _safe_torch_load(path, map_location)
+    if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
+        return dict(obj["model_state"])
+    if _is_state_dict(obj):
+        return dict(obj)
+    if isinstance(obj, Mapping):
+        for key in _STATE_DICT_WRAPPER_KEYS:
+            if _is_state_dict(obj.get(key)):
+                return dict(obj[key])
+    raise CheckpointError(
+        f"{path} holds no state_dict (a mapping of parameter names to tensors): save one with "
+        "torch.save(model.state_dict(), path)"
+    )

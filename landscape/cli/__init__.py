@@ -1,0 +1,38 @@
+"""The ``landscape`` command line: a thin click layer over the library.
+
+Each command builds a configuration, calls one library function and writes through the
+storage module. User errors (``ValueError`` and its subclasses, missing files) become a
+one-line ``Error: ...`` and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from .. import __version__
+from ._common import LandscapeGroup
+
+
+@click.group(cls=LandscapeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="landscape")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages to stderr.")
+def main(verbose: bool) -> None:
+    """Loss landscapes of neural networks: BatchNorm vs plain, probes, slices, curvature."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _register() -> None:
+    from . import demo, info, plot, train
+
+    for module in (train, demo, info, plot):
+        module.register(main)
+
+
+_register()

@@ -1,0 +1,97 @@
+"""``landscape train``: a BN/plain pair with checkpoints and an HDF5 log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..train import TrainConfig, train_pair
+from ._common import BadInput, parse_key_values, progress_bars, quiet_option
+
+
+def _int_list(text: str | None, what: str) -> list[int]:
+    if not text:
+        return []
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise BadInput(f"{what} must be comma-separated integers, got {text!r}") from None
+
+
+def train_options(f):
+    """The options shared by ``train`` and ``demo`` (in reverse order of display)."""
+    opts = [
+        click.option("--model", default="vgg_small", show_default=True, help="Registry name or package.module:factory."),
+        click.option("--model-option", "model_options", multiple=True, metavar="KEY=VALUE", help="Family option, e.g. depth=3 (repeatable)."),
+        click.option("--activation", type=click.Choice(["relu", "sigmoid", "tanh"]), default="relu", show_default=True),
+        click.option("--init", type=click.Choice(["glorot", "kaiming", "default"]), default="glorot", show_default=True),
+        click.option("--init-scale", type=float, default=1.0, show_default=True, help="Multiplies every weight tensor after init."),
+        click.option("--bn", type=click.Choice(["both", "bn", "plain"]), default="both", show_default=True, help="Which variants to train."),
+        click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True),
+        click.option("--dataset", default="digits", show_default=True, help="digits, synthetic, cifar10, mnist, fashion-mnist."),
+        click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where the dataset files are (or $LANDSCAPE_DATA_DIR)."),
+        click.option("--download", is_flag=True, help="Fetch the dataset files and verify their checksums."),
+        click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE", help="Dataset option, e.g. subset=5000."),
+        click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="sgd", show_default=True),
+        click.option("--lr", type=float, default=0.1, show_default=True, help="Fixed learning rate (the paper's setting)."),
+        click.option("--momentum", type=float, default=0.9, show_default=True),
+        click.option("--weight-decay", type=float, default=0.0, show_default=True),
+        click.option("--lr-milestones", default=None, metavar="S1,S2", help="Step schedule: multiply lr by --lr-gamma at these steps."),
+        click.option("--lr-gamma", type=float, default=0.1, show_default=True),
+        click.option("--batch-size", type=int, default=128, show_default=True),
+        click.option("--steps", type=int, default=1000, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--eval-every", type=int, default=50, show_default=True),
+        click.option("--checkpoint-steps", default=None, metavar="S1,S2", help="Checkpoint at these steps."),
+        click.option("--checkpoint-every", type=int, default=0, help="Checkpoint every k steps."),
+        click.option("--checkpoint-log", type=int, default=0, help="This many log-spaced checkpoints."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def config_from_options(kw: dict) -> TrainConfig:
+    """Pop the train options from ``kw`` and build a validated TrainConfig."""
+    names = [
+        "model", "activation", "init", "init_scale", "bn", "dtype", "dataset", "data_dir",
+        "download", "optimizer", "lr", "momentum", "weight_decay", "lr_gamma", "batch_size",
+        "steps", "seed", "device", "eval_every", "checkpoint_every", "checkpoint_log",
+    ]  # fmt: skip
+    args = {n: kw.pop(n) for n in names}
+    args["model_options"] = parse_key_values(kw.pop("model_options"), "model-option")
+    args["data_options"] = parse_key_values(kw.pop("data_options"), "data-option")
+    args["lr_milestones"] = _int_list(kw.pop("lr_milestones"), "--lr-milestones")
+    args["checkpoint_steps"] = _int_list(kw.pop("checkpoint_steps"), "--checkpoint-steps")
+    config = TrainConfig(**args)
+    config.validate()
+    return config
+
+
+def report(result) -> None:
+    for v, r in result.variants.items():
+        if r.status == "diverged":
+            click.echo(f"{v:>6}: {r.message}", err=True)
+        else:
+            click.echo(f"{v:>6}: {r.steps_done} steps, train loss {r.final_loss:.4f}, "
+                       f"held-out loss {r.eval_loss:.4f}, accuracy {100 * r.eval_accuracy:.1f}%")
+    click.echo(f"run written to {result.out_dir}")
+
+
+def register(main: click.Group) -> None:
+    @main.command("train")
+    @train_options
+    @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
+    @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
+    @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoints.")
+    @quiet_option
+    def train_cmd(out: Path, overwrite: bool, resume: bool, quiet: bool, **kw) -> None:
+        """Train a BN network and its plain twin as a fair pair (same seed, data order)."""
+        if overwrite and resume:
+            raise BadInput("--overwrite and --resume exclude each other: pick one")
+        config = config_from_options(kw)
+        with progress_bars(quiet) as bars:
+            result = train_pair(config, out, overwrite=overwrite, resume=resume, progress=bars)
+        report(result)

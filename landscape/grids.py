@@ -1,0 +1,313 @@
+"""Resumable slice grids in HDF5: evaluate what is missing, never rewrite what is there.
+
+A slice file is created complete in shape (coordinates, directions, NaN values, a zero
+``computed`` mask) in a temporary file that is renamed into place. Evaluation then only
+writes value cells and mask cells, a chunk at a time: values first, flush, then the mask,
+flush. An interrupted run loses at most one chunk, and a second call with the same
+configuration evaluates exactly the points whose mask is still 0, so its final values are
+identical to those of an uninterrupted run. Layout (``docs/hdf5-schema.md``)::
+
+    /                      provenance attrs (config_json = the full slice config),
+                           slice_format, config_hash, meta (JSON)
+    /coords/x              (nx,) float64
+    /coords/y              (ny,) float64            2D slices only
+    /values/<metric>       (ny, nx) or (nx,) float64, NaN until computed
+    /computed              (ny, nx) or (nx,) uint8, 1 once the point's values are written
+    /directions/d1, d2     one dataset per parameter; attr name = parameter name
+    /buffer_directions/d1  the same for floating buffers, when they move
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from landscape._params import Params
+from landscape.slices import (
+    DEFAULT_RECALIBRATE_BATCHES,
+    BNPolicy,
+    Data,
+    Metric,
+    Precision,
+    SliceResult,
+    evaluate_grid,
+)
+
+__all__ = ["SLICE_FORMAT", "read_grid", "run_grid"]
+
+log = logging.getLogger(__name__)
+
+SLICE_FORMAT = "landscape.slice/1"
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+
+
+def _dumps(obj: Any) -> str:
+    try:
+        return json.dumps(obj, sort_keys=True, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"meta must be JSON-serialisable ({exc})") from exc
+
+
+def _digest(dicts: Iterable[Mapping[str, Tensor]] | None) -> str | None:
+    """SHA-256 of names, dtypes, shapes and bytes of the tensors (key order ignored)."""
+    if dicts is None:
+        return None
+    h = hashlib.sha256()
+    for k, d in enumerate(dicts):
+        for name in sorted(d):
+            t = d[name].detach().cpu().contiguous().reshape(-1)
+            h.update(f"{k}|{name}|{t.dtype}|{tuple(d[name].shape)}|".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _key(name: str) -> str:
+    """HDF5 link name for a parameter name ('/' separates groups; '%' escapes it)."""
+    return name.replace("%", "%25").replace("/", "%2F")
+
+
+def _write_params(group: h5py.Group, params: Mapping[str, Tensor]) -> None:
+    for name, t in params.items():
+        t = t.detach().cpu()
+        arr = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+        ds = group.create_dataset(_key(name), data=arr)
+        ds.attrs["name"] = name
+        ds.attrs["dtype"] = str(t.dtype).removeprefix("torch.")
+
+
+def _read_params(group: h5py.Group, device: str | torch.device) -> Params:
+    out: Params = {}
+    for ds in group.values():
+        dtype = getattr(torch, str(ds.attrs["dtype"]))
+        out[str(ds.attrs["name"])] = torch.from_numpy(np.asarray(ds[()])).to(device, dtype)
+    return out
+
+
+def _write_directions(f: h5py.File, root: str, dirs: Sequence[Mapping[str, Tensor]]) -> None:
+    top = f.create_group(root)
+    for k, d in enumerate(dirs, 1):
+        _write_params(top.create_group(f"d{k}", track_order=True), d)
+
+
+def _create(path: Path, plan: SliceResult, config: dict, meta: dict, device: str) -> None:
+    """Write the complete, not-yet-evaluated slice file atomically (temp file + rename)."""
+    from landscape.storage import provenance, write_provenance
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            write_provenance(f, provenance(config, device=device))
+            f.attrs["slice_format"] = SLICE_FORMAT
+            f.attrs["config_hash"] = meta["config_hash"]
+            f.attrs["meta"] = _dumps(meta)
+            f.create_dataset("coords/x", data=plan.x)
+            if plan.y is not None:
+                f.create_dataset("coords/y", data=plan.y)
+            for name in plan.values:  # explicit data: storage allocated now, not on resume
+                f.create_dataset(f"values/{name}", data=np.full(plan.shape, np.nan))
+            f.create_dataset("computed", data=np.zeros(plan.shape, dtype=np.uint8))
+            _write_directions(f, "directions", plan.directions)
+            if plan.buffer_directions is not None:
+                _write_directions(f, "buffer_directions", plan.buffer_directions)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _stored_hash(path: Path) -> str | None:
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("slice_format") != SLICE_FORMAT:
+                return None
+            return str(f.attrs["config_hash"])
+    except OSError as exc:
+        raise ValueError(f"cannot read {path} ({exc}); pass overwrite=True to replace it") from exc
+
+
+class _CellWriter:
+    """Buffers evaluated points and writes them ``chunk`` at a time: values, then mask."""
+
+    def __init__(self, f: h5py.File, shape: tuple[int, ...], chunk: int) -> None:
+        self.f, self.shape, self.chunk = f, shape, chunk
+        self.pending: list[tuple[int, dict[str, float]]] = []
+
+    def add(self, k: int, point: dict[str, float]) -> None:
+        self.pending.append((k, point))
+        if len(self.pending) >= self.chunk:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        cells = [(np.unravel_index(k, self.shape), point) for k, point in self.pending]
+        for cell, point in cells:
+            for name, v in point.items():
+                self.f["values"][name][cell] = v
+        self.f.flush()  # values reach the file before the mask says they are there
+        for cell, _ in cells:
+            self.f["computed"][cell] = 1
+        self.f.flush()
+        self.pending.clear()
+
+
+def run_grid(
+    path: str | Path,
+    model: nn.Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    data: Data,
+    directions: Sequence[Mapping[str, Tensor]],
+    xs: str | Sequence[float] | np.ndarray,
+    ys: str | Sequence[float] | np.ndarray | None = None,
+    *,
+    meta: Mapping[str, Any],
+    origin: Mapping[str, Tensor] | None = None,
+    buffer_directions: Sequence[Mapping[str, Tensor]] | None = None,
+    bn: BNPolicy = "eval",
+    recalibrate_batches: int = DEFAULT_RECALIBRATE_BATCHES,
+    metrics: Mapping[str, Metric] | None = None,
+    accuracy: bool | None = None,
+    precision: Precision = "native",
+    overwrite: bool = False,
+    chunk: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+) -> SliceResult | None:
+    """Evaluate ``f(a, b) = L(theta + a d1 + b d2)`` into a resumable HDF5 file.
+
+    The configuration (``meta``, coordinates, evaluation settings, and SHA-256 digests of
+    the directions, buffer directions, origin and model state) is hashed into
+    ``config_hash``. A new path is created; an existing file with the same hash is
+    continued (only points whose ``computed`` mask is 0 are evaluated); one with another
+    hash is refused unless ``overwrite``.
+
+    Args:
+        path: The ``.h5`` file.
+        model, loss_fn, data, directions, xs, ys, origin, buffer_directions, bn,
+            recalibrate_batches, metrics, accuracy, precision: As in
+            :func:`landscape.slices.evaluate_grid`.
+        meta: The command's configuration (JSON-safe): kind, seed, normalization, data
+            and checkpoint identity, ... Stored and hashed; it overrides the evaluation
+            metadata on equal keys.
+        overwrite: Replace an existing file that holds a different slice.
+        chunk: Points per write-and-flush.
+        progress: ``progress(done, total)`` counted over the whole grid.
+
+    Returns:
+        The slice read back from the file, or None when the file was already complete
+        (nothing evaluated; "already complete" is logged).
+
+    Raises:
+        ValueError: If the file holds a different slice and ``overwrite`` is False (the
+            file is left untouched), or on invalid arguments.
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    path = Path(path)
+    options = dict(
+        origin=origin,
+        buffer_directions=buffer_directions,
+        bn=bn,
+        recalibrate_batches=recalibrate_batches,
+        metrics=metrics,
+        accuracy=accuracy,
+        precision=precision,
+    )
+    plan = evaluate_grid(model, loss_fn, data, directions, xs, ys, points=[], **options)
+    config = {
+        "format": SLICE_FORMAT,
+        "meta": json.loads(_dumps(dict(meta))),
+        "eval": plan.meta,
+        "x": plan.x.tolist(),
+        "y": None if plan.y is None else plan.y.tolist(),
+        "digests": {
+            "directions": _digest(directions),
+            "buffer_directions": _digest(buffer_directions),
+            "origin": _digest(None if origin is None else [origin]),
+            "model": _digest([model.state_dict()]),
+        },
+    }
+    config_hash = hashlib.sha256(_dumps(config).encode()).hexdigest()
+    file_meta = {**plan.meta, **config["meta"], "config_hash": config_hash}
+    device = str(next((t.device for t in model.parameters()), "cpu"))
+
+    if path.exists() and not overwrite:
+        stored = _stored_hash(path)
+        if stored != config_hash:
+            what = "a different slice" if stored else "no landscape slice"
+            raise ValueError(f"{path} holds {what}; pass overwrite=True to replace it")
+    else:
+        _create(path, plan, config, file_meta, device)
+
+    try:
+        f = h5py.File(path, "r+")
+    except OSError as exc:
+        raise ValueError(f"cannot open {path} for writing (another run?): {exc}") from exc
+    with f:
+        todo = np.flatnonzero(f["computed"][()].reshape(-1) == 0)
+        total = int(np.prod(plan.shape))
+        if todo.size == 0:
+            log.info("%s: already complete", path)
+            return None
+        before = total - todo.size
+        log.info("%s: evaluating %d of %d points", path, todo.size, total)
+        writer = _CellWriter(f, plan.shape, chunk)
+        report = None if progress is None else (lambda done, _: progress(before + done, total))
+        try:
+            evaluate_grid(
+                model, loss_fn, data, directions, xs, ys, points=todo.tolist(),
+                on_point=writer.add, progress=report, **options,
+            )  # fmt: skip
+        finally:
+            writer.flush()
+    return read_grid(path)
+
+
+def read_grid(path: str | Path, *, device: str | torch.device = "cpu") -> SliceResult:
+    """Read a slice file written by :func:`run_grid` (directions keyed by parameter name).
+
+    Raises:
+        ValueError: If the file is not a landscape slice file.
+    """
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from exc
+    with f:
+        if f.attrs.get("slice_format") != SLICE_FORMAT:
+            raise ValueError(f"{path} is not a landscape slice file")
+        meta = json.loads(f.attrs["meta"])
+        x = f["coords/x"][()]
+        y = f["coords/y"][()] if "y" in f["coords"] else None
+        names = [n for n in meta.get("metrics", []) if n in f["values"]]
+        names += [n for n in f["values"] if n not in names]
+        values = {n: f["values"][n][()] for n in names}
+        computed = f["computed"][()].astype(bool)
+        dirs = [_read_params(g, device) for g in _ordered(f["directions"])]
+        bdirs = None
+        if "buffer_directions" in f:
+            bdirs = [_read_params(g, device) for g in _ordered(f["buffer_directions"])]
+    return SliceResult(x, y, values, meta, dirs, computed, bdirs)
+
+
+def _ordered(group: h5py.Group) -> list[h5py.Group]:
+    return [group[f"d{k}"] for k in range(1, len(group) + 1)]

@@ -1,0 +1,47 @@
+"""Rendering: plain arrays and mappings in, :class:`matplotlib.figure.Figure` out.
+
+Every builder is pure (no pyplot, no global rc changes, no file access); write figures with
+:func:`save_figure`. Series are passed as a mapping label -> data; the labels "Standard" and
+"Standard + BatchNorm" (or the storage names ``plain`` and ``bn``) keep the same colour in
+every figure.
+"""
+
+from .curves import divergence_step, moving_average, training_curves
+from .santurkar import gradient_distance_vs_step, gradient_landscape, ics_figure
+from .slices import SurfaceKind, compare_lines, compare_surfaces, line_plot, surface_plot
+from .style import (
+    LABELS,
+    PALETTE,
+    RC_PARAMS,
+    color_for,
+    colors_for,
+    display_label,
+    figure_style,
+    save_figure,
+)
+
+__all__ = [  # noqa: RUF022 - grouped by theme, as the house style asks
+    # style and output
+    "LABELS",
+    "PALETTE",
+    "RC_PARAMS",
+    "color_for",
+    "colors_for",
+    "display_label",
+    "figure_style",
+    "save_figure",
+    # training curves (Santurkar et al. Fig. 1)
+    "divergence_step",
+    "moving_average",
+    "training_curves",
+    # gradient probes and internal covariate shift (Santurkar et al. Figs. 3, 4, 10)
+    "gradient_distance_vs_step",
+    "gradient_landscape",
+    "ics_figure",
+    # loss-landscape slices (Li et al.)
+    "SurfaceKind",
+    "compare_lines",
+    "compare_surfaces",
+    "line_plot",
+    "surface_plot",
+]

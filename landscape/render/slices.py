@@ -1,0 +1,512 @@
+"""Loss-landscape slices in the style of Li et al. (NeurIPS 2018).
+
+1-D slices f(α) = L(θ + α d) or interpolations f(α) = L((1 − α) θ + α θ′):
+:func:`line_plot` (one model) and :func:`compare_lines` (variants overlaid).
+2-D slices f(α, β) = L(θ + α d₁ + β d₂): :func:`surface_plot` (one model, optionally with a
+PCA optimisation trajectory) and :func:`compare_surfaces` (variants side by side on one
+colour scale with the same contour levels).
+
+Surfaces are ``z`` arrays shaped ``(len(y), len(x))``: rows follow ``y``, columns follow
+``x``. NaN marks a cell that has not been computed yet; such cells are left blank (grey in
+heatmaps) and counted in the panel title.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib import patheffects as pe
+from matplotlib.axes import Axes
+from matplotlib.colors import Colormap, LogNorm, Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from numpy.typing import ArrayLike
+
+from .style import (
+    _finite_or_nan,
+    _has_positive,
+    _positive_or_nan,
+    colors_for,
+    display_label,
+    figure_style,
+    new_figure,
+)
+
+__all__ = ["SurfaceKind", "compare_lines", "compare_surfaces", "line_plot", "surface_plot"]
+
+SurfaceKind = Literal["contour", "contourf", "heatmap", "surface"]
+_KINDS: tuple[str, ...] = ("contour", "contourf", "heatmap", "surface")
+
+DEFAULT_LEVELS = 15
+_CMAP = "viridis"
+_NOT_COMPUTED = "0.85"  # heatmap colour of NaN (not yet computed) cells
+_LOSS_STYLES = ("-", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
+_ACC_STYLES = ("--", (0, (1, 1)), (0, (3, 1, 1, 1)), (0, (8, 2)))
+_FINAL_COLOR = "#E69F00"  # Okabe-Ito orange: the trajectory's end point
+
+DEFAULT_XLABEL_1D = "α  (parameters θ + α·d)"
+DEFAULT_XLABEL_2D = "α  (along direction d₁)"
+DEFAULT_YLABEL_2D = "β  (along direction d₂)"
+
+
+# ---------------------------------------------------------------------------------------------
+# 1-D slices
+
+
+def _is_accuracy(name: str) -> bool:
+    return "acc" in name.lower()
+
+
+def _pretty(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def _line_styles(names: Sequence[str]) -> dict[str, Any]:
+    """Linestyle per quantity: losses solid/dotted..., accuracies dashed/..."""
+    styles: dict[str, Any] = {}
+    n_loss = n_acc = 0
+    for name in names:
+        if _is_accuracy(name):
+            styles[name] = _ACC_STYLES[n_acc % len(_ACC_STYLES)]
+            n_acc += 1
+        else:
+            styles[name] = _LOSS_STYLES[n_loss % len(_LOSS_STYLES)]
+            n_loss += 1
+    return styles
+
+
+def _draw_lines(
+    panels: Mapping[str, tuple[ArrayLike, Mapping[str, ArrayLike]]],
+    colors: Mapping[str, str],
+    *,
+    log: bool,
+    xlabel: str | None,
+    title: str | None,
+    legend_variants: bool,
+) -> Figure:
+    names: list[str] = []
+    for _, values in panels.values():
+        names += [n for n in values if n not in names]
+    if not names:
+        raise ValueError("no values to plot: pass e.g. {'loss': ..., 'accuracy': ...}")
+    styles = _line_styles(names)
+    has_acc = any(_is_accuracy(n) for n in names)
+    has_loss = any(not _is_accuracy(n) for n in names)
+    loss_values = [
+        np.asarray(v, dtype=float).ravel()
+        for _, values in panels.values()
+        for n, v in values.items()
+        if not _is_accuracy(n)
+    ]
+    log = log and bool(loss_values) and _has_positive(np.concatenate(loss_values))
+
+    with figure_style():
+        fig = new_figure((6.4, 4.2))
+        ax = fig.add_subplot()
+        ax_acc = ax.twinx() if has_acc and has_loss else (ax if has_acc else None)
+        if ax_acc is not None and ax_acc is not ax:
+            ax_acc.grid(False)
+            ax_acc.spines["right"].set_visible(True)
+        for label, (x, values) in panels.items():
+            x = np.asarray(x, dtype=float).ravel()
+            for name, v in values.items():
+                v = np.asarray(v, dtype=float).ravel()
+                if v.size != x.size:
+                    raise ValueError(
+                        f"{label!r}: {name!r} has {v.size} values for {x.size} x positions"
+                    )
+                if _is_accuracy(name):
+                    target, y = ax_acc, 100.0 * _finite_or_nan(v)
+                else:
+                    target, y = ax, _positive_or_nan(v) if log else _finite_or_nan(v)
+                target.plot(x, y, color=colors[label], linestyle=styles[name])
+        ax.set_xlabel(xlabel or DEFAULT_XLABEL_1D)
+        if has_loss:
+            ax.set_ylabel("loss (log scale)" if log else "loss")
+            if log:
+                ax.set_yscale("log")
+        if ax_acc is not None:
+            ax_acc.set_ylabel("accuracy (%)")
+
+        handles = []
+        if legend_variants:
+            handles += [Line2D([], [], color=c, label=lab) for lab, c in colors.items()]
+        quantity_color = "0.3" if legend_variants else next(iter(colors.values()))
+        handles += [
+            Line2D([], [], color=quantity_color, linestyle=styles[n],
+                   label=_pretty(n) + (" (right axis)" if _is_accuracy(n) and has_loss else ""))
+            for n in names
+        ]
+        fig.legend(handles=handles, loc="outside upper center",
+                   ncols=min(len(handles), 3 if legend_variants else 4))
+        if title:
+            fig.suptitle(title)
+    return fig
+
+
+def line_plot(
+    x: ArrayLike,
+    values: Mapping[str, ArrayLike],
+    *,
+    label: str | None = None,
+    log: bool = False,
+    xlabel: str | None = None,
+    title: str | None = None,
+) -> Figure:
+    """A 1-D slice of one model: loss on the left axis, accuracy on a twin right axis.
+
+    Args:
+        x: Positions α along the slice, shape (N,).
+        values: Mapping quantity -> (N,) values, e.g. ``{"train_loss": ..., "train_accuracy":
+            ..., "test_loss": ...}``. Names containing "acc" are accuracies in [0, 1] (shown
+            in % on the right axis); all others are losses (left axis). NaN = not computed.
+        label: The model's label (e.g. "Standard"); sets the line colour and the default title.
+        log: Log-scale loss axis (non-positive values are left out).
+        xlabel: x-axis label (default "α  (parameters θ + α·d)").
+        title: Figure title (default: ``label``).
+
+    Returns:
+        The figure (1 axes, 2 when both losses and accuracies are given).
+    """
+    name = display_label(label) if label else "model"
+    colors = {name: colors_for([name])[name] if label else "#000000"}
+    return _draw_lines(
+        {name: (x, values)}, colors, log=log, xlabel=xlabel,
+        title=title if title is not None else (display_label(label) if label else None),
+        legend_variants=False,
+    )
+
+
+def compare_lines(
+    panels: Mapping[str, tuple[ArrayLike, Mapping[str, ArrayLike]]],
+    *,
+    log: bool = False,
+    xlabel: str | None = None,
+    title: str | None = None,
+) -> Figure:
+    """1-D slices of several variants overlaid on one axes (accuracy on a twin right axis).
+
+    Colour identifies the variant ("Standard" vermillion, "Standard + BatchNorm" blue);
+    line style identifies the quantity (losses solid or dotted, accuracies dashed).
+
+    Args:
+        panels: Mapping label -> ``(x, values)`` as for :func:`line_plot`.
+        log: Log-scale loss axis.
+        xlabel: x-axis label.
+        title: Figure title.
+
+    Returns:
+        The figure (1 axes, 2 when both losses and accuracies are given).
+    """
+    if not panels:
+        raise ValueError("compare_lines needs at least one variant")
+    shown = {display_label(k): v for k, v in panels.items()}
+    return _draw_lines(shown, colors_for(shown), log=log, xlabel=xlabel, title=title,
+                       legend_variants=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2-D slices
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in _KINDS:
+        raise ValueError(f"unknown surface kind {kind!r}; use one of {', '.join(_KINDS)}")
+
+
+def _grid(x: ArrayLike, y: ArrayLike, z: ArrayLike, label: str) -> tuple[np.ndarray, ...]:
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    z = np.asarray(z, dtype=float)
+    if x.ndim != 1 or y.ndim != 1:
+        raise ValueError(f"{label}: x and y must be 1-D coordinate vectors")
+    if z.shape != (y.size, x.size):
+        raise ValueError(
+            f"{label}: z must be shaped (len(y), len(x)) = ({y.size}, {x.size}) with x along "
+            f"columns, got {z.shape}"
+        )
+    return x, y, z
+
+
+def _scale(
+    zs: Sequence[np.ndarray],
+    levels: int | Sequence[float] | None,
+    log: bool,
+    vmin: float | None,
+    vmax: float | None,
+) -> tuple[np.ndarray, Normalize] | None:
+    """Common contour levels and colour norm from the union of finite (positive if log) values.
+
+    Returns ``None`` when there is nothing to scale (no computed value and no explicit range).
+    """
+    vals = np.concatenate([(_positive_or_nan(z) if log else _finite_or_nan(z)).ravel()
+                           for z in zs])
+    vals = vals[np.isfinite(vals)]
+    if levels is not None and not isinstance(levels, (int, np.integer)):
+        lv = np.sort(np.asarray(levels, dtype=float).ravel())
+        if lv.size < 2:
+            raise ValueError("levels needs at least two values")
+        lo = lv[0] if vmin is None else vmin
+        hi = lv[-1] if vmax is None else vmax
+    else:
+        n = DEFAULT_LEVELS if levels is None else int(levels)
+        if n < 2:
+            raise ValueError(f"levels must be >= 2, got {n}")
+        if vals.size == 0 and (vmin is None or vmax is None):
+            return None
+        lo = float(vals.min()) if vmin is None else float(vmin)
+        hi = float(vals.max()) if vmax is None else float(vmax)
+        if log and lo <= 0:
+            raise ValueError(f"log scale needs a positive lower limit, got vmin={lo}")
+        if hi <= lo:  # flat surface: widen so that the colour scale is defined
+            hi = lo * 10.0 if log else lo + max(abs(lo), 1.0) * 0.1
+        lv = np.geomspace(lo, hi, n) if log else np.linspace(lo, hi, n)
+    if log and lo <= 0:
+        raise ValueError(f"log scale needs positive levels, got a lower limit of {lo}")
+    norm = LogNorm(lo, hi) if log else Normalize(lo, hi)
+    return lv, norm
+
+
+def _extend(zs: Sequence[np.ndarray], norm: Normalize) -> str:
+    vals = np.concatenate([_finite_or_nan(z).ravel() for z in zs])
+    vals = vals[np.isfinite(vals)]
+    below = bool(vals.size and vals.min() < norm.vmin)
+    above = bool(vals.size and vals.max() > norm.vmax)
+    return {(False, False): "neither", (True, False): "min", (False, True): "max"}.get(
+        (below, above), "both"
+    )
+
+
+def _level_format(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def _coverage_note(z: np.ndarray) -> str:
+    missing = int(np.isnan(z).sum())
+    if not missing:
+        return ""
+    return f"{z.size - missing} of {z.size} cells computed"
+
+
+def _draw_trajectory(ax: Axes, trajectory: ArrayLike, *, z_floor: float | None = None) -> None:
+    t = np.asarray(trajectory, dtype=float)
+    if t.ndim != 2 or t.shape[1] != 2 or t.shape[0] == 0:
+        raise ValueError(f"trajectory must be shaped (T, 2), got {t.shape}")
+    outline = [pe.withStroke(linewidth=3.2, foreground="black")]
+    kw: dict[str, Any] = {}
+    if z_floor is not None:  # 3-D axes: draw on the floor of the box
+        kw["zs"] = z_floor
+    ax.plot(t[:, 0], t[:, 1], color="white", linewidth=1.6, marker="o", markersize=4,
+            markerfacecolor="white", markeredgecolor="black", path_effects=outline,
+            label="trajectory", zorder=4, **kw)
+    ax.plot(t[-1:, 0], t[-1:, 1], linestyle="none", marker="*", markersize=15,
+            markerfacecolor=_FINAL_COLOR, markeredgecolor="black", markeredgewidth=1.0,
+            label="final point", zorder=5, **kw)
+    ax.legend(loc="upper right", framealpha=0.85, frameon=True)
+
+
+def _draw_surface(
+    ax: Axes,
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    *,
+    kind: str,
+    levels: np.ndarray,
+    norm: Normalize,
+    log: bool,
+    extend: str,
+) -> Any:
+    """Draw one surface on ``ax`` and return the artist that carries levels/norm."""
+    zm = np.ma.masked_invalid(_positive_or_nan(z) if log else _finite_or_nan(z))
+    cmap: Colormap = colormaps[_CMAP].with_extremes(bad=_NOT_COMPUTED)
+    if kind == "contour":
+        cs = ax.contour(x, y, zm, levels=levels, cmap=cmap, norm=norm, linewidths=1.1)
+        shown = cs.levels[::2] if len(cs.levels) > 8 else cs.levels
+        ax.clabel(cs, shown, inline=True, fontsize=7, fmt=_level_format)
+        return cs
+    elif kind == "contourf":
+        cs = ax.contourf(x, y, zm, levels=levels, cmap=cmap, norm=norm, extend=extend)
+        ax.contour(x, y, zm, levels=levels, colors="black", linewidths=0.4, alpha=0.35)
+        return cs
+    elif kind == "heatmap":
+        return ax.pcolormesh(x, y, zm, shading="nearest", cmap=cmap, norm=norm)
+    elif kind == "surface":
+        xx, yy = np.meshgrid(x, y)
+        height = np.ma.filled(zm.astype(float), np.nan)
+        if log:  # 3-D axes have no reliable log scale: plot log10 heights on a linear axis
+            height = np.log10(height)
+            norm = Normalize(np.log10(norm.vmin), np.log10(norm.vmax))
+        surf = ax.plot_surface(xx, yy, height, cmap=cmap, norm=norm, rstride=1, cstride=1,
+                               linewidth=0, antialiased=False)
+        ax.set_zlim(norm.vmin, norm.vmax)
+        return surf
+    else:
+        raise ValueError(f"unknown surface kind {kind!r}; use one of {', '.join(_KINDS)}")
+
+
+def _new_axes(fig: Figure, kind: str, n: int) -> list[Axes]:
+    if kind == "surface":
+        return [fig.add_subplot(1, n, i + 1, projection="3d") for i in range(n)]
+    return list(np.atleast_1d(fig.subplots(1, n, squeeze=False)[0]))
+
+
+def _label_axes(ax: Axes, kind: str, xlabel: str | None, ylabel: str | None, zlabel: str) -> None:
+    ax.set_xlabel(xlabel or DEFAULT_XLABEL_2D)
+    ax.set_ylabel(ylabel or DEFAULT_YLABEL_2D)
+    if kind == "surface":
+        ax.set_zlabel(zlabel)
+        ax.grid(True)
+
+
+def _colorbar_label(zlabel: str, kind: str, log: bool) -> str:
+    if log and kind == "surface":
+        return f"log₁₀ {zlabel}"
+    return f"{zlabel} (log scale)" if log else zlabel
+
+
+def _empty_note(ax: Axes) -> None:
+    ax.text(0.5, 0.5, "no computed values yet", transform=ax.transAxes, ha="center",
+            va="center", color="0.4")
+
+
+def surface_plot(
+    x: ArrayLike,
+    y: ArrayLike,
+    z: ArrayLike,
+    *,
+    kind: SurfaceKind = "contour",
+    levels: int | Sequence[float] | None = None,
+    log: bool = False,
+    title: str | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    trajectory: ArrayLike | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    zlabel: str = "loss",
+) -> Figure:
+    """A 2-D slice f(α, β) as labelled contours, filled contours, a heatmap or a 3-D surface.
+
+    Args:
+        x: Coordinates along the first direction, shape (nx,).
+        y: Coordinates along the second direction, shape (ny,).
+        z: Values shaped (ny, nx), x along columns; NaN = not computed (left blank).
+        kind: "contour" (labelled level lines), "contourf", "heatmap" or "surface" (3-D).
+        levels: Number of levels (default 15) or the explicit level values.
+        log: Log-spaced levels and a logarithmic colour scale (non-positive values masked).
+        title: Axes title.
+        vmin: Lower end of the colour scale (default: smallest computed value).
+        vmax: Upper end of the colour scale (default: largest computed value).
+        trajectory: Optional (T, 2) path in (x, y) coordinates, e.g. an optimisation
+            trajectory projected on two PCA directions; drawn with markers, the final point
+            as a star.
+        xlabel: x-axis label, e.g. "PC 1 (72.1 % of variance)".
+        ylabel: y-axis label.
+        zlabel: Name of the plotted quantity (colourbar and z-axis label).
+
+    Returns:
+        The figure (the plot's axes, plus the colourbar's when any value is computed).
+
+    Raises:
+        ValueError: For an unknown ``kind``, wrongly shaped inputs or a non-positive lower
+            limit with ``log``.
+    """
+    _check_kind(kind)
+    x, y, z = _grid(x, y, z, "surface_plot")
+    scale = _scale([z], levels, log, vmin, vmax)
+    with figure_style():
+        fig = new_figure((6.0, 4.8))
+        (ax,) = _new_axes(fig, kind, 1)
+        note = _coverage_note(z)
+        if scale is None:
+            _empty_note(ax)
+        else:
+            lv, norm = scale
+            artist = _draw_surface(ax, x, y, z, kind=kind, levels=lv, norm=norm, log=log,
+                                   extend=_extend([z], norm))
+            cbar = fig.colorbar(artist, ax=ax, label=_colorbar_label(zlabel, kind, log),
+                                shrink=0.8 if kind == "surface" else 1.0)
+            if kind == "contour":
+                cbar.ax.minorticks_off()
+        if trajectory is not None:
+            floor = None
+            if kind == "surface":
+                floor = ax.get_zlim()[0]
+            _draw_trajectory(ax, trajectory, z_floor=floor)
+        _label_axes(ax, kind, xlabel, ylabel, zlabel)
+        heading = "\n".join(s for s in (title, note) if s)
+        if heading:
+            ax.set_title(heading)
+    return fig
+
+
+def compare_surfaces(
+    panels: Mapping[str, tuple[ArrayLike, ArrayLike, ArrayLike]],
+    *,
+    kind: SurfaceKind = "contour",
+    log: bool = False,
+    levels: int | Sequence[float] | None = None,
+    title: str | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    zlabel: str = "loss",
+) -> Figure:
+    """2-D slices of several variants side by side on one colour scale.
+
+    All panels use the same contour levels and the same colour norm, computed from the union
+    of the finite values of every panel, and share one colourbar, so equal colours mean equal
+    values across variants.
+
+    Args:
+        panels: Mapping label -> ``(x, y, z)`` as for :func:`surface_plot`.
+        kind: "contour", "contourf", "heatmap" or "surface".
+        log: Log-spaced levels and a logarithmic colour scale.
+        levels: Number of levels (default 15) or the explicit level values.
+        title: Figure title.
+        vmin: Lower end of the shared colour scale.
+        vmax: Upper end of the shared colour scale.
+        xlabel: x-axis label.
+        ylabel: y-axis label.
+        zlabel: Name of the plotted quantity.
+
+    Returns:
+        The figure (one axes per panel plus one colourbar's).
+
+    Raises:
+        ValueError: For an unknown ``kind``, no panels or wrongly shaped inputs.
+    """
+    _check_kind(kind)
+    if not panels:
+        raise ValueError("compare_surfaces needs at least one panel")
+    grids = {display_label(k): _grid(*v, f"panel {k!r}") for k, v in panels.items()}
+    zs = [g[2] for g in grids.values()]
+    scale = _scale(zs, levels, log, vmin, vmax)
+    colors = colors_for(grids)
+    with figure_style():
+        fig = new_figure((4.6 * len(grids) + 1.2, 4.4))
+        axes = _new_axes(fig, kind, len(grids))
+        artist = None
+        for ax, (label, (x, y, z)) in zip(axes, grids.items()):
+            if scale is None:
+                _empty_note(ax)
+            else:
+                lv, norm = scale
+                artist = _draw_surface(ax, x, y, z, kind=kind, levels=lv, norm=norm, log=log,
+                                       extend=_extend(zs, norm))
+            note = _coverage_note(z)
+            ax.set_title(f"{label}\n{note}" if note else label, color=colors[label])
+            _label_axes(ax, kind, xlabel, ylabel, zlabel)
+        if artist is not None:
+            cbar = fig.colorbar(artist, ax=axes, label=_colorbar_label(zlabel, kind, log),
+                                shrink=0.8 if kind == "surface" else 1.0)
+            if kind == "contour":
+                cbar.ax.minorticks_off()
+        if title:
+            fig.suptitle(title)
+    return fig

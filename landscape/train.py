@@ -1,0 +1,463 @@
+"""Paired training of a BatchNorm network and its plain twin, with checkpoints and HDF5 logs.
+
+A *pair* shares everything but the BN layers: the same seed, the same initial weights for
+the layers both have (copied from the BN model into the plain one), and the same batch at
+every step (``data.batch_indices`` is a pure function of the seed and the step). Each
+variant logs per step to ``run.h5`` under ``/train/<variant>`` and, every ``eval_every``
+steps, held-out metrics under ``/eval/<variant>``. A variant whose loss stops being finite
+is recorded as ``diverged`` and stopped; the other variant still runs to the end.
+
+Checkpoint ``step_k`` holds the weights after ``k`` updates; a log row with step ``s`` is
+the update from ``s`` to ``s + 1``. Resuming from checkpoint ``k`` truncates every series
+to rows with step ``< k`` and continues, reaching the same weights bit for bit on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from . import checkpoints, storage
+from .data import Dataset, accuracy, batch_indices, eval_batches, load_dataset
+from .models import ModelSpec, copy_shared_parameters
+
+log = logging.getLogger(__name__)
+
+Variant = Literal["bn", "plain"]
+VARIANTS: tuple[Variant, ...] = ("bn", "plain")
+RUN_FILE = "run.h5"
+#: Log rows are buffered in memory and written in blocks of this many steps.
+LOG_FLUSH_EVERY = 100
+
+__all__ = [
+    "RUN_FILE",
+    "VARIANTS",
+    "PairResult",
+    "TrainConfig",
+    "VariantResult",
+    "checkpoint_schedule",
+    "loss_function",
+    "resolve_device",
+    "train_pair",
+]
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run; saved as JSON with every output.
+
+    The defaults are the bundled CPU demo: a small VGG on the 8x8 digits, plain SGD at the
+    paper's fixed learning rate 0.1, batch 128.
+    """
+
+    # model
+    model: str = "vgg_small"  # registry name or "package.module:factory"
+    model_options: dict[str, Any] = field(default_factory=dict)  # family options: depth, width..
+    activation: Literal["relu", "sigmoid", "tanh"] = "relu"
+    init: Literal["glorot", "kaiming", "default"] = "glorot"  # the paper uses Glorot
+    init_scale: float = 1.0  # multiplies every weight tensor after init (science.md s. 2)
+    bn: Literal["both", "bn", "plain"] = "both"  # which variants to train
+    dtype: Literal["float32", "float64"] = "float32"
+    # data
+    dataset: str = "digits"
+    data_dir: str | None = None
+    download: bool = False
+    data_options: dict[str, Any] = field(default_factory=dict)
+    # optimisation
+    optimizer: Literal["sgd", "momentum", "adam"] = "sgd"
+    lr: float = 0.1  # fixed, as in the paper, unless lr_milestones is given
+    momentum: float = 0.9  # used by optimizer="momentum"
+    weight_decay: float = 0.0
+    lr_milestones: list[int] = field(default_factory=list)  # step schedule: lr *= lr_gamma at each
+    lr_gamma: float = 0.1
+    batch_size: int = 128
+    steps: int = 1000
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # evaluation and checkpoints
+    eval_every: int = 50
+    eval_batch_size: int = 1024
+    checkpoint_steps: list[int] = field(default_factory=list)  # explicit steps, or
+    checkpoint_every: int = 0  # every k steps, or
+    checkpoint_log: int = 0  # this many log-spaced steps; 0 and the last step always kept
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field and how to fix it."""
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"learning rate must be a positive number, got {self.lr}")
+        for name in ("batch_size", "steps", "eval_every", "eval_batch_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("checkpoint_every", "checkpoint_log"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if any(s < 0 or s > self.steps for s in self.checkpoint_steps):
+            raise ValueError(f"checkpoint steps must lie in [0, {self.steps}]")
+        if not (math.isfinite(self.init_scale) and self.init_scale > 0):
+            raise ValueError(f"init_scale must be positive, got {self.init_scale}")
+        choices = {
+            "bn": ("both", "bn", "plain"),
+            "optimizer": ("sgd", "momentum", "adam"),
+            "device": ("auto", "cpu", "cuda"),
+            "dtype": ("float32", "float64"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+
+    @property
+    def variants(self) -> tuple[Variant, ...]:
+        return VARIANTS if self.bn == "both" else (self.bn,)  # type: ignore[return-value]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training options: {sorted(unknown)}")
+        return cls(**d)
+
+    def spec(self, dataset: Dataset, bn: bool) -> ModelSpec:
+        return ModelSpec(
+            name=self.model,
+            bn=bn,
+            activation=self.activation,
+            init=self.init,
+            init_scale=self.init_scale,
+            input_shape=tuple(dataset.input_shape),
+            num_classes=dataset.num_classes,
+            options=dict(self.model_options),
+        )
+
+
+@dataclass
+class VariantResult:
+    variant: Variant
+    status: Literal["finished", "diverged"]
+    steps_done: int
+    final_loss: float
+    eval_loss: float
+    eval_accuracy: float
+    message: str = ""
+
+
+@dataclass
+class PairResult:
+    out_dir: Path
+    variants: dict[str, VariantResult]
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when present; asking for CUDA without one is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda requested but no CUDA device is available: use --device cpu")
+    if device in ("cpu", "cuda"):
+        return torch.device(device)
+    raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+
+
+def loss_function(task: str) -> Callable[[Tensor, Tensor], Tensor]:
+    """Cross-entropy for classification, mean squared error for regression (the DLN)."""
+    if task == "classification":
+        return nn.functional.cross_entropy
+    if task == "regression":
+        return nn.functional.mse_loss
+    raise ValueError(f"unknown task {task!r}")
+
+
+def checkpoint_schedule(config: TrainConfig) -> list[int]:
+    """Steps (number of updates done) at which checkpoints are written; 0 and the end always."""
+    steps = {0, config.steps, *config.checkpoint_steps}
+    if config.checkpoint_every:
+        steps.update(range(0, config.steps + 1, config.checkpoint_every))
+    if config.checkpoint_log:
+        grid = np.logspace(0, math.log10(max(config.steps, 1)), config.checkpoint_log)
+        steps.update(int(round(s)) for s in grid)
+    return sorted(s for s in steps if 0 <= s <= config.steps)
+
+
+def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "momentum":
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}: choose sgd, momentum or adam")
+
+
+def lr_at(config: TrainConfig, step: int) -> float:
+    """Fixed learning rate, multiplied by ``lr_gamma`` at each milestone already passed."""
+    passed = sum(1 for m in config.lr_milestones if step >= m)
+    return config.lr * config.lr_gamma**passed
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    x: Tensor,
+    y: Tensor,
+    batch_size: int,
+) -> tuple[float, float]:
+    """Mean loss and accuracy (NaN for regression) over ``(x, y)`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    total, correct, n = 0.0, 0.0, 0
+    classify = y.dtype == torch.int64
+    for xb, yb in eval_batches(x, y, batch_size):
+        out = model(xb)
+        total += float(loss_fn(out, yb)) * len(xb)
+        if classify:
+            correct += accuracy(out, yb) * len(xb)
+        n += len(xb)
+    model.train(was_training)
+    return total / n, (correct / n if classify else float("nan"))
+
+
+StepHook = Callable[[str, int, nn.Module, Callable[[Tensor, Tensor], Tensor], tuple[Tensor, Tensor]], None]
+
+
+class _SeriesBuffer:
+    """Rows kept in memory and appended to an HDF5 group in blocks."""
+
+    def __init__(self, path: Path, group: str):
+        self.path, self.group, self.rows = path, group, []
+
+    def add(self, **row: Any) -> None:
+        self.rows.append(row)
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        cols = {k: np.asarray([r[k] for r in self.rows]) for k in self.rows[0]}
+        with h5py.File(self.path, "a") as f:
+            storage.append_rows(f.require_group(self.group), **cols)
+        self.rows = []
+
+
+def _set_status(path: Path, variant: str, status: str, message: str = "") -> None:
+    with h5py.File(path, "a") as f:
+        g = f.require_group(f"train/{variant}")
+        g.attrs["status"] = status
+        g.attrs["message"] = message
+
+
+def _truncate(path: Path, variant: str, before_step: int) -> None:
+    """Drop every logged row of ``variant`` whose step is ``>= before_step``."""
+    with h5py.File(path, "a") as f:
+        for analysis in ("train", "eval", "probe", "ics"):
+            name = f"{analysis}/{variant}"
+            if name in f and "step" in f[name]:
+                storage.truncate_series(f[name], "step", before_step - 1)
+
+
+def _batches(data: Dataset, config: TrainConfig, start: int, device: torch.device) -> Iterator[tuple[int, Tensor, Tensor]]:
+    # The training set is small and kept resident on the device; batches are index gathers.
+    x, y = data.x_train.to(device), data.y_train.to(device)
+    for step in range(start, config.steps):
+        idx = batch_indices(len(x), config.batch_size, step, config.seed).to(device)
+        yield step, x[idx], y[idx]
+
+
+def _train_variant(
+    variant: Variant,
+    model: nn.Module,
+    spec: ModelSpec,
+    data: Dataset,
+    config: TrainConfig,
+    out_dir: Path,
+    device: torch.device,
+    resume: bool,
+    hooks: list[StepHook],
+    progress: Callable[[str, int, int], None] | None,
+) -> VariantResult:
+    run_file = out_dir / RUN_FILE
+    ckpt_dir = out_dir / "checkpoints" / variant
+    loss_fn = loss_function(data.task)
+    optimizer = _make_optimizer(config, model)
+    schedule = set(checkpoint_schedule(config))
+    start = 0
+    if resume and (found := checkpoints.list_checkpoints(ckpt_dir)):
+        start, path = found[-1]
+        ckpt = checkpoints.load_checkpoint(path, map_location=device)
+        model.load_state_dict(ckpt.model_state)
+        if ckpt.optimizer_state is not None:
+            optimizer.load_state_dict(ckpt.optimizer_state)
+        checkpoints.restore_rng(ckpt.rng)
+        _truncate(run_file, variant, start)
+        log.info("%s: resumed from step %d", variant, start)
+    with h5py.File(run_file, "a") as f:
+        status = f.get(f"train/{variant}")
+        if resume and status is not None and status.attrs.get("status") == "diverged":
+            msg = str(status.attrs.get("message", ""))
+            return VariantResult(variant, "diverged", start, float("nan"), float("nan"), float("nan"), msg)
+    _set_status(run_file, variant, "running")
+
+    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
+    train_log = _SeriesBuffer(run_file, f"train/{variant}")
+    eval_log = _SeriesBuffer(run_file, f"eval/{variant}")
+
+    def checkpoint(step: int) -> None:
+        train_log.flush()
+        eval_log.flush()
+        checkpoints.save_checkpoint(
+            checkpoints.checkpoint_path(ckpt_dir, step),
+            model=model,
+            optimizer=optimizer,
+            step=step,
+            spec=spec.to_dict(),
+            config=config.to_dict(),
+            extra={"variant": variant},
+        )
+
+    def eval_row(step: int) -> tuple[float, float]:
+        loss, acc = evaluate(model, loss_fn, x_test, y_test, config.eval_batch_size)
+        eval_log.add(step=step, loss=loss, accuracy=acc)
+        return loss, acc
+
+    model.train()
+    last_loss = float("nan")
+    for step, xb, yb in _batches(data, config, start, device):
+        if step in schedule and not (resume and step == start and step > 0):
+            checkpoint(step)
+        if step % config.eval_every == 0:
+            eval_row(step)
+        for hook in hooks:
+            hook(variant, step, model, loss_fn, (xb, yb))
+        lr = lr_at(config, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        out = model(xb)
+        loss = loss_fn(out, yb)
+        loss.backward()
+        grad_norm = torch.linalg.vector_norm(
+            torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None])
+        )
+        last_loss = float(loss.detach())
+        acc = accuracy(out.detach(), yb) if data.task == "classification" else float("nan")
+        train_log.add(step=step, loss=last_loss, accuracy=acc, grad_norm=float(grad_norm), lr=lr)
+        if not math.isfinite(last_loss):
+            train_log.flush()
+            eval_log.flush()
+            msg = f"{variant} diverged at step {step}: loss is {last_loss}; lower the learning rate"
+            _set_status(run_file, variant, "diverged", msg)
+            log.warning(msg)
+            return VariantResult(variant, "diverged", step, last_loss, float("nan"), float("nan"), msg)
+        optimizer.step()
+        if len(train_log.rows) >= LOG_FLUSH_EVERY:
+            train_log.flush()
+        if progress is not None:
+            progress(variant, step + 1, config.steps)
+    eval_loss, eval_acc = eval_row(config.steps)
+    if config.steps in schedule and not (resume and start == config.steps):
+        checkpoint(config.steps)
+    train_log.flush()
+    eval_log.flush()
+    _set_status(run_file, variant, "finished")
+    return VariantResult(variant, "finished", config.steps, last_loss, eval_loss, eval_acc)
+
+
+def run_exists(out_dir: Path) -> bool:
+    return (out_dir / RUN_FILE).exists() or (out_dir / "checkpoints").exists()
+
+
+def _prepare_out_dir(out_dir: Path, config: TrainConfig, overwrite: bool, resume: bool) -> None:
+    if resume:
+        if not (out_dir / RUN_FILE).exists():
+            raise ValueError(f"nothing to resume in {out_dir}: no {RUN_FILE}; drop --resume")
+        with h5py.File(out_dir / RUN_FILE, "r") as f:
+            stored = json.loads(f.attrs.get("config_json", "{}"))
+        if stored != config.to_dict():
+            diff = sorted(k for k in set(stored) | set(config.to_dict()) if stored.get(k) != config.to_dict().get(k))
+            raise ValueError(f"cannot resume {out_dir}: its configuration differs in {diff}; use the same options")
+        return
+    if run_exists(out_dir):
+        if not overwrite:
+            raise ValueError(f"{out_dir} already holds a run: pass --overwrite to replace it or --resume to continue it")
+        (out_dir / RUN_FILE).unlink(missing_ok=True)
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+        shutil.rmtree(out_dir / "figures", ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def train_pair(
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    hooks: list[StepHook] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    dataset: Dataset | None = None,
+) -> PairResult:
+    """Train the variants of ``config.bn`` as a fair pair and write one run directory.
+
+    Args:
+        config: the run's configuration (validated here).
+        out_dir: the run directory (``run.h5``, ``checkpoints/<variant>/``, ``figures/``).
+        overwrite: replace a run already in ``out_dir``.
+        resume: continue each variant from its last checkpoint.
+        hooks: called as ``hook(variant, step, model, loss_fn, batch)`` before each update
+            (the inline probes use this).
+        progress: called as ``progress(variant, done, total)`` after each step.
+        dataset: an already-loaded dataset (otherwise ``config.dataset`` is loaded).
+    """
+    config.validate()
+    out = Path(out_dir)
+    device = resolve_device(config.device)
+    data = dataset or load_dataset(
+        config.dataset, data_dir=config.data_dir, download=config.download, seed=config.seed, **config.data_options
+    )
+    dtype = getattr(torch, config.dtype)
+    specs = {v: config.spec(data, bn=(v == "bn")) for v in VARIANTS}
+    # Build both variants (even if only one trains) so that the shared layers start equal.
+    models = {v: specs[v].build(seed=config.seed) for v in VARIANTS}
+    copy_shared_parameters(models["bn"], models["plain"])
+    _prepare_out_dir(out, config, overwrite, resume)
+    if not resume:
+        with h5py.File(out / RUN_FILE, "w") as f:
+            storage.write_provenance(f, storage.provenance(config.to_dict(), device=str(device)))
+            f.attrs["variants"] = json.dumps(list(config.variants))
+            f.attrs["dataset_meta"] = json.dumps(data.meta, default=str)
+    data = _to_dtype(data, dtype)
+    results = {}
+    for v in config.variants:
+        model = models[v].to(device=device, dtype=dtype)
+        results[v] = _train_variant(v, model, specs[v], data, config, out, device, resume, hooks or [], progress)
+    return PairResult(out, results)
+
+
+def _to_dtype(data: Dataset, dtype: torch.dtype) -> Dataset:
+    if data.x_train.dtype == dtype:
+        return data
+    from dataclasses import replace
+
+    conv = (lambda t: t.to(dtype)) if data.task == "regression" else (lambda t: t)
+    return replace(
+        data,
+        x_train=data.x_train.to(dtype),
+        x_test=data.x_test.to(dtype),
+        y_train=conv(data.y_train),
+        y_test=conv(data.y_test),
+    )

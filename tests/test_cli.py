@@ -1,0 +1,91 @@
+"""The command line through click's CliRunner: help, a real run, bad input -> exit 2."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+from click.testing import CliRunner
+
+from landscape import __version__
+from landscape.cli import main
+
+TINY = ["--model", "mlp", "--model-option", "depth=1", "--model-option", "width=16",
+        "--steps", "6", "--batch-size", "32", "--eval-every", "3", "--device", "cpu", "-q"]  # fmt: skip
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_help_and_version(runner):
+    result = runner.invoke(main, ["--help"])
+    assert result.exit_code == 0 and "train" in result.output and "demo" in result.output
+    result = runner.invoke(main, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_train_info_plot(runner, tmp_path):
+    run = tmp_path / "run"
+    result = runner.invoke(main, ["train", *TINY, "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "run written to" in result.output
+    info = runner.invoke(main, ["info", str(run)])
+    assert info.exit_code == 0 and "train/bn" in info.output and "train/plain" in info.output
+    ckpt = runner.invoke(main, ["info", str(run / "checkpoints" / "bn" / "step_0000006.pt")])
+    assert ckpt.exit_code == 0 and "step: 6" in ckpt.output
+    plot = runner.invoke(main, ["plot", "training", str(run)])
+    assert plot.exit_code == 0, plot.output
+    assert (run / "figures" / "fig1_training.png").stat().st_size > 1000
+
+
+def _error_line(result):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--model", "nosuchnet"], "unknown model"),
+        (["--dataset", "nosuchdata"], "nosuchdata"),
+        (["--lr", "-0.1"], "learning rate"),
+        (["--dataset", "cifar10", "--data-dir", "/nonexistent/dir"], "cifar"),
+        (["--model-option", "depth"], "KEY=VALUE"),
+    ],
+)
+def test_bad_train_input_is_one_line_exit_2(runner, tmp_path, args, needle):
+    result = runner.invoke(main, ["train", *TINY, *args, "--out", str(tmp_path / "run")])
+    assert needle.lower() in _error_line(result).lower()
+
+
+def test_existing_run_refused_and_kept(runner, tmp_path):
+    run = tmp_path / "run"
+    assert runner.invoke(main, ["train", *TINY, "--out", str(run)]).exit_code == 0
+    before = (run / "run.h5").read_bytes()
+    line = _error_line(runner.invoke(main, ["train", *TINY, "--out", str(run)]))
+    assert "--overwrite" in line and "--resume" in line
+    assert (run / "run.h5").read_bytes() == before
+    assert runner.invoke(main, ["train", *TINY, "--out", str(run), "--resume"]).exit_code == 0
+
+
+class _Boom:
+    def __reduce__(self):
+        return (exec, ("open('PWNED', 'w').write('x')",))
+
+
+def test_corrupt_and_malicious_checkpoints(runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "evil.pt"
+    bad.write_bytes(pickle.dumps(_Boom()))
+    line = _error_line(runner.invoke(main, ["info", str(bad)]))
+    assert "evil.pt" in line
+    assert not (tmp_path / "PWNED").exists()
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint at all")
+    _error_line(runner.invoke(main, ["info", str(junk)]))
+    _error_line(runner.invoke(main, ["info", str(tmp_path / "missing.pt")]))

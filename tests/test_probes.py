@@ -1,0 +1,499 @@
+"""Tests for landscape.probes: closed forms, slow references, exact state preservation."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from landscape.probes import (
+    ICSResult,
+    ProbeCallback,
+    ProbeResult,
+    StepSizes,
+    gradient_probe,
+    ics,
+)
+
+F64 = torch.float64
+RTOL = 1e-10
+ETAS = [0.01, 0.05, 0.1, 0.3]
+
+
+# --- small models --------------------------------------------------------------------------
+
+
+class Quadratic(nn.Module):
+    """L(theta) = 0.5 theta^T A theta, with A passed as the 'input'."""
+
+    def __init__(self, theta: torch.Tensor) -> None:
+        super().__init__()
+        self.theta = nn.Parameter(theta.clone())
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        return 0.5 * self.theta @ a @ self.theta
+
+
+def identity_loss(out, _targets):
+    return out
+
+
+def spd(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A random SPD matrix with its eigenvalues (ascending) and eigenvectors."""
+    gen = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=F64))
+    eigs = torch.linspace(0.5, 5.0, n, dtype=F64)
+    return q @ torch.diag(eigs) @ q.T, eigs, q
+
+
+def sq_loss(out, y):
+    return ((out - y) ** 2).sum(dim=1).mean()
+
+
+def bn_net(dtype=torch.float32) -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 6 * 6, 8),
+        nn.BatchNorm1d(8),
+        nn.ReLU(),
+        nn.Dropout(0.2),
+        nn.Linear(8, 3),
+    ).to(dtype)
+
+
+def image_batch(dtype=torch.float32, n: int = 10):
+    gen = torch.Generator().manual_seed(1)
+    return torch.randn(n, 1, 6, 6, generator=gen, dtype=dtype), torch.randint(0, 3, (n,))
+
+
+def three_layer(dtype=F64) -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Linear(4, 6),
+        nn.BatchNorm1d(6),
+        nn.Tanh(),
+        nn.Linear(6, 5),
+        nn.BatchNorm1d(5),
+        nn.Tanh(),
+        nn.Linear(5, 3),
+    ).to(dtype)
+
+
+def regression_batch(n: int = 16, d_in: int = 4, d_out: int = 3, dtype=F64):
+    gen = torch.Generator().manual_seed(2)
+    return torch.randn(n, d_in, generator=gen, dtype=dtype), torch.randn(
+        n, d_out, generator=gen, dtype=dtype
+    )
+
+
+def close(actual, expected, rtol=RTOL):
+    np.testing.assert_allclose(actual, np.asarray(expected, dtype=np.float64), rtol=rtol)
+
+
+# --- gradient probe: closed forms ----------------------------------------------------------
+
+
+def test_quadratic_closed_form():
+    a, _, _ = spd(6, seed=0)
+    theta = torch.randn(6, generator=torch.Generator().manual_seed(3), dtype=F64)
+    r = gradient_probe(Quadratic(theta), identity_loss, (a, None), ETAS)
+
+    A, th, etas = a.numpy(), theta.numpy(), np.array(ETAS)
+    g = A @ th
+    ag = A @ g
+    base = 0.5 * th @ A @ th
+    close(r.base_loss, base)
+    close(r.grad_norm, np.linalg.norm(g))
+    close(r.loss, base - etas * (g @ g) + 0.5 * etas**2 * (g @ ag))
+    close(r.grad_distance, etas * np.linalg.norm(ag))
+    close(r.distance, etas * np.linalg.norm(g))
+    close(r.ratio, np.full(len(etas), np.linalg.norm(ag) / np.linalg.norm(g)))
+    close(r.beta, np.linalg.norm(ag) / np.linalg.norm(g))
+    moved = g[None, :] - etas[:, None] * ag[None, :]
+    cos = moved @ g / (np.linalg.norm(moved, axis=1) * np.linalg.norm(g))
+    close(r.grad_cosine, cos)
+    assert r.direction == "gradient" and r.bn_mode == "train"
+    for arr in (r.step_sizes, r.loss, r.grad_distance, r.ratio, r.distance, r.grad_cosine):
+        assert arr.dtype == np.float64 and arr.shape == (len(ETAS),)
+
+
+def test_quadratic_top_eigenvector_gives_lambda_max():
+    a, eigs, q = spd(6, seed=1)
+    r = gradient_probe(Quadratic(3.0 * q[:, -1]), identity_loss, (a, None), ETAS)
+    close(r.beta, eigs[-1].item())
+
+
+def test_float32_agrees_with_float64_closed_form():
+    a, _, _ = spd(6, seed=0)
+    theta = torch.randn(6, generator=torch.Generator().manual_seed(3), dtype=F64)
+    r64 = gradient_probe(Quadratic(theta), identity_loss, (a, None), ETAS)
+    r32 = gradient_probe(Quadratic(theta.float()), identity_loss, (a.float(), None), ETAS)
+    assert r32.loss.dtype == np.float64
+    close(r32.loss, r64.loss, rtol=1e-5)
+    close(r32.ratio, r64.ratio, rtol=1e-5)
+
+
+def test_zero_gradient_gives_nan_beta():
+    a, _, _ = spd(4, seed=0)
+    r = gradient_probe(Quadratic(torch.zeros(4, dtype=F64)), identity_loss, (a, None), ETAS)
+    assert r.grad_norm == 0.0 and np.all(r.loss == 0.0)
+    assert np.all(np.isnan(r.ratio)) and math.isnan(r.beta)
+
+
+def test_least_squares_against_hand_gradients():
+    x, y = regression_batch(n=20, d_in=5, d_out=3)
+    torch.manual_seed(4)
+    model = nn.Linear(5, 3).to(F64)
+    r = gradient_probe(model, sq_loss, (x, y), ETAS)
+
+    X, Y = x.numpy(), y.numpy()
+    W, b = model.weight.detach().numpy().copy(), model.bias.detach().numpy().copy()
+    n = X.shape[0]
+
+    def loss_grad(W, b):
+        res = X @ W.T + b - Y  # (N, 3)
+        return (res**2).sum() / n, 2 / n * res.T @ X, 2 / n * res.sum(axis=0)
+
+    base, gW, gb = loss_grad(W, b)
+    g = np.concatenate([gW.ravel(), gb])
+    close(r.base_loss, base)
+    close(r.grad_norm, np.linalg.norm(g))
+    for k, eta in enumerate(ETAS):
+        loss, gW2, gb2 = loss_grad(W - eta * gW, b - eta * gb)
+        g2 = np.concatenate([gW2.ravel(), gb2])
+        close(r.loss[k], loss)
+        close(r.grad_distance[k], np.linalg.norm(g2 - g))
+        close(r.ratio[k], np.linalg.norm(g2 - g) / (eta * np.linalg.norm(g)))
+        close(r.grad_cosine[k], g2 @ g / (np.linalg.norm(g2) * np.linalg.norm(g)))
+
+
+def test_step_sizes_grid():
+    close(StepSizes.vgg(0.1).values(), np.linspace(0.05, 0.4, 8))
+    dln = StepSizes.dln(1e-6, count=5)
+    close(dln.values(), np.geomspace(1e-8, 3e-5, 5))
+    assert dln.spacing == "log" and StepSizes(**dln.to_dict()) == dln
+    a, _, _ = spd(4, seed=0)
+    model = Quadratic(torch.ones(4, dtype=F64))
+    r = gradient_probe(model, identity_loss, (a, None), StepSizes.vgg(0.1, count=3))
+    close(r.step_sizes, [0.05, 0.225, 0.4])
+
+
+# --- directions ----------------------------------------------------------------------------
+
+
+def test_random_direction_is_reproducible_and_has_gradient_norm():
+    x, y = regression_batch()
+    model = three_layer()
+    r1 = gradient_probe(model, sq_loss, (x, y), ETAS, direction="random", seed=7)
+    r2 = gradient_probe(model, sq_loss, (x, y), ETAS, direction="random", seed=7)
+    r3 = gradient_probe(model, sq_loss, (x, y), ETAS, direction="random", seed=8)
+    assert r1.direction == "random"
+    for key in ("loss", "grad_distance", "ratio", "grad_cosine"):
+        np.testing.assert_array_equal(getattr(r1, key), getattr(r2, key))
+    assert not np.array_equal(r1.loss, r3.loss)
+    close(r1.direction_norm, r1.grad_norm, rtol=1e-12)
+
+
+def test_custom_direction_closed_form():
+    a, _, _ = spd(5, seed=2)
+    theta = torch.randn(5, generator=torch.Generator().manual_seed(5), dtype=F64)
+    d = torch.randn(5, generator=torch.Generator().manual_seed(6), dtype=F64)
+    r = gradient_probe(Quadratic(theta), identity_loss, (a, None), ETAS, direction={"theta": d})
+    A, th, dn, etas = a.numpy(), theta.numpy(), d.numpy(), np.array(ETAS)
+    g = A @ th
+    close(r.loss, 0.5 * th @ A @ th - etas * (g @ dn) + 0.5 * etas**2 * (dn @ A @ dn))
+    close(r.grad_distance, etas * np.linalg.norm(A @ dn))
+    close(r.distance, etas * np.linalg.norm(dn))
+    assert r.direction == "custom"
+
+
+def test_custom_gradient_dict_matches_gradient_direction():
+    x, y = regression_batch()
+    model = three_layer()
+    params = [p for p in model.parameters()]
+    grads = torch.autograd.grad(sq_loss(model(x), y), params)
+    d = {n: gr for (n, _), gr in zip(model.named_parameters(), grads)}
+    r_dict = gradient_probe(model, sq_loss, (x, y), ETAS, direction=d)
+    r_grad = gradient_probe(model, sq_loss, (x, y), ETAS)
+    close(r_dict.loss, r_grad.loss, rtol=1e-12)
+    close(r_dict.grad_distance, r_grad.grad_distance, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("direction", "match"),
+    [
+        ({}, "direction keys do not match"),
+        ({"theta": torch.zeros(4, dtype=F64), "extra": torch.zeros(1)}, "extra"),
+        ({"theta": torch.zeros(3, dtype=F64)}, "shape"),
+        ("gradiant", "unknown direction"),
+        (3, "direction must be"),
+    ],
+)
+def test_bad_direction(direction, match):
+    a, _, _ = spd(4, seed=0)
+    model = Quadratic(torch.ones(4, dtype=F64))
+    with pytest.raises(ValueError, match=match):
+        gradient_probe(model, identity_loss, (a, None), ETAS, direction=direction)
+    assert torch.equal(model.theta, torch.ones(4, dtype=F64))
+
+
+# --- the model is left exactly as found ----------------------------------------------------
+
+
+def full_state(model: nn.Module) -> dict:
+    return {
+        "tensors": {n: t.detach().clone() for n, t in model.state_dict(keep_vars=True).items()},
+        "grads": {
+            n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()
+        },
+        "modes": {n: m.training for n, m in model.named_modules()},
+        "torch_rng": torch.get_rng_state(),
+        "np_rng": np.random.get_state()[1].copy(),
+        "py_rng": random.getstate(),
+    }
+
+
+def assert_same_state(before: dict, after: dict) -> None:
+    assert before["tensors"].keys() == after["tensors"].keys()
+    for n, t in before["tensors"].items():
+        assert torch.equal(t, after["tensors"][n]), n
+    for n, gr in before["grads"].items():
+        other = after["grads"][n]
+        assert (gr is None and other is None) or torch.equal(gr, other), n
+    assert before["modes"] == after["modes"]
+    assert torch.equal(before["torch_rng"], after["torch_rng"])
+    assert np.array_equal(before["np_rng"], after["np_rng"])
+    assert before["py_rng"] == after["py_rng"]
+
+
+def prepared_bn_net(device: str = "cpu") -> tuple[nn.Module, tuple]:
+    model = bn_net().to(device)
+    x, y = image_batch()
+    x, y = x.to(device), y.to(device)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):  # non-trivial running statistics and num_batches_tracked
+            model(x + 1.0)
+    loss = nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    model[0].bias.grad = None  # a mix of set and None gradients
+    model[8].bias.requires_grad_(False)  # a frozen parameter is never moved
+    model[7].eval()  # mixed training flags must come back as they were
+    return model, (x, y)
+
+
+@pytest.mark.parametrize("bn_mode", ["train", "eval"])
+@pytest.mark.parametrize("direction", ["gradient", "random"])
+def test_probe_leaves_model_untouched(bn_mode, direction):
+    model, batch = prepared_bn_net()
+    assert model[1].num_batches_tracked.item() > 0
+    before = full_state(model)
+    r = gradient_probe(
+        model, nn.functional.cross_entropy, batch, ETAS, direction=direction, bn_mode=bn_mode
+    )
+    assert_same_state(before, full_state(model))
+    assert np.all(np.isfinite(r.loss)) and np.isfinite(r.beta)
+
+
+def test_ics_leaves_model_untouched():
+    model, batch = prepared_bn_net()
+    before = full_state(model)
+    result = ics(model, nn.functional.cross_entropy, batch, lr=0.1)
+    assert_same_state(before, full_state(model))
+    assert result.layers == ["0", "4", "8"]
+
+
+def test_train_and_eval_modes_differ():
+    model, batch = prepared_bn_net()
+    r_train = gradient_probe(model, nn.functional.cross_entropy, batch, ETAS, bn_mode="train")
+    r_eval = gradient_probe(model, nn.functional.cross_entropy, batch, ETAS, bn_mode="eval")
+    assert r_train.bn_mode == "train" and r_eval.bn_mode == "eval"
+    assert r_train.base_loss != r_eval.base_loss
+    model.eval()
+    expected = nn.functional.cross_entropy(model(batch[0]), batch[1]).item()
+    close(r_eval.base_loss, expected, rtol=1e-6)
+
+
+# --- internal covariate shift --------------------------------------------------------------
+
+
+def ics_reference(model: nn.Sequential, loss_fn, batch, lr: float) -> ICSResult:
+    """Definition 2.1 the obvious way: deep copies, earlier = lower Sequential index."""
+    x, y = batch
+    base = copy.deepcopy(model).train()
+    named = list(base.named_parameters())
+    grads = torch.autograd.grad(loss_fn(base(x), y), [p for _, p in named])
+    g = {n: gr for (n, _), gr in zip(named, grads)}
+    names, l2, cos = [], [], []
+    for i, layer in enumerate(model):
+        if not isinstance(layer, nn.Linear):
+            continue
+        moved = copy.deepcopy(model).train()
+        with torch.no_grad():
+            for n, p in moved.named_parameters():
+                if int(n.split(".")[0]) < i:
+                    p -= lr * g[n]
+        (g2,) = torch.autograd.grad(loss_fn(moved(x), y), [moved[i].weight])
+        g1 = g[f"{i}.weight"]
+        names.append(str(i))
+        l2.append((g1 - g2).norm().item())
+        cos.append(((g1 * g2).sum() / (g1.norm() * g2.norm())).item())
+    return ICSResult(names, np.array(l2), np.array(cos), np.array([]), lr, "train")
+
+
+def test_ics_zero_for_one_layer():
+    x, y = regression_batch()
+    torch.manual_seed(0)
+    result = ics(nn.Linear(4, 3).to(F64), sq_loss, (x, y), lr=0.5)
+    assert result.layers == [""]
+    assert result.l2[0] < 1e-12 and result.cos[0] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_ics_matches_slow_reference():
+    model, batch = three_layer(), regression_batch()
+    fast = ics(model, sq_loss, batch, lr=0.1)
+    slow = ics_reference(model, sq_loss, batch, lr=0.1)
+    assert fast.layers == slow.layers == ["0", "3", "6"]
+    np.testing.assert_allclose(fast.l2, slow.l2, rtol=RTOL, atol=1e-14)
+    np.testing.assert_allclose(fast.cos, slow.cos, rtol=RTOL)
+    assert fast.l2[0] == 0.0 and np.all(fast.l2[1:] > 1e-6)
+    assert np.all(np.abs(fast.cos) <= 1.0)
+    assert set(fast.to_dict()) == {"layers", "l2", "cos", "grad_norm", "lr", "bn_mode"}
+
+
+def test_ics_layer_subset_and_unknown_layer():
+    model, batch = three_layer(), regression_batch()
+    full = ics(model, sq_loss, batch, lr=0.1)
+    sub = ics(model, sq_loss, batch, lr=0.1, layers=["6", "3"])
+    assert sub.layers == ["6", "3"]
+    np.testing.assert_allclose(sub.l2, full.l2[[2, 1]], rtol=1e-12)
+    with pytest.raises(ValueError, match="no trainable weight"):
+        ics(model, sq_loss, batch, lr=0.1, layers=["2"])
+    with pytest.raises(ValueError, match="lr must be positive"):
+        ics(model, sq_loss, batch, lr=0.0)
+
+
+# --- bad inputs ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"step_sizes": []}, "no step sizes"),
+        ({"step_sizes": [0.1, -0.2]}, "positive.*-0.2"),
+        ({"step_sizes": [0.1, 0.0]}, "positive.*0.0"),
+        ({"step_sizes": [float("nan")]}, "nan"),
+        ({"batch": (torch.randn(10, 7, dtype=F64), torch.randn(10, 3, dtype=F64))}, "batch does"),
+        ({"loss_fn": lambda out, y: (out - y) ** 2}, "scalar"),
+        ({"direction": "sideways"}, "unknown direction"),
+        ({"bn_mode": "training"}, "unknown bn_mode"),
+        ({"batch": (torch.randn(3, 4, dtype=F64),)}, "pair"),
+    ],
+)
+def test_bad_inputs(kwargs, match):
+    model = three_layer()
+    before = full_state(model)
+    args = {"loss_fn": sq_loss, "batch": regression_batch(), "step_sizes": ETAS} | kwargs
+    step_sizes = args.pop("step_sizes")
+    with pytest.raises(ValueError, match=match):
+        gradient_probe(model, step_sizes=step_sizes, **args)
+    assert_same_state(before, full_state(model))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"lr": 0.0}, "lr must be positive"),
+        ({"lr": 0.1, "low": 2.0, "high": 1.0}, "larger than"),
+        ({"lr": 0.1, "count": 0}, "count"),
+        ({"lr": 0.1, "spacing": "cubic"}, "unknown spacing"),
+    ],
+)
+def test_bad_step_size_grid(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        StepSizes(**kwargs)
+
+
+# --- callback ------------------------------------------------------------------------------
+
+
+def test_callback_calls_sink_at_the_right_steps():
+    model, batch = three_layer(), regression_batch()
+    seen = []
+    cb = ProbeCallback(
+        every=3,
+        step_sizes=StepSizes.vgg(0.1, count=2),
+        ics_every=4,
+        sink=lambda kind, step, result: seen.append((kind, step, type(result))),
+    )
+    for step in range(10):
+        cb(step, model, sq_loss, batch)
+    probes = [(k, s) for k, s, t in seen if t is ProbeResult]
+    icss = [(k, s) for k, s, t in seen if t is ICSResult]
+    assert probes == [("probe", 0), ("probe", 3), ("probe", 6), ("probe", 9)]
+    assert icss == [("ics", 0), ("ics", 4), ("ics", 8)]
+    assert cb.records == []
+
+
+def test_callback_default_sink_and_validation():
+    cb = ProbeCallback(every=2, step_sizes=[0.1])
+    model, batch = three_layer(), regression_batch()
+    for step in range(4):
+        cb(step, model, sq_loss, batch)
+    assert [(k, s) for k, s, _ in cb.records] == [("probe", 0), ("probe", 2)]
+    with pytest.raises(ValueError, match="learning rate"):
+        ProbeCallback(every=2, step_sizes=[0.1], ics_every=5)
+    with pytest.raises(ValueError, match="every"):
+        ProbeCallback(every=0, step_sizes=[0.1])
+    with pytest.raises(ValueError, match="no step sizes"):
+        ProbeCallback(every=1, step_sizes=[])
+
+
+def test_callback_does_not_change_training():
+    """Training with probes every step ends bit for bit where training without them does."""
+
+    def train(with_probes: bool) -> nn.Module:
+        model = bn_net()
+        x, y = image_batch()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        cb = ProbeCallback(every=1, step_sizes=StepSizes.vgg(0.1, count=2), ics_every=2)
+        torch.manual_seed(123)  # the dropout masks of training
+        for step in range(4):
+            opt.zero_grad()
+            if with_probes:
+                cb(step, model, nn.functional.cross_entropy, (x, y))
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        return model
+
+    plain, probed = train(False), train(True)
+    for (n, a), b in zip(plain.state_dict().items(), probed.state_dict().values()):
+        assert torch.equal(a, b), n
+
+
+# --- GPU -----------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+def test_probe_on_cuda():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    model, batch = prepared_bn_net("cuda")
+    before = full_state(model)
+    r = gradient_probe(model, nn.functional.cross_entropy, batch, ETAS, direction="random")
+    result = ics(model, nn.functional.cross_entropy, batch, lr=0.1)
+    assert_same_state(before, full_state(model))
+    assert np.all(np.isfinite(r.loss)) and np.all(np.isfinite(result.l2))
+    a, _, q = spd(6, seed=1)
+    cpu = gradient_probe(Quadratic(q[:, 0]), identity_loss, (a, None), ETAS)
+    gpu = gradient_probe(Quadratic(q[:, 0].cuda()), identity_loss, (a.cuda(), None), ETAS)
+    close(gpu.loss, cpu.loss, rtol=1e-9)

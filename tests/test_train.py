@@ -1,0 +1,112 @@
+"""Paired training: fairness, determinism, resume, divergence, logs."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from landscape import checkpoints, storage
+from landscape.train import TrainConfig, checkpoint_schedule, lr_at, train_pair
+
+TINY = dict(
+    model="mlp",
+    model_options={"depth": 2, "width": 32},
+    steps=30,
+    batch_size=64,
+    eval_every=10,
+    checkpoint_every=10,
+    device="cpu",
+)
+
+
+def _final_state(run, variant, step):
+    ckpt = checkpoints.load_checkpoint(checkpoints.checkpoint_path(run / "checkpoints" / variant, step))
+    return ckpt.model_state
+
+
+def test_pair_starts_equal_and_logs(tmp_path, digits):
+    result = train_pair(TrainConfig(**TINY), tmp_path / "run", dataset=digits)
+    assert {v.status for v in result.variants.values()} == {"finished"}
+    bn0 = _final_state(tmp_path / "run", "bn", 0)
+    plain0 = _final_state(tmp_path / "run", "plain", 0)
+    assert set(plain0) < set(bn0)
+    for name, tensor in plain0.items():
+        assert torch.equal(tensor, bn0[name]), name
+    with h5py.File(tmp_path / "run" / "run.h5", "r") as f:
+        assert f.attrs["schema_version"] == storage.SCHEMA_VERSION
+        for v in ("bn", "plain"):
+            train = storage.read_series(f[f"train/{v}"])
+            np.testing.assert_array_equal(train["step"], np.arange(30))
+            assert np.all(np.isfinite(train["loss"])) and np.all(train["grad_norm"] > 0)
+            np.testing.assert_array_equal(storage.read_series(f[f"eval/{v}"])["step"], [0, 10, 20, 30])
+            assert f[f"train/{v}"].attrs["status"] == "finished"
+
+
+def test_same_seed_same_weights_and_different_seed_differs(tmp_path, digits):
+    a = train_pair(TrainConfig(**TINY, bn="plain"), tmp_path / "a", dataset=digits)
+    b = train_pair(TrainConfig(**TINY, bn="plain"), tmp_path / "b", dataset=digits)
+    c = train_pair(TrainConfig(**{**TINY, "seed": 1}, bn="plain"), tmp_path / "c", dataset=digits)
+    sa, sb, sc = (_final_state(r.out_dir, "plain", 30) for r in (a, b, c))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_resume_reaches_same_weights_bit_for_bit(tmp_path, digits):
+    config = TrainConfig(**{**TINY, "optimizer": "momentum"})
+    train_pair(config, tmp_path / "full", dataset=digits)
+    # An interrupted run: the same configuration, stopped after step 20's checkpoint.
+    train_pair(config, tmp_path / "cut", dataset=digits)
+    for v in ("bn", "plain"):
+        checkpoints.checkpoint_path(tmp_path / "cut" / "checkpoints" / v, 30).unlink()
+    result = train_pair(config, tmp_path / "cut", resume=True, dataset=digits)
+    assert all(r.status == "finished" for r in result.variants.values())
+    for v in ("bn", "plain"):
+        full, cut = _final_state(tmp_path / "full", v, 30), _final_state(tmp_path / "cut", v, 30)
+        assert all(torch.equal(full[k], cut[k]) for k in full), v
+        with h5py.File(tmp_path / "full" / "run.h5") as f, h5py.File(tmp_path / "cut" / "run.h5") as g:
+            for group in (f"train/{v}", f"eval/{v}"):
+                a, b = storage.read_series(f[group]), storage.read_series(g[group])
+                for k in a:
+                    np.testing.assert_array_equal(a[k], b[k], err_msg=f"{group}/{k}")
+
+
+def test_diverging_variant_stops_other_finishes(tmp_path, digits):
+    # A huge learning rate with large weights: the plain network blows up, BN survives.
+    config = TrainConfig(**{**TINY, "lr": 1e6, "init_scale": 10.0})
+    result = train_pair(config, tmp_path / "run", dataset=digits)
+    statuses = {v: r.status for v, r in result.variants.items()}
+    assert statuses == {"bn": "finished", "plain": "diverged"}
+    assert result.variants["bn"].steps_done == 30
+    diverged = ["plain"]
+    with h5py.File(tmp_path / "run" / "run.h5") as f:
+        for v in diverged:
+            loss = storage.read_series(f[f"train/{v}"])["loss"]
+            assert not np.isfinite(loss[-1]) and np.all(np.isfinite(loss[:-1]))
+            assert "diverged" in f[f"train/{v}"].attrs["message"]
+
+
+def test_refuses_existing_run_without_flags(tmp_path, digits):
+    config = TrainConfig(**{**TINY, "steps": 2, "bn": "plain"})
+    train_pair(config, tmp_path / "run", dataset=digits)
+    before = (tmp_path / "run" / "run.h5").read_bytes()
+    with pytest.raises(ValueError, match="already holds a run"):
+        train_pair(config, tmp_path / "run", dataset=digits)
+    assert (tmp_path / "run" / "run.h5").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [({"lr": -0.1}, "learning rate"), ({"steps": 0}, "steps"), ({"optimizer": "sgdd"}, "optimizer")],
+)
+def test_bad_config(change, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**{**TINY, **change}).validate()
+
+
+def test_schedules():
+    c = TrainConfig(steps=1000, checkpoint_log=4, checkpoint_steps=[7])
+    assert checkpoint_schedule(c) == [0, 1, 7, 10, 100, 1000]
+    c = TrainConfig(lr=1.0, lr_milestones=[10, 20], lr_gamma=0.5)
+    assert [lr_at(c, s) for s in (0, 10, 19, 20)] == [1.0, 0.5, 0.5, 0.25]
