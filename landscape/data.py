@@ -458,14 +458,14 @@ def _reconstruct() -> Callable:
 def _numeric_dtype(*args: Any) -> np.dtype:
     dtype = np.dtype(*args)
     if dtype.hasobject:
-        raise DataError("refusing to load an array of Python objects")
+        raise DataError("it contains an array of Python objects")
     return dtype
 
 
 def _latin1_encode(text: Any, encoding: str = "latin1") -> bytes:
     # Python 3 pickles bytes at protocol 2 as _codecs.encode(str, "latin1"); nothing else passes.
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise DataError("refusing to load: _codecs.encode used for something other than bytes")
+        raise DataError("it calls _codecs.encode for something other than bytes")
     return text.encode("latin1")
 
 
@@ -488,7 +488,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self._ALLOWED:
-            raise DataError(f"refusing to load it: it contains object {module}.{name}")
+            raise DataError(f"it contains object {module}.{name}; only plain arrays are allowed")
         return self._ALLOWED[(module, name)]()
 
 
@@ -497,7 +497,7 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         batch = _RestrictedUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
     except DataError as err:
-        raise DataError(f"{path}: {err}") from None
+        raise DataError(f"refusing to load {path}: {err}") from None
     except Exception as err:  # a malformed stream can fail in many ways
         raise DataError(f"{path} is not a CIFAR-10 batch ({err})") from None
     batch = batch if isinstance(batch, dict) else {}

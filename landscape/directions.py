@@ -28,6 +28,7 @@ from landscape._params import Params, dot, flatten, get_params, norm, unflatten
 __all__ = [
     "Ignore",
     "Normalization",
+    "buffer_direction",
     "checkpoint_direction",
     "normalize_direction",
     "orthogonalize",
@@ -202,9 +203,7 @@ def orthogonalize(d2: Mapping[str, Tensor], d1: Mapping[str, Tensor]) -> Params:
     return {n: v * (n2 / rn) for n, v in resid.items()}
 
 
-def checkpoint_direction(
-    params_a: Mapping[str, Tensor], params_b: Mapping[str, Tensor]
-) -> Params:
+def checkpoint_direction(params_a: Mapping[str, Tensor], params_b: Mapping[str, Tensor]) -> Params:
     """The direction from ``theta_a`` to ``theta_b``: ``d = theta_b - theta_a``."""
     if set(params_a) != set(params_b):
         missing = sorted(set(params_a) ^ set(params_b))[:3]
@@ -216,6 +215,20 @@ def checkpoint_direction(
             raise ValueError(f"{n!r} has shape {tuple(a.shape)} and {tuple(b.shape)}")
         out[n] = b.detach().to(a.device, a.dtype) - a.detach()
     return out
+
+
+def buffer_direction(model_a: nn.Module, model_b: nn.Module) -> Params:
+    """``buffers_b - buffers_a`` for the floating buffers (BN running mean and variance).
+
+    Used with :func:`checkpoint_direction` to interpolate BN running statistics between
+    two trained models of one architecture; integer buffers (``num_batches_tracked``) are
+    left out.
+    """
+    a, b = dict(model_a.named_buffers()), dict(model_b.named_buffers())
+    if set(a) != set(b):
+        raise ValueError("the models have different buffers; are they the same architecture?")
+    floats = {n: t for n, t in a.items() if t.is_floating_point()}
+    return {n: b[n].detach().to(t.device, t.dtype) - t.detach() for n, t in floats.items()}
 
 
 def _diff_matrix(trajectory: Sequence[Mapping[str, Tensor]], final: Mapping[str, Tensor]) -> Tensor:
@@ -268,9 +281,7 @@ def pca_directions(
         v = vt[i]
         if v[v.abs().argmax()] < 0:
             v = -v
-        dirs.append(
-            {n: t.to(like[n].device, like[n].dtype) for n, t in unflatten(v, like).items()}
-        )
+        dirs.append({n: t.to(like[n].device, like[n].dtype) for n, t in unflatten(v, like).items()})
     return dirs, ratios
 
 

@@ -73,7 +73,7 @@ def _digest(dicts: Iterable[Mapping[str, Tensor]] | None) -> str | None:
         return None
     h = hashlib.sha256()
     for k, d in enumerate(dicts):
-        for name in sorted(d):
+        for name in sorted(n for n, v in d.items() if isinstance(v, Tensor)):
             t = d[name].detach().cpu().contiguous().reshape(-1)
             h.update(f"{k}|{name}|{t.dtype}|{tuple(d[name].shape)}|".encode())
             h.update(t.view(torch.uint8).numpy().tobytes())
@@ -257,25 +257,34 @@ def run_grid(
     else:
         _create(path, plan, config, file_meta, device)
 
+    with h5py.File(path, "r") as f:  # read-only first: a complete file is never reopened
+        todo = np.flatnonzero(f["computed"][()].reshape(-1) == 0)
+    total = int(np.prod(plan.shape))
+    if todo.size == 0:
+        log.info("%s: already complete", path)
+        return None
     try:
         f = h5py.File(path, "r+")
     except OSError as exc:
         raise ValueError(f"cannot open {path} for writing (another run?): {exc}") from exc
     with f:
-        todo = np.flatnonzero(f["computed"][()].reshape(-1) == 0)
-        total = int(np.prod(plan.shape))
-        if todo.size == 0:
-            log.info("%s: already complete", path)
-            return None
         before = total - todo.size
         log.info("%s: evaluating %d of %d points", path, todo.size, total)
         writer = _CellWriter(f, plan.shape, chunk)
         report = None if progress is None else (lambda done, _: progress(before + done, total))
         try:
             evaluate_grid(
-                model, loss_fn, data, directions, xs, ys, points=todo.tolist(),
-                on_point=writer.add, progress=report, **options,
-            )  # fmt: skip
+                model,
+                loss_fn,
+                data,
+                directions,
+                xs,
+                ys,
+                points=todo.tolist(),
+                on_point=writer.add,
+                progress=report,
+                **options,
+            )
         finally:
             writer.flush()
     return read_grid(path)

@@ -1,13 +1,10 @@
 """Santurkar et al. (2018) probes: gradient-direction landscape probes and internal covariate shift.
 
-Both probes are evaluations, not training steps: they run inside :func:`preserved`, so the
-model's parameters, buffers (BatchNorm running statistics), ``.grad``, train/eval flags and the
-global RNGs are left bit for bit as found. Gradients come from :func:`torch.autograd.grad`, so
-``.grad`` is never touched; every moved point is written from one saved copy of theta (no drift).
-
-Stochastic layers (dropout, noisy BN) see the same random draws at every evaluation: the global
-torch generator is reseeded with ``seed`` before each forward (and restored on exit), so
-``L_B`` is one deterministic function and a gradient change is never sampling noise.
+Probes are evaluations, not training steps: they run inside :func:`preserved` (parameters,
+buffers, ``.grad``, train/eval flags and global RNGs come back bit for bit), take gradients with
+:func:`torch.autograd.grad` and write every moved point from one saved copy of theta (no drift).
+The global torch generator is reseeded with ``seed`` before each forward, so stochastic layers
+(dropout, noisy BN) draw the same noise at every evaluation and ``L_B`` is one function.
 """
 
 from __future__ import annotations
@@ -163,20 +160,18 @@ def gradient_probe(
         loss_fn: ``loss_fn(model(inputs), targets)`` must be a scalar tensor.
         batch: ``(inputs, targets)``, already on the model's device.
         step_sizes: positive step sizes, or a :class:`StepSizes` grid.
-        direction: ``"gradient"`` (``d = g``); ``"random"`` (Gaussian from a generator on the
-            parameters' device seeded with ``seed``, rescaled to ``||d|| = ||g||`` so a step
-            size moves as far as along the gradient); or a ``dict[str, Tensor]`` keyed by the
-            trainable parameter names, used as given ("custom").
-        bn_mode: ``"train"`` runs the model in training mode (BatchNorm uses batch statistics:
-            the landscape the optimizer sees); ``"eval"`` in eval mode (running statistics).
+        direction: ``"gradient"`` (d = g); ``"random"`` (seeded Gaussian drawn on the
+            parameters' device, rescaled to ||d|| = ||g|| so a step size moves as far as along
+            g); or a ``dict[str, Tensor]`` keyed by trainable parameter name, used as given.
+        bn_mode: ``"train"``: model.train(), BatchNorm uses batch statistics (the landscape the
+            optimizer sees); ``"eval"``: model.eval(), running statistics.
         seed: seeds the random direction and the stochastic layers' draws.
 
     Returns:
-        A :class:`ProbeResult` (float64 arrays; computed in the parameters' dtype).
+        A :class:`ProbeResult` (computed in the parameters' dtype, returned as float64).
 
     Raises:
-        ValueError: no or non-positive step sizes, a batch that does not fit the model, a
-            non-scalar loss, an unknown direction or bn_mode, a mismatched direction dict.
+        ValueError: bad step sizes, batch, loss, direction or bn_mode.
 
     Example:
         >>> class Quadratic(nn.Module):  # L = 0.5 theta^T A theta, A = diag(1, 3)
@@ -239,21 +234,17 @@ def ics(
                                       theta'_j = theta_j otherwise
         l2 = ||G - G'||_2,   cos = <G, G'> / (||G|| ||G'||)
 
-    "Earlier" parameters are those owned by modules registered before layer i's module
-    (``model.named_modules()`` order, which is the forward order for sequential models): the
-    weights and biases of the earlier layers and their BatchNorm parameters. Layer i's own bias
-    and everything after it stay at theta. A layer with no earlier parameter has ``G' = G``
-    exactly and costs nothing. Cost: one backward for all G, one forward+backward per other layer.
+    "Earlier" parameters are those owned by modules registered before layer i's module in
+    ``model.named_modules()`` order (the forward order of sequential models): weights, biases
+    and BatchNorm parameters of the earlier layers; layer i's own bias stays at theta. A layer
+    with no earlier parameter has ``G' = G`` exactly at no cost. Cost: one backward for all G,
+    then one forward+backward per other layer.
 
     Args:
-        model: the network; left exactly as found.
-        loss_fn: ``loss_fn(model(inputs), targets)`` must be a scalar tensor.
-        batch: ``(inputs, targets)``, already on the model's device.
+        model, loss_fn, batch, bn_mode, seed: as for :func:`gradient_probe`.
         lr: the learning rate of the SGD update of the earlier layers.
         layers: module names to measure, in this order; default every module with a
             trainable ``weight`` of ndim >= 2 (conv and linear layers), in registration order.
-        bn_mode: ``"train"`` (batch statistics, default) or ``"eval"`` (running statistics).
-        seed: seeds the stochastic layers' draws (the same at every evaluation).
 
     Returns:
         An :class:`ICSResult`.
@@ -298,12 +289,10 @@ class ProbeCallback:
         steps = [step for kind, step, _ in cb.records if kind == "probe"]
 
     Args:
-        every: probe when ``step % every == 0``; None never.
-        step_sizes: as for :func:`gradient_probe` (validated here).
+        every, ics_every: probe / measure ICS when ``step % every == 0``; None: never.
+        step_sizes, direction, bn_mode, seed: as for :func:`gradient_probe` (validated here).
         sink: receives each result; default collects into ``records``.
-        ics_every: measure ICS when ``step % ics_every == 0``; None never.
         lr: learning rate for ICS; default ``step_sizes.lr`` when a :class:`StepSizes`.
-        direction, bn_mode, seed: passed to :func:`gradient_probe` (bn_mode, seed also to ICS).
         ics_layers: passed to :func:`ics` as ``layers``.
     """
 
@@ -354,7 +343,7 @@ def _as_step_sizes(step_sizes: Steps | StepSizes) -> np.ndarray:
     if isinstance(step_sizes, StepSizes):
         return step_sizes.values()
     try:
-        etas = np.asarray(step_sizes, dtype=np.float64)
+        etas = np.array(step_sizes, dtype=np.float64)  # a copy: results never alias input
     except (TypeError, ValueError) as err:
         raise ValueError(f"step_sizes must be a sequence of positive floats: {err}") from err
     if etas.ndim != 1:
@@ -395,8 +384,7 @@ def _saved(snap: ModelSnapshot, names: list[str], params: list[nn.Parameter]) ->
 
 
 def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def _loss_and_grad(
@@ -438,21 +426,14 @@ def _cosine(inner: Tensor, norm_a: Tensor, norm_b: Tensor) -> Tensor:
 
 
 def _direction(
-    direction: Direction,
-    names: list[str],
-    params: list[nn.Parameter],
-    g: Params,
-    g_norm: Tensor,
-    seed: int,
+    direction: Direction, names: list, params: list, g: Params, g_norm: Tensor, seed: int
 ) -> tuple[str, Params]:
+    """The probe direction d and its kind ("gradient", "random" or "custom")."""
     if isinstance(direction, Mapping):
-        missing = [n for n in names if n not in direction]
-        extra = [k for k in direction if k not in g]
+        missing, extra = [n for n in names if n not in direction], set(direction) - set(g)
         if missing or extra:
-            raise ValueError(
-                f"direction keys do not match the trainable parameters: "
-                f"missing {missing[:3]}, extra {extra[:3]}"
-            )
+            msg = f"missing {missing[:3]}, extra {sorted(extra)[:3]}"
+            raise ValueError(f"direction keys do not match the trainable parameters: {msg}")
         d: Params = {}
         for n, p in zip(names, params):
             v = direction[n]

@@ -31,7 +31,13 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 
 from landscape._params import Params, get_params, preserved
-from landscape.directions import Ignore, Normalization, checkpoint_direction, random_directions
+from landscape.directions import (
+    Ignore,
+    Normalization,
+    buffer_direction,
+    checkpoint_direction,
+    random_directions,
+)
 from landscape.directions import orthogonalize as _orthogonalize
 
 __all__ = [
@@ -54,6 +60,8 @@ Precision = Literal["native", "bf16"]
 Batch = tuple[Tensor, Tensor]
 Data = Iterable[Batch] | Callable[[], Iterable[Batch]]
 Metric = Callable[[Tensor, Tensor], Tensor]
+LossFn = Callable[[Tensor, Tensor], Tensor]  # (outputs, targets) -> batch mean
+Coords = str | Sequence[float] | np.ndarray  # "start:stop:num" or the points themselves
 
 DEFAULT_RECALIBRATE_BATCHES = 10  # enough for stable running statistics on CIFAR-sized batches
 _RANGE = re.compile(r"^\s*([^:]+):([^:]+):([^:]+)\s*$")
@@ -120,7 +128,7 @@ def parse_range(spec: str) -> np.ndarray:
     return np.linspace(start, stop, num)
 
 
-def as_coords(v: str | Sequence[float] | np.ndarray, name: str = "x") -> np.ndarray:
+def as_coords(v: Coords, name: str = "x") -> np.ndarray:
     """A range string (see :func:`parse_range`) or numbers -> finite float64 array (n,)."""
     arr = parse_range(v) if isinstance(v, str) else np.asarray(v, dtype=np.float64).reshape(-1)
     if arr.size == 0 or not np.all(np.isfinite(arr)):
@@ -193,47 +201,42 @@ def _set_point(model, base, directions, buf_base, buf_dirs, coeffs) -> None:
                 t.add_(d[n], alpha=c)
 
 
-def _set_modes(model: nn.Module, norms: list[_NormBase], bn: str) -> None:
-    model.eval()
-    if bn == "train":
-        for m in norms:
-            m.train()
-
-
 @torch.no_grad()
-def _recalibrate(model, norms, data, n_batches, device, ctx) -> None:
+def _recalibrate(model, norms, data, n_batches, precision) -> None:
     """Reset running statistics and re-estimate them as a cumulative average."""
+    device = _device(model)
     model.eval()
     for m in norms:
         if m.track_running_stats:
             m.reset_running_stats()
             m.momentum = None  # cumulative moving average over the batches seen
             m.train()
-    with ctx:
+    with _precision_ctx(precision, device):
         for i, (inputs, _) in enumerate(_batches(data)):
             if i >= n_batches:
                 break
             model(_to(inputs, device))
 
 
-def _evaluate(model, loss_fn, data, metrics, accuracy, device, ctx) -> list[float]:
+def _evaluate(model, loss_fn, data, metrics, accuracy, precision) -> list[float]:
     """[loss, (accuracy), *metrics] averaged over examples: one pass over the data."""
+    device = _device(model)
     acc_dtype = torch.float32 if device.type == "mps" else torch.float64
     sums, n_total = None, 0
-    with torch.inference_mode(), ctx:
+    with torch.inference_mode(), _precision_ctx(precision, device):
         for inputs, targets in _batches(data):
             inputs, targets = _to(inputs, device), _to(targets, device)
             out = model(inputs)
             n = int(targets.shape[0])
-            terms = [loss_fn(out, targets)]
+            means = [loss_fn(out, targets), *(fn(out, targets) for fn in metrics.values())]
+            if any(t.ndim != 0 for t in means):
+                raise ValueError("loss_fn and metrics must return the batch mean (a scalar)")
+            sums_b = [t.to(acc_dtype) * n for t in means]  # batch sums: weight by batch size
             if accuracy:
                 if out.ndim != 2:
                     raise ValueError("accuracy needs (N, C) logits; pass accuracy=False")
-                terms.append((out.argmax(dim=1) == targets).sum() / n)
-            terms += [fn(out, targets) for fn in metrics.values()]
-            if any(t.ndim != 0 for t in terms):
-                raise ValueError("loss_fn and metrics must return the batch mean (a scalar)")
-            batch = torch.stack([t.to(acc_dtype) for t in terms]) * n
+                sums_b.insert(1, (out.argmax(dim=1) == targets).sum().to(acc_dtype))
+            batch = torch.stack(sums_b)
             sums = batch if sums is None else sums + batch
             n_total += n
     return (sums / n_total).tolist()
@@ -241,11 +244,11 @@ def _evaluate(model, loss_fn, data, metrics, accuracy, device, ctx) -> list[floa
 
 def evaluate_grid(
     model: nn.Module,
-    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    loss_fn: LossFn,
     data: Data,
     directions: Sequence[Mapping[str, Tensor]],
-    xs: str | Sequence[float] | np.ndarray,
-    ys: str | Sequence[float] | np.ndarray | None = None,
+    xs: Coords,
+    ys: Coords | None = None,
     *,
     origin: Mapping[str, Tensor] | None = None,
     buffer_directions: Sequence[Mapping[str, Tensor]] | None = None,
@@ -296,7 +299,7 @@ def evaluate_grid(
     if bn == "recalibrate" and recalibrate_batches < 1:
         raise ValueError("recalibrate_batches must be >= 1")
     device = _device(model)
-    ctx = _precision_ctx(precision, device)  # validates precision
+    _precision_ctx(precision, device)  # validates precision before any work
     metrics = dict(metrics or {})
     if {"loss", "accuracy"} & set(metrics):
         raise ValueError("extra metrics may not be named 'loss' or 'accuracy'")
@@ -356,9 +359,12 @@ def evaluate_grid(
                 coeffs = [float(xs[cell[-1]])] + ([] if ys is None else [float(ys[cell[0]])])
                 _set_point(model, base, directions, buf_base, buffer_directions, coeffs)
                 if bn == "recalibrate":
-                    _recalibrate(model, norms, data, recalibrate_batches, device, ctx)
-                _set_modes(model, norms, bn)
-                point = dict(zip(names, _evaluate(model, loss_fn, data, metrics, use_acc, device, ctx)))
+                    _recalibrate(model, norms, data, recalibrate_batches, precision)
+                model.eval()  # dropout off; BN in train mode only under bn="train"
+                for m in norms if bn == "train" else ():
+                    m.train()
+                vals = _evaluate(model, loss_fn, data, metrics, use_acc, precision)
+                point = dict(zip(names, vals))
                 for n, v in point.items():
                     values[n][cell] = v
                 computed[cell] = True
@@ -374,9 +380,9 @@ def evaluate_grid(
 
 def random_line(
     model: nn.Module,
-    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    loss_fn: LossFn,
     data: Data,
-    x: str | Sequence[float] | np.ndarray = "-1:1:51",
+    x: Coords = "-1:1:51",
     *,
     seed: int = 0,
     normalization: Normalization = "filter",
@@ -391,19 +397,18 @@ def random_line(
     ``options`` go to :func:`evaluate_grid` (precision, recalibrate_batches, accuracy, ...).
     """
     dirs = random_directions(model, 1, seed=seed, normalization=normalization, ignore=ignore)
-    res = evaluate_grid(
-        model, loss_fn, data, dirs, x, bn=bn, metrics=metrics, progress=progress, **options
-    )
+    opts = dict(bn=bn, metrics=metrics, progress=progress, **options)
+    res = evaluate_grid(model, loss_fn, data, dirs, x, **opts)
     res.meta.update(kind="random_line", seed=seed, normalization=normalization, ignore=ignore)
     return res
 
 
 def random_plane(
     model: nn.Module,
-    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    loss_fn: LossFn,
     data: Data,
-    x: str | Sequence[float] | np.ndarray = "-1:1:51",
-    y: str | Sequence[float] | np.ndarray = "-1:1:51",
+    x: Coords = "-1:1:51",
+    y: Coords = "-1:1:51",
     *,
     seed: int = 0,
     orthogonalize: bool = False,
@@ -417,38 +422,24 @@ def random_plane(
     """``f(a, b) = L(theta + a d1 + b d2)`` on a random (filter-normalized) plane.
 
     ``d1`` equals the direction of :func:`random_line` with the same seed; with
-    ``orthogonalize``, ``d2`` is made orthogonal to ``d1`` (:func:`~landscape.directions.orthogonalize`).
+    ``orthogonalize``, ``d2`` is made orthogonal to ``d1`` (Gram-Schmidt, norm kept).
     """
     d1, d2 = random_directions(model, 2, seed=seed, normalization=normalization, ignore=ignore)
     if orthogonalize:
         d2 = _orthogonalize(d2, d1)
-    res = evaluate_grid(
-        model, loss_fn, data, [d1, d2], x, y, bn=bn, metrics=metrics, progress=progress, **options
-    )
-    res.meta.update(
-        kind="random_plane",
-        seed=seed,
-        normalization=normalization,
-        ignore=ignore,
-        orthogonalize=orthogonalize,
-    )
+    opts = dict(bn=bn, metrics=metrics, progress=progress, **options)
+    res = evaluate_grid(model, loss_fn, data, [d1, d2], x, y, **opts)
+    res.meta.update(kind="random_plane", seed=seed, normalization=normalization, ignore=ignore)
+    res.meta["orthogonalize"] = orthogonalize
     return res
-
-
-def _buffer_direction(model_a: nn.Module, model_b: nn.Module) -> Params:
-    """``buffers_b - buffers_a`` for the floating buffers (BN running mean and variance)."""
-    a, b = dict(model_a.named_buffers()), dict(model_b.named_buffers())
-    if set(a) != set(b):
-        raise ValueError("the models have different buffers; are they the same architecture?")
-    return {n: b[n].detach().to(t.device, t.dtype) - t.detach() for n, t in a.items() if t.is_floating_point()}
 
 
 def interpolate(
     model_a: nn.Module,
     model_b: nn.Module,
-    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    loss_fn: LossFn,
     data: Data,
-    x: str | Sequence[float] | np.ndarray = "-0.5:1.5:401",
+    x: Coords = "-0.5:1.5:401",
     *,
     move_buffers: bool = True,
     bn: BNPolicy = "eval",
@@ -464,12 +455,10 @@ def interpolate(
     points are NaN rather than silently clamped.
     """
     d = checkpoint_direction(get_params(model_a), get_params(model_b))
-    bd = [_buffer_direction(model_a, model_b)] if move_buffers else None
-    res = evaluate_grid(
-        model_a, loss_fn, data, [d], x, buffer_directions=bd, bn=bn, metrics=metrics,
-        progress=progress, **options,
-    )
-    res.meta.update(kind="interpolate")
+    bd = [buffer_direction(model_a, model_b)] if move_buffers else None
+    opts = dict(bn=bn, metrics=metrics, progress=progress, **options)
+    res = evaluate_grid(model_a, loss_fn, data, [d], x, buffer_directions=bd, **opts)
+    res.meta["kind"] = "interpolate"
     return res
 
 
@@ -477,10 +466,10 @@ def plane_through(
     model_a: nn.Module,
     model_b: nn.Module,
     model_c: nn.Module,
-    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    loss_fn: LossFn,
     data: Data,
-    x: str | Sequence[float] | np.ndarray = "-0.5:1.5:51",
-    y: str | Sequence[float] | np.ndarray = "-0.5:1.5:51",
+    x: Coords = "-0.5:1.5:51",
+    y: Coords = "-0.5:1.5:51",
     *,
     move_buffers: bool = True,
     bn: BNPolicy = "eval",
@@ -494,10 +483,8 @@ def plane_through(
     """
     pa = get_params(model_a)
     dirs = [checkpoint_direction(pa, get_params(m)) for m in (model_b, model_c)]
-    bd = [_buffer_direction(model_a, m) for m in (model_b, model_c)] if move_buffers else None
-    res = evaluate_grid(
-        model_a, loss_fn, data, dirs, x, y, buffer_directions=bd, bn=bn, metrics=metrics,
-        progress=progress, **options,
-    )
-    res.meta.update(kind="plane_through")
+    bd = [buffer_direction(model_a, m) for m in (model_b, model_c)] if move_buffers else None
+    opts = dict(bn=bn, metrics=metrics, progress=progress, **options)
+    res = evaluate_grid(model_a, loss_fn, data, dirs, x, y, buffer_directions=bd, **opts)
+    res.meta["kind"] = "plane_through"
     return res

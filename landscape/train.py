@@ -31,6 +31,8 @@ from torch import Tensor, nn
 from . import checkpoints, storage
 from .data import Dataset, accuracy, batch_indices, eval_batches, load_dataset
 from .models import ModelSpec, copy_shared_parameters
+from .probes import ProbeCallback, StepSizes
+from .recording import H5Sink
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,15 @@ class TrainConfig:
     checkpoint_steps: list[int] = field(default_factory=list)  # explicit steps, or
     checkpoint_every: int = 0  # every k steps, or
     checkpoint_log: int = 0  # this many log-spaced steps; 0 and the last step always kept
+    # inline Santurkar probes (science.md s. 1), on the step's training batch, before the update
+    probe_every: int = 0  # 0: never
+    probe_low: float = 0.5  # step sizes eta = lr x [probe_low, probe_high] (paper, VGG: 0.5..4)
+    probe_high: float = 4.0
+    probe_count: int = 8
+    probe_spacing: Literal["linear", "log"] = "linear"
+    probe_direction: Literal["gradient", "random"] = "gradient"
+    probe_bn_mode: Literal["train", "eval"] = "train"
+    ics_every: int = 0  # internal covariate shift (Definition 2.1); 0: never
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field and how to fix it."""
@@ -99,7 +110,7 @@ class TrainConfig:
         for name in ("batch_size", "steps", "eval_every", "eval_batch_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("checkpoint_every", "checkpoint_log"):
+        for name in ("checkpoint_every", "checkpoint_log", "probe_every", "ics_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if any(s < 0 or s > self.steps for s in self.checkpoint_steps):
@@ -111,10 +122,25 @@ class TrainConfig:
             "optimizer": ("sgd", "momentum", "adam"),
             "device": ("auto", "cpu", "cuda"),
             "dtype": ("float32", "float64"),
+            "probe_spacing": ("linear", "log"),
+            "probe_direction": ("gradient", "random"),
+            "probe_bn_mode": ("train", "eval"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.probe_every or self.ics_every:
+            self.step_sizes()  # validates the grid
+
+    def step_sizes(self) -> StepSizes:
+        """The probe's step-size grid, eta = lr x multipliers."""
+        return StepSizes(
+            lr=self.lr,
+            low=self.probe_low,
+            high=self.probe_high,
+            count=self.probe_count,
+            spacing=self.probe_spacing,
+        )
 
     @property
     def variants(self) -> tuple[Variant, ...]:
@@ -313,6 +339,7 @@ def _train_variant(
             return VariantResult(variant, "diverged", start, float("nan"), float("nan"), float("nan"), msg)
     _set_status(run_file, variant, "running")
 
+    hooks = [*hooks, *_probe_hooks(config, run_file, variant)]
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
     train_log = _SeriesBuffer(run_file, f"train/{variant}")
     eval_log = _SeriesBuffer(run_file, f"eval/{variant}")
@@ -376,6 +403,24 @@ def _train_variant(
     eval_log.flush()
     _set_status(run_file, variant, "finished")
     return VariantResult(variant, "finished", config.steps, last_loss, eval_loss, eval_acc)
+
+
+def _probe_hooks(config: TrainConfig, run_file: Path, variant: str) -> list[StepHook]:
+    """The inline probes as a trainer hook writing to ``/probe`` and ``/ics`` of the run."""
+    if not (config.probe_every or config.ics_every):
+        return []
+    steps = config.step_sizes()
+    callback = ProbeCallback(
+        every=config.probe_every or None,
+        step_sizes=steps,
+        ics_every=config.ics_every or None,
+        lr=config.lr,
+        direction=config.probe_direction,
+        bn_mode=config.probe_bn_mode,
+        seed=config.seed,
+        sink=H5Sink(run_file, variant, attrs={"step_size_grid": steps.to_dict()}),
+    )
+    return [lambda _variant, step, model, loss_fn, batch: callback(step, model, loss_fn, batch)]
 
 
 def run_exists(out_dir: Path) -> bool:

@@ -32,7 +32,7 @@ def test_train_info_plot(runner, tmp_path):
     assert result.exit_code == 0, result.output
     assert "run written to" in result.output
     info = runner.invoke(main, ["info", str(run)])
-    assert info.exit_code == 0 and "train/bn" in info.output and "train/plain" in info.output
+    assert info.exit_code == 0 and "train/" in info.output and "plain/" in info.output
     ckpt = runner.invoke(main, ["info", str(run / "checkpoints" / "bn" / "step_0000006.pt")])
     assert ckpt.exit_code == 0 and "step: 6" in ckpt.output
     plot = runner.invoke(main, ["plot", "training", str(run)])

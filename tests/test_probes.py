@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import warnings
 
 import numpy as np
 import pytest
@@ -187,6 +188,26 @@ def test_step_sizes_grid():
     close(r.step_sizes, [0.05, 0.225, 0.4])
 
 
+def test_stochastic_layers_see_the_same_noise_at_every_evaluation():
+    """With dropout active, a tiny step changes the gradient only a little (common noise)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Dropout(0.5), nn.Linear(16, 3)).to(F64)
+    r = gradient_probe(model, sq_loss, regression_batch(), [1e-8], seed=3)
+    assert r.grad_distance[0] < 1e-6 * r.grad_norm
+    r2 = gradient_probe(model, sq_loss, regression_batch(), [1e-8], seed=3)
+    np.testing.assert_array_equal(r2.to_dict()["loss"], r.to_dict()["loss"])
+
+
+def test_probe_works_inside_no_grad():
+    model, batch = three_layer(), regression_batch()
+    expected = gradient_probe(model, sq_loss, batch, ETAS)
+    with torch.no_grad():
+        r = gradient_probe(model, sq_loss, batch, ETAS)
+        s = ics(model, sq_loss, batch, lr=0.1)
+    np.testing.assert_array_equal(r.grad_distance, expected.grad_distance)
+    assert np.all(np.isfinite(s.l2))
+
+
 # --- directions ----------------------------------------------------------------------------
 
 
@@ -257,7 +278,7 @@ def full_state(model: nn.Module) -> dict:
         },
         "modes": {n: m.training for n, m in model.named_modules()},
         "torch_rng": torch.get_rng_state(),
-        "np_rng": np.random.get_state()[1].copy(),
+        "np_rng": np.random.get_state(),  # noqa: NPY002 - the global state is the point
         "py_rng": random.getstate(),
     }
 
@@ -271,7 +292,8 @@ def assert_same_state(before: dict, after: dict) -> None:
         assert (gr is None and other is None) or torch.equal(gr, other), n
     assert before["modes"] == after["modes"]
     assert torch.equal(before["torch_rng"], after["torch_rng"])
-    assert np.array_equal(before["np_rng"], after["np_rng"])
+    (kind, keys, *rest), (kind2, keys2, *rest2) = before["np_rng"], after["np_rng"]
+    assert kind == kind2 and np.array_equal(keys, keys2) and rest == rest2
     assert before["py_rng"] == after["py_rng"]
 
 
@@ -397,6 +419,7 @@ def test_ics_layer_subset_and_unknown_layer():
         ({"direction": "sideways"}, "unknown direction"),
         ({"bn_mode": "training"}, "unknown bn_mode"),
         ({"batch": (torch.randn(3, 4, dtype=F64),)}, "pair"),
+        ({"batch": (torch.randn(16, 4, dtype=F64), torch.randn(16, 5, dtype=F64))}, "targets"),
     ],
 )
 def test_bad_inputs(kwargs, match):
@@ -497,3 +520,26 @@ def test_probe_on_cuda():
     cpu = gradient_probe(Quadratic(q[:, 0]), identity_loss, (a, None), ETAS)
     gpu = gradient_probe(Quadratic(q[:, 0].cuda()), identity_loss, (a.cuda(), None), ETAS)
     close(gpu.loss, cpu.loss, rtol=1e-9)
+
+
+def count_cuda_syncs(fn) -> int:
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+@pytest.mark.gpu
+def test_probe_host_syncs_do_not_grow_with_step_count():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    model, batch = prepared_bn_net("cuda")
+    loss_fn = nn.functional.cross_entropy
+    few = count_cuda_syncs(lambda: gradient_probe(model, loss_fn, batch, ETAS[:2]))
+    many = count_cuda_syncs(lambda: gradient_probe(model, loss_fn, batch, ETAS * 4))
+    assert many == few

@@ -47,6 +47,14 @@ def train_options(f):
         click.option("--checkpoint-steps", default=None, metavar="S1,S2", help="Checkpoint at these steps."),
         click.option("--checkpoint-every", type=int, default=0, help="Checkpoint every k steps."),
         click.option("--checkpoint-log", type=int, default=0, help="This many log-spaced checkpoints."),
+        click.option("--probe-every", type=int, default=0, help="Santurkar probes every N steps (0: never)."),
+        click.option("--probe-low", type=float, default=0.5, show_default=True, help="Smallest step size, in units of lr."),
+        click.option("--probe-high", type=float, default=4.0, show_default=True, help="Largest step size, in units of lr."),
+        click.option("--probe-count", type=int, default=8, show_default=True, help="Number of step sizes."),
+        click.option("--probe-spacing", type=click.Choice(["linear", "log"]), default="linear", show_default=True),
+        click.option("--probe-direction", type=click.Choice(["gradient", "random"]), default="gradient", show_default=True),
+        click.option("--probe-bn-mode", type=click.Choice(["train", "eval"]), default="train", show_default=True),
+        click.option("--ics-every", type=int, default=0, help="Internal covariate shift every N steps (0: never)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -59,6 +67,8 @@ def config_from_options(kw: dict) -> TrainConfig:
         "model", "activation", "init", "init_scale", "bn", "dtype", "dataset", "data_dir",
         "download", "optimizer", "lr", "momentum", "weight_decay", "lr_gamma", "batch_size",
         "steps", "seed", "device", "eval_every", "checkpoint_every", "checkpoint_log",
+        "probe_every", "probe_low", "probe_high", "probe_count", "probe_spacing",
+        "probe_direction", "probe_bn_mode", "ics_every",
     ]  # fmt: skip
     args = {n: kw.pop(n) for n in names}
     args["model_options"] = parse_key_values(kw.pop("model_options"), "model-option")

@@ -101,18 +101,22 @@ def _mark_divergence(
         y, transform = 0.9, blended_transform_factory(loss_ax.transData, loss_ax.transAxes)
     loss_ax.plot([at], [y], marker="x", markersize=9, markeredgewidth=2, color=color,
                  transform=transform, linestyle="none", zorder=5)
+    # The note sits at the top of the panel next to the dotted line, where a decreasing loss
+    # leaves room, rather than on the curves; one line per diverged run.
     lo, hi = float(np.nanmin(step)), float(np.nanmax(step))
     right_half = hi > lo and (at - lo) / (hi - lo) > 0.5
-    loss_ax.annotate(
-        f"diverged at step {_fmt_number(at)}",
-        xy=(at, y),
-        xycoords=transform,
-        xytext=(-6 if right_half else 6, 10 + 12 * k),
-        textcoords="offset points",
+    loss_ax.text(
+        at,
+        0.97 - 0.08 * k,
+        f" diverged at step {_fmt_number(at)} ",
+        transform=blended_transform_factory(loss_ax.transData, loss_ax.transAxes),
         ha="right" if right_half else "left",
+        va="top",
         color=color,
         fontsize=8,
         fontweight="bold",
+        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.0},
+        zorder=6,
     )
 
 
@@ -189,6 +193,7 @@ def training_curves(
         if not any_eval_acc:
             ax_eval.text(0.5, 0.5, "no held-out evaluation recorded", transform=ax_eval.transAxes,
                          ha="center", va="center", color="0.4")
+            ax_eval.set_ylim(0, 100)
         if _has_positive(np.concatenate([_as_1d(r, "loss") for r in runs.values()])):
             ax_loss.set_yscale("log")
             ax_loss.set_ylabel("loss (log scale)")
@@ -199,14 +204,14 @@ def training_curves(
                     Line2D([], [], color="0.3", linestyle="--", marker="o",
                            markersize=_EVAL_MARKER_SIZE, label="held-out"),
                 ],
-                loc="upper right",
+                loc="lower left",
             )
 
         handles = [Line2D([], [], color=colors[lab], label=lab) for lab in labels.values()]
         legend_title = (
             f"moving average over {smooth} steps (raw values faint)" if smooth > 1 else None
         )
-        fig.legend(handles=handles, loc="outside upper center", ncols=len(handles),
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles),
                    title=legend_title)
         if title:
             fig.suptitle(title)

@@ -16,11 +16,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from numpy.typing import ArrayLike
 
 from .style import (
@@ -163,11 +165,21 @@ def gradient_landscape(
 
         handles = [Patch(facecolor=colors[lab], alpha=0.6, edgecolor=colors[lab], label=lab)
                    for lab in labels.values()]
-        fig.legend(handles=handles, loc="outside upper center", ncols=len(handles))
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
         head = title or "Gradient-direction probes"
         note = _eta_note(etas)
         fig.suptitle(f"{head}\n{note}" if note else head)
     return fig
+
+
+def _plain_log_ticks(axis: Axis) -> None:
+    """Log-axis ticks at 1, 2, 5 x 10^k written as plain numbers (0.05, 0.1, 0.2).
+
+    A step-size grid spans about one decade, where the default "3×10⁻¹" labels collide.
+    """
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _pick_rows(n: int, max_curves: int) -> np.ndarray:
@@ -233,8 +245,10 @@ def gradient_distance_vs_step(
             ax.set(title=label, xlabel="step size η")
             if log_x:
                 ax.set_xscale("log")
+                _plain_log_ticks(ax.xaxis)
             if log_y:
                 ax.set_yscale("log")
+                _plain_log_ticks(ax.yaxis)
         axes[0].set_ylabel(GRAD_DIST)
         sm = ScalarMappable(norm=norm, cmap=cmap)
         fig.colorbar(sm, ax=list(axes), label="training step", shrink=0.95)
@@ -336,7 +350,7 @@ def ics_figure(
             ax_cos.set(xlabel="training step", ylabel="cos(G, G′)")
             ax_cos.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
         handles = [Line2D([], [], color=colors[lab], label=lab) for lab in labels.values()]
-        fig.legend(handles=handles, loc="outside upper center", ncols=len(handles))
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
         fig.suptitle(
             "Internal covariate shift: gradient G of a layer vs G′ after the earlier layers "
             "are updated"

@@ -23,6 +23,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import Colormap, LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 from numpy.typing import ArrayLike
 
 from .style import (
@@ -41,10 +42,12 @@ SurfaceKind = Literal["contour", "contourf", "heatmap", "surface"]
 _KINDS: tuple[str, ...] = ("contour", "contourf", "heatmap", "surface")
 
 DEFAULT_LEVELS = 15
+_MAX_COLORBAR_TICKS = 8
 _CMAP = "viridis"
 _NOT_COMPUTED = "0.85"  # heatmap colour of NaN (not yet computed) cells
-_LOSS_STYLES = ("-", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
-_ACC_STYLES = ("--", (0, (1, 1)), (0, (3, 1, 1, 1)), (0, (8, 2)))
+_LINE_STYLES = ("-", "--", ":", "-.")
+_LEGEND_ROW_CHARS = 75  # legend text that fits one row of a 6.4-inch figure
+_ACCURACY_COLOR = "0.35"  # single-model plots: accuracy in grey, loss in the model's colour
 _FINAL_COLOR = "#E69F00"  # Okabe-Ito orange: the trajectory's end point
 
 DEFAULT_XLABEL_1D = "α  (parameters θ + α·d)"
@@ -64,18 +67,20 @@ def _pretty(name: str) -> str:
     return name.replace("_", " ")
 
 
-def _line_styles(names: Sequence[str]) -> dict[str, Any]:
-    """Linestyle per quantity: losses solid/dotted..., accuracies dashed/..."""
-    styles: dict[str, Any] = {}
-    n_loss = n_acc = 0
-    for name in names:
-        if _is_accuracy(name):
-            styles[name] = _ACC_STYLES[n_acc % len(_ACC_STYLES)]
-            n_acc += 1
-        else:
-            styles[name] = _LOSS_STYLES[n_loss % len(_LOSS_STYLES)]
-            n_loss += 1
-    return styles
+def _line_styles(names: Sequence[str], *, per_axis: bool) -> dict[str, str]:
+    """Linestyle per quantity, cycling solid, dashed, dotted, dash-dot.
+
+    With ``per_axis`` the cycle restarts for the accuracies (which then differ by colour).
+    """
+    if not per_axis:
+        return {n: _LINE_STYLES[i % len(_LINE_STYLES)] for i, n in enumerate(names)}
+    losses = [n for n in names if not _is_accuracy(n)]
+    accs = [n for n in names if _is_accuracy(n)]
+    return {
+        n: _LINE_STYLES[i % len(_LINE_STYLES)]
+        for group in (losses, accs)
+        for i, n in enumerate(group)
+    }
 
 
 def _draw_lines(
@@ -87,12 +92,17 @@ def _draw_lines(
     title: str | None,
     legend_variants: bool,
 ) -> Figure:
+    """Shared body of line_plot (one model) and compare_lines (several, ``legend_variants``).
+
+    One model: loss lines in the model's colour, accuracy lines in grey, train/test told
+    apart by linestyle. Several: colour = variant, linestyle = quantity.
+    """
     names: list[str] = []
     for _, values in panels.values():
         names += [n for n in values if n not in names]
     if not names:
         raise ValueError("no values to plot: pass e.g. {'loss': ..., 'accuracy': ...}")
-    styles = _line_styles(names)
+    styles = _line_styles(names, per_axis=not legend_variants)
     has_acc = any(_is_accuracy(n) for n in names)
     has_loss = any(not _is_accuracy(n) for n in names)
     loss_values = [
@@ -122,26 +132,37 @@ def _draw_lines(
                     target, y = ax_acc, 100.0 * _finite_or_nan(v)
                 else:
                     target, y = ax, _positive_or_nan(v) if log else _finite_or_nan(v)
-                target.plot(x, y, color=colors[label], linestyle=styles[name])
+                color = colors[label]
+                if not legend_variants and _is_accuracy(name):
+                    color = _ACCURACY_COLOR
+                target.plot(x, y, color=color, linestyle=styles[name])
         ax.set_xlabel(xlabel or DEFAULT_XLABEL_1D)
+        model_color = next(iter(colors.values()))
         if has_loss:
-            ax.set_ylabel("loss (log scale)" if log else "loss")
+            ax.set_ylabel("loss (log scale)" if log else "loss",
+                          color="black" if legend_variants else model_color)
             if log:
                 ax.set_yscale("log")
         if ax_acc is not None:
-            ax_acc.set_ylabel("accuracy (%)")
+            ax_acc.set_ylabel("accuracy (%)",
+                              color="black" if legend_variants else _ACCURACY_COLOR)
 
         handles = []
         if legend_variants:
             handles += [Line2D([], [], color=c, label=lab) for lab, c in colors.items()]
-        quantity_color = "0.3" if legend_variants else next(iter(colors.values()))
-        handles += [
-            Line2D([], [], color=quantity_color, linestyle=styles[n],
-                   label=_pretty(n) + (" (right axis)" if _is_accuracy(n) and has_loss else ""))
-            for n in names
-        ]
-        fig.legend(handles=handles, loc="outside upper center",
-                   ncols=min(len(handles), 3 if legend_variants else 4))
+        for n in names:
+            if legend_variants:
+                color = "0.3"
+            else:
+                color = _ACCURACY_COLOR if _is_accuracy(n) else model_color
+            suffix = " (right axis)" if _is_accuracy(n) and has_loss else ""
+            handles.append(
+                Line2D([], [], color=color, linestyle=styles[n], label=_pretty(n) + suffix)
+            )
+        # One row when the labels fit the figure's width, else two columns.
+        chars = sum(len(h.get_label()) for h in handles)
+        ncols = min(len(handles), 4) if chars <= _LEGEND_ROW_CHARS else 2
+        fig.legend(handles=handles, loc="outside lower center", ncols=ncols)
         if title:
             fig.suptitle(title)
     return fig
@@ -305,7 +326,8 @@ def _draw_trajectory(ax: Axes, trajectory: ArrayLike, *, z_floor: float | None =
     ax.plot(t[-1:, 0], t[-1:, 1], linestyle="none", marker="*", markersize=15,
             markerfacecolor=_FINAL_COLOR, markeredgecolor="black", markeredgewidth=1.0,
             label="final point", zorder=5, **kw)
-    ax.legend(loc="upper right", framealpha=0.85, frameon=True)
+    # Below the plot rather than on it: contour labels and the path fill the axes.
+    ax.get_figure().legend(loc="outside lower center", ncols=2)
 
 
 def _draw_surface(
@@ -358,7 +380,13 @@ def _label_axes(ax: Axes, kind: str, xlabel: str | None, ylabel: str | None, zla
     ax.set_xlabel(xlabel or DEFAULT_XLABEL_2D)
     ax.set_ylabel(ylabel or DEFAULT_YLABEL_2D)
     if kind == "surface":
-        ax.set_zlabel(zlabel)
+        ax.set_zlabel(zlabel, labelpad=12)
+        # Fewer ticks: 3-D tick labels are set at an angle and collide at the default density.
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.yaxis.set_major_locator(MaxNLocator(5))
+        ax.xaxis.labelpad = ax.yaxis.labelpad = 8
+        # Constrained layout does not see 3-D axis labels; shrink the box so they stay inside.
+        ax.set_box_aspect(None, zoom=0.85)
         ax.grid(True)
 
 
@@ -366,6 +394,23 @@ def _colorbar_label(zlabel: str, kind: str, log: bool) -> str:
     if log and kind == "surface":
         return f"log₁₀ {zlabel}"
     return f"{zlabel} (log scale)" if log else zlabel
+
+
+def _add_colorbar(
+    fig: Figure, artist: Any, axes: Axes | list[Axes], *, kind: str, levels: np.ndarray,
+    label: str,
+) -> None:
+    """One colourbar; for contour kinds its ticks are the contour levels, written plainly.
+
+    (A contour set on a log norm otherwise gets a single unreadable tick.)
+    """
+    cbar = fig.colorbar(artist, ax=axes, label=label, shrink=0.75 if kind == "surface" else 1.0,
+                        pad=0.1 if kind == "surface" else 0.02)
+    if kind in ("contour", "contourf"):
+        step = max(1, int(np.ceil(len(levels) / _MAX_COLORBAR_TICKS)))
+        cbar.set_ticks(levels[::step])
+        cbar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _level_format(v)))
+        cbar.ax.minorticks_off()
 
 
 def _empty_note(ax: Axes) -> None:
@@ -428,16 +473,14 @@ def surface_plot(
             lv, norm = scale
             artist = _draw_surface(ax, x, y, z, kind=kind, levels=lv, norm=norm, log=log,
                                    extend=_extend([z], norm))
-            cbar = fig.colorbar(artist, ax=ax, label=_colorbar_label(zlabel, kind, log),
-                                shrink=0.8 if kind == "surface" else 1.0)
-            if kind == "contour":
-                cbar.ax.minorticks_off()
+            _add_colorbar(fig, artist, ax, kind=kind, levels=lv,
+                          label=_colorbar_label(zlabel, kind, log))
         if trajectory is not None:
             floor = None
             if kind == "surface":
                 floor = ax.get_zlim()[0]
             _draw_trajectory(ax, trajectory, z_floor=floor)
-        _label_axes(ax, kind, xlabel, ylabel, zlabel)
+        _label_axes(ax, kind, xlabel, ylabel, _colorbar_label(zlabel, kind, log))
         heading = "\n".join(s for s in (title, note) if s)
         if heading:
             ax.set_title(heading)
@@ -501,12 +544,10 @@ def compare_surfaces(
                                        extend=_extend(zs, norm))
             note = _coverage_note(z)
             ax.set_title(f"{label}\n{note}" if note else label, color=colors[label])
-            _label_axes(ax, kind, xlabel, ylabel, zlabel)
+            _label_axes(ax, kind, xlabel, ylabel, _colorbar_label(zlabel, kind, log))
         if artist is not None:
-            cbar = fig.colorbar(artist, ax=axes, label=_colorbar_label(zlabel, kind, log),
-                                shrink=0.8 if kind == "surface" else 1.0)
-            if kind == "contour":
-                cbar.ax.minorticks_off()
+            _add_colorbar(fig, artist, axes, kind=kind, levels=scale[0],
+                          label=_colorbar_label(zlabel, kind, log))
         if title:
             fig.suptitle(title)
     return fig

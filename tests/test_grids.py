@@ -1,0 +1,186 @@
+"""Resumable HDF5 grids: interruption and resume, completion, config mismatch, round trip."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from landscape.directions import random_directions
+from landscape.grids import read_grid, run_grid
+from landscape.slices import evaluate_grid
+
+
+def bn_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(48, 4)
+    ).double()
+
+
+def batches():
+    g = torch.Generator().manual_seed(1)
+    return [
+        (
+            torch.randn(n, 1, 6, 6, generator=g, dtype=torch.float64),
+            torch.randint(0, 4, (n,), generator=g),
+        )
+        for n in (6, 5)
+    ]
+
+
+class CountingLoss:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.ce = nn.CrossEntropyLoss()
+
+    def __call__(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.ce(out, target)
+
+
+XS, YS = "-1:1:5", "-0.5:0.5:3"
+META = {"kind": "random_plane", "seed": 3, "normalization": "filter", "data": "synthetic"}
+
+
+@pytest.fixture
+def setup():
+    model = bn_net()
+    return model, batches(), random_directions(model, 2, seed=3)
+
+
+def test_interrupted_run_resumes_to_identical_values(tmp_path, setup):
+    model, data, dirs = setup
+    full = run_grid(tmp_path / "full.h5", model, CountingLoss(), data, dirs, XS, YS, meta=META)
+    assert full is not None and full.computed.all()
+    assert not any(np.isnan(v).any() for v in full.values.values())
+
+    path = tmp_path / "resumed.h5"
+    armed = [True]
+
+    def interrupt(done: int, total: int) -> None:
+        if armed[0] and done == 5:
+            armed[0] = False
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(
+            path, model, CountingLoss(), data, dirs, XS, YS, meta=META, chunk=2, progress=interrupt
+        )
+    partial = read_grid(path)
+    assert partial.computed.sum() == 5  # the pending chunk is flushed on the way out
+    assert np.isnan(partial.values["loss"][~partial.computed]).all()
+
+    loss = CountingLoss()
+    seen = []
+    res = run_grid(
+        path,
+        model,
+        loss,
+        data,
+        dirs,
+        XS,
+        YS,
+        meta=META,
+        chunk=2,
+        progress=lambda d, t: seen.append((d, t)),
+    )
+    assert loss.calls == 10 * len(data) and seen[0] == (6, 15) and seen[-1] == (15, 15)
+    for name in ("loss", "accuracy"):
+        assert np.array_equal(res.values[name], full.values[name])
+
+    raw = path.read_bytes()
+    again = CountingLoss()
+    assert run_grid(path, model, again, data, dirs, XS, YS, meta=META) is None
+    assert again.calls == 0 and path.read_bytes() == raw
+
+
+def test_different_config_is_refused_and_file_unchanged(tmp_path, setup):
+    model, data, dirs = setup
+    path = tmp_path / "slice.h5"
+    run_grid(path, model, CountingLoss(), data, dirs, XS, YS, meta=META)
+    raw = path.read_bytes()
+    for change in (
+        {"meta": {**META, "seed": 4}},
+        {"ys": "-1:1:3"},
+        {"bn": "train"},
+        {"directions": dirs[::-1]},
+    ):
+        kwargs = {"meta": META, "ys": YS, "directions": dirs} | change
+        with pytest.raises(ValueError, match="holds a different slice; pass overwrite"):
+            run_grid(path, model, CountingLoss(), data, xs=XS, **kwargs)
+    assert path.read_bytes() == raw
+    res = run_grid(
+        path, model, CountingLoss(), data, dirs, XS, YS, meta={**META, "seed": 4}, overwrite=True
+    )
+    assert res.meta["seed"] == 4
+
+
+def test_file_layout_and_direction_round_trip(tmp_path, setup):
+    model, data, dirs = setup
+    path = tmp_path / "slice.h5"
+    res = run_grid(path, model, CountingLoss(), data, dirs, XS, YS, meta=META)
+    with h5py.File(path, "r") as f:
+        assert f["values/loss"].shape == (3, 5) and f["coords/x"].shape == (5,)
+        assert f["computed"][()].all()
+        assert "config_json" in f.attrs and "created" in f.attrs and "config_hash" in f.attrs
+        assert f["directions/d1/0.weight"].attrs["name"] == "0.weight"
+    direct = evaluate_grid(model, nn.CrossEntropyLoss(), data, dirs, XS, YS)
+    assert np.array_equal(res.values["loss"], direct.values["loss"])
+    assert res.meta["kind"] == "random_plane" and res.meta["bn"] == "eval"
+    for stored, original in zip(res.directions, dirs):
+        assert list(stored) == list(original)
+        assert all(torch.equal(stored[n], original[n]) for n in original)
+
+
+class OddNames(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_parameter("a/b%2Fc", nn.Parameter(torch.ones(2, dtype=torch.bfloat16)))
+        self.lin = nn.Linear(2, 1, dtype=torch.bfloat16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x * self.get_parameter("a/b%2Fc")).squeeze(1)
+
+
+def test_names_with_slashes_and_bf16_round_trip(tmp_path):
+    model = OddNames()
+    dirs = random_directions(model, 1, seed=0, normalization="none")
+    data = [(torch.ones(3, 2, dtype=torch.bfloat16), torch.zeros(3, dtype=torch.bfloat16))]
+    path = tmp_path / "line.h5"
+    res = run_grid(path, model, nn.MSELoss(), data, dirs, "-1:1:3", meta={"kind": "random_line"})
+    assert res.y is None and res.values["loss"].shape == (3,) and set(res.values) == {"loss"}
+    assert list(res.directions[0]) == ["a/b%2Fc", "lin.weight", "lin.bias"]
+    assert all(torch.equal(res.directions[0][n], dirs[0][n]) for n in dirs[0])
+    assert res.directions[0]["lin.weight"].dtype == torch.bfloat16
+
+
+def test_buffer_directions_stored(tmp_path, setup):
+    model, data, dirs = setup
+    bdir = [{"1.running_mean": torch.full((3,), 0.1, dtype=torch.float64)}]
+    res = run_grid(
+        tmp_path / "i.h5",
+        model,
+        CountingLoss(),
+        data,
+        dirs[:1],
+        "0:1:2",
+        meta={},
+        buffer_directions=bdir,
+    )
+    assert torch.equal(res.buffer_directions[0]["1.running_mean"], bdir[0]["1.running_mean"])
+
+
+def test_foreign_file_and_bad_chunk(tmp_path, setup):
+    model, data, dirs = setup
+    path = tmp_path / "other.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(ValueError, match="no landscape slice; pass overwrite"):
+        run_grid(path, model, CountingLoss(), data, dirs, XS, YS, meta=META)
+    with pytest.raises(ValueError, match="not a landscape slice"):
+        read_grid(path)
+    with pytest.raises(ValueError, match="chunk"):
+        run_grid(tmp_path / "x.h5", model, CountingLoss(), data, dirs, XS, YS, meta=META, chunk=0)
