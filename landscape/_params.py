@@ -19,8 +19,8 @@ from torch import Tensor, nn
 Params = dict[str, Tensor]
 
 __all__ = [
-    "Params",
     "ModelSnapshot",
+    "Params",
     "axpy",
     "clone",
     "dot",

@@ -113,7 +113,7 @@ def capture_rng() -> dict[str, Any]:
     """
     version, internal, gauss_next = random.getstate()
     # The global legacy generator is exactly what must be captured, hence the noqa.
-    algorithm, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # noqa: NPY002
+    algorithm, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     cuda = list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else []
     return {
         "python": (int(version), tuple(int(k) for k in internal), gauss_next),
@@ -159,7 +159,7 @@ def restore_rng(state: Mapping[str, Any]) -> None:
             f"malformed RNG state ({exc!r}): pass the dict returned by capture_rng()"
         ) from exc
     random.setstate((int(version), tuple(int(k) for k in internal), gauss_next))
-    np.random.set_state(numpy_state)  # noqa: NPY002
+    np.random.set_state(numpy_state)
     torch.set_rng_state(cpu)
     cuda = [torch.as_tensor(s).cpu() for s in state.get("cuda", [])]
     if not cuda:

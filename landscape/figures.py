@@ -40,7 +40,9 @@ def _run_file(run_dir: str | Path) -> Path:
     path = Path(run_dir)
     path = path / RUN_FILE if path.is_dir() else path
     if not path.exists():
-        raise ValueError(f"no run at {run_dir}: expected a run directory with {RUN_FILE} (see landscape train)")
+        raise ValueError(
+            f"no run at {run_dir}: expected a run directory with {RUN_FILE} (see landscape train)"
+        )
     return path
 
 

@@ -141,7 +141,9 @@ def _stored_hash(path: Path) -> str | None:
                 return None
             return str(f.attrs["config_hash"])
     except OSError as exc:
-        raise ValueError(f"cannot read {path} ({exc}); pass overwrite=True to replace it") from exc
+        raise ValueError(
+            f"cannot read {path} ({exc}): another run may be writing it, or pass overwrite=True"
+        ) from exc
 
 
 class _CellWriter:

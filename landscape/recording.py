@@ -34,7 +34,9 @@ class H5Sink:
         attrs: extra JSON-safe attributes recorded on each group (e.g. the step-size grid).
     """
 
-    def __init__(self, path: str | Path, variant: str = "model", attrs: Mapping[str, Any] | None = None):
+    def __init__(
+        self, path: str | Path, variant: str = "model", attrs: Mapping[str, Any] | None = None
+    ):
         self.path, self.variant, self.attrs = Path(path), variant, dict(attrs or {})
         if not self.path.exists():
             with h5py.File(self.path, "a") as f:

@@ -42,7 +42,11 @@ from landscape.directions import orthogonalize as _orthogonalize
 
 __all__ = [
     "BNPolicy",
+    "Coords",
+    "Data",
     "DataSummary",
+    "LossFn",
+    "Metric",
     "Precision",
     "SliceResult",
     "as_coords",

@@ -128,7 +128,9 @@ class TrainConfig:
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
         if self.probe_every or self.ics_every:
             self.step_sizes()  # validates the grid
 
@@ -214,7 +216,7 @@ def checkpoint_schedule(config: TrainConfig) -> list[int]:
         steps.update(range(0, config.steps + 1, config.checkpoint_every))
     if config.checkpoint_log:
         grid = np.logspace(0, math.log10(max(config.steps, 1)), config.checkpoint_log)
-        steps.update(int(round(s)) for s in grid)
+        steps.update(round(s) for s in grid)
     return sorted(s for s in steps if 0 <= s <= config.steps)
 
 
@@ -260,7 +262,9 @@ def evaluate(
     return total / n, (correct / n if classify else float("nan"))
 
 
-StepHook = Callable[[str, int, nn.Module, Callable[[Tensor, Tensor], Tensor], tuple[Tensor, Tensor]], None]
+StepHook = Callable[
+    [str, int, nn.Module, Callable[[Tensor, Tensor], Tensor], tuple[Tensor, Tensor]], None
+]
 
 
 class _SeriesBuffer:
@@ -297,7 +301,9 @@ def _truncate(path: Path, variant: str, before_step: int) -> None:
                 storage.truncate_series(f[name], "step", before_step - 1)
 
 
-def _batches(data: Dataset, config: TrainConfig, start: int, device: torch.device) -> Iterator[tuple[int, Tensor, Tensor]]:
+def _batches(
+    data: Dataset, config: TrainConfig, start: int, device: torch.device
+) -> Iterator[tuple[int, Tensor, Tensor]]:
     # The training set is small and kept resident on the device; batches are index gathers.
     x, y = data.x_train.to(device), data.y_train.to(device)
     for step in range(start, config.steps):
@@ -336,7 +342,9 @@ def _train_variant(
         status = f.get(f"train/{variant}")
         if resume and status is not None and status.attrs.get("status") == "diverged":
             msg = str(status.attrs.get("message", ""))
-            return VariantResult(variant, "diverged", start, float("nan"), float("nan"), float("nan"), msg)
+            return VariantResult(
+                variant, "diverged", start, float("nan"), float("nan"), float("nan"), msg
+            )
     _set_status(run_file, variant, "running")
 
     hooks = [*hooks, *_probe_hooks(config, run_file, variant)]
@@ -390,7 +398,9 @@ def _train_variant(
             msg = f"{variant} diverged at step {step}: loss is {last_loss}; lower the learning rate"
             _set_status(run_file, variant, "diverged", msg)
             log.warning(msg)
-            return VariantResult(variant, "diverged", step, last_loss, float("nan"), float("nan"), msg)
+            return VariantResult(
+                variant, "diverged", step, last_loss, float("nan"), float("nan"), msg
+            )
         optimizer.step()
         if len(train_log.rows) >= LOG_FLUSH_EVERY:
             train_log.flush()
@@ -434,12 +444,22 @@ def _prepare_out_dir(out_dir: Path, config: TrainConfig, overwrite: bool, resume
         with h5py.File(out_dir / RUN_FILE, "r") as f:
             stored = json.loads(f.attrs.get("config_json", "{}"))
         if stored != config.to_dict():
-            diff = sorted(k for k in set(stored) | set(config.to_dict()) if stored.get(k) != config.to_dict().get(k))
-            raise ValueError(f"cannot resume {out_dir}: its configuration differs in {diff}; use the same options")
+            diff = sorted(
+                k
+                for k in set(stored) | set(config.to_dict())
+                if stored.get(k) != config.to_dict().get(k)
+            )
+            raise ValueError(
+                f"cannot resume {out_dir}: its configuration differs in {diff}; "
+                "use the same options"
+            )
         return
     if run_exists(out_dir):
         if not overwrite:
-            raise ValueError(f"{out_dir} already holds a run: pass --overwrite to replace it or --resume to continue it")
+            raise ValueError(
+                f"{out_dir} already holds a run: "
+                "pass --overwrite to replace it or --resume to continue it"
+            )
         (out_dir / RUN_FILE).unlink(missing_ok=True)
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
         shutil.rmtree(out_dir / "figures", ignore_errors=True)
@@ -472,7 +492,11 @@ def train_pair(
     out = Path(out_dir)
     device = resolve_device(config.device)
     data = dataset or load_dataset(
-        config.dataset, data_dir=config.data_dir, download=config.download, seed=config.seed, **config.data_options
+        config.dataset,
+        data_dir=config.data_dir,
+        download=config.download,
+        seed=config.seed,
+        **config.data_options,
     )
     dtype = getattr(torch, config.dtype)
     specs = {v: config.spec(data, bn=(v == "bn")) for v in VARIANTS}
@@ -489,7 +513,9 @@ def train_pair(
     results = {}
     for v in config.variants:
         model = models[v].to(device=device, dtype=dtype)
-        results[v] = _train_variant(v, model, specs[v], data, config, out, device, resume, hooks or [], progress)
+        results[v] = _train_variant(
+            v, model, specs[v], data, config, out, device, resume, hooks or [], progress
+        )
     return PairResult(out, results)
 
 

@@ -35,7 +35,7 @@ def _model() -> nn.Module:
 def _draws() -> tuple[torch.Tensor, np.ndarray, list[float], float]:
     return (
         torch.randn(5),
-        np.random.rand(5),  # noqa: NPY002 - the global generator is what is restored
+        np.random.rand(5),
         [random.random() for _ in range(5)],
         random.gauss(0.0, 1.0),
     )

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from landscape import __version__
 from landscape.cli import main
 
-TINY = ["--model", "mlp", "--model-option", "depth=1", "--model-option", "width=16",
-        "--steps", "6", "--batch-size", "32", "--eval-every", "3", "--device", "cpu", "-q"]  # fmt: skip
+TINY = ["--model", "mlp", "--model-option", "depth=1", "--model-option", "width=16", "--steps",
+        "6", "--batch-size", "32", "--eval-every", "3", "--device", "cpu", "-q"]  # fmt: skip
 
 
 @pytest.fixture

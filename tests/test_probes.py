@@ -278,7 +278,7 @@ def full_state(model: nn.Module) -> dict:
         },
         "modes": {n: m.training for n, m in model.named_modules()},
         "torch_rng": torch.get_rng_state(),
-        "np_rng": np.random.get_state(),  # noqa: NPY002 - the global state is the point
+        "np_rng": np.random.get_state(),
         "py_rng": random.getstate(),
     }
 

@@ -312,3 +312,21 @@ def test_bf16_autocast_is_close():
     native = evaluate_grid(model, CE, data, d, "-1:1:3").values["loss"]
     bf16 = evaluate_grid(model, CE, data, d, "-1:1:3", precision="bf16").values["loss"]
     np.testing.assert_allclose(bf16, native, rtol=5e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_directions_and_grid_match_cpu():
+    model, data = bn_net().cuda(), [(x.cuda(), y.cuda()) for x, y in batches()]
+    d = random_directions(model, 2, seed=0)
+    assert all(v.is_cuda for v in d[0].values())
+    res = evaluate_grid(model, CE, data, d, "-1:1:3", "-1:1:2")
+    cpu = evaluate_grid(
+        model.cpu(),
+        CE,
+        batches(),
+        [{n: v.cpu() for n, v in di.items()} for di in d],
+        "-1:1:3",
+        "-1:1:2",
+    )
+    np.testing.assert_allclose(res.values["loss"], cpu.values["loss"], rtol=1e-9)

@@ -22,7 +22,9 @@ TINY = dict(
 
 
 def _final_state(run, variant, step):
-    ckpt = checkpoints.load_checkpoint(checkpoints.checkpoint_path(run / "checkpoints" / variant, step))
+    ckpt = checkpoints.load_checkpoint(
+        checkpoints.checkpoint_path(run / "checkpoints" / variant, step)
+    )
     return ckpt.model_state
 
 
@@ -40,7 +42,9 @@ def test_pair_starts_equal_and_logs(tmp_path, digits):
             train = storage.read_series(f[f"train/{v}"])
             np.testing.assert_array_equal(train["step"], np.arange(30))
             assert np.all(np.isfinite(train["loss"])) and np.all(train["grad_norm"] > 0)
-            np.testing.assert_array_equal(storage.read_series(f[f"eval/{v}"])["step"], [0, 10, 20, 30])
+            np.testing.assert_array_equal(
+                storage.read_series(f[f"eval/{v}"])["step"], [0, 10, 20, 30]
+            )
             assert f[f"train/{v}"].attrs["status"] == "finished"
 
 
@@ -65,7 +69,10 @@ def test_resume_reaches_same_weights_bit_for_bit(tmp_path, digits):
     for v in ("bn", "plain"):
         full, cut = _final_state(tmp_path / "full", v, 30), _final_state(tmp_path / "cut", v, 30)
         assert all(torch.equal(full[k], cut[k]) for k in full), v
-        with h5py.File(tmp_path / "full" / "run.h5") as f, h5py.File(tmp_path / "cut" / "run.h5") as g:
+        with (
+            h5py.File(tmp_path / "full" / "run.h5") as f,
+            h5py.File(tmp_path / "cut" / "run.h5") as g,
+        ):
             for group in (f"train/{v}", f"eval/{v}"):
                 a, b = storage.read_series(f[group]), storage.read_series(g[group])
                 for k in a:
@@ -98,7 +105,11 @@ def test_refuses_existing_run_without_flags(tmp_path, digits):
 
 @pytest.mark.parametrize(
     ("change", "match"),
-    [({"lr": -0.1}, "learning rate"), ({"steps": 0}, "steps"), ({"optimizer": "sgdd"}, "optimizer")],
+    [
+        ({"lr": -0.1}, "learning rate"),
+        ({"steps": 0}, "steps"),
+        ({"optimizer": "sgdd"}, "optimizer"),
+    ],
 )
 def test_bad_config(change, match):
     with pytest.raises(ValueError, match=match):

@@ -63,7 +63,13 @@ class Progress:
             return
         bar = self._bars.get(label)
         if bar is None:
-            bar = click.progressbar(length=total, label=f"{label:>8}", show_eta=True, show_pos=True, file=click.get_text_stream("stderr"))
+            bar = click.progressbar(
+                length=total,
+                label=f"{label:>8}",
+                show_eta=True,
+                show_pos=True,
+                file=click.get_text_stream("stderr"),
+            )
             bar.__enter__()
             self._bars[label] = bar
             self._done[label] = 0

@@ -26,7 +26,12 @@ DEMO_CONFIG = TrainConfig(
 
 def register(main: click.Group) -> None:
     @main.command("demo")
-    @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"), show_default=True)
+    @click.option(
+        "--out",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("runs/demo"),
+        show_default=True,
+    )
     @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
     @click.option("--steps", type=int, default=DEMO_CONFIG.steps, show_default=True)
     @quiet_option

@@ -16,7 +16,9 @@ def register(main: click.Group) -> None:
 
     @plot.command("training")
     @click.argument("run", type=click.Path(path_type=Path))
-    @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output path without suffix.")
+    @click.option(
+        "--out", type=click.Path(path_type=Path), default=None, help="Output path without suffix."
+    )
     def training(run: Path, out: Path | None) -> None:
         """Fig. 1: training and held-out accuracy and loss, Standard vs Standard + BatchNorm."""
         for p in figures.plot_training(run, out):

@@ -22,39 +22,156 @@ def _int_list(text: str | None, what: str) -> list[int]:
 def train_options(f):
     """The options shared by ``train`` and ``demo`` (in reverse order of display)."""
     opts = [
-        click.option("--model", default="vgg_small", show_default=True, help="Registry name or package.module:factory."),
-        click.option("--model-option", "model_options", multiple=True, metavar="KEY=VALUE", help="Family option, e.g. depth=3 (repeatable)."),
-        click.option("--activation", type=click.Choice(["relu", "sigmoid", "tanh"]), default="relu", show_default=True),
-        click.option("--init", type=click.Choice(["glorot", "kaiming", "default"]), default="glorot", show_default=True),
-        click.option("--init-scale", type=float, default=1.0, show_default=True, help="Multiplies every weight tensor after init."),
-        click.option("--bn", type=click.Choice(["both", "bn", "plain"]), default="both", show_default=True, help="Which variants to train."),
-        click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True),
-        click.option("--dataset", default="digits", show_default=True, help="digits, synthetic, cifar10, mnist, fashion-mnist."),
-        click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where the dataset files are (or $LANDSCAPE_DATA_DIR)."),
-        click.option("--download", is_flag=True, help="Fetch the dataset files and verify their checksums."),
-        click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE", help="Dataset option, e.g. subset=5000."),
-        click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="sgd", show_default=True),
-        click.option("--lr", type=float, default=0.1, show_default=True, help="Fixed learning rate (the paper's setting)."),
+        click.option(
+            "--model",
+            default="vgg_small",
+            show_default=True,
+            help="Registry name or package.module:factory.",
+        ),
+        click.option(
+            "--model-option",
+            "model_options",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Family option, e.g. depth=3 (repeatable).",
+        ),
+        click.option(
+            "--activation",
+            type=click.Choice(["relu", "sigmoid", "tanh"]),
+            default="relu",
+            show_default=True,
+        ),
+        click.option(
+            "--init",
+            type=click.Choice(["glorot", "kaiming", "default"]),
+            default="glorot",
+            show_default=True,
+        ),
+        click.option(
+            "--init-scale",
+            type=float,
+            default=1.0,
+            show_default=True,
+            help="Multiplies every weight tensor after init.",
+        ),
+        click.option(
+            "--bn",
+            type=click.Choice(["both", "bn", "plain"]),
+            default="both",
+            show_default=True,
+            help="Which variants to train.",
+        ),
+        click.option(
+            "--dtype",
+            type=click.Choice(["float32", "float64"]),
+            default="float32",
+            show_default=True,
+        ),
+        click.option(
+            "--dataset",
+            default="digits",
+            show_default=True,
+            help="digits, synthetic, cifar10, mnist, fashion-mnist.",
+        ),
+        click.option(
+            "--data-dir",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Where the dataset files are (or $LANDSCAPE_DATA_DIR).",
+        ),
+        click.option(
+            "--download", is_flag=True, help="Fetch the dataset files and verify their checksums."
+        ),
+        click.option(
+            "--data-option",
+            "data_options",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Dataset option, e.g. subset=5000.",
+        ),
+        click.option(
+            "--optimizer",
+            type=click.Choice(["sgd", "momentum", "adam"]),
+            default="sgd",
+            show_default=True,
+        ),
+        click.option(
+            "--lr",
+            type=float,
+            default=0.1,
+            show_default=True,
+            help="Fixed learning rate (the paper's setting).",
+        ),
         click.option("--momentum", type=float, default=0.9, show_default=True),
         click.option("--weight-decay", type=float, default=0.0, show_default=True),
-        click.option("--lr-milestones", default=None, metavar="S1,S2", help="Step schedule: multiply lr by --lr-gamma at these steps."),
+        click.option(
+            "--lr-milestones",
+            default=None,
+            metavar="S1,S2",
+            help="Step schedule: multiply lr by --lr-gamma at these steps.",
+        ),
         click.option("--lr-gamma", type=float, default=0.1, show_default=True),
         click.option("--batch-size", type=int, default=128, show_default=True),
         click.option("--steps", type=int, default=1000, show_default=True),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option(
+            "--device",
+            type=click.Choice(["auto", "cpu", "cuda"]),
+            default="auto",
+            show_default=True,
+        ),
         click.option("--eval-every", type=int, default=50, show_default=True),
-        click.option("--checkpoint-steps", default=None, metavar="S1,S2", help="Checkpoint at these steps."),
+        click.option(
+            "--checkpoint-steps", default=None, metavar="S1,S2", help="Checkpoint at these steps."
+        ),
         click.option("--checkpoint-every", type=int, default=0, help="Checkpoint every k steps."),
-        click.option("--checkpoint-log", type=int, default=0, help="This many log-spaced checkpoints."),
-        click.option("--probe-every", type=int, default=0, help="Santurkar probes every N steps (0: never)."),
-        click.option("--probe-low", type=float, default=0.5, show_default=True, help="Smallest step size, in units of lr."),
-        click.option("--probe-high", type=float, default=4.0, show_default=True, help="Largest step size, in units of lr."),
-        click.option("--probe-count", type=int, default=8, show_default=True, help="Number of step sizes."),
-        click.option("--probe-spacing", type=click.Choice(["linear", "log"]), default="linear", show_default=True),
-        click.option("--probe-direction", type=click.Choice(["gradient", "random"]), default="gradient", show_default=True),
-        click.option("--probe-bn-mode", type=click.Choice(["train", "eval"]), default="train", show_default=True),
-        click.option("--ics-every", type=int, default=0, help="Internal covariate shift every N steps (0: never)."),
+        click.option(
+            "--checkpoint-log", type=int, default=0, help="This many log-spaced checkpoints."
+        ),
+        click.option(
+            "--probe-every", type=int, default=0, help="Santurkar probes every N steps (0: never)."
+        ),
+        click.option(
+            "--probe-low",
+            type=float,
+            default=0.5,
+            show_default=True,
+            help="Smallest step size, in units of lr.",
+        ),
+        click.option(
+            "--probe-high",
+            type=float,
+            default=4.0,
+            show_default=True,
+            help="Largest step size, in units of lr.",
+        ),
+        click.option(
+            "--probe-count", type=int, default=8, show_default=True, help="Number of step sizes."
+        ),
+        click.option(
+            "--probe-spacing",
+            type=click.Choice(["linear", "log"]),
+            default="linear",
+            show_default=True,
+        ),
+        click.option(
+            "--probe-direction",
+            type=click.Choice(["gradient", "random"]),
+            default="gradient",
+            show_default=True,
+        ),
+        click.option(
+            "--probe-bn-mode",
+            type=click.Choice(["train", "eval"]),
+            default="train",
+            show_default=True,
+        ),
+        click.option(
+            "--ics-every",
+            type=int,
+            default=0,
+            help="Internal covariate shift every N steps (0: never).",
+        ),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -85,17 +202,26 @@ def report(result) -> None:
         if r.status == "diverged":
             click.echo(f"{v:>6}: {r.message}", err=True)
         else:
-            click.echo(f"{v:>6}: {r.steps_done} steps, train loss {r.final_loss:.4f}, "
-                       f"held-out loss {r.eval_loss:.4f}, accuracy {100 * r.eval_accuracy:.1f}%")
+            click.echo(
+                f"{v:>6}: {r.steps_done} steps, train loss {r.final_loss:.4f}, "
+                f"held-out loss {r.eval_loss:.4f}, accuracy {100 * r.eval_accuracy:.1f}%"
+            )
     click.echo(f"run written to {result.out_dir}")
 
 
 def register(main: click.Group) -> None:
     @main.command("train")
     @train_options
-    @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
+    @click.option(
+        "--out",
+        type=click.Path(file_okay=False, path_type=Path),
+        required=True,
+        help="Run directory.",
+    )
     @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
-    @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoints.")
+    @click.option(
+        "--resume", is_flag=True, help="Continue the run in --out from its last checkpoints."
+    )
     @quiet_option
     def train_cmd(out: Path, overwrite: bool, resume: bool, quiet: bool, **kw) -> None:
         """Train a BN network and its plain twin as a fair pair (same seed, data order)."""

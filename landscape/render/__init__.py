@@ -20,7 +20,7 @@ from .style import (
     save_figure,
 )
 
-__all__ = [  # noqa: RUF022 - grouped by theme, as the house style asks
+__all__ = [
     # style and output
     "LABELS",
     "PALETTE",

@@ -351,10 +351,12 @@ def _draw_surface(
         ax.clabel(cs, shown, inline=True, fontsize=7, fmt=_level_format)
         return cs
     elif kind == "contourf":
+        ax.grid(False)  # grid lines over filled colours read as extra contours
         cs = ax.contourf(x, y, zm, levels=levels, cmap=cmap, norm=norm, extend=extend)
         ax.contour(x, y, zm, levels=levels, colors="black", linewidths=0.4, alpha=0.35)
         return cs
     elif kind == "heatmap":
+        ax.grid(False)
         return ax.pcolormesh(x, y, zm, shading="nearest", cmap=cmap, norm=norm)
     elif kind == "surface":
         xx, yy = np.meshgrid(x, y)
@@ -413,9 +415,19 @@ def _add_colorbar(
         cbar.ax.minorticks_off()
 
 
-def _empty_note(ax: Axes) -> None:
-    ax.text(0.5, 0.5, "no computed values yet", transform=ax.transAxes, ha="center",
-            va="center", color="0.4")
+def _empty_note(ax: Axes, x: np.ndarray, y: np.ndarray) -> None:
+    """Nothing computed yet: keep the slice's coordinate range and say so."""
+    if kind_is_3d := hasattr(ax, "text2D"):
+        ax.text2D(0.5, 0.5, "no computed values yet", transform=ax.transAxes, ha="center",
+                  va="center", color="0.4")
+    else:
+        ax.text(0.5, 0.5, "no computed values yet", transform=ax.transAxes, ha="center",
+                va="center", color="0.4")
+    del kind_is_3d
+    if x.size > 1 and np.ptp(x) > 0:
+        ax.set_xlim(x.min(), x.max())
+    if y.size > 1 and np.ptp(y) > 0:
+        ax.set_ylim(y.min(), y.max())
 
 
 def surface_plot(
@@ -468,7 +480,7 @@ def surface_plot(
         (ax,) = _new_axes(fig, kind, 1)
         note = _coverage_note(z)
         if scale is None:
-            _empty_note(ax)
+            _empty_note(ax, x, y)
         else:
             lv, norm = scale
             artist = _draw_surface(ax, x, y, z, kind=kind, levels=lv, norm=norm, log=log,
@@ -537,7 +549,7 @@ def compare_surfaces(
         artist = None
         for ax, (label, (x, y, z)) in zip(axes, grids.items()):
             if scale is None:
-                _empty_note(ax)
+                _empty_note(ax, x, y)
             else:
                 lv, norm = scale
                 artist = _draw_surface(ax, x, y, z, kind=kind, levels=lv, norm=norm, log=log,
