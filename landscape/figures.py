@@ -6,16 +6,24 @@ CLI and ``scripts/`` share one way of turning a run into figures.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from . import storage
-from .render import LABELS, save_figure, training_curves
+from .render import (
+    LABELS,
+    gradient_distance_vs_step,
+    gradient_landscape,
+    ics_figure,
+    save_figure,
+    training_curves,
+)
 from .train import RUN_FILE, VARIANTS
 
-__all__ = ["load_runs", "plot_training"]
+__all__ = ["load_runs", "plot_santurkar", "plot_training"]
 
 
 def load_runs(run_dir: str | Path, analysis: str) -> dict[str, dict[str, np.ndarray]]:
@@ -46,6 +54,22 @@ def _run_file(run_dir: str | Path) -> Path:
     return path
 
 
+def run_title(run_dir: str | Path) -> str:
+    """A one-line description of a run's setup, from its stored configuration."""
+    with h5py.File(_run_file(run_dir), "r") as f:
+        c = json.loads(f.attrs.get("config_json", "{}"))
+    if not c:
+        return ""
+    opt = {"sgd": "SGD", "momentum": "SGD + momentum", "adam": "Adam"}.get(
+        c["optimizer"], c["optimizer"]
+    )
+    scale = f", init x{c['init_scale']:g}" if c.get("init_scale", 1) != 1 else ""
+    return (
+        f"{c['model']} ({c['activation']}{scale}) on {c['dataset']}: "
+        f"{opt}, lr {c['lr']:g}, batch {c['batch_size']}, seed {c['seed']}"
+    )
+
+
 def plot_training(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     """Fig. 1 style training curves of a run; returns the files written (PNG and PDF)."""
     train = load_runs(run_dir, "train")
@@ -63,6 +87,34 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None) -> list[Pa
             "eval_loss": e.get("loss", np.array([])),
             "eval_accuracy": e.get("accuracy", np.array([])),
         }
-    fig = training_curves(runs, title="Training on the held-out split vs training set")
+    fig = training_curves(runs, title=run_title(run_dir))
     target = Path(out) if out else Path(run_dir) / "figures" / "fig1_training"
     return save_figure(fig, target)
+
+
+def plot_santurkar(
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    layers: list[str] | None = None,
+) -> list[Path]:
+    """Santurkar et al.'s Fig. 4 (loss, gradient predictiveness, effective beta along the
+    gradient), Fig. 10 (gradient distance vs step size) and, if ICS was measured, Fig. 3.
+
+    Reads ``/probe/<variant>`` and ``/ics/<variant>`` of the run (``landscape train
+    --probe-every N --ics-every M``); returns the files written.
+    """
+    probes = load_runs(run_dir, "probe")
+    if not probes:
+        raise ValueError(
+            f"{run_dir} holds no probes: train with --probe-every N (or run landscape probe)"
+        )
+    target = Path(out_dir) if out_dir else Path(run_dir) / "figures"
+    written = save_figure(gradient_landscape(probes), target / "fig4_gradient_landscape")
+    written += save_figure(gradient_distance_vs_step(probes), target / "fig10_gradient_distance")
+    shifts = load_runs(run_dir, "ics")
+    if shifts:
+        for series in shifts.values():
+            series["layers"] = json.loads(series["layers"])
+        written += save_figure(ics_figure(shifts, layers=layers), target / "fig3_ics")
+    return written

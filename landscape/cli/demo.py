@@ -20,6 +20,8 @@ DEMO_CONFIG = TrainConfig(
     steps=600,
     eval_every=25,
     checkpoint_every=100,
+    probe_every=20,
+    ics_every=100,
     device="auto",
 )
 
@@ -43,5 +45,5 @@ def register(main: click.Group) -> None:
         with progress_bars(quiet) as bars:
             result = train_pair(config, out, overwrite=overwrite, progress=bars)
         report(result)
-        for p in figures.plot_training(out):
+        for p in [*figures.plot_training(out), *figures.plot_santurkar(out)]:
             click.echo(f"figure: {p}")

@@ -23,3 +23,17 @@ def register(main: click.Group) -> None:
         """Fig. 1: training and held-out accuracy and loss, Standard vs Standard + BatchNorm."""
         for p in figures.plot_training(run, out):
             click.echo(p)
+
+    @plot.command("santurkar")
+    @click.argument("run", type=click.Path(path_type=Path))
+    @click.option(
+        "--out",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Output directory (default: RUN/figures).",
+    )
+    @click.option("--layer", "layers", multiple=True, help="ICS layer to show (repeatable).")
+    def santurkar(run: Path, out: Path | None, layers: tuple[str, ...]) -> None:
+        """Figs. 4, 10 and 3 of Santurkar et al.: gradient landscape, predictiveness, ICS."""
+        for p in figures.plot_santurkar(run, out, layers=list(layers) or None):
+            click.echo(p)

@@ -99,8 +99,17 @@ def _mark_divergence(
         y, transform = float(loss[before][-1]), loss_ax.transData
     else:  # never finite: mark at the top of the panel
         y, transform = 0.9, blended_transform_factory(loss_ax.transData, loss_ax.transAxes)
-    loss_ax.plot([at], [y], marker="x", markersize=9, markeredgewidth=2, color=color,
-                 transform=transform, linestyle="none", zorder=5)
+    loss_ax.plot(
+        [at],
+        [y],
+        marker="x",
+        markersize=9,
+        markeredgewidth=2,
+        color=color,
+        transform=transform,
+        linestyle="none",
+        zorder=5,
+    )
     # The note sits at the top of the panel next to the dotted line, where a decreasing loss
     # leaves room, rather than on the curves; one line per diverged run.
     lo, hi = float(np.nanmin(step)), float(np.nanmax(step))
@@ -176,23 +185,44 @@ def training_curves(
             e_step = _as_1d(run, "eval_step")
             e_acc, e_loss = _as_1d(run, "eval_accuracy"), _as_1d(run, "eval_loss")
             if e_step.size and e_acc.size == e_step.size:
-                ax_eval.plot(e_step, 100.0 * _finite_or_nan(e_acc), color=color, marker="o",
-                             markersize=_EVAL_MARKER_SIZE, label=label)
+                ax_eval.plot(
+                    e_step,
+                    100.0 * _finite_or_nan(e_acc),
+                    color=color,
+                    marker="o",
+                    markersize=_EVAL_MARKER_SIZE,
+                    label=label,
+                )
                 any_eval_acc = True
             if e_step.size and e_loss.size == e_step.size:
-                ax_loss.plot(e_step, _positive_or_nan(e_loss), color=color, linestyle="--",
-                             marker="o", markersize=_EVAL_MARKER_SIZE)
+                ax_loss.plot(
+                    e_step,
+                    _positive_or_nan(e_loss),
+                    color=color,
+                    linestyle="--",
+                    marker="o",
+                    markersize=_EVAL_MARKER_SIZE,
+                )
                 any_eval_loss = True
             _mark_divergence((ax_acc, ax_eval, ax_loss), ax_loss, step, loss, color, k)
 
-        ax_acc.set(title="training accuracy", xlabel="training step",
-                   ylabel="training accuracy (%)")
-        ax_eval.set(title="held-out accuracy", xlabel="training step",
-                    ylabel="held-out accuracy (%)")
+        ax_acc.set(
+            title="training accuracy", xlabel="training step", ylabel="training accuracy (%)"
+        )
+        ax_eval.set(
+            title="held-out accuracy", xlabel="training step", ylabel="held-out accuracy (%)"
+        )
         ax_loss.set(title="loss", xlabel="training step", ylabel="loss")
         if not any_eval_acc:
-            ax_eval.text(0.5, 0.5, "no held-out evaluation recorded", transform=ax_eval.transAxes,
-                         ha="center", va="center", color="0.4")
+            ax_eval.text(
+                0.5,
+                0.5,
+                "no held-out evaluation recorded",
+                transform=ax_eval.transAxes,
+                ha="center",
+                va="center",
+                color="0.4",
+            )
             ax_eval.set_ylim(0, 100)
         if _has_positive(np.concatenate([_as_1d(r, "loss") for r in runs.values()])):
             ax_loss.set_yscale("log")
@@ -201,8 +231,15 @@ def training_curves(
             ax_loss.legend(
                 handles=[
                     Line2D([], [], color="0.3", label="training (per step)"),
-                    Line2D([], [], color="0.3", linestyle="--", marker="o",
-                           markersize=_EVAL_MARKER_SIZE, label="held-out"),
+                    Line2D(
+                        [],
+                        [],
+                        color="0.3",
+                        linestyle="--",
+                        marker="o",
+                        markersize=_EVAL_MARKER_SIZE,
+                        label="held-out",
+                    ),
                 ],
                 loc="lower left",
             )
@@ -211,8 +248,9 @@ def training_curves(
         legend_title = (
             f"moving average over {smooth} steps (raw values faint)" if smooth > 1 else None
         )
-        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles),
-                   title=legend_title)
+        fig.legend(
+            handles=handles, loc="outside lower center", ncols=len(handles), title=legend_title
+        )
         if title:
             fig.suptitle(title)
     return fig

@@ -131,6 +131,7 @@ def gradient_landscape(
         fig = new_figure((12.0, 3.8))
         ax_loss, ax_grad, ax_beta = fig.subplots(1, 3, sharex=True)
         all_loss, all_grad, all_beta = [], [], []
+        empty: set[str] = set()  # runs with nothing finite to draw, flagged in the legend
         for key, run in runs.items():
             color = colors[labels[key]]
             _require(run, key, ("step", "loss", "grad_distance", "beta", "step_sizes"))
@@ -150,12 +151,16 @@ def gradient_landscape(
             all_loss.append(loss.ravel())
             all_grad.append(grad.ravel())
             all_beta.append(beta)
+            if not any(np.isfinite(a).any() for a in (loss, grad, beta)):
+                empty.add(labels[key])
 
         ax_loss.set(title="(a) loss landscape", xlabel="training step", ylabel=LOSS_LABEL)
-        ax_grad.set(title="(b) gradient predictiveness", xlabel="training step",
-                    ylabel=f"{GRAD_DIST}\n(min–max over η)")
-        ax_beta.set(title="(c) “effective” β-smoothness", xlabel="training step",
-                    ylabel=BETA_LABEL)
+        ax_grad.set(
+            title="(b) gradient predictiveness",
+            xlabel="training step",
+            ylabel=f"{GRAD_DIST}\n(min–max over η)",
+        )
+        ax_beta.set(title="(c) “effective” β-smoothness", xlabel="training step", ylabel=BETA_LABEL)
         if _has_positive(np.concatenate(all_loss)):
             ax_loss.set_yscale("log")
         if log_gradient and _has_positive(np.concatenate(all_grad)):
@@ -163,8 +168,15 @@ def gradient_landscape(
         if log_gradient and _has_positive(np.concatenate(all_beta)):
             ax_beta.set_yscale("log")
 
-        handles = [Patch(facecolor=colors[lab], alpha=0.6, edgecolor=colors[lab], label=lab)
-                   for lab in labels.values()]
+        handles = [
+            Patch(
+                facecolor=colors[lab],
+                alpha=0.6,
+                edgecolor=colors[lab],
+                label=f"{lab} (no finite values)" if lab in empty else lab,
+            )
+            for lab in labels.values()
+        ]
         fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
         head = title or "Gradient-direction probes"
         note = _eta_note(etas)
@@ -356,4 +368,3 @@ def ics_figure(
             "are updated"
         )
     return fig
-

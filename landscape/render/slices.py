@@ -139,13 +139,14 @@ def _draw_lines(
         ax.set_xlabel(xlabel or DEFAULT_XLABEL_1D)
         model_color = next(iter(colors.values()))
         if has_loss:
-            ax.set_ylabel("loss (log scale)" if log else "loss",
-                          color="black" if legend_variants else model_color)
+            ax.set_ylabel(
+                "loss (log scale)" if log else "loss",
+                color="black" if legend_variants else model_color,
+            )
             if log:
                 ax.set_yscale("log")
         if ax_acc is not None:
-            ax_acc.set_ylabel("accuracy (%)",
-                              color="black" if legend_variants else _ACCURACY_COLOR)
+            ax_acc.set_ylabel("accuracy (%)", color="black" if legend_variants else _ACCURACY_COLOR)
 
         handles = []
         if legend_variants:
@@ -195,7 +196,10 @@ def line_plot(
     name = display_label(label) if label else "model"
     colors = {name: colors_for([name])[name] if label else "#000000"}
     return _draw_lines(
-        {name: (x, values)}, colors, log=log, xlabel=xlabel,
+        {name: (x, values)},
+        colors,
+        log=log,
+        xlabel=xlabel,
         title=title if title is not None else (display_label(label) if label else None),
         legend_variants=False,
     )
@@ -225,8 +229,9 @@ def compare_lines(
     if not panels:
         raise ValueError("compare_lines needs at least one variant")
     shown = {display_label(k): v for k, v in panels.items()}
-    return _draw_lines(shown, colors_for(shown), log=log, xlabel=xlabel, title=title,
-                       legend_variants=True)
+    return _draw_lines(
+        shown, colors_for(shown), log=log, xlabel=xlabel, title=title, legend_variants=True
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,8 +268,7 @@ def _scale(
 
     Returns ``None`` when there is nothing to scale (no computed value and no explicit range).
     """
-    vals = np.concatenate([(_positive_or_nan(z) if log else _finite_or_nan(z)).ravel()
-                           for z in zs])
+    vals = np.concatenate([(_positive_or_nan(z) if log else _finite_or_nan(z)).ravel() for z in zs])
     vals = vals[np.isfinite(vals)]
     if levels is not None and not isinstance(levels, (int, np.integer)):
         lv = np.sort(np.asarray(levels, dtype=float).ravel())
@@ -320,12 +324,33 @@ def _draw_trajectory(ax: Axes, trajectory: ArrayLike, *, z_floor: float | None =
     kw: dict[str, Any] = {}
     if z_floor is not None:  # 3-D axes: draw on the floor of the box
         kw["zs"] = z_floor
-    ax.plot(t[:, 0], t[:, 1], color="white", linewidth=1.6, marker="o", markersize=4,
-            markerfacecolor="white", markeredgecolor="black", path_effects=outline,
-            label="trajectory", zorder=4, **kw)
-    ax.plot(t[-1:, 0], t[-1:, 1], linestyle="none", marker="*", markersize=15,
-            markerfacecolor=_FINAL_COLOR, markeredgecolor="black", markeredgewidth=1.0,
-            label="final point", zorder=5, **kw)
+    ax.plot(
+        t[:, 0],
+        t[:, 1],
+        color="white",
+        linewidth=1.6,
+        marker="o",
+        markersize=4,
+        markerfacecolor="white",
+        markeredgecolor="black",
+        path_effects=outline,
+        label="trajectory",
+        zorder=4,
+        **kw,
+    )
+    ax.plot(
+        t[-1:, 0],
+        t[-1:, 1],
+        linestyle="none",
+        marker="*",
+        markersize=15,
+        markerfacecolor=_FINAL_COLOR,
+        markeredgecolor="black",
+        markeredgewidth=1.0,
+        label="final point",
+        zorder=5,
+        **kw,
+    )
     # Below the plot rather than on it: contour labels and the path fill the axes.
     ax.get_figure().legend(loc="outside lower center", ncols=2)
 
@@ -364,8 +389,17 @@ def _draw_surface(
         if log:  # 3-D axes have no reliable log scale: plot log10 heights on a linear axis
             height = np.log10(height)
             norm = Normalize(np.log10(norm.vmin), np.log10(norm.vmax))
-        surf = ax.plot_surface(xx, yy, height, cmap=cmap, norm=norm, rstride=1, cstride=1,
-                               linewidth=0, antialiased=False)
+        surf = ax.plot_surface(
+            xx,
+            yy,
+            height,
+            cmap=cmap,
+            norm=norm,
+            rstride=1,
+            cstride=1,
+            linewidth=0,
+            antialiased=False,
+        )
         ax.set_zlim(norm.vmin, norm.vmax)
         return surf
     else:
@@ -399,15 +433,25 @@ def _colorbar_label(zlabel: str, kind: str, log: bool) -> str:
 
 
 def _add_colorbar(
-    fig: Figure, artist: Any, axes: Axes | list[Axes], *, kind: str, levels: np.ndarray,
+    fig: Figure,
+    artist: Any,
+    axes: Axes | list[Axes],
+    *,
+    kind: str,
+    levels: np.ndarray,
     label: str,
 ) -> None:
     """One colourbar; for contour kinds its ticks are the contour levels, written plainly.
 
     (A contour set on a log norm otherwise gets a single unreadable tick.)
     """
-    cbar = fig.colorbar(artist, ax=axes, label=label, shrink=0.75 if kind == "surface" else 1.0,
-                        pad=0.1 if kind == "surface" else 0.02)
+    cbar = fig.colorbar(
+        artist,
+        ax=axes,
+        label=label,
+        shrink=0.75 if kind == "surface" else 1.0,
+        pad=0.1 if kind == "surface" else 0.02,
+    )
     if kind in ("contour", "contourf"):
         step = max(1, int(np.ceil(len(levels) / _MAX_COLORBAR_TICKS)))
         cbar.set_ticks(levels[::step])
@@ -417,13 +461,16 @@ def _add_colorbar(
 
 def _empty_note(ax: Axes, x: np.ndarray, y: np.ndarray) -> None:
     """Nothing computed yet: keep the slice's coordinate range and say so."""
-    if kind_is_3d := hasattr(ax, "text2D"):
-        ax.text2D(0.5, 0.5, "no computed values yet", transform=ax.transAxes, ha="center",
-                  va="center", color="0.4")
-    else:
-        ax.text(0.5, 0.5, "no computed values yet", transform=ax.transAxes, ha="center",
-                va="center", color="0.4")
-    del kind_is_3d
+    write = getattr(ax, "text2D", ax.text)  # 3-D axes place 2-D text with text2D
+    write(
+        0.5,
+        0.5,
+        "no computed values yet",
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        color="0.4",
+    )
     if x.size > 1 and np.ptp(x) > 0:
         ax.set_xlim(x.min(), x.max())
     if y.size > 1 and np.ptp(y) > 0:
@@ -483,10 +530,12 @@ def surface_plot(
             _empty_note(ax, x, y)
         else:
             lv, norm = scale
-            artist = _draw_surface(ax, x, y, z, kind=kind, levels=lv, norm=norm, log=log,
-                                   extend=_extend([z], norm))
-            _add_colorbar(fig, artist, ax, kind=kind, levels=lv,
-                          label=_colorbar_label(zlabel, kind, log))
+            artist = _draw_surface(
+                ax, x, y, z, kind=kind, levels=lv, norm=norm, log=log, extend=_extend([z], norm)
+            )
+            _add_colorbar(
+                fig, artist, ax, kind=kind, levels=lv, label=_colorbar_label(zlabel, kind, log)
+            )
         if trajectory is not None:
             floor = None
             if kind == "surface":
@@ -552,14 +601,21 @@ def compare_surfaces(
                 _empty_note(ax, x, y)
             else:
                 lv, norm = scale
-                artist = _draw_surface(ax, x, y, z, kind=kind, levels=lv, norm=norm, log=log,
-                                       extend=_extend(zs, norm))
+                artist = _draw_surface(
+                    ax, x, y, z, kind=kind, levels=lv, norm=norm, log=log, extend=_extend(zs, norm)
+                )
             note = _coverage_note(z)
             ax.set_title(f"{label}\n{note}" if note else label, color=colors[label])
             _label_axes(ax, kind, xlabel, ylabel, _colorbar_label(zlabel, kind, log))
         if artist is not None:
-            _add_colorbar(fig, artist, axes, kind=kind, levels=scale[0],
-                          label=_colorbar_label(zlabel, kind, log))
+            _add_colorbar(
+                fig,
+                artist,
+                axes,
+                kind=kind,
+                levels=scale[0],
+                label=_colorbar_label(zlabel, kind, log),
+            )
         if title:
             fig.suptitle(title)
     return fig

@@ -169,9 +169,7 @@ def _targets(path: str | os.PathLike[str], formats: Sequence[str]) -> list[Path]
     for fmt in formats:
         fmt = fmt.lower().lstrip(".")
         if fmt not in _KNOWN_SUFFIXES:
-            raise ValueError(
-                f"unknown figure format {fmt!r}; use one of {sorted(_KNOWN_SUFFIXES)}"
-            )
+            raise ValueError(f"unknown figure format {fmt!r}; use one of {sorted(_KNOWN_SUFFIXES)}")
         out.append(path.with_name(f"{path.name}.{fmt}"))
     return out
 
@@ -219,7 +217,6 @@ def save_figure(
             raise
         written.append(target)
     return written
-
 
 
 # ---------------------------------------------------------------------------------------------
