@@ -48,7 +48,6 @@ BATCHES, SETTINGS_ATTR = "offline_probe_batches", "offline_probe_settings"
 _STEP_FILE = re.compile(r"step_(\d{7,})\.pt")  # checkpoints.checkpoint_path names
 _PER_BATCH = ("loss", "grad_distance", "ratio", "grad_cosine", "beta", "grad_norm", "base_loss")
 _SOURCE_COLUMNS = ("step", "sha256", "file")
-_DATA_KEYS = ("dataset", "data_options", "seed")
 
 
 @dataclass
@@ -141,7 +140,8 @@ def probe_checkpoints(
         return out
     # training settings that every checkpoint must share with the first, where inherited
     inherited = {"lr": config.lr is None, "batch_size": config.batch_size is None}
-    shared = [k for k, on in (inherited | dict.fromkeys(_DATA_KEYS, dataset is None)).items() if on]
+    inherited |= dict.fromkeys(("dataset", "data_options", "seed"), dataset is None)
+    shared = [k for k, on in inherited.items() if on]
     loss_fn, grid, d = loss_function(data.task), cfg.step_sizes(), cfg.direction
     x, y, opts = data.x_train, data.y_train, {"bn_mode": cfg.bn_mode, "seed": cfg.seed}
     for done_count, (variant, step, path, sha) in enumerate(todo, 1):
@@ -168,9 +168,9 @@ def read_offline_probes(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     result = {}
     with storage.open_run(path) as f:
         for variant, group in (f.get(PROBE) or {}).items():
-            n = _committed(src := f[f"{SOURCES}/{variant}"])
-            result[variant] = {k: v[:n] for k, v in storage.read_series(group).items()}
-            result[variant] |= {k: src[k].asstr()[:n] for k in ("sha256", "file")}
+            if n := _committed(src := f[f"{SOURCES}/{variant}"]):
+                result[variant] = {k: v[:n] for k, v in storage.read_series(group).items()}
+                result[variant] |= {k: src[k].asstr()[:n] for k in ("sha256", "file")}
     return result
 
 
@@ -224,12 +224,11 @@ def _prepare(
                 why = f"different probe settings ({', '.join(diff)})"
                 raise ValueError(f"{out} was written with {why}; pass --overwrite")
             for variant, g in (f.get(SOURCES) or {}).items():
-                n = _committed(g)
-                done[variant] = dict(zip(g["step"][:n].tolist(), g["sha256"].asstr()[:n]))
-        for v, rows in sources.items():
-            for step, path, sha in rows:
-                if done[v].get(step, sha) != sha:
-                    raise ValueError(f"{path} changed since it was probed into {out}: --overwrite")
+                if n := _committed(g):
+                    done[variant] = dict(zip(g["step"][:n].tolist(), g["sha256"].asstr()[:n]))
+        changed = [p for v, rows in sources.items() for s, p, h in rows if done[v].get(s, h) != h]
+        if changed:
+            raise ValueError(f"{changed[0]} changed since it was probed into {out}: --overwrite")
         return done
     hashes = {v: {str(s): h for s, _, h in rows} for v, rows in sources.items()}
     out.parent.mkdir(parents=True, exist_ok=True)

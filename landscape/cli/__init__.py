@@ -29,9 +29,9 @@ def main(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from . import demo, info, plot, train
+    from . import demo, info, plot, probe, slice, train
 
-    for module in (train, demo, info, plot):
+    for module in (train, demo, info, plot, probe, slice):
         module.register(main)
 
 

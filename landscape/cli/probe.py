@@ -1,0 +1,126 @@
+"""``landscape probe``: the Santurkar probes on every saved checkpoint of a run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+import numpy as np
+
+from ..checkpoint_probes import (
+    DEFAULT_OUT,
+    OfflineProbeConfig,
+    probe_checkpoints,
+    read_offline_probes,
+)
+from ..checkpoints import list_checkpoints, load_checkpoint
+from ..train import VARIANTS
+from ._common import BadInput, progress_bars, quiet_option
+
+
+def run_files(run: Path, variants: Sequence[str]) -> dict[str, list[Path]]:
+    """``<run>/checkpoints/<variant>/step_*.pt`` per variant that has any."""
+    if not run.is_dir():
+        raise BadInput(f"no run directory {run}: pass a run written by landscape train")
+    found = {v: [p for _, p in list_checkpoints(run / "checkpoints" / v)] for v in variants}
+    if not any(found.values()):
+        raise BadInput(f"no {'/'.join(variants)} checkpoints in {run}: train with checkpoints")
+    return {v: paths for v, paths in found.items() if paths}
+
+
+def file_groups(files: Sequence[Path], variants: Sequence[str] | None) -> dict[str, list[Path]]:
+    """Checkpoint files grouped by ``extra["variant"]`` (``"model"`` when absent)."""
+    groups: dict[str, list[Path]] = {}
+    for path in files:
+        variant = str(load_checkpoint(path).extra.get("variant", "model"))
+        if variants is None or variant in variants:
+            groups.setdefault(variant, []).append(path)
+    if not groups:
+        raise BadInput(f"none of the --checkpoint files is a {'/'.join(variants or [])} checkpoint")
+    return groups
+
+
+def summary_table(path: Path) -> str:
+    """Per variant and step: median, mean ± std of beta over batches; max gradient distance."""
+    head = f"{'variant':<8}{'step':>8}  {'beta median':>11}  {'beta mean ± std':>21}  max grad dist"
+    lines = [head]
+    for variant, cols in read_offline_probes(path).items():
+        for k in np.argsort(cols["step"], kind="stable"):
+            beta = f"{cols['beta_mean'][k]:.4g} ± {cols['beta_std'][k]:.2g}"
+            lines.append(
+                f"{variant:<8}{cols['step'][k]:>8}  {np.median(cols['beta'][k]):>11.4g}  "
+                f"{beta:>21}  {np.max(cols['grad_distance'][k]):.4g}"
+            )
+    return "\n".join(lines)
+
+
+def register(main: click.Group) -> None:
+    @main.command("probe")
+    @click.argument("run", required=False, type=click.Path(file_okay=False, path_type=Path))
+    @click.option(
+        "--checkpoint",
+        "checkpoint_files",
+        multiple=True,
+        type=click.Path(path_type=Path),
+        help="Probe this checkpoint file instead of RUN's (repeatable).",
+    )
+    @click.option("--variant", type=click.Choice(["bn", "plain", "both"]), default="both")
+    @click.option("--lr", type=float, default=None, help="Step-size unit [training lr].")
+    @click.option("--low", type=float, default=0.5, show_default=True, help="Smallest step / lr.")
+    @click.option("--high", type=float, default=4.0, show_default=True, help="Largest step / lr.")
+    @click.option("--count", type=int, default=8, show_default=True, help="Number of step sizes.")
+    @click.option("--spacing", type=click.Choice(["linear", "log"]), default="linear")
+    @click.option("--batches", "num_batches", type=int, default=8, show_default=True)
+    @click.option("--batch-size", type=int, default=None, help="[training batch size]")
+    @click.option("--batch-seed", type=int, default=0, show_default=True, help="Picks the batches.")
+    @click.option("--direction", type=click.Choice(["gradient", "random"]), default="gradient")
+    @click.option("--bn-mode", type=click.Choice(["train", "eval"]), default="train")
+    @click.option("--ics", is_flag=True, help="Also internal covariate shift (Def. 2.1).")
+    @click.option("--seed", type=int, default=0, show_default=True, help="Random direction seed.")
+    @click.option(
+        "--out",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help=f"HDF5 output [RUN/{DEFAULT_OUT}].",
+    )
+    @click.option("--overwrite", is_flag=True, help="Replace --out instead of resuming it.")
+    @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+    @quiet_option
+    def probe_cmd(
+        run: Path | None,
+        checkpoint_files: tuple[Path, ...],
+        variant: str,
+        out: Path | None,
+        overwrite: bool,
+        device: str,
+        quiet: bool,
+        **settings,
+    ) -> None:
+        """Probe every checkpoint of RUN on fixed batches (resumable; writes HDF5)."""
+        variants = None if variant == "both" else (variant,)
+        if checkpoint_files:
+            files = file_groups(checkpoint_files, variants)
+        elif run is not None:
+            files = run_files(run, variants or VARIANTS)
+        else:
+            raise BadInput("nothing to probe: pass a RUN directory or --checkpoint FILE")
+        if out is None and run is None:
+            raise BadInput("pass --out PATH with --checkpoint files (or a RUN directory)")
+        out = out or run / DEFAULT_OUT
+        totals: list[int] = []
+        with progress_bars(quiet) as bars:
+            bar = bars.simple("probe")
+
+            def progress(done: int, total: int) -> None:
+                totals.append(total)
+                bar(done, total)
+
+            config = OfflineProbeConfig(**settings)
+            probe_checkpoints(
+                files, out, config, device=device, overwrite=overwrite, progress=progress
+            )
+        if not totals:
+            click.echo(f"nothing to do: {out} already holds every checkpoint")
+        click.echo(summary_table(out))
+        click.echo(f"probes written to {out}")
