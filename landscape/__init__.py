@@ -15,7 +15,27 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .data import DataError, Dataset, batch_indices, load_dataset
+from .directions import (
+    checkpoint_direction,
+    normalize_direction,
+    orthogonalize,
+    pca_directions,
+    random_direction,
+    random_directions,
+)
+from .grids import read_grid, run_grid
 from .models import MODELS, ModelSpec, create_model, register_model
+from .probes import ICSResult, ProbeCallback, ProbeResult, StepSizes, gradient_probe, ics
+from .recording import H5Sink
+from .slices import (
+    SliceResult,
+    evaluate_grid,
+    interpolate,
+    parse_range,
+    plane_through,
+    random_line,
+    random_plane,
+)
 from .train import TrainConfig, train_pair
 
 __all__ = [
@@ -25,6 +45,30 @@ __all__ = [
     "ModelSpec",
     "create_model",
     "register_model",
+    # probes (Santurkar et al. 2018)
+    "ICSResult",
+    "ProbeCallback",
+    "ProbeResult",
+    "StepSizes",
+    "gradient_probe",
+    "ics",
+    "H5Sink",
+    # directions and slices (Li et al. 2018)
+    "checkpoint_direction",
+    "normalize_direction",
+    "orthogonalize",
+    "pca_directions",
+    "random_direction",
+    "random_directions",
+    "SliceResult",
+    "evaluate_grid",
+    "interpolate",
+    "parse_range",
+    "plane_through",
+    "random_line",
+    "random_plane",
+    "read_grid",
+    "run_grid",
     # data
     "DataError",
     "Dataset",

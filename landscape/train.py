@@ -262,9 +262,9 @@ def evaluate(
     return total / n, (correct / n if classify else float("nan"))
 
 
-StepHook = Callable[
-    [str, int, nn.Module, Callable[[Tensor, Tensor], Tensor], tuple[Tensor, Tensor]], None
-]
+#: ``hook(variant, step, model, loss_fn, batch, base)``, called after the step's backward and
+#: before its update; ``base`` = (loss, {name: grad}) at theta, or None.
+StepHook = Callable[..., None]
 
 
 class _SeriesBuffer:
@@ -348,6 +348,9 @@ def _train_variant(
     _set_status(run_file, variant, "running")
 
     hooks = [*hooks, *_probe_hooks(config, run_file, variant)]
+    # The step's own gradient can stand in for the probe's pass at theta only when the
+    # forward is deterministic (no dropout): otherwise the probe recomputes it, seeded.
+    exact_base = not any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules())
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
     train_log = _SeriesBuffer(run_file, f"train/{variant}")
     eval_log = _SeriesBuffer(run_file, f"eval/{variant}")
@@ -377,8 +380,6 @@ def _train_variant(
             checkpoint(step)
         if step % config.eval_every == 0:
             eval_row(step)
-        for hook in hooks:
-            hook(variant, step, model, loss_fn, (xb, yb))
         lr = lr_at(config, step)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -386,6 +387,10 @@ def _train_variant(
         out = model(xb)
         loss = loss_fn(out, yb)
         loss.backward()
+        if hooks:  # before the update, with this step's own loss and gradient at theta
+            base = (loss.detach(), {n: p.grad for n, p in model.named_parameters()})
+            for hook in hooks:
+                hook(variant, step, model, loss_fn, (xb, yb), base if exact_base else None)
         grad_norm = torch.linalg.vector_norm(
             torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None])
         )
@@ -430,7 +435,9 @@ def _probe_hooks(config: TrainConfig, run_file: Path, variant: str) -> list[Step
         seed=config.seed,
         sink=H5Sink(run_file, variant, attrs={"step_size_grid": steps.to_dict()}),
     )
-    return [lambda _variant, step, model, loss_fn, batch: callback(step, model, loss_fn, batch)]
+    return [
+        lambda _v, step, model, loss_fn, batch, base: callback(step, model, loss_fn, batch, base)
+    ]
 
 
 def run_exists(out_dir: Path) -> bool:
@@ -483,8 +490,8 @@ def train_pair(
         out_dir: the run directory (``run.h5``, ``checkpoints/<variant>/``, ``figures/``).
         overwrite: replace a run already in ``out_dir``.
         resume: continue each variant from its last checkpoint.
-        hooks: called as ``hook(variant, step, model, loss_fn, batch)`` before each update
-            (the inline probes use this).
+        hooks: called as ``hook(variant, step, model, loss_fn, batch, base)`` after each
+            step's backward pass and before its update (the inline probes use this).
         progress: called as ``progress(variant, done, total)`` after each step.
         dataset: an already-loaded dataset (otherwise ``config.dataset`` is loaded).
     """

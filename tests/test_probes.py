@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from landscape.probes import (
     ICSResult,
@@ -543,3 +544,24 @@ def test_probe_host_syncs_do_not_grow_with_step_count():
     few = count_cuda_syncs(lambda: gradient_probe(model, loss_fn, batch, ETAS[:2]))
     many = count_cuda_syncs(lambda: gradient_probe(model, loss_fn, batch, ETAS * 4))
     assert many == few
+
+
+def test_given_base_gradient_equals_recomputed_and_saves_a_pass():
+    """base=(loss, grads) from the caller's own pass gives the same probe with k passes."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.Tanh(), nn.Linear(7, 3)).double()
+    x, y = torch.randn(16, 5, dtype=torch.float64), torch.randint(0, 3, (16,))
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    base = (loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()})
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    full = gradient_probe(model, F.cross_entropy, (x, y), [0.1, 0.3])
+    n_full = len(calls)
+    quick = gradient_probe(model, F.cross_entropy, (x, y), [0.1, 0.3], base=base)
+    assert n_full == 3 and len(calls) - n_full == 2
+    for field in ("loss", "grad_distance", "ratio", "grad_cosine"):
+        np.testing.assert_allclose(getattr(quick, field), getattr(full, field), rtol=1e-12)
+    assert quick.beta == pytest.approx(full.beta, rel=1e-12)
+    with pytest.raises(ValueError, match="not trainable parameters"):
+        gradient_probe(model, F.cross_entropy, (x, y), [0.1], base=(loss, {"nope": x}))

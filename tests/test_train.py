@@ -121,3 +121,32 @@ def test_schedules():
     assert checkpoint_schedule(c) == [0, 1, 7, 10, 100, 1000]
     c = TrainConfig(lr=1.0, lr_milestones=[10, 20], lr_gamma=0.5)
     assert [lr_at(c, s) for s in (0, 10, 19, 20)] == [1.0, 0.5, 0.5, 0.25]
+
+
+def test_inline_probe_matches_direct_probe_on_checkpoint(tmp_path, digits):
+    """The row written at step 10 is the probe of checkpoint 10 on step 10's batch."""
+    from landscape.data import batch_indices
+    from landscape.models import ModelSpec
+    from landscape.probes import gradient_probe, ics
+
+    config = TrainConfig(**{**TINY, "dtype": "float64", "probe_every": 10, "ics_every": 10})
+    train_pair(config, tmp_path / "run", dataset=digits)
+    for v in ("bn", "plain"):
+        ckpt = checkpoints.load_checkpoint(
+            checkpoints.checkpoint_path(tmp_path / "run" / "checkpoints" / v, 10)
+        )
+        model = ModelSpec.from_dict(ckpt.spec).build().double()
+        model.load_state_dict(ckpt.model_state)
+        idx = batch_indices(len(digits.x_train), config.batch_size, 10, config.seed)
+        batch = (digits.x_train[idx].double(), digits.y_train[idx])
+        loss_fn = torch.nn.functional.cross_entropy
+        direct = gradient_probe(model, loss_fn, batch, config.step_sizes().values())
+        shift = ics(model, loss_fn, batch, config.lr)
+        with h5py.File(tmp_path / "run" / "run.h5") as f:
+            rows = storage.read_series(f[f"probe/{v}"])
+            ics_rows = storage.read_series(f[f"ics/{v}"])
+        np.testing.assert_array_equal(rows["step"], [0, 10, 20])
+        np.testing.assert_allclose(rows["grad_distance"][1], direct.grad_distance, rtol=1e-9)
+        np.testing.assert_allclose(rows["loss"][1], direct.loss, rtol=1e-9)
+        assert rows["beta"][1] == pytest.approx(direct.beta, rel=1e-9)
+        np.testing.assert_allclose(ics_rows["l2"][1], shift.l2, rtol=1e-9, atol=1e-15)

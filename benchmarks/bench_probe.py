@@ -1,0 +1,155 @@
+"""Cost of one gradient probe against the forward+backward passes it is made of.
+
+``gradient_probe`` with k step sizes does k + 1 forward+backward passes (one at theta for g,
+one per step size) on the same batch. This script times, in the same process and interleaved,
+one forward+backward (loss + ``torch.autograd.grad``) and one probe on ``vgg_small`` (BN and
+plain) with a batch of 128 digits, and prints two ratios:
+
+    ratio_k  = t_probe / (k * t_fb)        the issue's target: <= 1.15
+    ratio_k1 = t_probe / ((k + 1) * t_fb)  overhead beyond the k + 1 passes
+
+It times two forms of the probe: ``full`` computes g itself (k + 1 passes); ``base`` is
+given the caller's own loss and gradient at theta, as the trainer does after its backward
+pass (``gradient_probe(..., base=(loss, grads))``), and makes exactly k passes.
+
+Run:  .venv/bin/python benchmarks/bench_probe.py [--repeats 30] [--threads N] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from landscape.data import batch_indices, load_dataset
+from landscape.models import create_model
+from landscape.probes import StepSizes, gradient_probe
+
+TARGET = 1.15  # the issue's bound on t_probe / (k * t_fb)
+LR = 0.1  # step grid [0.5, 4] x lr, the paper's VGG setting
+VARIANTS = ("bn", "plain")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def fb_once(model, params, x, y, device) -> float:
+    """Seconds for one forward + backward (the unit a probe is made of)."""
+    sync(device)
+    t0 = time.perf_counter()
+    loss = F.cross_entropy(model(x), y)
+    torch.autograd.grad(loss, params)
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def probe_once(model, x, y, etas, device, base=None) -> float:
+    sync(device)
+    t0 = time.perf_counter()
+    gradient_probe(model, F.cross_entropy, (x, y), etas, base=base)  # ends in a host sync
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--k", type=int, nargs="+", default=[4, 8, 16], help="step-size counts")
+    ap.add_argument("--repeats", type=int, default=30, help="probe timings per (variant, k)")
+    ap.add_argument("--fb-per-round", type=int, default=4, help="fb timings per probe timing")
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)"
+    )
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--profile", action="store_true", help="cProfile one k=8 BN probe and print the top"
+    )
+    args = ap.parse_args()
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    data = load_dataset("digits")
+    idx = batch_indices(len(data.x_train), args.batch, 0, 0)
+    x, y = data.x_train[idx].to(device), data.y_train[idx].to(device)
+    models = {
+        v: create_model("vgg_small", bn=(v == "bn"), input_shape=(1, 8, 8)).to(device).train()
+        for v in VARIANTS
+    }
+    params = {v: [p for p in m.parameters() if p.requires_grad] for v, m in models.items()}
+    etas = {k: StepSizes.vgg(LR, count=k).values() for k in args.k}
+    bases = {}
+    for v, m in models.items():
+        loss = F.cross_entropy(m(x), y)
+        grads = torch.autograd.grad(loss, params[v])
+        names = [n for n, p in m.named_parameters() if p.requires_grad]
+        bases[v] = (loss.detach(), dict(zip(names, grads)))
+    forms = {"full": lambda v: None, "base": lambda v: bases[v]}
+    print(
+        f"torch {torch.__version__}  threads {torch.get_num_threads()}  device {device}  "
+        f"batch {len(x)}  repeats {args.repeats} (fb x{args.fb_per_round} per round)"
+    )
+
+    for _ in range(args.warmup):
+        for v in VARIANTS:
+            fb_once(models[v], params[v], x, y, device)
+            for k in args.k:
+                for form in forms.values():
+                    probe_once(models[v], x, y, etas[k], device, form(v))
+
+    # Interleave: every round times every (variant, k) probe next to fresh fb timings, so a
+    # slow patch of a loaded machine hits numerator and denominator alike.
+    fb = {v: [] for v in VARIANTS}
+    probe = {(v, k, f): [] for v in VARIANTS for k in args.k for f in forms}
+    for _ in range(args.repeats):
+        for v in VARIANTS:
+            for k in args.k:
+                for f, base in forms.items():
+                    for _ in range(args.fb_per_round):
+                        fb[v].append(fb_once(models[v], params[v], x, y, device))
+                    probe[v, k, f].append(probe_once(models[v], x, y, etas[k], device, base(v)))
+
+    # Medians decide; ratios of minima are shown too, as they are less sensitive to other load.
+    print(
+        f"\n| variant | form | k | passes | t_fb median (ms) | t_probe median (ms) "
+        f"| ratio_k = t/(k fb) | ratio per pass | ratio_k of minima | ratio_k <= {TARGET} |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for v in VARIANTS:
+        t_fb, m_fb = statistics.median(fb[v]), min(fb[v])
+        for f in forms:
+            for k in args.k:
+                passes = k + 1 if f == "full" else k
+                t_p, m_p = statistics.median(probe[v, k, f]), min(probe[v, k, f])
+                r_k, r_pass = t_p / (k * t_fb), t_p / (passes * t_fb)
+                verdict = "PASS" if r_k <= TARGET else "FAIL"
+                print(
+                    f"| {v} | {f} | {k} | {passes} | {1e3 * t_fb:.2f} | {1e3 * t_p:.2f} "
+                    f"| {r_k:.3f} | {r_pass:.3f} | {m_p / (k * m_fb):.3f} | {verdict} |"
+                )
+    print(
+        "\nfloor of ratio_k from the passes alone: (k+1)/k = "
+        + ", ".join(f"k={k}: {(k + 1) / k:.3f}" for k in args.k)
+    )
+
+    if args.profile:
+        k = 8 if 8 in etas else args.k[0]
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(20):
+            gradient_probe(models["bn"], F.cross_entropy, (x, y), etas[k])
+        prof.disable()
+        print(f"\ncProfile, 20 BN probes with k={k} (tottime):")
+        pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+
+
+if __name__ == "__main__":
+    main()
