@@ -367,16 +367,18 @@ def _safe_torch_load(path: Path, map_location: Any) -> Any:
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        if "weights only load failed" in str(exc).lower():
+        # torch reports a disallowed object as "Unsupported global"; any other refusal of
+        # the weights-only unpickler (e.g. "Unsupported operand") is a file it cannot parse.
+        if "unsupported global" in str(exc).lower():
             raise CheckpointError(
                 f"refused to load {path}: it holds objects that are not allowed in a weights-only "
                 "file and nothing in it was executed; if you trust it, re-save its tensors with "
                 "torch.save(model.state_dict(), ...) and load that instead"
             ) from exc
         raise CheckpointError(
-            f"{path} is not a landscape checkpoint: not a readable torch file (truncated, corrupt "
-            f"or another format: {type(exc).__name__}); nothing in it was executed - re-create it "
-            "with save_checkpoint or torch.save"
+            f"{path} is not a landscape checkpoint: not a readable weights-only torch file "
+            "(truncated, corrupt, another format, or objects that are not allowed); nothing in "
+            "it was executed - re-create it with save_checkpoint or torch.save"
         ) from exc
 
 

@@ -1,0 +1,178 @@
+"""``landscape slice`` and ``landscape plot slice|compare`` on a tiny trained pair."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from landscape.checkpoints import checkpoint_sha256
+from landscape.cli import main
+from landscape.grids import read_grid
+from landscape.slicing import SliceConfig, slice_checkpoint
+from landscape.train import TrainConfig, train_pair
+
+# A non-square grid (5 x-points, 3 y-points) on a small evaluation subset.
+GRID = ["--x", "-1:1:5", "--y", "-0.5:0.5:3", "--examples", "200", "--device", "cpu", "-q"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("slice") / "run"
+    config = TrainConfig(
+        model="mlp",
+        model_options={"depth": 1, "width": 16},
+        steps=6,
+        checkpoint_every=3,
+        batch_size=32,
+        eval_every=3,
+        device="cpu",
+    )
+    train_pair(config, out)
+    return out
+
+
+def ckpt(run, variant: str, step: int = 6):
+    return run / "checkpoints" / variant / f"step_{step:07d}.pt"
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def planes(run):
+    """Random-plane slice files of the bn and plain finals, written through the CLI."""
+    files = {}
+    for v in ("bn", "plain"):
+        out = run / "slices" / f"{v}.h5"
+        result = invoke("slice", ckpt(run, v), *GRID, "--out", out)
+        assert result.exit_code == 0, result.output
+        assert f"{out}: 5×3 grid, loss min" in result.output
+        files[v] = out
+    return files
+
+
+def test_slice_file_holds_values_and_provenance(run, planes):
+    for v, path in planes.items():
+        res = read_grid(path)
+        assert res.values["loss"].shape == res.values["accuracy"].shape == (3, 5)
+        assert res.computed.all() and not np.isnan(res.values["loss"]).any()
+        np.testing.assert_allclose(res.y, [-0.5, 0.0, 0.5])
+        assert res.meta["variant"] == v and res.meta["bn"] == "eval"
+        assert res.meta["kind"] == "random" and res.meta["eval_examples"] == 200
+        with h5py.File(path) as f:
+            assert f.attrs["schema_version"] == "1.0" and "slice" in f.attrs["command_line"]
+            meta = json.loads(f.attrs["config_json"])["meta"]
+        assert meta["sources"][0]["sha256"] == checkpoint_sha256(ckpt(run, v))
+
+
+def test_rerun_reports_already_complete_and_keeps_the_file(run, planes):
+    before = planes["bn"].read_bytes()
+    result = invoke("slice", ckpt(run, "bn"), *GRID, "--out", planes["bn"])
+    assert result.exit_code == 0, result.output
+    assert f"already complete: {planes['bn']}" in result.output
+    assert planes["bn"].read_bytes() == before
+
+
+@pytest.mark.parametrize("kind", ["contour", "heatmap", "surface"])
+def test_plot_slice_2d(planes, tmp_path, kind):
+    result = invoke("plot", "slice", planes["bn"], "--kind", kind, "--out", tmp_path / kind)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / f"{kind}.png").stat().st_size > 1000
+
+
+def test_plot_compare(planes, tmp_path):
+    result = invoke("plot", "compare", planes["bn"], planes["plain"], "--out", tmp_path / "cmp")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cmp.png").stat().st_size > 1000
+
+
+def test_interpolation_line_plot(run, tmp_path):
+    out = tmp_path / "interp.h5"
+    args = ["--x", "-0.5:1.5:5", "--examples", "200", "--device", "cpu", "-q", "--out", out]
+    result = invoke("slice", ckpt(run, "bn", 0), "--to", ckpt(run, "bn"), *args)
+    assert result.exit_code == 0, result.output
+    res = read_grid(out)
+    assert res.y is None and res.meta["kind"] == "interpolate" and res.meta["moves_buffers"]
+    result = invoke("plot", "slice", out, "--out", tmp_path / "line")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "line.png").stat().st_size > 1000
+
+
+def test_pca_stores_trajectory_and_explained_variance(run, tmp_path):
+    out = tmp_path / "pca.h5"
+    pca = ["--pca", run / "checkpoints" / "plain", "--x", "-1:1:3", "--y", "-1:1:3"]
+    result = invoke("slice", ckpt(run, "plain"), *pca, "--examples", "100", "-q", "--out", out)
+    assert result.exit_code == 0, result.output
+    with h5py.File(out) as f:
+        coords, steps = f["trajectory/coords"][()], f["trajectory/steps"][()]
+        ratios = f["trajectory"].attrs["explained_variance"]
+    assert coords.shape == (3, 2) and steps.tolist() == [0, 3, 6]
+    np.testing.assert_allclose(coords[-1], 0.0, atol=1e-6)  # the origin is the final point
+    assert ratios.shape == (2,) and np.all(ratios >= 0) and ratios.sum() <= 1 + 1e-9
+    result = invoke("plot", "slice", out, "--out", tmp_path / "pca")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "pca.png").stat().st_size > 1000
+
+
+def _error_line(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("case", "needle"),
+    [
+        ("missing", "no checkpoint"),
+        ("corrupt", "not a landscape checkpoint"),
+        ("reversed range", "bad range '1:-1'"),
+        ("text range", "bad range 'a:b:c'"),
+        ("other settings", "--overwrite"),
+        ("two kinds", "exclude each other"),
+        ("2-D interpolation", "1-D"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(run, planes, tmp_path, case, needle):
+    good, out = ckpt(run, "bn"), tmp_path / "s.h5"
+    (tmp_path / "bad.pt").write_bytes(good.read_bytes()[:1000])  # a truncated checkpoint
+    args = {
+        "missing": [tmp_path / "nope.pt", *GRID, "--out", out],
+        "corrupt": [tmp_path / "bad.pt", *GRID, "--out", out],
+        "reversed range": [good, "--x", "1:-1", "--out", out],
+        "text range": [good, "--x", "a:b:c", "--out", out],
+        "other settings": [good, *GRID, "--seed", "1", "--out", planes["bn"]],
+        "two kinds": [good, "--to", good, "--pca", good.parent, "--out", out],
+        "2-D interpolation": [good, "--to", good, *GRID, "--out", out],
+    }[case]
+    assert needle in _error_line(invoke("slice", *args))
+    assert not out.exists()
+
+
+def test_plot_kind_must_fit_the_slice(planes):
+    line = _error_line(invoke("plot", "slice", planes["bn"], "--kind", "line"))
+    assert "contour" in line
+
+
+def test_interrupted_slice_resumes_to_identical_values(run, tmp_path):
+    config = SliceConfig(x="-1:1:5", y="-0.5:0.5:3", examples=200, device="cpu", chunk=2)
+    full, part = tmp_path / "full.h5", tmp_path / "part.h5"
+    assert slice_checkpoint(ckpt(run, "bn"), full, config) == full
+
+    def stop_midway(done: int, total: int) -> None:
+        if done == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        slice_checkpoint(ckpt(run, "bn"), part, config, progress=stop_midway)
+    assert 0 < read_grid(part).computed.sum() < 15
+    assert slice_checkpoint(ckpt(run, "bn"), part, config) == part
+    assert slice_checkpoint(ckpt(run, "bn"), part, config) is None  # already complete
+    a, b = read_grid(full), read_grid(part)
+    for name in ("loss", "accuracy"):
+        assert np.array_equal(a.values[name], b.values[name])
