@@ -89,3 +89,17 @@ def test_corrupt_and_malicious_checkpoints(runner, tmp_path, monkeypatch):
     junk.write_bytes(b"not a checkpoint at all")
     _error_line(runner.invoke(main, ["info", str(junk)]))
     _error_line(runner.invoke(main, ["info", str(tmp_path / "missing.pt")]))
+
+
+def test_demo_end_to_end_short(runner, tmp_path):
+    """The README's main job, shortened: run, probes, slices and every figure."""
+    out = tmp_path / "demo"
+    result = runner.invoke(main, ["demo", "--out", str(out), "--steps", "20", "--grid", "5", "-q"])
+    assert result.exit_code == 0, result.output
+    names = {p.name for p in (out / "figures").iterdir()}
+    for stem in ("fig1_training", "fig4_gradient_landscape", "fig10_gradient_distance",
+                 "fig3_ics", "li_slices_compare"):  # fmt: skip
+        assert {f"{stem}.png", f"{stem}.pdf"} <= names, stem
+    assert (out / "slices" / "bn_final_random_plane.h5").exists()
+    again = runner.invoke(main, ["demo", "--out", str(out), "--steps", "5", "-q"])
+    assert again.exit_code == 2 and "--overwrite" in again.output

@@ -2,48 +2,71 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from .. import figures
+from ..checkpoints import checkpoint_path
+from ..render import save_figure
+from ..slice_figures import compare_figure
+from ..slicing import SliceConfig, slice_checkpoint
 from ..train import TrainConfig, train_pair
 from ._common import progress_bars, quiet_option
 from .train import report
 
-#: The demo's setup: the paper's fixed-lr SGD on a small VGG, scaled to 8x8 digits.
+#: The demo's setup: the paper's fixed-lr SGD on a small VGG, scaled to 8x8 digits, with
+#: Santurkar's probes inline (step sizes lr x [0.5, 4]) and ICS every 100 steps.
 DEMO_CONFIG = TrainConfig(
     model="vgg_small",
     dataset="digits",
     lr=0.1,
     batch_size=128,
-    steps=600,
-    eval_every=25,
+    steps=400,
+    eval_every=20,
     checkpoint_every=100,
-    probe_every=20,
-    ics_every=100,
+    probe_every=10,
+    ics_every=50,
     device="auto",
 )
+#: Li et al.'s filter-normalised random plane around each final network, on a coarser grid
+#: than their 51 x 51 so the demo stays within a few minutes on two CPU cores.
+DEMO_SLICE = SliceConfig(kind="random", x="-1:1:21", y="-1:1:21", examples=500, seed=0)
 
 
 def register(main: click.Group) -> None:
     @main.command("demo")
-    @click.option(
-        "--out",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=Path("runs/demo"),
-        show_default=True,
-    )
+    @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+                  default=Path("runs/demo"), show_default=True)  # fmt: skip
     @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
     @click.option("--steps", type=int, default=DEMO_CONFIG.steps, show_default=True)
+    @click.option("--grid", type=click.IntRange(min=2), default=21, show_default=True,
+                  help="Points per axis of the random-plane slices on [-1, 1].")  # fmt: skip
     @quiet_option
-    def demo(out: Path, overwrite: bool, steps: int, quiet: bool) -> None:
-        """Train a BN and a plain small VGG on digits and draw the paper's figures."""
-        from dataclasses import replace
-
+    def demo(out: Path, overwrite: bool, steps: int, grid: int, quiet: bool) -> None:
+        """Train a BN and a plain small VGG on digits, probe and slice them, draw the figures."""
         config = replace(DEMO_CONFIG, steps=steps)
         with progress_bars(quiet) as bars:
             result = train_pair(config, out, overwrite=overwrite, progress=bars)
-        report(result)
-        for p in [*figures.plot_training(out), *figures.plot_santurkar(out)]:
+            report(result)
+            written = [*figures.plot_training(out), *figures.plot_santurkar(out)]
+            slices = []
+            for v, r in result.variants.items():
+                if r.status != "finished":
+                    click.echo(f"{v}: no slice, the run {r.status}", err=True)
+                    continue
+                target = out / "slices" / f"{v}_final_random_plane.h5"
+                slice_checkpoint(
+                    checkpoint_path(out / "checkpoints" / v, steps),
+                    target,
+                    replace(DEMO_SLICE, x=f"-1:1:{grid}", y=f"-1:1:{grid}", device=config.device),
+                    overwrite=True,
+                    progress=bars.simple(f"slice {v}"),
+                )
+                slices.append(target)
+        if len(slices) == 2:
+            fig, _ = compare_figure((slices[0], slices[1]), None, "contour", None, None)
+            written += save_figure(fig, out / "figures" / "li_slices_compare")
+        for p in written:
             click.echo(f"figure: {p}")
