@@ -23,7 +23,7 @@ from .render import (
 )
 from .train import RUN_FILE, VARIANTS
 
-__all__ = ["load_runs", "plot_santurkar", "plot_training"]
+__all__ = ["load_runs", "offline_runs", "plot_santurkar", "plot_training", "run_title"]
 
 
 def load_runs(run_dir: str | Path, analysis: str) -> dict[str, dict[str, np.ndarray]]:
@@ -97,24 +97,56 @@ def plot_santurkar(
     out_dir: str | Path | None = None,
     *,
     layers: list[str] | None = None,
+    offline: str | Path | None = None,
 ) -> list[Path]:
     """Santurkar et al.'s Fig. 4 (loss, gradient predictiveness, effective beta along the
     gradient), Fig. 10 (gradient distance vs step size) and, if ICS was measured, Fig. 3.
 
     Reads ``/probe/<variant>`` and ``/ics/<variant>`` of the run (``landscape train
-    --probe-every N --ics-every M``); returns the files written.
+    --probe-every N --ics-every M``), or with ``offline`` the file of ``landscape probe``
+    (values averaged over its probe batches; x = checkpoint step); returns the files written.
     """
-    probes = load_runs(run_dir, "probe")
+    if offline is not None:
+        probes = offline_runs(offline)
+        suffix = "_offline"
+    else:
+        probes, suffix = load_runs(run_dir, "probe"), ""
     if not probes:
         raise ValueError(
-            f"{run_dir} holds no probes: train with --probe-every N (or run landscape probe)"
+            f"{run_dir} holds no probes: train with --probe-every N (or run landscape probe "
+            "and pass its file with --offline)"
         )
     target = Path(out_dir) if out_dir else Path(run_dir) / "figures"
-    written = save_figure(gradient_landscape(probes), target / "fig4_gradient_landscape")
-    written += save_figure(gradient_distance_vs_step(probes), target / "fig10_gradient_distance")
+    written = save_figure(gradient_landscape(probes), target / f"fig4_gradient_landscape{suffix}")
+    written += save_figure(
+        gradient_distance_vs_step(probes), target / f"fig10_gradient_distance{suffix}"
+    )
+    if offline is not None:
+        return written
     shifts = load_runs(run_dir, "ics")
     if shifts:
         for series in shifts.values():
             series["layers"] = json.loads(series["layers"])
         written += save_figure(ics_figure(shifts, layers=layers), target / "fig3_ics")
     return written
+
+
+def offline_runs(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    """Offline probes as Fig. 4 series: per checkpoint, the mean over probe batches.
+
+    ``loss`` and ``grad_distance`` (T, K) = mean over batches b of the (T, B, K) values;
+    ``beta`` (T,) = mean over batches of each batch's effective beta.
+    """
+    from .checkpoint_probes import read_offline_probes
+
+    out = {}
+    for variant, rows in read_offline_probes(path).items():
+        order = np.argsort(rows["step"], kind="stable")
+        out[LABELS.get(variant, variant)] = {
+            "step": rows["step"][order],
+            "step_sizes": rows["step_sizes"][order],
+            "loss": rows["loss"][order].mean(axis=1),
+            "grad_distance": rows["grad_distance"][order].mean(axis=1),
+            "beta": rows["beta"][order].mean(axis=1),
+        }
+    return out

@@ -103,3 +103,18 @@ def test_demo_end_to_end_short(runner, tmp_path):
     assert (out / "slices" / "bn_final_random_plane.h5").exists()
     again = runner.invoke(main, ["demo", "--out", str(out), "--steps", "5", "-q"])
     assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_offline_probe_figures(runner, tmp_path):
+    """train -> probe (every checkpoint) -> plot santurkar --offline."""
+    run = tmp_path / "run"
+    args = ["train", *TINY, "--checkpoint-every", "3", "--out", str(run)]
+    assert runner.invoke(main, args).exit_code == 0
+    probe = runner.invoke(main, ["probe", str(run), "--batches", "2", "--device", "cpu", "-q"])
+    assert probe.exit_code == 0, probe.output
+    plot = runner.invoke(main, ["plot", "santurkar", str(run), "--offline", str(run / "probes.h5")])
+    assert plot.exit_code == 0, plot.output
+    assert (run / "figures" / "fig4_gradient_landscape_offline.png").stat().st_size > 1000
+    # Without inline probes in the run, the error says how to get them.
+    line = _error_line(runner.invoke(main, ["plot", "santurkar", str(run)]))
+    assert "--probe-every" in line

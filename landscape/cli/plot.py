@@ -33,7 +33,15 @@ def register(main: click.Group) -> None:
         help="Output directory (default: RUN/figures).",
     )
     @click.option("--layer", "layers", multiple=True, help="ICS layer to show (repeatable).")
-    def santurkar(run: Path, out: Path | None, layers: tuple[str, ...]) -> None:
+    @click.option(
+        "--offline",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Draw Figs. 4 and 10 from this file of `landscape probe` instead.",
+    )
+    def santurkar(
+        run: Path, out: Path | None, layers: tuple[str, ...], offline: Path | None
+    ) -> None:
         """Figs. 4, 10 and 3 of Santurkar et al.: gradient landscape, predictiveness, ICS."""
-        for p in figures.plot_santurkar(run, out, layers=list(layers) or None):
+        for p in figures.plot_santurkar(run, out, layers=list(layers) or None, offline=offline):
             click.echo(p)
