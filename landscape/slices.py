@@ -94,6 +94,7 @@ _FOLDS_INTO = {  # layer type -> the BatchNorm type that can be folded into it
 # A correct fold differs from the model by rounding only, a wrong one by O(1): the
 # one-batch check before a grid compares at this relative tolerance (of the largest |logit|).
 _FOLD_CHECK_RTOL = 1e-3
+_FOLD_CHECK_EXAMPLES = 64  # BN on running statistics is per example: a few examples suffice
 
 
 @dataclass
@@ -508,6 +509,8 @@ def evaluate_grid(
             folded = _FoldedBN.build(model, cl) if _FOLD_BN and bn != "train" else None
             if folded is not None:
                 inputs = _to(next(iter(_batches(data)))[0], device)
+                if isinstance(inputs, Tensor) and inputs.ndim > 0:
+                    inputs = inputs[:_FOLD_CHECK_EXAMPLES]
                 if folded.agrees(model, inputs):
                     forward = folded
                 else:
