@@ -65,7 +65,8 @@ def test_slice_file_holds_values_and_provenance(run, planes):
         assert res.meta["variant"] == v and res.meta["bn"] == "eval"
         assert res.meta["kind"] == "random" and res.meta["eval_examples"] == 200
         with h5py.File(path) as f:
-            assert f.attrs["schema_version"] == "1.0" and "slice" in f.attrs["command_line"]
+            # command_line is this process's argv (pytest's here, the CLI's in real use)
+            assert f.attrs["schema_version"] == "1.0" and f.attrs["command_line"]
             meta = json.loads(f.attrs["config_json"])["meta"]
         assert meta["sources"][0]["sha256"] == checkpoint_sha256(ckpt(run, v))
 
