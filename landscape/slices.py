@@ -384,7 +384,10 @@ def _evaluate(forward, device, loss_fn, data, metrics, accuracy, precision) -> l
             if accuracy:
                 if out.ndim != 2:
                     raise ValueError("accuracy needs (N, C) logits; pass accuracy=False")
-                sums_b.insert(1, (out.argmax(dim=1) == targets).sum().to(acc_dtype))
+                correct = (out.argmax(dim=1) == targets).sum().to(acc_dtype)
+                # argmax of non-finite logits is no prediction: accuracy undefined (NaN)
+                nan = torch.tensor(math.nan, dtype=acc_dtype, device=correct.device)
+                sums_b.insert(1, torch.where(torch.isfinite(out).all(), correct, nan))
             batch = torch.stack(sums_b)
             sums = batch if sums is None else sums + batch
             n_total += n

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -330,3 +331,22 @@ def test_cuda_directions_and_grid_match_cpu():
         "-1:1:2",
     )
     np.testing.assert_allclose(res.values["loss"], cpu.values["loss"], rtol=1e-9)
+
+
+def test_accuracy_is_nan_where_the_outputs_are_not_finite():
+    """A point whose logits overflow has no prediction: NaN accuracy, not argmax's class 0."""
+
+    class Blowup(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1, dtype=torch.float64))
+
+        def forward(self, x):
+            return x * torch.exp(1000.0 * self.w)  # inf for w = 1, finite for w <= 0.5
+
+    x = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+    y = torch.tensor([1, 0])
+    d = {"w": torch.ones(1, dtype=torch.float64)}
+    res = evaluate_grid(Blowup(), torch.nn.functional.cross_entropy, [(x, y)], [d], [-1.0, 0.0])
+    assert res.values["accuracy"][0] == 1.0
+    assert math.isnan(res.values["accuracy"][1])

@@ -1,0 +1,425 @@
+"""Cost of a 2D loss-landscape slice against the model's own forward pass over the same data.
+
+A slice point is one pass over the evaluation data, so the limit is the model's forward
+(inference mode, same batches) timed in the same run. Setup: ``vgg_small`` (BN) in eval mode,
+the digits training split (1438 examples) in batches of ``--batch``, float32, a random
+filter-normalized plane on ``-1:1:G`` squared. Printed, each measured side by side:
+
+    throughput   slice vs limit: the limit pass is run inside the slice's progress callback,
+                 so every slice point is timed next to one limit pass (target >= 0.95)
+    levers       the slice with each fast path of landscape.slices switched off/on, grid
+                 rows interleaved; forward-only levers (batch size, vmap, torch.compile)
+    bf16         precision="bf16" vs float32, grid rows interleaved (target >= 1.8x), with
+                 the max and median |loss_bf16 - loss_fp32| over the grid
+    peer         our random_plane vs loss-landscapes' random_plane: one batch, same grid,
+                 whole calls alternated (their steps/distance semantics differ: time only)
+    memory       a 51x51 slice in a fresh process: ru_maxrss growth over the model's own
+                 forward pass (all allocations, torch's included) and the tracemalloc peak
+                 (Python allocations only)
+
+Run:  .venv/bin/python benchmarks/bench_slices.py [--quick] [--threads 1] [--grid 51]
+The peer needs the benchmark-only package: .venv/bin/pip install loss-landscapes==3.0.6
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import cProfile
+import json
+import pstats
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import landscape.slices as S
+from landscape.data import eval_batches, load_dataset
+from landscape.directions import random_directions
+from landscape.models import create_model
+
+LIMIT_TARGET = 0.95  # slice throughput / forward throughput
+BF16_TARGET = 1.8  # t_fp32 / t_bf16
+MEMORY_GRID = 51  # Li et al.'s 51 x 51
+
+
+def setup(batch: int, seed: int = 0):
+    """vgg_small (BN, eval), digits train batches, two filter-normalized directions."""
+    ds = load_dataset("digits")
+    data = list(eval_batches(ds.x_train, ds.y_train, batch))
+    model = create_model("vgg_small", bn=True, input_shape=(1, 8, 8), num_classes=10).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # trained-like biases and BN state: a fresh model has zeros there,
+        for m in model.modules():  # which makes folding trivial and loss-landscapes divide by 0
+            for name, t in [*m.named_parameters(recurse=False), *m.named_buffers(recurse=False)]:
+                if name in ("bias", "running_mean"):
+                    t.copy_(torch.rand(t.shape, generator=gen) * 0.4 - 0.2)
+                elif (
+                    isinstance(m, nn.modules.batchnorm._BatchNorm) and name != "num_batches_tracked"
+                ):
+                    t.copy_(torch.rand(t.shape, generator=gen) + 0.5)  # weight, running_var
+    return model, data, random_directions(model, 2, seed=seed)
+
+
+def forward_pass(model: Callable, data) -> float:
+    """Seconds for the model's own forward over all batches (the limit)."""
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for x, _ in data:
+            model(x)
+    return time.perf_counter() - t0
+
+
+def grid_rows(g: int) -> list[list[int]]:
+    return [list(range(j * g, (j + 1) * g)) for j in range(g)]
+
+
+@contextlib.contextmanager
+def levers(fold: bool, channels_last: bool) -> Iterator[None]:
+    saved = S._FOLD_BN, S._CHANNELS_LAST
+    S._FOLD_BN, S._CHANNELS_LAST = fold, channels_last
+    try:
+        yield
+    finally:
+        S._FOLD_BN, S._CHANNELS_LAST = saved
+
+
+def med(ts: list[float]) -> float:
+    return statistics.median(ts)
+
+
+# ----------------------------------------------------------------------------- sections
+def throughput(model, data, dirs, g: int) -> dict:
+    """Every slice point timed next to one limit pass (run from the progress callback)."""
+    limit_model = copy.deepcopy(model)  # the untouched model: its own layout, no folding
+    for _ in range(3):
+        forward_pass(limit_model, data)
+    S.evaluate_grid(model, F.cross_entropy, data, dirs, "-1:1:2", "0:0:1")  # warm-up
+    point_t, limit_t = [], []
+    clock = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        point_t.append(time.perf_counter() - clock[0])
+        limit_t.append(forward_pass(limit_model, data))
+        clock[0] = time.perf_counter()
+
+    clock[0] = start = time.perf_counter()
+    S.evaluate_grid(model, F.cross_entropy, data, dirs, f"-1:1:{g}", f"-1:1:{g}", progress=progress)
+    tail = time.perf_counter() - clock[0]
+    n = sum(len(y) for _, y in data)
+    total = sum(point_t) + tail  # the whole call, setup and teardown included
+    return {
+        "examples": n,
+        "points": g * g,
+        "limit_median": med(limit_t),
+        "point_median": med(point_t),
+        "limit_mean": statistics.fmean(limit_t),
+        "call_per_point": total / (g * g),
+        "ratio_median": med(limit_t) / med(point_t),
+        "ratio_mean": statistics.fmean(limit_t) / (total / (g * g)),
+        "ratio_pairs": med([a / b for a, b in zip(limit_t, point_t)]),
+        "wall": time.perf_counter() - start,
+    }
+
+
+def rows_interleaved(model, data, dirs, g: int, variants: dict[str, dict]) -> dict[str, dict]:
+    """One ``evaluate_grid`` call per grid row and variant, variants alternated row by row.
+
+    A variant is ``{"levers": (fold, channels_last), **evaluate_grid options}``. Returns per
+    variant: ``steady`` (median seconds of a point after the first of its call: no setup),
+    ``whole`` (seconds per point of the whole calls) and ``loss`` (g, g).
+    """
+    spec = f"-1:1:{g}"
+    steady: dict[str, list[float]] = {k: [] for k in variants}
+    whole = dict.fromkeys(variants, 0.0)
+    loss = {k: np.full((g, g), np.nan) for k in variants}
+    for row in [[0, 1], *grid_rows(g)]:  # first "row": warm-up, not counted
+        for name, opts in variants.items():
+            opts = dict(opts)
+            marks: list[float] = []
+            with levers(*opts.pop("levers", (True, True))):
+                t0 = time.perf_counter()
+                r = S.evaluate_grid(
+                    model, F.cross_entropy, data, dirs, spec, spec, points=row, **opts,
+                    progress=lambda done, total, marks=marks: marks.append(time.perf_counter()),
+                )  # fmt: skip
+            if row != [0, 1]:
+                whole[name] += time.perf_counter() - t0
+                steady[name] += list(np.diff(marks))
+                loss[name][r.computed] = r.values["loss"][r.computed]
+    return {
+        k: {"steady": med(steady[k]), "whole": whole[k] / (g * g), "loss": loss[k]}
+        for k in variants
+    }
+
+
+def slice_levers(model, data, dirs, g: int) -> dict[str, dict]:
+    """The slice with each fast path of landscape.slices off/on."""
+    variants = {
+        "neither (before this change)": (False, False),
+        "fold BN": (True, False),
+        "channels_last": (False, True),
+        "fold BN + channels_last (default)": (True, True),
+    }
+    return rows_interleaved(model, data, dirs, g, {k: {"levers": v} for k, v in variants.items()})
+
+
+def forward_levers(model, data, dirs, repeats: int, compile_: bool) -> list[tuple[str, float, str]]:
+    """Per-pass seconds of forward-only variants, interleaved, as (name, seconds, note)."""
+    x_all = torch.cat([x for x, _ in data])
+    y_all = torch.cat([y for _, y in data])
+    b = len(data[0][0])
+    variants: dict[str, Callable[[], float]] = {}
+    variants[f"model forward, batch {b} (limit)"] = lambda: forward_pass(model, data)
+    for bs in sorted({256, 1024, len(x_all)} - {b}):
+        other = list(eval_batches(x_all, y_all, bs))
+        variants[f"model forward, batch {bs}"] = lambda other=other: forward_pass(model, other)
+    cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    variants["model forward, channels_last"] = lambda: forward_pass(cl, data)
+    folded = S._FoldedBN.build(copy.deepcopy(model), channels_last=True)
+    folded.refold()
+    variants["fold BN + channels_last vehicle"] = lambda: forward_pass(folded, data)
+
+    k = 4  # grid points per vmapped pass
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    buffers = dict(model.named_buffers())
+    a = torch.linspace(-1, 1, k)
+    stacked = {
+        n: p + a.view(-1, *[1] * p.ndim) * dirs[0][n] + a.view(-1, *[1] * p.ndim) * dirs[1][n]
+        for n, p in params.items()
+    }
+
+    def loss_at(ps, x, y):
+        return F.cross_entropy(torch.func.functional_call(model, (ps, buffers), (x,)), y)
+
+    vloss = torch.func.vmap(loss_at, in_dims=(0, None, None))
+
+    def vmapped() -> float:
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            for x, y in data:
+                vloss(stacked, x, y)
+        return (time.perf_counter() - t0) / k
+
+    variants[f"vmap over {k} grid points (per point)"] = vmapped
+    notes: dict[str, str] = {}
+    if compile_:
+        compiled = torch.compile(copy.deepcopy(model))
+        t0 = time.perf_counter()
+        forward_pass(compiled, data)
+        forward_pass(compiled, data)
+        notes["torch.compile (inductor)"] = f"compile {time.perf_counter() - t0:.0f} s"
+        variants["torch.compile (inductor)"] = lambda: forward_pass(compiled, data)
+    for f in variants.values():
+        f()
+    times: dict[str, list[float]] = {n: [] for n in variants}
+    for _ in range(repeats):
+        for n, f in variants.items():
+            times[n].append(f())
+    return [(n, med(ts), notes.get(n, "")) for n, ts in times.items()]
+
+
+def bf16_vs_fp32(model, data, dirs, g: int) -> dict:
+    """Both precisions on the same grid; deviations of bf16 from float32 over all of it."""
+    r = rows_interleaved(
+        model, data, dirs, g, {"fp32": {"precision": "native"}, "bf16": {"precision": "bf16"}}
+    )
+    fp32, bf16 = r["fp32"], r["bf16"]
+    dev = np.abs(bf16["loss"] - fp32["loss"])
+    return {
+        "fp32": fp32,
+        "bf16": bf16,
+        "speedup": fp32["steady"] / bf16["steady"],
+        "speedup_whole": fp32["whole"] / bf16["whole"],
+        "max_dev": float(dev.max()),
+        "median_dev": float(np.median(dev)),
+        "loss_range": (float(fp32["loss"].min()), float(fp32["loss"].max())),
+    }
+
+
+def versus_peer(model, data, g: int, repeats: int) -> dict | None:
+    try:
+        import loss_landscapes
+        from loss_landscapes.metrics import Loss
+    except ImportError:
+        return None
+    x, y = data[0]
+    metric = Loss(F.cross_entropy, x, y)
+
+    def ours() -> float:
+        t0 = time.perf_counter()
+        S.random_plane(model, F.cross_entropy, (x, y), f"-1:1:{g}", f"-1:1:{g}", seed=0)
+        return time.perf_counter() - t0
+
+    def theirs() -> float:
+        torch.manual_seed(0)
+        t0 = time.perf_counter()
+        # deepcopy_model: their walk moves the model in place (and drifts)
+        loss_landscapes.random_plane(model, metric, distance=1, steps=g, deepcopy_model=True)
+        return time.perf_counter() - t0
+
+    ours(), theirs()
+    to, tt = [], []
+    for _ in range(repeats):
+        to.append(ours())
+        tt.append(theirs())
+    return {"ours": med(to), "theirs": med(tt), "ratio": med(to) / med(tt), "batch": len(x)}
+
+
+def memory_child(batch: int, g: int) -> None:
+    """In a fresh process: peak-RSS growth of a g x g slice over the model's own forward."""
+    model, data, dirs = setup(batch)
+    forward_pass(model, data)
+    forward_pass(model, data)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    tracemalloc.start()
+    S.evaluate_grid(model, F.cross_entropy, data, dirs, f"-1:1:{g}", f"-1:1:{g}")
+    _, py_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    out = {"rss0": rss0 * 1024, "rss1": rss1 * 1024, "py_peak": py_peak, "params": param_bytes}
+    print(json.dumps(out))
+
+
+def memory(batch: int, g: int, threads: int | None) -> dict:
+    cmd = [sys.executable, __file__, "--memory-child", str(g), "--batch", str(batch)]
+    if threads is not None:
+        cmd += ["--threads", str(threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- report
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--grid", type=int, default=21, help="G: the throughput grid is G x G")
+    ap.add_argument("--batch", type=int, default=512, help="evaluation batch size")
+    ap.add_argument("--lever-grid", type=int, default=11, help="grid of the lever comparison")
+    ap.add_argument("--peer-repeats", type=int, default=3)
+    ap.add_argument("--fwd-repeats", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    ap.add_argument("--quick", action="store_true", help="small grids, no lever section")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile (slow)")
+    ap.add_argument(
+        "--skip", nargs="*", default=[], help="sections to skip: levers bf16 peer memory"
+    )
+    ap.add_argument("--profile", action="store_true", help="cProfile a 7x7 slice")
+    ap.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.memory_child is not None:
+        memory_child(args.batch, args.memory_child)
+        return
+    if args.quick:
+        args.grid, args.lever_grid, args.peer_repeats, args.fwd_repeats = 5, 3, 2, 5
+        args.skip = [*args.skip, "levers"]
+    torch.manual_seed(0)
+    model, data, dirs = setup(args.batch)
+    n = sum(len(y) for _, y in data)
+    print(
+        f"torch {torch.__version__}  threads {torch.get_num_threads()}  vgg_small (BN) eval  "
+        f"digits train {n} examples in batches of {args.batch}  float32  grid {args.grid}^2"
+    )
+
+    if args.profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        S.evaluate_grid(model, F.cross_entropy, data, dirs, "-1:1:7", "-1:1:7")
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+
+    r = throughput(model, data, dirs, args.grid)
+    verdict = "PASS" if min(r["ratio_median"], r["ratio_mean"]) >= LIMIT_TARGET else "FAIL"
+    print(f"\n## Throughput: {r['points']}-point slice vs the model's forward (same run)\n")
+    print("| quantity | examples/s | pass (ms) |")
+    print("|---|---|---|")
+    rows = {
+        "limit: model forward, median": r["limit_median"],
+        "slice, median point": r["point_median"],
+        "limit: model forward, mean": r["limit_mean"],
+        "slice, whole call / points (setup included)": r["call_per_point"],
+    }
+    for name, t in rows.items():
+        print(f"| {name} | {n / t:,.0f} | {1e3 * t:.1f} |")
+    print(
+        f"\nratio slice/limit: medians {r['ratio_median']:.3f}, means {r['ratio_mean']:.3f}, "
+        f"median of adjacent pairs {r['ratio_pairs']:.3f}  (target >= {LIMIT_TARGET}: {verdict})"
+    )
+
+    if "levers" not in args.skip:
+        lv = slice_levers(model, data, dirs, args.lever_grid)
+        b0 = lv["neither (before this change)"]
+        print(f"\n## Slice levers ({args.lever_grid}^2 grid, one call per row, interleaved)\n")
+        print(
+            "| slice fast path | ms/point, median | speed-up | ms/point, whole calls | speed-up |"
+        )
+        print("|---|---|---|---|---|")
+        for name, v in lv.items():
+            t, w = v["steady"], v["whole"]
+            speedups = f"{b0['steady'] / t:.2f}x | {1e3 * w:.1f} | {b0['whole'] / w:.2f}x"
+            print(f"| {name} | {1e3 * t:.1f} | {speedups} |")
+        fl = forward_levers(model, data, dirs, args.fwd_repeats, args.compile)
+        print(f"\n## Forward-pass levers (median of {args.fwd_repeats}, interleaved)\n")
+        print("| pass over the data | ms | vs limit | note |")
+        print("|---|---|---|---|")
+        for name, t, note in fl:
+            print(f"| {name} | {1e3 * t:.1f} | {fl[0][1] / t:.2f}x | {note} |")
+
+    if "bf16" not in args.skip:
+        b = bf16_vs_fp32(model, data, dirs, args.grid)
+        ok = "PASS" if b["speedup"] >= BF16_TARGET else "FAIL"
+        print(
+            f"\n## bf16 autocast vs float32 ({args.grid}^2 grid, one call per row, interleaved)\n"
+        )
+        print(
+            "| ms/pt fp32 | bf16 | t_fp32 / t_bf16 | whole calls | max abs dev | median abs dev |"
+        )
+        print("|---|---|---|---|---|---|")
+        lo, hi = b["loss_range"]
+        print(
+            f"| {1e3 * b['fp32']['steady']:.1f} | {1e3 * b['bf16']['steady']:.1f} "
+            f"| {b['speedup']:.2f} (>= {BF16_TARGET}: {ok}) | {b['speedup_whole']:.2f} "
+            f"| {b['max_dev']:.2e} | {b['median_dev']:.2e} |"
+        )
+        print(f"\nfp32 loss over the grid: {lo:.3f} .. {hi:.3f}")
+
+    if "peer" not in args.skip:
+        p = versus_peer(model, data, args.grid, args.peer_repeats)
+        print(f"\n## Peer: loss-landscapes random_plane ({args.grid}^2, one batch)\n")
+        if p is None:
+            print("loss-landscapes not installed: pip install loss-landscapes==3.0.6")
+        else:
+            print("| batch | ours (s) | loss-landscapes (s) | ours / theirs |")
+            print("|---|---|---|---|")
+            print(f"| {p['batch']} | {p['ours']:.2f} | {p['theirs']:.2f} | {p['ratio']:.3f} |")
+
+    if "memory" not in args.skip:
+        g = 11 if args.quick else MEMORY_GRID
+        m = memory(args.batch, g, args.threads)
+        mib = 2.0**20
+        print(f"\n## Memory: {g}x{g} slice in a fresh process\n")
+        print(
+            "| ru_maxrss after forward (MiB) | after slice (MiB) | growth (MiB) "
+            "| tracemalloc peak (MiB) | parameters (MiB) |"
+        )
+        print("|---|---|---|---|---|")
+        grow = (m["rss1"] - m["rss0"]) / mib
+        print(
+            f"| {m['rss0'] / mib:.1f} | {m['rss1'] / mib:.1f} | {grow:.1f} "
+            f"| {m['py_peak'] / mib:.2f} | {m['params'] / mib:.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
