@@ -21,7 +21,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/bench_probe.py --threads 1
+	$(BIN)/python benchmarks/bench_slices.py --threads 1 --quick
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
