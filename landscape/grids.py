@@ -42,6 +42,7 @@ from landscape.slices import (
     SliceResult,
     evaluate_grid,
 )
+from landscape.storage import json_default, provenance, write_provenance
 
 __all__ = ["SLICE_FORMAT", "read_grid", "run_grid"]
 
@@ -50,19 +51,9 @@ log = logging.getLogger(__name__)
 SLICE_FORMAT = "landscape.slice/1"
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
-
-
 def _dumps(obj: Any) -> str:
     try:
-        return json.dumps(obj, sort_keys=True, default=_json_default)
+        return json.dumps(obj, sort_keys=True, default=json_default)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"meta must be JSON-serialisable ({exc})") from exc
 
@@ -110,7 +101,6 @@ def _write_directions(f: h5py.File, root: str, dirs: Sequence[Mapping[str, Tenso
 
 def _create(path: Path, plan: SliceResult, config: dict, meta: dict, device: str) -> None:
     """Write the complete, not-yet-evaluated slice file atomically (temp file + rename)."""
-    from landscape.storage import provenance, write_provenance
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

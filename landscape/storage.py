@@ -78,7 +78,8 @@ OpenMode = Literal["r", "r+", "w", "w-", "x", "a"]
 # --------------------------------------------------------------------------- provenance
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dumps(..., default=json_default)``: NumPy values, paths and dataclasses."""
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
@@ -96,7 +97,7 @@ def _config_json(config: Any) -> str:
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
         config = dataclasses.asdict(config)
     try:
-        return json.dumps(config, sort_keys=True, default=_json_default)
+        return json.dumps(config, sort_keys=True, default=json_default)
     except (TypeError, ValueError) as exc:
         raise ValueError(
             f"config cannot be recorded as JSON ({exc}): use str, numbers, lists and dicts"
@@ -183,7 +184,7 @@ def read_provenance(obj: h5py.Group | h5py.File) -> dict[str, str]:
 
 def write_json_attr(obj: h5py.HLObject, name: str, value: Any) -> None:
     """Store a dict/list (or any JSON value) as a JSON string attribute."""
-    obj.attrs[name] = json.dumps(value, default=_json_default)
+    obj.attrs[name] = json.dumps(value, default=json_default)
 
 
 def read_json_attr(obj: h5py.HLObject, name: str, default: Any = None) -> Any:
