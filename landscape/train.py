@@ -328,6 +328,14 @@ def _train_variant(
     loss_fn = loss_function(data.task)
     optimizer = _make_optimizer(config, model)
     schedule = set(checkpoint_schedule(config))
+    if resume:  # a diverged variant stays as it ended: its log keeps the non-finite row
+        with h5py.File(run_file, "r") as f:
+            status = f.get(f"train/{variant}")
+            if status is not None and status.attrs.get("status") == "diverged":
+                msg = str(status.attrs.get("message", ""))
+                steps_done = int(status["step"][-1]) if "step" in status else 0
+                nan = float("nan")
+                return VariantResult(variant, "diverged", steps_done, nan, nan, nan, msg)
     start = 0
     if resume and (found := checkpoints.list_checkpoints(ckpt_dir)):
         start, path = found[-1]
@@ -338,13 +346,6 @@ def _train_variant(
         checkpoints.restore_rng(ckpt.rng)
         _truncate(run_file, variant, start)
         log.info("%s: resumed from step %d", variant, start)
-    with h5py.File(run_file, "a") as f:
-        status = f.get(f"train/{variant}")
-        if resume and status is not None and status.attrs.get("status") == "diverged":
-            msg = str(status.attrs.get("message", ""))
-            return VariantResult(
-                variant, "diverged", start, float("nan"), float("nan"), float("nan"), msg
-            )
     _set_status(run_file, variant, "running")
 
     hooks = [*hooks, *_probe_hooks(config, run_file, variant)]
@@ -467,9 +468,11 @@ def _prepare_out_dir(out_dir: Path, config: TrainConfig, overwrite: bool, resume
                 f"{out_dir} already holds a run: "
                 "pass --overwrite to replace it or --resume to continue it"
             )
-        (out_dir / RUN_FILE).unlink(missing_ok=True)
-        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
-        shutil.rmtree(out_dir / "figures", ignore_errors=True)
+        # Everything derived from the old run goes with it (other files are left alone).
+        for name in (RUN_FILE, "probes.h5"):
+            (out_dir / name).unlink(missing_ok=True)
+        for name in ("checkpoints", "figures", "slices"):
+            shutil.rmtree(out_dir / name, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
 
 

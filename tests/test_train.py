@@ -150,3 +150,17 @@ def test_inline_probe_matches_direct_probe_on_checkpoint(tmp_path, digits):
         np.testing.assert_allclose(rows["loss"][1], direct.loss, rtol=1e-9)
         assert rows["beta"][1] == pytest.approx(direct.beta, rel=1e-9)
         np.testing.assert_allclose(ics_rows["l2"][1], shift.l2, rtol=1e-9, atol=1e-15)
+
+
+def test_resume_keeps_a_diverged_variant_as_it_ended(tmp_path, digits):
+    config = TrainConfig(**{**TINY, "lr": 1e6, "init_scale": 10.0})
+    train_pair(config, tmp_path / "run", dataset=digits)
+    with h5py.File(tmp_path / "run" / "run.h5") as f:
+        before = storage.read_series(f["train/plain"])["loss"]
+    result = train_pair(config, tmp_path / "run", resume=True, dataset=digits)
+    assert result.variants["plain"].status == "diverged"
+    assert result.variants["bn"].status == "finished"
+    with h5py.File(tmp_path / "run" / "run.h5") as f:
+        after = storage.read_series(f["train/plain"])["loss"]
+    np.testing.assert_array_equal(before, after)  # the non-finite row is still there
+    assert not np.isfinite(after[-1])
