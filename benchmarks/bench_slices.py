@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import landscape._fold as fastpath
 import landscape.slices as S
 from landscape.data import eval_batches, load_dataset
 from landscape.directions import random_directions
@@ -85,12 +86,12 @@ def grid_rows(g: int) -> list[list[int]]:
 
 @contextlib.contextmanager
 def levers(fold: bool, channels_last: bool) -> Iterator[None]:
-    saved = S._FOLD_BN, S._CHANNELS_LAST
-    S._FOLD_BN, S._CHANNELS_LAST = fold, channels_last
+    saved = fastpath.FOLD_BN, fastpath.CHANNELS_LAST
+    fastpath.FOLD_BN, fastpath.CHANNELS_LAST = fold, channels_last
     try:
         yield
     finally:
-        S._FOLD_BN, S._CHANNELS_LAST = saved
+        fastpath.FOLD_BN, fastpath.CHANNELS_LAST = saved
 
 
 def med(ts: list[float]) -> float:
@@ -185,7 +186,7 @@ def forward_levers(model, data, dirs, repeats: int, compile_: bool) -> list[tupl
         variants[f"model forward, batch {bs}"] = lambda other=other: forward_pass(model, other)
     cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
     variants["model forward, channels_last"] = lambda: forward_pass(cl, data)
-    folded = S._FoldedBN.build(copy.deepcopy(model), channels_last=True)
+    folded = fastpath.FoldedBN.build(copy.deepcopy(model), channels_last=True)
     folded.refold()
     variants["fold BN + channels_last vehicle"] = lambda: forward_pass(folded, data)
 

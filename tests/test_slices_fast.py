@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+import landscape._fold as F
 import landscape.slices as S
 from landscape.directions import random_directions
 from landscape.models import create_model
@@ -63,13 +64,13 @@ def slow(model, batches, dirs, xs, ys):
 
 @pytest.fixture
 def plain_path(monkeypatch):
-    monkeypatch.setattr(S, "_FOLD_BN", False)
-    monkeypatch.setattr(S, "_CHANNELS_LAST", False)
+    monkeypatch.setattr(F, "FOLD_BN", False)
+    monkeypatch.setattr(F, "CHANNELS_LAST", False)
 
 
 def test_vgg_small_folds_every_bn_and_matches_reference():
     model = vgg()
-    folded = S._FoldedBN.build(copy.deepcopy(model).eval(), channels_last=True)
+    folded = F.FoldedBN.build(copy.deepcopy(model).eval(), channels_last=True)
     assert folded is not None and len(folded.folds) == 5  # 4 conv + 1 linear
     model.train()
     layout = {n: (p.data_ptr(), p.stride()) for n, p in model.named_parameters()}
@@ -90,8 +91,8 @@ def test_fast_path_equals_plain_path(bn, with_bn, monkeypatch):
     dirs = random_directions(model, 2, seed=0)
     args = (model, CE, batches, dirs, "-1:1:3", "-1:1:2")
     fast = S.evaluate_grid(*args, bn=bn, recalibrate_batches=1).values
-    monkeypatch.setattr(S, "_FOLD_BN", False)
-    monkeypatch.setattr(S, "_CHANNELS_LAST", False)
+    monkeypatch.setattr(F, "FOLD_BN", False)
+    monkeypatch.setattr(F, "CHANNELS_LAST", False)
     plain = S.evaluate_grid(*args, bn=bn, recalibrate_batches=1).values
     for name in plain:
         np.testing.assert_allclose(fast[name], plain[name], rtol=0, atol=1e-12)
@@ -113,16 +114,16 @@ class Branchy(nn.Module):
 
 def test_untraceable_and_hooked_models_fall_back(plain_path):
     branchy = trained_like(Branchy().double())
-    assert S._FoldedBN.build(branchy, channels_last=False) is None
+    assert F.FoldedBN.build(branchy, channels_last=False) is None
     hooked = vgg()
     hooked.features[0].bn.register_forward_hook(lambda m, i, o: o * 2)  # must not be lost
-    folded = S._FoldedBN.build(copy.deepcopy(hooked).eval(), channels_last=False)
+    folded = F.FoldedBN.build(copy.deepcopy(hooked).eval(), channels_last=False)
     assert folded is not None and len(folded.folds) == 4  # the hooked block stays unfolded
     for model in (branchy, hooked):
         dirs = random_directions(model, 2, seed=1)
         want = S.evaluate_grid(model, CE, data(), dirs, "-1:1:2", "0:1:2").values["loss"]
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(S, "_FOLD_BN", True)
-            mp.setattr(S, "_CHANNELS_LAST", True)
+            mp.setattr(F, "FOLD_BN", True)
+            mp.setattr(F, "CHANNELS_LAST", True)
             got = S.evaluate_grid(model, CE, data(), dirs, "-1:1:2", "0:1:2").values["loss"]
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)

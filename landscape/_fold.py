@@ -1,0 +1,143 @@
+"""Evaluation fast paths for slices: BatchNorm folded into the preceding layer, channels_last.
+
+Both change only rounding (float32: ~1e-7 relative); ``benchmarks/bench_slices.py``
+measures them and ``tests/test_slices_fast.py`` checks them against the plain model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+log = logging.getLogger(__name__)
+
+FOLD_BN = True  # switches for benchmarks and tests
+CHANNELS_LAST = True
+_FOLDS_INTO = {  # layer type -> the BatchNorm type that can be folded into it
+    nn.Conv1d: nn.BatchNorm1d,
+    nn.Conv2d: nn.BatchNorm2d,
+    nn.Conv3d: nn.BatchNorm3d,
+    nn.Linear: nn.BatchNorm1d,
+}
+# A correct fold differs from the model by rounding only, a wrong one by O(1): the
+# one-batch check before a grid compares at this relative tolerance (of the largest |logit|).
+_FOLD_CHECK_RTOL = 1e-3
+CHECK_EXAMPLES = 64  # BN on running statistics is per example: a few examples suffice
+
+
+def hookless(m: nn.Module) -> bool:
+    """No hooks and no parametrization: ``m.weight`` is what ``m``'s forward will use."""
+    return not (m._forward_hooks or m._forward_pre_hooks or parametrize.is_parametrized(m))
+
+
+class FoldedBN:
+    """The model with every eval-mode BatchNorm that directly follows a conv/linear folded in.
+
+    On running statistics BN is the per-channel affine map ``(z - mu) s + beta`` with
+    ``s = gamma / sqrt(var + eps)``, so ``bn(conv(x; W, b)) = conv(x; W s, (b - mu) s + beta)``
+    (``W s`` scales output channel ``j`` of ``W`` by ``s_j``): one pass over the activations
+    fewer per block. The model's forward is traced once (``torch.fx``); each folded layer is
+    a copy owned here, recomputed from the model's (moved) tensors by :meth:`refold` at every
+    point, and every other node calls the model's own module. A fold needs a BN node fed
+    only by a conv/linear node of the matching dimension, both free of hooks and
+    parametrizations, and a BN that tracks running statistics.
+    """
+
+    def __init__(
+        self, graph: torch.fx.GraphModule, folds: list[tuple[nn.Module, nn.Module, nn.Module]]
+    ):
+        self.graph, self.folds = graph, folds  # folds: (layer, bn, folded copy)
+
+    @classmethod
+    def build(cls, model: nn.Module, channels_last: bool) -> FoldedBN | None:
+        """Trace and fold, or None where nothing folds or the forward cannot be traced."""
+        try:
+            gm = torch.fx.symbolic_trace(model)
+        except Exception as exc:  # any untraceable forward: evaluate the model itself
+            log.debug("BatchNorm not folded: the forward does not trace (%s)", exc)
+            return None
+        mods = dict(gm.named_modules())
+        folds = []
+        for node in list(gm.graph.nodes):
+            bn = mods.get(node.target) if node.op == "call_module" else None
+            prev = node.args[0] if bn is not None and len(node.args) == 1 else None
+            if not (isinstance(prev, torch.fx.Node) and prev.op == "call_module"):
+                continue
+            layer = mods.get(prev.target)  # None for a layer folded already
+            if not (
+                _FOLDS_INTO.get(type(layer)) is type(bn)
+                and bn.track_running_stats
+                and bn.running_mean is not None
+                and len(prev.users) == 1
+                and not node.kwargs
+                and hookless(layer)
+                and hookless(bn)
+            ):
+                continue
+            folded = copy.deepcopy(layer).requires_grad_(False)
+            if folded.bias is None:
+                folded.bias = nn.Parameter(folded.weight.new_zeros(folded.weight.shape[0]), False)
+            if channels_last and folded.weight.ndim == 4:
+                folded.weight.data = folded.weight.data.contiguous(
+                    memory_format=torch.channels_last
+                )
+            name = f"_landscape_folded_{len(folds)}"
+            gm.add_submodule(name, folded)
+            prev.target = name
+            node.replace_all_uses_with(prev)
+            gm.graph.erase_node(node)
+            folds.append((layer, bn, folded))
+        if not folds:
+            return None
+        gm.recompile()
+        return cls(gm, folds)
+
+    @torch.no_grad()
+    def refold(self) -> None:
+        """Recompute every folded layer from the model's current tensors."""
+        for layer, bn, folded in self.folds:
+            w = layer.weight
+            s = torch.rsqrt(bn.running_var + bn.eps)
+            s = s * bn.weight if bn.weight is not None else s
+            shift = -bn.running_mean * s + (bn.bias if bn.bias is not None else 0.0)
+            bias = shift if layer.bias is None else layer.bias * s + shift
+            folded.weight.copy_(w * s.to(w.dtype).view(-1, *([1] * (w.ndim - 1))))
+            folded.bias.copy_(bias)
+
+    def __call__(self, inputs: Tensor) -> Any:
+        return self.graph(inputs)
+
+    def agrees(self, model: nn.Module, inputs: Tensor) -> bool:
+        """Folded and unfolded outputs equal up to rounding on one batch (native precision)."""
+        self.refold()
+        with torch.inference_mode():
+            want, got = model(inputs), self.graph(inputs)
+        if not (isinstance(want, Tensor) and isinstance(got, Tensor) and want.shape == got.shape):
+            return False
+        scale = want.nan_to_num(0.0, 0.0, 0.0).abs().max() if want.numel() else 0.0
+        atol = _FOLD_CHECK_RTOL * float(scale)
+        return torch.allclose(got, want, rtol=_FOLD_CHECK_RTOL, atol=atol, equal_nan=True)
+
+
+@contextlib.contextmanager
+def channels_last(model: nn.Module, enabled: bool):
+    """4-D floating parameters held in channels_last inside; the original tensors put back.
+
+    Convolutions follow their weight's layout, so the activations go channels_last too.
+    """
+    swapped = []
+    for p in model.parameters() if enabled else ():
+        if p.ndim == 4 and p.is_floating_point():
+            swapped.append((p, p.data))
+            p.data = p.data.contiguous(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        for p, original in swapped:
+            p.data = original
