@@ -93,7 +93,8 @@ class TrainConfig:
     checkpoint_steps: list[int] = field(default_factory=list)  # explicit steps, or
     checkpoint_every: int = 0  # every k steps, or
     checkpoint_log: int = 0  # this many log-spaced steps; 0 and the last step always kept
-    # inline Santurkar probes (science.md s. 1), on the step's training batch, before the update
+    # inline Santurkar probes (science.md s. 1), on the step's training batch, before the
+    # update; step sizes and the ICS update use the base lr (the paper's lr is fixed)
     probe_every: int = 0  # 0: never
     probe_low: float = 0.5  # step sizes eta = lr x [probe_low, probe_high] (paper, VGG: 0.5..4)
     probe_high: float = 4.0
