@@ -96,10 +96,12 @@ class TrainConfig:
     # inline Santurkar probes (science.md s. 1), on the step's training batch, before the
     # update; step sizes and the ICS update use the base lr (the paper's lr is fixed)
     probe_every: int = 0  # 0: never
-    probe_low: float = 0.5  # step sizes eta = lr x [probe_low, probe_high] (paper, VGG: 0.5..4)
-    probe_high: float = 4.0
+    # step sizes eta = lr x [probe_low, probe_high]; None: the paper's grid for the model,
+    # [0.5, 4] linear for VGG-like networks, [0.01, 30] log for the deep linear network
+    probe_low: float | None = None
+    probe_high: float | None = None
     probe_count: int = 8
-    probe_spacing: Literal["linear", "log"] = "linear"
+    probe_spacing: Literal["linear", "log"] | None = None
     probe_direction: Literal["gradient", "random"] = "gradient"
     probe_bn_mode: Literal["train", "eval"] = "train"
     ics_every: int = 0  # internal covariate shift (Definition 2.1); 0: never
@@ -123,7 +125,7 @@ class TrainConfig:
             "optimizer": ("sgd", "momentum", "adam"),
             "device": ("auto", "cpu", "cuda"),
             "dtype": ("float32", "float64"),
-            "probe_spacing": ("linear", "log"),
+            "probe_spacing": ("linear", "log", None),
             "probe_direction": ("gradient", "random"),
             "probe_bn_mode": ("train", "eval"),
         }
@@ -136,13 +138,15 @@ class TrainConfig:
             self.step_sizes()  # validates the grid
 
     def step_sizes(self) -> StepSizes:
-        """The probe's step-size grid, eta = lr x multipliers."""
+        """The probe's step-size grid, eta = lr x multipliers (the paper's per model family)."""
+        paper = StepSizes.dln if self.model == "dln" else StepSizes.vgg
+        default = paper(self.lr, count=self.probe_count)
         return StepSizes(
             lr=self.lr,
-            low=self.probe_low,
-            high=self.probe_high,
+            low=default.low if self.probe_low is None else self.probe_low,
+            high=default.high if self.probe_high is None else self.probe_high,
             count=self.probe_count,
-            spacing=self.probe_spacing,
+            spacing=default.spacing if self.probe_spacing is None else self.probe_spacing,
         )
 
     @property

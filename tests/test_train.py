@@ -164,3 +164,13 @@ def test_resume_keeps_a_diverged_variant_as_it_ended(tmp_path, digits):
         after = storage.read_series(f["train/plain"])["loss"]
     np.testing.assert_array_equal(before, after)  # the non-finite row is still there
     assert not np.isfinite(after[-1])
+
+
+def test_probe_step_grid_follows_the_paper_per_model():
+    vgg = TrainConfig(model="vgg_small", lr=0.1).step_sizes()
+    assert (vgg.low, vgg.high, vgg.spacing) == (0.5, 4.0, "linear")
+    np.testing.assert_allclose(vgg.values()[[0, -1]], [0.05, 0.4])
+    dln = TrainConfig(model="dln", lr=1e-6).step_sizes()
+    assert (dln.low, dln.high, dln.spacing) == (0.01, 30.0, "log")
+    mine = TrainConfig(model="dln", lr=1e-6, probe_low=1.0, probe_spacing="linear").step_sizes()
+    assert (mine.low, mine.high, mine.spacing) == (1.0, 30.0, "linear")

@@ -134,16 +134,14 @@ def train_options(f):
         click.option(
             "--probe-low",
             type=float,
-            default=0.5,
-            show_default=True,
-            help="Smallest step size, in units of lr.",
+            default=None,
+            help="Smallest step size, in units of lr [default: 0.5; dln: 0.01].",
         ),
         click.option(
             "--probe-high",
             type=float,
-            default=4.0,
-            show_default=True,
-            help="Largest step size, in units of lr.",
+            default=None,
+            help="Largest step size, in units of lr [default: 4; dln: 30].",
         ),
         click.option(
             "--probe-count", type=int, default=8, show_default=True, help="Number of step sizes."
@@ -151,8 +149,8 @@ def train_options(f):
         click.option(
             "--probe-spacing",
             type=click.Choice(["linear", "log"]),
-            default="linear",
-            show_default=True,
+            default=None,
+            help="[default: linear; dln: log]",
         ),
         click.option(
             "--probe-direction",
@@ -202,9 +200,10 @@ def report(result) -> None:
         if r.status == "diverged":
             click.echo(f"{v:>6}: {r.message}", err=True)
         else:
+            acc = "" if r.eval_accuracy != r.eval_accuracy else f", accuracy {r.eval_accuracy:.1%}"
             click.echo(
                 f"{v:>6}: {r.steps_done} steps, train loss {r.final_loss:.4f}, "
-                f"held-out loss {r.eval_loss:.4f}, accuracy {100 * r.eval_accuracy:.1f}%"
+                f"held-out loss {r.eval_loss:.4f}{acc}"
             )
     click.echo(f"run written to {result.out_dir}")
 
