@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -200,7 +201,7 @@ def report(result) -> None:
         if r.status == "diverged":
             click.echo(f"{v:>6}: {r.message}", err=True)
         else:
-            acc = "" if r.eval_accuracy != r.eval_accuracy else f", accuracy {r.eval_accuracy:.1%}"
+            acc = "" if math.isnan(r.eval_accuracy) else f", accuracy {r.eval_accuracy:.1%}"
             click.echo(
                 f"{v:>6}: {r.steps_done} steps, train loss {r.final_loss:.4f}, "
                 f"held-out loss {r.eval_loss:.4f}{acc}"
