@@ -30,12 +30,10 @@ from typing import Any, Literal
 import h5py
 import numpy as np
 import torch
-from torch import nn
 
 from . import checkpoints, storage
 from .data import Dataset, batch_indices, load_dataset
-from .models import ModelSpec
-from .probes import DEFAULT_STEP_COUNT, VGG_MULTIPLIERS, ProbeResult, StepSizes, gradient_probe, ics
+from .probes import DEFAULT_STEP_COUNT, ProbeResult, StepSizes, gradient_probe, ics
 from .train import TrainConfig, loss_function, resolve_device
 
 __all__ = ["DEFAULT_OUT", "OfflineProbeConfig", "probe_checkpoints", "read_offline_probes"]
@@ -55,10 +53,11 @@ class OfflineProbeConfig:
     """Settings of :func:`probe_checkpoints`; ``None`` takes the run's training value."""
 
     lr: float | None = None  # eta = lr x multiplier; None: the training lr
-    low: float = VGG_MULTIPLIERS[0]  # smallest multiplier (paper, VGG: 1/2)
-    high: float = VGG_MULTIPLIERS[1]  # largest multiplier (paper, VGG: 4)
+    # multipliers; None: the paper's for the run's model ([1/2, 4] linear, DLN [1/100, 30] log)
+    low: float | None = None
+    high: float | None = None
     count: int = DEFAULT_STEP_COUNT  # K step sizes
-    spacing: Literal["linear", "log"] = "linear"
+    spacing: Literal["linear", "log"] | None = None
     num_batches: int = 8  # B probe batches
     batch_size: int | None = None  # None: the training batch size
     batch_seed: int = 0  # seed of the probe batches' indices
@@ -95,6 +94,7 @@ def probe_checkpoints(
     device: str | torch.device = "cpu",
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    trust_factory: bool = False,
 ) -> Path:
     """Probe every checkpoint on the same ``B`` batches; write one row per checkpoint.
 
@@ -109,6 +109,7 @@ def probe_checkpoints(
         device: ``auto``, ``cpu``, ``cuda`` or a torch device.
         overwrite: replace an existing ``out_path`` instead of resuming it.
         progress: ``progress(done, total)`` over the checkpoints still to probe.
+        trust_factory: rebuild models whose spec names an import path (runs that code).
 
     Returns:
         ``out_path``.
@@ -125,7 +126,15 @@ def probe_checkpoints(
         raise checkpoints.CheckpointError(f"{first.path} holds no training config to probe with")
     train = TrainConfig.from_dict(first.config)
     size = train.batch_size if config.batch_size is None else config.batch_size
-    cfg = replace(config, lr=train.lr if config.lr is None else config.lr, batch_size=size)
+    paper = (StepSizes.dln if train.model == "dln" else StepSizes.vgg)(1.0, count=config.count)
+    cfg = replace(
+        config,
+        lr=train.lr if config.lr is None else config.lr,
+        batch_size=size,
+        low=paper.low if config.low is None else config.low,
+        high=paper.high if config.high is None else config.high,
+        spacing=paper.spacing if config.spacing is None else config.spacing,
+    )
     cfg.validate()
     data = dataset or load_dataset(
         train.dataset, data_dir=train.data_dir, seed=train.seed, **train.data_options
@@ -151,7 +160,7 @@ def probe_checkpoints(
         other = TrainConfig.from_dict(ckpt.config)
         if clash := [k for k in shared if getattr(other, k) != getattr(train, k)]:
             raise ValueError(f"{path} and {first.path} differ in training {clash}: probe apart")
-        model = _rebuild(ckpt, dev)
+        model = checkpoints.build_model(ckpt, device=dev, trust_factory=trust_factory)
         dtype = next(model.parameters()).dtype
         y_dtype = dtype if data.task == "regression" else y.dtype  # class labels stay int64
         batches = [(x[idx].to(dev, dtype), y[idx].to(dev, y_dtype)) for idx in index]
@@ -192,19 +201,6 @@ def _step_of(path: str | Path) -> int:
     """The step in a ``step_XXXXXXX.pt`` name (checked on load), else the stored step."""
     match = _STEP_FILE.fullmatch(Path(path).name)
     return int(match.group(1)) if match else checkpoints.load_checkpoint(path).step
-
-
-def _rebuild(ckpt: checkpoints.Checkpoint, device: torch.device) -> nn.Module:
-    """The model of the checkpoint's spec, in its stored dtype, with its weights and buffers."""
-    model = ModelSpec.from_dict(ckpt.spec).build(seed=0)
-    floats = [t.dtype for t in ckpt.model_state.values() if t.is_floating_point()]
-    model.to(device=device, dtype=floats[0] if floats else torch.float32)
-    try:
-        model.load_state_dict(ckpt.model_state)
-    except RuntimeError as err:
-        why = str(err).strip().splitlines()[0]
-        raise checkpoints.CheckpointError(f"{ckpt.path} does not fit its spec: {why}") from err
-    return model
 
 
 def _prepare(

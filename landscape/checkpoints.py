@@ -463,3 +463,36 @@ def load_state_dict_file(path: str | Path, map_location: Any = "cpu") -> dict[st
         f"{path} holds no state_dict (a mapping of parameter names to tensors): save one with "
         "torch.save(model.state_dict(), path)"
     )
+
+
+def build_model(ckpt: Checkpoint, *, device: Any = "cpu", trust_factory: bool = False) -> nn.Module:
+    """The checkpoint's model, rebuilt from its stored spec, in its stored dtype, with its
+    weights and buffers.
+
+    A spec whose model is an import path (``package.module:factory``) would import and call
+    code named by the file, so it is refused unless ``trust_factory`` (the CLI's
+    ``--trust-factory``): weights-only loading is only safe if the file cannot pick code.
+
+    Raises:
+        CheckpointError: an untrusted import path, a spec that does not build, or weights
+            that do not fit it.
+    """
+    from .models import ModelSpec  # models never imports checkpoints: no cycle
+
+    name = str(ckpt.spec.get("name", ""))
+    if ":" in name and not trust_factory:
+        raise CheckpointError(
+            f"{ckpt.path} names its model by the import path {name!r}: rebuilding it would run "
+            "that code; pass --trust-factory (trust_factory=True) only if you trust the file"
+        )
+    try:
+        model = ModelSpec.from_dict(ckpt.spec).build(seed=0)  # seeded: global RNG untouched
+        floats = [t.dtype for t in ckpt.model_state.values() if t.is_floating_point()]
+        model.to(device=device, dtype=floats[0] if floats else torch.float32)
+        model.load_state_dict(ckpt.model_state)
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as exc:
+        why = " ".join(str(exc).split())[:300]
+        raise CheckpointError(
+            f"{ckpt.path}: cannot rebuild its model from its spec: {why}"
+        ) from None
+    return model

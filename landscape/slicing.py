@@ -20,10 +20,15 @@ from torch import Tensor, nn
 
 from . import directions as D
 from ._params import get_params
-from .checkpoints import Checkpoint, checkpoint_sha256, list_checkpoints, load_checkpoint
+from .checkpoints import (
+    Checkpoint,
+    build_model,
+    checkpoint_sha256,
+    list_checkpoints,
+    load_checkpoint,
+)
 from .data import load_dataset
 from .grids import SLICE_FORMAT, read_grid, run_grid
-from .models import ModelSpec
 from .slices import DEFAULT_RECALIBRATE_BATCHES, BNPolicy, Precision, SliceResult, as_coords
 from .train import TrainConfig, loss_function, resolve_device
 
@@ -74,7 +79,7 @@ def slice_checkpoint(
     checkpoint: Source, out_path: Source, config: SliceConfig | None = None, *,
     to: Source | None = None, third: Source | None = None,
     trajectory: Source | Sequence[Source] | None = None, overwrite: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, trust_factory: bool = False,
 ) -> Path | None:  # fmt: skip
     """Evaluate a slice around ``checkpoint`` into the HDF5 file ``out_path``.
 
@@ -87,6 +92,7 @@ def slice_checkpoint(
         trajectory: For ``pca``: a checkpoint directory (up to the origin's step) or files.
         overwrite: Replace a file that holds a slice with other settings.
         progress: ``progress(done, total)`` over the whole grid.
+        trust_factory: Rebuild models whose spec names an import path (runs that code).
 
     Returns:
         ``out_path``, or None when the file was already complete.
@@ -103,20 +109,20 @@ def slice_checkpoint(
     traj_paths = _trajectory_paths(trajectory, a.step) if c.kind == "pca" else []
     meta = _meta(c, [a, *others], traj_paths, train.dataset, batch, device.type)
     stored, has_traj = _stored(path, meta, device) if path.exists() and not overwrite else (None, 0)
-    model = _build(a, a).to(device)
+    model = _build(a, a, trust_factory).to(device)
     data, task = _eval_data(c, train, a.spec, next(model.parameters()).dtype, batch, device)
     xs = c.x or DEFAULT_X.get(c.kind)
     ys = c.y or (xs if c.kind == "plane" else None)
     if stored is not None:  # resume: the stored directions and coordinates
         dirs, bdirs, xs, ys = stored.directions, stored.buffer_directions, stored.x, stored.y
     elif c.kind == "random":  # drawn on the CPU: the same directions on every device
-        dirs = D.random_directions(_build(a, a), 1 + (ys is not None), seed=c.seed,
+        dirs = D.random_directions(_build(a, a, trust_factory), 1 + (ys is not None), seed=c.seed,
                                    normalization=c.normalization, ignore=c.ignore)  # fmt: skip
         if c.orthogonalize and ys is not None:
             dirs[1] = D.orthogonalize(dirs[1], dirs[0])
         dirs, bdirs = [{n: t.to(device) for n, t in d.items()} for d in dirs], None
     elif c.kind in ("interpolate", "plane"):
-        ends = [_build(o, a).to(device) for o in others]
+        ends = [_build(o, a, trust_factory).to(device) for o in others]
         dirs = [D.checkpoint_direction(get_params(model), get_params(m)) for m in ends]
         bdirs = [D.buffer_direction(model, m) for m in ends]  # BN running statistics move along
         bdirs = bdirs if any(bdirs) else None
@@ -124,7 +130,7 @@ def slice_checkpoint(
         dirs = bdirs = None
     traj = None
     if c.kind == "pca" and not has_traj:
-        traj = _pca(model, traj_paths, a, c.ignore, dirs)
+        traj = _pca(model, traj_paths, a, c.ignore, dirs, trust_factory)
         if stored is None:
             dirs, coords = traj["directions"], traj["coords"]
             xs, ys = c.x or _span(coords[:, 0]), c.y or _span(coords[:, 1])
@@ -169,18 +175,11 @@ def _load(path: Source) -> tuple[Checkpoint, TrainConfig]:
         raise ValueError(f"{path}: cannot rebuild the model from it ({exc})") from None
 
 
-def _build(ckpt: Checkpoint, origin: Checkpoint) -> nn.Module:
+def _build(ckpt: Checkpoint, origin: Checkpoint, trust_factory: bool) -> nn.Module:
     """``ckpt``'s model on the CPU in its stored dtype; it must be ``origin``'s architecture."""
     if diff := _differ(ckpt.spec, origin.spec):
         raise ValueError(f"{ckpt.path} is another model than {origin.path} (spec differs: {diff})")
-    try:
-        model = ModelSpec.from_dict(ckpt.spec).build(seed=0)  # seed: global RNG left alone
-        floats = [t.dtype for t in ckpt.model_state.values() if t.is_floating_point()]
-        model.to(floats[0] if floats else torch.float32).load_state_dict(ckpt.model_state)
-    except (TypeError, RuntimeError) as exc:
-        msg = str(exc).splitlines()[0]
-        raise ValueError(f"{ckpt.path}: cannot rebuild the model from its spec ({msg})") from None
-    return model.eval()
+    return build_model(ckpt, trust_factory=trust_factory).eval()
 
 
 def _differ(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -260,8 +259,9 @@ def _eval_data(
 
 
 def _pca(
-    model: nn.Module, paths: list[Path], origin: Checkpoint, ignore: str, dirs: list | None
-) -> dict[str, Any]:
+    model: nn.Module, paths: list[Path], origin: Checkpoint, ignore: str, dirs: list | None,
+    trust_factory: bool,
+) -> dict[str, Any]:  # fmt: skip
     """PCA of ``theta_t - theta_origin`` (Li et al. Sec. 7) and the path's coordinates.
 
     With ``dirs`` (stored by an interrupted run) the path is projected on those instead.
@@ -269,7 +269,7 @@ def _pca(
     final, points, steps = get_params(model), [], []
     for p in paths:
         ckpt = _load(p)[0]
-        _build(ckpt, origin)  # same architecture, loadable
+        _build(ckpt, origin, trust_factory)  # same architecture, loadable
         theta = {n: ckpt.model_state[n].to(t.device, t.dtype) for n, t in final.items()}
         if ignore == "biasbn":  # Li et al. leave biases and BN parameters out of the PCA
             theta.update({n: t for n, t in final.items() if t.ndim <= 1})

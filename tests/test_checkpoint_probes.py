@@ -76,7 +76,7 @@ def batch(b, batch_size=TINY.batch_size, seed=CONFIG.batch_seed):
 def test_rows_equal_a_direct_probe_of_each_checkpoint(run, tmp_path):
     out = probe_checkpoints(files_of(run), tmp_path / "p.h5", CONFIG)
     rows = read_offline_probes(out)
-    grid = StepSizes(TINY.lr, CONFIG.low, CONFIG.high, CONFIG.count)
+    grid = StepSizes.vgg(TINY.lr, count=CONFIG.count)  # the default grid for an MLP run
     assert sorted(rows) == ["bn", "plain"]
     for variant, paths in files_of(run).items():
         r = rows[variant]

@@ -118,3 +118,25 @@ def test_offline_probe_figures(runner, tmp_path):
     # Without inline probes in the run, the error says how to get them.
     line = _error_line(runner.invoke(main, ["plot", "santurkar", str(run)]))
     assert "--probe-every" in line
+
+
+def test_checkpoint_cannot_pick_code_to_run(runner, tmp_path, monkeypatch):
+    """A spec naming an import path is refused by slice and probe unless --trust-factory."""
+    import torch
+
+    from landscape.checkpoints import checkpoint_path, save_checkpoint
+
+    (tmp_path / "evilmod.py").write_text(
+        "import pathlib\npathlib.Path('PWNED').write_text('x')\ndef factory(**kw): pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    ckpt = checkpoint_path(tmp_path / "run" / "checkpoints" / "bn", 0)
+    spec = {"name": "evilmod:factory", "bn": True, "input_shape": [1, 8, 8], "options": {}}
+    config = {"model": "evilmod:factory", "dataset": "digits", "lr": 0.1, "batch_size": 32}
+    save_checkpoint(ckpt, model=torch.nn.Linear(2, 2), step=0, spec=spec, config=config)
+    line = _error_line(runner.invoke(main, ["slice", str(ckpt), "--x", "-1:1:3", "-q"]))
+    assert "--trust-factory" in line
+    line = _error_line(runner.invoke(main, ["probe", "--checkpoint", str(ckpt), "--out", "p.h5"]))
+    assert "--trust-factory" in line
+    assert not (tmp_path / "PWNED").exists()

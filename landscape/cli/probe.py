@@ -67,10 +67,13 @@ def register(main: click.Group) -> None:
     )
     @click.option("--variant", type=click.Choice(["bn", "plain", "both"]), default="both")
     @click.option("--lr", type=float, default=None, help="Step-size unit [training lr].")
-    @click.option("--low", type=float, default=0.5, show_default=True, help="Smallest step / lr.")
-    @click.option("--high", type=float, default=4.0, show_default=True, help="Largest step / lr.")
+    @click.option("--low", type=float, default=None, help="Smallest step / lr [0.5; dln 0.01].")
+    @click.option("--high", type=float, default=None, help="Largest step / lr [4; dln 30].")
     @click.option("--count", type=int, default=8, show_default=True, help="Number of step sizes.")
-    @click.option("--spacing", type=click.Choice(["linear", "log"]), default="linear")
+    @click.option("--spacing", type=click.Choice(["linear", "log"]), default=None,
+                  help="[linear; dln log]")  # fmt: skip
+    @click.option("--trust-factory", is_flag=True,
+                  help="Rebuild models named by an import path (runs that code).")  # fmt: skip
     @click.option("--batches", "num_batches", type=int, default=8, show_default=True)
     @click.option("--batch-size", type=int, default=None, help="[training batch size]")
     @click.option("--batch-seed", type=int, default=0, show_default=True, help="Picks the batches.")
@@ -95,6 +98,7 @@ def register(main: click.Group) -> None:
         overwrite: bool,
         device: str,
         quiet: bool,
+        trust_factory: bool,
         **settings,
     ) -> None:
         """Probe every checkpoint of RUN on fixed batches (resumable; writes HDF5)."""
@@ -118,8 +122,9 @@ def register(main: click.Group) -> None:
 
             config = OfflineProbeConfig(**settings)
             probe_checkpoints(
-                files, out, config, device=device, overwrite=overwrite, progress=progress
-            )
+                files, out, config, device=device, overwrite=overwrite, progress=progress,
+                trust_factory=trust_factory,
+            )  # fmt: skip
         if not totals:
             click.echo(f"nothing to do: {out} already holds every checkpoint")
         click.echo(summary_table(out))

@@ -46,6 +46,8 @@ SLICE_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--device",), dict(type=click.Choice(["auto", "cpu", "cuda"]), default="auto")),
     (("--out",), dict(type=_FILE, help="[default: RUN/slices/VARIANT_step_N_KIND.h5]")),
     (("--overwrite",), dict(is_flag=True, help="Replace a file that holds other settings.")),
+    (("--trust-factory",), dict(is_flag=True, help="Rebuild models named by an import path in "
+                                "the checkpoint (runs that code).")),
 ]  # fmt: skip
 
 
@@ -61,7 +63,7 @@ def _default_out(checkpoint: Path, kind: str, two_d: bool) -> Path:
 def _slice_command(main: click.Group) -> None:
     def slice_cmd(checkpoint: Path, to: Path | None, plane_through: tuple[Path, Path] | None,
                   pca: Path | None, out: Path | None, overwrite: bool, quiet: bool,
-                  **kw: Any) -> None:  # fmt: skip
+                  trust_factory: bool, **kw: Any) -> None:  # fmt: skip
         """Loss around CHECKPOINT: along random directions, towards other checkpoints or on
         the PCA plane of its run (Li et al. 2018), into a resumable HDF5 file."""
         if sum(v is not None for v in (to, plane_through, pca)) > 1:
@@ -72,7 +74,8 @@ def _slice_command(main: click.Group) -> None:
         out = out or _default_out(checkpoint, kind, kw["y"] is not None)
         with progress_bars(quiet) as bars:
             done = slice_checkpoint(checkpoint, out, config, to=b, third=c, trajectory=pca,
-                                    overwrite=overwrite, progress=bars.simple("slice"))  # fmt: skip
+                                    overwrite=overwrite, progress=bars.simple("slice"),
+                                    trust_factory=trust_factory)  # fmt: skip
         if done is None:
             click.echo(f"already complete: {out}")
         res = read_grid(out)
