@@ -349,14 +349,18 @@ def _train_variant(
         if ckpt.optimizer_state is not None:
             optimizer.load_state_dict(ckpt.optimizer_state)
         checkpoints.restore_rng(ckpt.rng)
-        _truncate(run_file, variant, start)
         log.info("%s: resumed from step %d", variant, start)
+    if resume:  # rows past the checkpoint (all of them without one) are written again
+        _truncate(run_file, variant, start)
     _set_status(run_file, variant, "running")
 
     hooks = [*hooks, *_probe_hooks(config, run_file, variant)]
     # The step's own gradient can stand in for the probe's pass at theta only when the
-    # forward is deterministic (no dropout): otherwise the probe recomputes it, seeded.
-    exact_base = not any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules())
+    # forward is deterministic (no dropout) and in train mode: otherwise the probe runs
+    # before the step's forward and recomputes g itself (seeded).
+    exact_base = config.probe_bn_mode == "train" and not any(
+        isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules()
+    )
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
     train_log = _SeriesBuffer(run_file, f"train/{variant}")
     eval_log = _SeriesBuffer(run_file, f"eval/{variant}")
@@ -389,14 +393,17 @@ def _train_variant(
         lr = lr_at(config, step)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        if hooks and not exact_base:  # at theta_t as checkpointed: before this step's forward
+            for hook in hooks:  # (which moves the BN running statistics)
+                hook(variant, step, model, loss_fn, (xb, yb), None)
         optimizer.zero_grad(set_to_none=True)
         out = model(xb)
         loss = loss_fn(out, yb)
         loss.backward()
-        if hooks:  # before the update, with this step's own loss and gradient at theta
-            base = (loss.detach(), {n: p.grad for n, p in model.named_parameters()})
+        if hooks and exact_base:  # before the update, with this step's own loss and gradient
+            grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
             for hook in hooks:
-                hook(variant, step, model, loss_fn, (xb, yb), base if exact_base else None)
+                hook(variant, step, model, loss_fn, (xb, yb), (loss.detach(), grads))
         grad_norm = torch.linalg.vector_norm(
             torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None])
         )

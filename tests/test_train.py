@@ -174,3 +174,58 @@ def test_probe_step_grid_follows_the_paper_per_model():
     assert (dln.low, dln.high, dln.spacing) == (0.01, 30.0, "log")
     mine = TrainConfig(model="dln", lr=1e-6, probe_low=1.0, probe_spacing="linear").step_sizes()
     assert (mine.low, mine.high, mine.spacing) == (1.0, 30.0, "linear")
+
+
+def test_eval_mode_inline_probe_is_an_eval_mode_probe(tmp_path, digits):
+    """The step's train-mode gradient must not stand in for an eval-mode probe's g."""
+    from landscape.data import batch_indices
+    from landscape.models import ModelSpec
+    from landscape.probes import gradient_probe
+
+    config = TrainConfig(
+        **{**TINY, "dtype": "float64", "bn": "bn", "probe_every": 10, "probe_bn_mode": "eval"}
+    )
+    train_pair(config, tmp_path / "run", dataset=digits)
+    ckpt = checkpoints.load_checkpoint(
+        checkpoints.checkpoint_path(tmp_path / "run" / "checkpoints" / "bn", 10)
+    )
+    model = ModelSpec.from_dict(ckpt.spec).build().double()
+    model.load_state_dict(ckpt.model_state)
+    idx = batch_indices(len(digits.x_train), config.batch_size, 10, config.seed)
+    batch = (digits.x_train[idx].double(), digits.y_train[idx])
+    direct = gradient_probe(
+        model, torch.nn.functional.cross_entropy, batch, config.step_sizes(), bn_mode="eval"
+    )
+    with h5py.File(tmp_path / "run" / "run.h5") as f:
+        row = {k: v[1] for k, v in storage.read_series(f["probe/bn"]).items()}
+    assert row["grad_norm"] == pytest.approx(direct.grad_norm, rel=1e-9)
+    np.testing.assert_allclose(row["grad_distance"], direct.grad_distance, rtol=1e-9)
+
+
+def test_inline_probe_with_a_frozen_parameter(tmp_path, digits, monkeypatch):
+    (tmp_path / "frozenmod.py").write_text(
+        "from landscape.models import create_model\n"
+        "def frozen(**spec):\n"
+        "    m = create_model('mlp', depth=1, width=16, **spec)\n"
+        "    m.layers[0].linear.bias.requires_grad_(False)\n"
+        "    return m\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = TrainConfig(**{**TINY, "model": "frozenmod:frozen", "model_options": {}})
+    config.probe_every = 5
+    result = train_pair(config, tmp_path / "run", dataset=digits)
+    assert {r.status for r in result.variants.values()} == {"finished"}
+    with h5py.File(tmp_path / "run" / "run.h5") as f:
+        assert len(storage.read_series(f["probe/bn"])["step"]) == 6
+
+
+def test_resume_without_checkpoints_starts_over_without_duplicate_rows(tmp_path, digits):
+    import shutil
+
+    config = TrainConfig(**{**TINY, "probe_every": 10})
+    train_pair(config, tmp_path / "run", dataset=digits)
+    shutil.rmtree(tmp_path / "run" / "checkpoints")
+    train_pair(config, tmp_path / "run", resume=True, dataset=digits)
+    with h5py.File(tmp_path / "run" / "run.h5") as f:
+        np.testing.assert_array_equal(storage.read_series(f["train/bn"])["step"], np.arange(30))
+        np.testing.assert_array_equal(storage.read_series(f["probe/bn"])["step"], [0, 10, 20])
