@@ -113,8 +113,10 @@ def plot_santurkar(
         probes, suffix = load_runs(run_dir, "probe"), ""
     if not probes:
         raise ValueError(
-            f"{run_dir} holds no probes: train with --probe-every N (or run landscape probe "
-            "and pass its file with --offline)"
+            f"{offline} holds no finished offline probes: run landscape probe first"
+            if offline is not None
+            else f"{run_dir} holds no probes: train with --probe-every N (or run landscape "
+            "probe and pass its file with --offline)"
         )
     target = Path(out_dir) if out_dir else Path(run_dir) / "figures"
     written = save_figure(gradient_landscape(probes), target / f"fig4_gradient_landscape{suffix}")

@@ -169,6 +169,22 @@ def _vgg_cfg(depth: int, width: int, input_hw: tuple[int, int]) -> list[int | st
     return cfg
 
 
+def _positive(family: str, **values: Any) -> None:
+    """Raise ValueError unless every value is a positive int (the error names option and fix)."""
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{family}: option {name} must be a positive integer, got {v!r}")
+
+
+def _widths(family: str, hidden: Any) -> list[int]:
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+        raise ValueError(
+            f"{family}: option hidden must be a list of widths, e.g. [64], got {hidden!r}"
+        )
+    _positive(family, **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
+    return list(hidden)
+
+
 @register_model("vgg")
 def vgg(
     *,
@@ -190,6 +206,9 @@ def vgg(
     """
     if len(input_shape) != 3:
         raise ValueError(f"vgg needs input_shape (C, H, W), got {tuple(input_shape)}")
+    hidden = _widths("vgg", hidden)
+    if cfg is not None and not any(v != "M" for v in cfg):
+        raise ValueError(f"vgg: cfg must hold at least one conv width, got {cfg!r}")
     if cfg is None:
         cfg = _vgg_cfg(
             8 if depth is None else depth, 64 if width is None else width, input_shape[1:]
@@ -227,6 +246,7 @@ def vgg11(*, hidden: Sequence[int] = (512, 512), **spec: Any) -> nn.Module:
 @register_model("vgg_small")
 def vgg_small(*, width: int = 16, hidden: Sequence[int] = (64,), **spec: Any) -> nn.Module:
     """A CPU-sized VGG for 8x8 inputs: cfg ``[w, w, M, 2w, 2w, M]`` and one hidden layer."""
+    _positive("vgg_small", width=width)
     return vgg(cfg=[width, width, "M", 2 * width, 2 * width, "M"], hidden=hidden, **spec)
 
 
@@ -257,6 +277,7 @@ def mlp(
     width: int = 128,
 ) -> nn.Module:
     """``depth`` hidden blocks ``linear -> [BN1d] -> act`` of ``width`` units, then an output."""
+    _positive("mlp", depth=depth, width=width)
     widths = [math.prod(input_shape)] + [width] * depth
     layers: list[nn.Module] = [
         LinearBlock(a, b, bn, make_activation(activation)) for a, b in itertools.pairwise(widths)
@@ -282,6 +303,7 @@ def dln(
     It has no activation: ``activation`` must stay at its default and is ignored. The width
     is ``prod(input_shape)`` and must equal ``num_classes`` (the output dimension).
     """
+    _positive("dln", depth=depth)
     d = math.prod(input_shape)
     if num_classes != d:
         raise ValueError(
@@ -358,6 +380,9 @@ def resnet20(
     """
     if len(input_shape) != 3:
         raise ValueError(f"resnet20 needs input_shape (C, H, W), got {tuple(input_shape)}")
+    _positive("resnet20", width=width)
+    if not isinstance(skip, bool):
+        raise ValueError(f"resnet20: option skip must be true or false, got {skip!r}")
     chans = [16 * width, 32 * width, 64 * width]
     stem = ConvBlock(input_shape[0], chans[0], bn, make_activation(activation))
     stages, cin = [], chans[0]
@@ -467,12 +492,17 @@ class ModelSpec:
         factory = _resolve(self.name)
         kwargs = {f: getattr(self, f) for f in SPEC_FIELDS} | self.options
         _check_options(self.name, factory, kwargs)
-        if seed is None:
-            model = factory(**kwargs)
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.default_generator.manual_seed(seed)
+        try:
+            if seed is None:
                 model = factory(**kwargs)
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.default_generator.manual_seed(seed)
+                    model = factory(**kwargs)
+        except (TypeError, ZeroDivisionError, OverflowError) as exc:  # options of a bad type
+            raise ValueError(
+                f"model '{self.name}' cannot be built with options {self.options}: {exc}"
+            ) from exc
         if not isinstance(model, nn.Module):
             raise ValueError(
                 f"model factory '{self.name}' returned {type(model).__name__}, not an nn.Module"

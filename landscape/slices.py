@@ -78,6 +78,8 @@ Coords = str | Sequence[float] | np.ndarray  # "start:stop:num" or the points th
 
 log = logging.getLogger(__name__)
 
+#: A guard against typos: 100,000 points per axis is 10^10 evaluations for a plane.
+MAX_POINTS_PER_AXIS = 100_000
 DEFAULT_RECALIBRATE_BATCHES = 10  # enough for stable running statistics on CIFAR-sized batches
 _RANGE = re.compile(r"^\s*([^:]+):([^:]+):([^:]+)\s*$")
 _RANGE_HELP = "expected 'start:stop:num' with start <= stop and an integer num >= 1, e.g. '-1:1:51'"
@@ -141,6 +143,10 @@ def parse_range(spec: str) -> np.ndarray:
         raise ValueError(f"bad range {spec!r}: {_RANGE_HELP}")
     if start == stop and num != 1:
         raise ValueError(f"bad range {spec!r}: start == stop needs num == 1")
+    if num > MAX_POINTS_PER_AXIS:
+        raise ValueError(f"bad range {spec!r}: at most {MAX_POINTS_PER_AXIS} points per axis")
+    if not math.isfinite(stop - start):
+        raise ValueError(f"bad range {spec!r}: stop - start overflows; use a smaller range")
     return np.linspace(start, stop, num)
 
 

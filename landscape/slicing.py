@@ -161,7 +161,7 @@ def _validate(c: SliceConfig, to: Any, third: Any, trajectory: Any) -> None:
             as_coords(getattr(c, name), name)  # ValueError naming the bad range
     if c.split not in ("train", "test"):
         raise ValueError(f"unknown split {c.split!r}; use 'train' or 'test'")
-    if c.examples < 0 or (c.eval_batch_size or 1) < 1:
+    if c.examples < 0 or (c.eval_batch_size is not None and c.eval_batch_size < 1):
         raise ValueError("examples must be >= 0 (0: all) and eval_batch_size >= 1")
 
 

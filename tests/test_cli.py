@@ -140,3 +140,19 @@ def test_checkpoint_cannot_pick_code_to_run(runner, tmp_path, monkeypatch):
     line = _error_line(runner.invoke(main, ["probe", "--checkpoint", str(ckpt), "--out", "p.h5"]))
     assert "--trust-factory" in line
     assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("command", [["plot", "training"], ["plot", "santurkar"]])
+def test_corrupt_run_file_is_one_line(runner, tmp_path, command):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.h5").write_text("not hdf5")
+    _error_line(runner.invoke(main, [*command, str(tmp_path / "run")]))
+    args = ["train", *TINY, "--out", str(tmp_path / "run"), "--resume"]
+    _error_line(runner.invoke(main, args))
+    assert (tmp_path / "run" / "run.h5").read_text() == "not hdf5"
+
+
+@pytest.mark.parametrize("option", ["width=0", "width=1.5", "depth=-1"])
+def test_bad_model_option_values_are_one_line(runner, tmp_path, option):
+    args = ["train", *TINY, "--model-option", option, "--out", str(tmp_path / "r")]
+    assert "positive integer" in _error_line(runner.invoke(main, args))

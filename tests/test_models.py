@@ -272,3 +272,22 @@ def test_vgg_small_is_cheap():
     model = create_model("vgg_small")
     n = sum(p.numel() for p in model.parameters())
     assert n < 50_000  # CPU-sized: a step on a batch of 128 takes milliseconds
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "match"),
+    [
+        ("mlp", {"width": 0}, "width must be a positive integer"),
+        ("mlp", {"width": 1.5}, "width must be a positive integer"),
+        ("mlp", {"depth": -1}, "depth must be a positive integer"),
+        ("resnet20", {"width": 0}, "width must be a positive integer"),
+        ("resnet20", {"skip": "maybe"}, "skip must be true or false"),
+        ("vgg_small", {"hidden": 5}, "hidden must be a list"),
+        ("vgg", {"cfg": []}, "at least one conv"),
+        ("dln", {"depth": 0}, "depth must be a positive integer"),
+    ],
+)
+def test_nonsense_family_options_are_refused(name, options, match):
+    shape = {"input_shape": (10,), "num_classes": 10} if name == "dln" else {}
+    with pytest.raises(ValueError, match=match):
+        create_model(name, **shape, **options)

@@ -350,3 +350,12 @@ def test_accuracy_is_nan_where_the_outputs_are_not_finite():
     res = evaluate_grid(Blowup(), torch.nn.functional.cross_entropy, [(x, y)], [d], [-1.0, 0.0])
     assert res.values["accuracy"][0] == 1.0
     assert math.isnan(res.values["accuracy"][1])
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [("-1:1:100000000000", "at most"), ("-1e308:1e308:3", "overflows")],
+)
+def test_parse_range_guards(spec, match):
+    with pytest.raises(ValueError, match=match):
+        parse_range(spec)

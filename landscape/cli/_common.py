@@ -25,7 +25,7 @@ class LandscapeGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+        except (ValueError, OSError) as exc:  # OSError: missing, unreadable or non-HDF5 files
             raise BadInput(_one_line(exc)) from None
 
 
