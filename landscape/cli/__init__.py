@@ -20,7 +20,7 @@ from ._common import LandscapeGroup
 @click.version_option(__version__, "--version", prog_name="landscape")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages to stderr.")
 def main(verbose: bool) -> None:
-    """Loss landscapes of neural networks: BatchNorm vs plain, probes, slices, curvature."""
+    """Loss landscapes of neural networks: BatchNorm vs plain, probes and slices."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -20,7 +20,7 @@ def register(main: click.Group) -> None:
         "--out", type=click.Path(path_type=Path), default=None, help="Output path without suffix."
     )
     def training(run: Path, out: Path | None) -> None:
-        """Fig. 1: training and held-out accuracy and loss, Standard vs Standard + BatchNorm."""
+        """Training and held-out accuracy and loss, Standard vs Standard + BatchNorm (Fig 1)."""
         for p in figures.plot_training(run, out):
             click.echo(p)
 
@@ -42,6 +42,6 @@ def register(main: click.Group) -> None:
     def santurkar(
         run: Path, out: Path | None, layers: tuple[str, ...], offline: Path | None
     ) -> None:
-        """Figs. 4, 10 and 3 of Santurkar et al.: gradient landscape, predictiveness, ICS."""
+        """Gradient landscape, predictiveness and ICS (Santurkar et al. Figs 4, 10 and 3)."""
         for p in figures.plot_santurkar(run, out, layers=list(layers) or None, offline=offline):
             click.echo(p)
