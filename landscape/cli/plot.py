@@ -24,7 +24,7 @@ def register(main: click.Group) -> None:
         for p in figures.plot_training(run, out):
             click.echo(p)
 
-    @plot.command("santurkar")
+    @plot.command("santurkar", short_help="Gradient landscape, predictiveness, ICS (Santurkar).")
     @click.argument("run", type=click.Path(path_type=Path))
     @click.option(
         "--out",
