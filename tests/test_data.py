@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from landscape import data
+from landscape import data, formats
 from landscape.data import (
     DATASETS,
     DataError,
@@ -192,7 +192,7 @@ def _cifar_batch(n: int, seed: int) -> dict:
 def _write_cifar(folder, n=4) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     batches = {}
-    for i, name in enumerate(data._CIFAR_FILES):
+    for i, name in enumerate(formats.CIFAR_FILES):
         batches[name] = _cifar_batch(n if name != "test_batch" else 3, seed=i)
         with open(folder / name, "wb") as f:
             pickle.dump(batches[name], f, protocol=2)  # as the originals
@@ -211,7 +211,7 @@ def test_cifar_reader_layout_and_split(tmp_path):
     assert round(ds.x_train[1, 1, 2, 3].item() * 255) == row[1024 + 2 * 32 + 3]
     std = load_dataset("cifar10", data_dir=tmp_path, subset=8)
     assert len(std.x_train) == 8 and len(std.meta["mean"]) == 3
-    assert set(std.meta["sha256"]) == set(data._CIFAR_FILES) and json.dumps(std.meta)
+    assert set(std.meta["sha256"]) == set(formats.CIFAR_FILES) and json.dumps(std.meta)
     assert torch.allclose(std.x_train.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5)
 
 
@@ -220,7 +220,7 @@ def test_cifar_files_directly_in_data_dir_and_legacy_numpy_name(tmp_path, monkey
     path = tmp_path / "data_batch_2"
     legacy = path.read_bytes().replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
     path.write_bytes(legacy)  # what numpy < 2 (and the real batches) write
-    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(formats.DATA_DIR_ENV, str(tmp_path))
     assert load_dataset("cifar10").x_train.shape == (20, 3, 32, 32)
 
 
@@ -318,7 +318,7 @@ def test_idx_reader(tmp_path, name, compress):
 def test_idx_reader_other_dtypes(tmp_path):
     array = np.arange(24, dtype=np.int32).reshape(2, 3, 4) - 5
     (tmp_path / "x").write_bytes(_idx(array, code=0x0C))
-    assert np.array_equal(data._read_idx(tmp_path / "x", 3), array)
+    assert np.array_equal(formats.read_idx(tmp_path / "x", 3), array)
 
 
 def test_idx_wrong_magic_or_size(tmp_path):
@@ -342,7 +342,7 @@ def test_idx_missing_directory_names_the_files(tmp_path):
     with pytest.raises(DataError) as err:
         load_dataset("fashion-mnist", data_dir=tmp_path / "nowhere")
     message = str(err.value)
-    for name in data._IDX_FILES:
+    for name in formats.IDX_FILES:
         assert name in message
     assert str(tmp_path / "nowhere" / "fashion-mnist") in message and "--download" in message
 
@@ -358,7 +358,7 @@ def _serve(monkeypatch, name, files: dict[str, bytes], source, md5s=None):
         (source / filename).write_bytes(payload)
         md5 = (md5s or {}).get(filename, hashlib.md5(payload).hexdigest())
         table[(source / filename).as_uri()] = md5
-    monkeypatch.setitem(data._REMOTE, name, table)
+    monkeypatch.setitem(formats.REMOTE, name, table)
 
 
 def test_download_idx(tmp_path, monkeypatch):
@@ -394,7 +394,7 @@ def test_download_cifar_archive(tmp_path, monkeypatch):
     _write_cifar(tmp_path / "batches")
     members = {
         f"cifar-10-batches-py/{f}": (tmp_path / "batches" / f).read_bytes()
-        for f in data._CIFAR_FILES
+        for f in formats.CIFAR_FILES
     }
     _serve(
         monkeypatch, "cifar10", {"cifar-10-python.tar.gz": _tar_gz(members)}, tmp_path / "server"
@@ -414,7 +414,7 @@ def test_download_refuses_unsafe_archive(tmp_path, monkeypatch):
 
 
 def test_remote_table_is_complete():
-    assert len(data._REMOTE["mnist"]) == len(data._REMOTE["fashion-mnist"]) == 4
-    for table in data._REMOTE.values():
+    assert len(formats.REMOTE["mnist"]) == len(formats.REMOTE["fashion-mnist"]) == 4
+    for table in formats.REMOTE.values():
         for url, md5 in table.items():
             assert url.startswith(("http://", "https://")) and len(md5) == 32
