@@ -27,14 +27,11 @@ import h5py
 import numpy as np
 import torch
 
-from landscape.checkpoints import list_checkpoints
-
 __all__ = [
     "PROVENANCE_KEYS",
     "SCHEMA_VERSION",
     "append_rows",
     "append_series",
-    "describe",
     "open_run",
     "provenance",
     "read_json_attr",
@@ -69,8 +66,6 @@ _GIT_TIMEOUT_S = 2.0
 _CHUNK_BYTES = 1 << 16
 _MAX_CHUNK_ROWS = 4096
 # describe() counts NaN only in datasets up to this many elements (it reads them whole).
-_NAN_COUNT_LIMIT = 50_000_000
-_ATTR_PREVIEW = 70
 
 OpenMode = Literal["r", "r+", "w", "w-", "x", "a"]
 
@@ -168,7 +163,7 @@ def write_provenance(obj: h5py.Group | h5py.File, prov: Mapping[str, str]) -> No
         obj.attrs[key] = str(value)
 
 
-def _attr_str(value: Any) -> str:
+def attr_str(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
@@ -176,7 +171,7 @@ def _attr_str(value: Any) -> str:
 
 def read_provenance(obj: h5py.Group | h5py.File) -> dict[str, str]:
     """Return the :data:`PROVENANCE_KEYS` attributes present on ``obj`` (empty if none)."""
-    return {k: _attr_str(obj.attrs[k]) for k in PROVENANCE_KEYS if k in obj.attrs}
+    return {k: attr_str(obj.attrs[k]) for k in PROVENANCE_KEYS if k in obj.attrs}
 
 
 # --------------------------------------------------------------------------- attributes
@@ -191,7 +186,7 @@ def read_json_attr(obj: h5py.HLObject, name: str, default: Any = None) -> Any:
     """Decode an attribute written by :func:`write_json_attr`; ``default`` if absent."""
     if name not in obj.attrs:
         return default
-    return json.loads(_attr_str(obj.attrs[name]))
+    return json.loads(attr_str(obj.attrs[name]))
 
 
 def set_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
@@ -252,7 +247,7 @@ def _column_dtype(name: str, arr: np.ndarray) -> np.dtype:
     )
 
 
-def _columns(group: h5py.Group) -> dict[str, h5py.Dataset]:
+def series_columns(group: h5py.Group) -> dict[str, h5py.Dataset]:
     """Series columns of a group: its datasets that are resizable along axis 0."""
     return {
         k: v
@@ -297,7 +292,7 @@ def append_rows(group: h5py.Group, **columns: Any) -> None:
         raise ValueError(f"columns have unequal row counts {counts}: pass equal-length arrays")
     n_new = next(iter(counts.values()))
 
-    existing = _columns(group)
+    existing = series_columns(group)
     if existing and set(existing) != set(arrays):
         missing = sorted(set(existing) - set(arrays))
         new = sorted(set(arrays) - set(existing))
@@ -358,7 +353,7 @@ def read_series(group: h5py.Group) -> dict[str, np.ndarray]:
     Raises:
         ValueError: If the columns have unequal lengths.
     """
-    cols = _columns(group)
+    cols = series_columns(group)
     _n_rows(cols, group)
     return {k: ds[()] for k, ds in cols.items()}
 
@@ -372,7 +367,7 @@ def truncate_series(group: h5py.Group, key: str, keep_upto: float) -> None:
     Raises:
         ValueError: If the group has columns but none named ``key``, or ``key`` is not 1-D.
     """
-    cols = _columns(group)
+    cols = series_columns(group)
     if not cols:
         return
     if key not in cols:
@@ -411,7 +406,7 @@ def open_run(path: str | Path, mode: OpenMode = "r") -> h5py.File:
     """
     path = Path(path)
     if mode in ("r", "r+"):
-        _check_hdf5(path)
+        check_hdf5(path)
     elif mode in ("w", "w-", "x", "a"):
         path.parent.mkdir(parents=True, exist_ok=True)
     else:
@@ -427,138 +422,8 @@ def open_run(path: str | Path, mode: OpenMode = "r") -> h5py.File:
         raise ValueError(f"cannot open {path} in mode {mode!r}: {exc}") from exc
 
 
-def _check_hdf5(path: Path) -> None:
+def check_hdf5(path: Path) -> None:
     if not path.exists():
         raise ValueError(f"no such file: {path}: check the path")
     if path.is_dir() or not h5py.is_hdf5(path):
         raise ValueError(f"{path} is not an HDF5 file: pass a run directory or a .h5 file")
-
-
-def _preview(value: Any) -> str:
-    if isinstance(value, np.ndarray) and value.size > 8:
-        text = f"array{value.shape} {value.dtype}"
-    else:
-        text = _attr_str(value.tolist() if isinstance(value, np.ndarray) else value)
-    text = " ".join(text.split())
-    return text if len(text) <= _ATTR_PREVIEW else text[: _ATTR_PREVIEW - 3] + "..."
-
-
-def _dataset_line(name: str, ds: h5py.Dataset, series: bool) -> str:
-    shape = "x".join(map(str, ds.shape)) or "scalar"
-    line = f"{name}  {ds.dtype} ({shape})"
-    if series and ds.ndim > 1:
-        line += f"  rows of {tuple(ds.shape[1:])}"
-    if ds.dtype.kind == "f" and ds.size and ds.size <= _NAN_COUNT_LIMIT:
-        n_nan = int(np.isnan(ds[()]).sum())
-        if series:
-            line += f"  {n_nan} NaN" if n_nan else ""
-        else:
-            line += f"  {ds.size - n_nan}/{ds.size} computed"
-    return line
-
-
-def _group_lines(group: h5py.Group, depth: int, skip_attrs: tuple[str, ...]) -> list[str]:
-    pad = "  " * depth
-    lines = []
-    attrs = {k: v for k, v in group.attrs.items() if k not in skip_attrs}
-    for k, v in attrs.items():
-        lines.append(f"{pad}@{k}: {_preview(v)}")
-    cols = _columns(group)
-    for name, item in group.items():
-        if isinstance(item, h5py.Group):
-            sub_cols = _columns(item)
-            head = f"{pad}{name}/"
-            if sub_cols:
-                lengths = sorted({ds.shape[0] for ds in sub_cols.values()})
-                rows = "/".join(map(str, lengths))
-                head += f"  series: {rows} rows x {len(sub_cols)} columns"
-            lines.append(head)
-            lines.extend(_group_lines(item, depth + 1, ()))
-        elif isinstance(item, h5py.Dataset):
-            lines.append(pad + _dataset_line(name, item, series=name in cols))
-            for k, v in item.attrs.items():
-                lines.append(f"{pad}  @{k}: {_preview(v)}")
-    return lines
-
-
-def _describe_file(path: Path) -> list[str]:
-    _check_hdf5(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        if "lock" in str(exc).lower():
-            raise ValueError(
-                f"{path} is open for writing by another process (a run in progress?): "
-                "try again when it finishes"
-            ) from exc
-        raise ValueError(f"cannot read {path}: {exc}") from exc
-    with f:
-        prov = read_provenance(f)
-        lines = [f"{path}  (HDF5, schema {prov.get('schema_version', 'unknown')})"]
-        if prov:
-            lines.append(
-                f"created {prov.get('created', '?')} by {prov.get('package', '?')} "
-                f"{prov.get('package_version', '?')} (git {prov.get('git_commit', '?')[:12]}) "
-                f"on {prov.get('hostname', '?')}, device {prov.get('device', '?')}"
-            )
-            lines.append(f"command: {prov.get('command_line', '?')}")
-        else:
-            lines.append("no provenance attributes (not written by landscape?)")
-        lines.extend(_group_lines(f, 1, PROVENANCE_KEYS))
-    return lines
-
-
-def _describe_run_dir(path: Path) -> list[str]:
-    run_file = path / "run.h5"
-    ckpt_dir = path / "checkpoints"
-    fig_dir = path / "figures"
-    if not (run_file.exists() or ckpt_dir.is_dir() or fig_dir.is_dir()):
-        raise ValueError(
-            f"{path} is not a run directory (no run.h5, checkpoints/ or figures/): "
-            "pass a run directory or an .h5 file"
-        )
-    lines = [f"run directory {path}"]
-    lines.extend(_describe_file(run_file) if run_file.exists() else ["no run.h5"])
-
-    lines.append("checkpoints:")
-    variants = sorted(p for p in ckpt_dir.iterdir() if p.is_dir()) if ckpt_dir.is_dir() else []
-    if not variants:
-        lines.append("  none")
-    for vdir in variants:
-        found = list_checkpoints(vdir)
-        if found:
-            lines.append(
-                f"  {vdir.name}: {len(found)} checkpoint{'s' * (len(found) != 1)}, "
-                f"steps {found[0][0]}..{found[-1][0]}"
-            )
-        else:
-            lines.append(f"  {vdir.name}: 0 checkpoints")
-
-    figures = sorted(p for p in fig_dir.rglob("*") if p.is_file()) if fig_dir.is_dir() else []
-    lines.append(f"figures: {len(figures)}")
-    lines.extend(f"  {p.relative_to(fig_dir)}" for p in figures)
-
-    others = sorted(p for p in path.rglob("*.h5") if p != run_file and ckpt_dir not in p.parents)
-    if others:
-        lines.append("other HDF5 files (landscape info FILE for details):")
-        lines.extend(f"  {p.relative_to(path)}" for p in others)
-    return lines
-
-
-def describe(path: str | Path) -> str:
-    """Human-readable summary of an HDF5 file or a run directory (``landscape info``).
-
-    For a file: provenance (created, package version, git commit, command), then the tree
-    of groups and datasets with dtypes and shapes, row counts of series groups, NaN counts
-    of float columns and "computed/total" of other float datasets (grids), and attributes.
-    For a run directory: the same for ``run.h5``, then checkpoints per variant (count,
-    first and last step), figures, and other ``.h5`` files.
-
-    Raises:
-        ValueError: If the path is missing, not HDF5, or not a run directory.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"no such file or directory: {path}: check the path")
-    lines = _describe_run_dir(path) if path.is_dir() else _describe_file(path)
-    return "\n".join(lines)

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from landscape.checkpoints import checkpoint_path, save_checkpoint
+from landscape.describe import describe
 from landscape.storage import (
     PROVENANCE_KEYS,
     SCHEMA_VERSION,
     append_rows,
     append_series,
-    describe,
     open_run,
     provenance,
     read_json_attr,

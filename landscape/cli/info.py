@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..checkpoints import load_checkpoint
-from ..storage import describe
+from ..describe import describe
 
 
 def describe_checkpoint(path: Path) -> str:
