@@ -142,6 +142,7 @@ def probe_checkpoints(
     n = len(data.x_train)
     index = torch.stack([batch_indices(n, size, b, cfg.batch_seed) for b in range(cfg.num_batches)])
     settings = {**asdict(cfg), "dataset": data.name, "n_train": n}
+    checkpoints.build_model(first, trust_factory=trust_factory)  # fails before any file exists
     done = _prepare(out, settings, index.numpy(), sources, overwrite, str(dev))
     todo = [(v, *row) for v, rows in sources.items() for row in rows if row[0] not in done[v]]
     if not todo:

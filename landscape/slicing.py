@@ -126,6 +126,7 @@ def slice_checkpoint(
         dirs = [D.checkpoint_direction(get_params(model), get_params(m)) for m in ends]
         bdirs = [D.buffer_direction(model, m) for m in ends]  # BN running statistics move along
         bdirs = bdirs if any(bdirs) else None
+        _check_span(dirs, [checkpoint, *(p for p in (to, third) if p is not None)])
     else:  # pca: below
         dirs = bdirs = None
     traj = None
@@ -180,6 +181,18 @@ def _build(ckpt: Checkpoint, origin: Checkpoint, trust_factory: bool) -> nn.Modu
     if diff := _differ(ckpt.spec, origin.spec):
         raise ValueError(f"{ckpt.path} is another model than {origin.path} (spec differs: {diff})")
     return build_model(ckpt, trust_factory=trust_factory).eval()
+
+
+def _check_span(dirs: list[dict[str, Tensor]], paths: list[Source]) -> None:
+    """Checkpoint directions must be non-zero and, for a plane, not parallel."""
+    flat = [torch.cat([t.reshape(-1).double() for t in d.values()]) for d in dirs]
+    if any(float(v.norm()) == 0.0 for v in flat):
+        raise ValueError(f"{' and '.join(map(str, paths))}: the same weights, nothing to slice")
+    if len(flat) == 2:
+        cos = float(flat[0] @ flat[1] / (flat[0].norm() * flat[1].norm()))
+        if abs(cos) > 1 - 1e-9:
+            raise ValueError(f"{paths[1]} and {paths[2]} lie on one line through {paths[0]}: "
+                             "pass three checkpoints that span a plane")  # fmt: skip
 
 
 def _differ(a: dict[str, Any], b: dict[str, Any]) -> list[str]:

@@ -156,3 +156,18 @@ def test_corrupt_run_file_is_one_line(runner, tmp_path, command):
 def test_bad_model_option_values_are_one_line(runner, tmp_path, option):
     args = ["train", *TINY, "--model-option", option, "--out", str(tmp_path / "r")]
     assert "positive integer" in _error_line(runner.invoke(main, args))
+
+
+def test_probe_on_an_unbuildable_checkpoint_writes_nothing(runner, tmp_path):
+    import torch
+
+    from landscape.checkpoints import load_checkpoint, save_checkpoint
+
+    run = tmp_path / "run"
+    assert runner.invoke(main, ["train", *TINY, "--out", str(run)]).exit_code == 0
+    good = load_checkpoint(run / "checkpoints" / "bn" / "step_0000006.pt")
+    bad = tmp_path / "step_0000006.pt"
+    save_checkpoint(bad, model=torch.nn.Linear(2, 2), step=6, spec=good.spec, config=good.config)
+    out = tmp_path / "p.h5"
+    line = _error_line(runner.invoke(main, ["probe", "--checkpoint", str(bad), "--out", str(out)]))
+    assert "cannot rebuild" in line and not out.exists()

@@ -177,3 +177,14 @@ def test_interrupted_slice_resumes_to_identical_values(run, tmp_path):
     a, b = read_grid(full), read_grid(part)
     for name in ("loss", "accuracy"):
         assert np.array_equal(a.values[name], b.values[name])
+
+
+def test_degenerate_plane_and_interpolation_are_refused(run, tmp_path):
+    a, b = ckpt(run, "bn", 0), ckpt(run, "bn", 6)
+    for extra, match in (
+        (["--plane-through", b, b], "span a plane"),
+        (["--to", a], "nothing to slice"),
+    ):
+        result = invoke("slice", a, *extra, "--x", "-1:1:3", "--out", tmp_path / "s.h5", "-q")
+        assert result.exit_code == 2 and match in result.output, result.output
+        assert not (tmp_path / "s.h5").exists()
