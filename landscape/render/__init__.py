@@ -7,8 +7,9 @@ every figure.
 """
 
 from .curves import divergence_step, moving_average, training_curves
+from .lines import compare_lines, line_plot
 from .santurkar import gradient_distance_vs_step, gradient_landscape, ics_figure
-from .slices import SurfaceKind, compare_lines, compare_surfaces, line_plot, surface_plot
+from .slices import SurfaceKind, compare_surfaces, surface_plot
 from .style import (
     LABELS,
     PALETTE,

@@ -1,7 +1,5 @@
-"""Loss-landscape slices in the style of Li et al. (NeurIPS 2018).
+"""2-D loss-landscape slices in the style of Li et al. (NeurIPS 2018); 1-D ones: ``lines``.
 
-1-D slices f(α) = L(θ + α d) or interpolations f(α) = L((1 − α) θ + α θ′):
-:func:`line_plot` (one model) and :func:`compare_lines` (variants overlaid).
 2-D slices f(α, β) = L(θ + α d₁ + β d₂): :func:`surface_plot` (one model, optionally with a
 PCA optimisation trajectory) and :func:`compare_surfaces` (variants side by side on one
 colour scale with the same contour levels).
@@ -22,13 +20,11 @@ from matplotlib import patheffects as pe
 from matplotlib.axes import Axes
 from matplotlib.colors import Colormap, LogNorm, Normalize
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 from numpy.typing import ArrayLike
 
 from .style import (
     _finite_or_nan,
-    _has_positive,
     _positive_or_nan,
     colors_for,
     display_label,
@@ -36,7 +32,7 @@ from .style import (
     new_figure,
 )
 
-__all__ = ["SurfaceKind", "compare_lines", "compare_surfaces", "line_plot", "surface_plot"]
+__all__ = ["SurfaceKind", "compare_surfaces", "surface_plot"]
 
 SurfaceKind = Literal["contour", "contourf", "heatmap", "surface"]
 _KINDS: tuple[str, ...] = ("contour", "contourf", "heatmap", "surface")
@@ -45,197 +41,10 @@ DEFAULT_LEVELS = 15
 _MAX_COLORBAR_TICKS = 8
 _CMAP = "viridis"
 _NOT_COMPUTED = "0.85"  # heatmap colour of NaN (not yet computed) cells
-_LINE_STYLES = ("-", "--", ":", "-.")
-_LEGEND_ROW_CHARS = 75  # legend text that fits one row of a 6.4-inch figure
-_ACCURACY_COLOR = "0.35"  # single-model plots: accuracy in grey, loss in the model's colour
 _FINAL_COLOR = "#E69F00"  # Okabe-Ito orange: the trajectory's end point
 
-DEFAULT_XLABEL_1D = "α  (parameters θ + α·d)"
 DEFAULT_XLABEL_2D = "α  (along direction d₁)"
 DEFAULT_YLABEL_2D = "β  (along direction d₂)"
-
-
-# ---------------------------------------------------------------------------------------------
-# 1-D slices
-
-
-def _is_accuracy(name: str) -> bool:
-    return "acc" in name.lower()
-
-
-def _pretty(name: str) -> str:
-    return name.replace("_", " ")
-
-
-def _line_styles(names: Sequence[str], *, per_axis: bool) -> dict[str, str]:
-    """Linestyle per quantity, cycling solid, dashed, dotted, dash-dot.
-
-    With ``per_axis`` the cycle restarts for the accuracies (which then differ by colour).
-    """
-    if not per_axis:
-        return {n: _LINE_STYLES[i % len(_LINE_STYLES)] for i, n in enumerate(names)}
-    losses = [n for n in names if not _is_accuracy(n)]
-    accs = [n for n in names if _is_accuracy(n)]
-    return {
-        n: _LINE_STYLES[i % len(_LINE_STYLES)]
-        for group in (losses, accs)
-        for i, n in enumerate(group)
-    }
-
-
-def _draw_lines(
-    panels: Mapping[str, tuple[ArrayLike, Mapping[str, ArrayLike]]],
-    colors: Mapping[str, str],
-    *,
-    log: bool,
-    xlabel: str | None,
-    title: str | None,
-    legend_variants: bool,
-) -> Figure:
-    """Shared body of line_plot (one model) and compare_lines (several, ``legend_variants``).
-
-    One model: loss lines in the model's colour, accuracy lines in grey, train/test told
-    apart by linestyle. Several: colour = variant, linestyle = quantity.
-    """
-    names: list[str] = []
-    for _, values in panels.values():
-        names += [n for n in values if n not in names]
-    if not names:
-        raise ValueError("no values to plot: pass e.g. {'loss': ..., 'accuracy': ...}")
-    styles = _line_styles(names, per_axis=not legend_variants)
-    has_acc = any(_is_accuracy(n) for n in names)
-    has_loss = any(not _is_accuracy(n) for n in names)
-    loss_values = [
-        np.asarray(v, dtype=float).ravel()
-        for _, values in panels.values()
-        for n, v in values.items()
-        if not _is_accuracy(n)
-    ]
-    log = log and bool(loss_values) and _has_positive(np.concatenate(loss_values))
-
-    with figure_style():
-        fig = new_figure((6.4, 4.2))
-        ax = fig.add_subplot()
-        ax_acc = ax.twinx() if has_acc and has_loss else (ax if has_acc else None)
-        if ax_acc is not None and ax_acc is not ax:
-            ax_acc.grid(False)
-            ax_acc.spines["right"].set_visible(True)
-        for label, (x, values) in panels.items():
-            x = np.asarray(x, dtype=float).ravel()
-            for name, v in values.items():
-                v = np.asarray(v, dtype=float).ravel()
-                if v.size != x.size:
-                    raise ValueError(
-                        f"{label!r}: {name!r} has {v.size} values for {x.size} x positions"
-                    )
-                if _is_accuracy(name):
-                    target, y = ax_acc, 100.0 * _finite_or_nan(v)
-                else:
-                    target, y = ax, _positive_or_nan(v) if log else _finite_or_nan(v)
-                color = colors[label]
-                if not legend_variants and _is_accuracy(name):
-                    color = _ACCURACY_COLOR
-                target.plot(x, y, color=color, linestyle=styles[name])
-        ax.set_xlabel(xlabel or DEFAULT_XLABEL_1D)
-        model_color = next(iter(colors.values()))
-        if has_loss:
-            ax.set_ylabel(
-                "loss (log scale)" if log else "loss",
-                color="black" if legend_variants else model_color,
-            )
-            if log:
-                ax.set_yscale("log")
-        if ax_acc is not None:
-            ax_acc.set_ylabel("accuracy (%)", color="black" if legend_variants else _ACCURACY_COLOR)
-
-        handles = []
-        if legend_variants:
-            handles += [Line2D([], [], color=c, label=lab) for lab, c in colors.items()]
-        for n in names:
-            if legend_variants:
-                color = "0.3"
-            else:
-                color = _ACCURACY_COLOR if _is_accuracy(n) else model_color
-            suffix = " (right axis)" if _is_accuracy(n) and has_loss else ""
-            handles.append(
-                Line2D([], [], color=color, linestyle=styles[n], label=_pretty(n) + suffix)
-            )
-        # One row when the labels fit the figure's width, else two columns.
-        chars = sum(len(h.get_label()) for h in handles)
-        ncols = min(len(handles), 4) if chars <= _LEGEND_ROW_CHARS else 2
-        fig.legend(handles=handles, loc="outside lower center", ncols=ncols)
-        if title:
-            fig.suptitle(title)
-    return fig
-
-
-def line_plot(
-    x: ArrayLike,
-    values: Mapping[str, ArrayLike],
-    *,
-    label: str | None = None,
-    log: bool = False,
-    xlabel: str | None = None,
-    title: str | None = None,
-) -> Figure:
-    """A 1-D slice of one model: loss on the left axis, accuracy on a twin right axis.
-
-    Args:
-        x: Positions α along the slice, shape (N,).
-        values: Mapping quantity -> (N,) values, e.g. ``{"train_loss": ..., "train_accuracy":
-            ..., "test_loss": ...}``. Names containing "acc" are accuracies in [0, 1] (shown
-            in % on the right axis); all others are losses (left axis). NaN = not computed.
-        label: The model's label (e.g. "Standard"); sets the line colour and the default title.
-        log: Log-scale loss axis (non-positive values are left out).
-        xlabel: x-axis label (default "α  (parameters θ + α·d)").
-        title: Figure title (default: ``label``).
-
-    Returns:
-        The figure (1 axes, 2 when both losses and accuracies are given).
-    """
-    name = display_label(label) if label else "model"
-    colors = {name: colors_for([name])[name] if label else "#000000"}
-    return _draw_lines(
-        {name: (x, values)},
-        colors,
-        log=log,
-        xlabel=xlabel,
-        title=title if title is not None else (display_label(label) if label else None),
-        legend_variants=False,
-    )
-
-
-def compare_lines(
-    panels: Mapping[str, tuple[ArrayLike, Mapping[str, ArrayLike]]],
-    *,
-    log: bool = False,
-    xlabel: str | None = None,
-    title: str | None = None,
-) -> Figure:
-    """1-D slices of several variants overlaid on one axes (accuracy on a twin right axis).
-
-    Colour identifies the variant ("Standard" vermillion, "Standard + BatchNorm" blue);
-    line style identifies the quantity (losses solid or dotted, accuracies dashed).
-
-    Args:
-        panels: Mapping label -> ``(x, values)`` as for :func:`line_plot`.
-        log: Log-scale loss axis.
-        xlabel: x-axis label.
-        title: Figure title.
-
-    Returns:
-        The figure (1 axes, 2 when both losses and accuracies are given).
-    """
-    if not panels:
-        raise ValueError("compare_lines needs at least one variant")
-    shown = {display_label(k): v for k, v in panels.items()}
-    return _draw_lines(
-        shown, colors_for(shown), log=log, xlabel=xlabel, title=title, legend_variants=True
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# 2-D slices
 
 
 def _check_kind(kind: str) -> None:
