@@ -17,7 +17,7 @@ from landscape.checkpoints import list_checkpoints
 from landscape.storage import (
     PROVENANCE_KEYS,
     attr_str,
-    check_hdf5,
+    open_run,
     read_provenance,
     series_columns,
 )
@@ -76,17 +76,7 @@ def _group_lines(group: h5py.Group, depth: int, skip_attrs: tuple[str, ...]) -> 
 
 
 def _describe_file(path: Path) -> list[str]:
-    check_hdf5(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        if "lock" in str(exc).lower():
-            raise ValueError(
-                f"{path} is open for writing by another process (a run in progress?): "
-                "try again when it finishes"
-            ) from exc
-        raise ValueError(f"cannot read {path}: {exc}") from exc
-    with f:
+    with open_run(path) as f:
         prov = read_provenance(f)
         lines = [f"{path}  (HDF5, schema {prov.get('schema_version', 'unknown')})"]
         if prov:
