@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from . import storage
@@ -30,7 +29,7 @@ def load_runs(run_dir: str | Path, analysis: str) -> dict[str, dict[str, np.ndar
     """Series of one analysis (``train``, ``eval``, ``probe``, ``ics``) per variant label."""
     path = _run_file(run_dir)
     out: dict[str, dict[str, np.ndarray]] = {}
-    with h5py.File(path, "r") as f:
+    with storage.open_run(path) as f:
         for v in VARIANTS:
             name = f"{analysis}/{v}"
             if name in f and len(f[name]):
@@ -56,7 +55,7 @@ def _run_file(run_dir: str | Path) -> Path:
 
 def run_title(run_dir: str | Path) -> str:
     """A one-line description of a run's setup, from its stored configuration."""
-    with h5py.File(_run_file(run_dir), "r") as f:
+    with storage.open_run(_run_file(run_dir)) as f:
         c = json.loads(f.attrs.get("config_json", "{}"))
     if not c:
         return ""

@@ -42,7 +42,7 @@ from landscape.slices import (
     SliceResult,
     evaluate_grid,
 )
-from landscape.storage import json_default, provenance, write_provenance
+from landscape.storage import json_default, open_run, provenance, write_provenance
 
 __all__ = ["SLICE_FORMAT", "read_grid", "run_grid"]
 
@@ -255,11 +255,7 @@ def run_grid(
     if todo.size == 0:
         log.info("%s: already complete", path)
         return None
-    try:
-        f = h5py.File(path, "r+")
-    except OSError as exc:
-        raise ValueError(f"cannot open {path} for writing (another run?): {exc}") from exc
-    with f:
+    with open_run(path, "r+") as f:
         before = total - todo.size
         log.info("%s: evaluating %d of %d points", path, todo.size, total)
         writer = _CellWriter(f, plan.shape, chunk)
@@ -289,11 +285,7 @@ def read_grid(path: str | Path, *, device: str | torch.device = "cpu") -> SliceR
         ValueError: If the file is not a landscape slice file.
     """
     path = Path(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from exc
-    with f:
+    with open_run(path) as f:
         if f.attrs.get("slice_format") != SLICE_FORMAT:
             raise ValueError(f"{path} is not a landscape slice file")
         meta = json.loads(f.attrs["meta"])

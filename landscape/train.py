@@ -461,7 +461,7 @@ def _prepare_out_dir(out_dir: Path, config: TrainConfig, overwrite: bool, resume
     if resume:
         if not (out_dir / RUN_FILE).exists():
             raise ValueError(f"nothing to resume in {out_dir}: no {RUN_FILE}; drop --resume")
-        with h5py.File(out_dir / RUN_FILE, "r") as f:
+        with storage.open_run(out_dir / RUN_FILE) as f:
             stored = json.loads(f.attrs.get("config_json", "{}"))
         if stored != config.to_dict():
             diff = sorted(
