@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -124,7 +124,8 @@ class ICSResult:
     l2: np.ndarray  # ||G - G'||_2
     cos: np.ndarray  # cos(G, G')
     grad_norm: np.ndarray  # ||G||_2, to put l2 in scale
-    lr: float
+    lr: float  # of the SGD update; nan when the update was given
+    update: str  # "sgd" (-lr * g) or "given" (the caller's update, e.g. the optimizer's step)
     bn_mode: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -229,8 +230,9 @@ def ics(
     model: nn.Module,
     loss_fn: LossFn,
     batch: Batch,
-    lr: float,
+    lr: float | None = None,
     *,
+    update: Mapping[str, Tensor] | None = None,
     layers: Sequence[str] | None = None,
     bn_mode: BNMode = "train",
     seed: int = 0,
@@ -240,9 +242,22 @@ def ics(
     For layer i with weight W_i, at theta on batch B::
 
         G  = grad_{W_i} L_B(theta)
-        G' = grad_{W_i} L_B(theta'),  theta'_j = theta_j - lr * grad_j L_B(theta) for j earlier,
-                                      theta'_j = theta_j otherwise
+        G' = grad_{W_i} L_B(theta'),  theta'_j = theta_j + u_j  for j earlier,
+                                      theta'_j = theta_j        otherwise
         l2 = ||G - G'||_2,   cos = <G, G'> / (||G|| ||G'||)
+
+    where u is the update of step t: ``u_j = -lr * grad_j L_B(theta)`` (plain SGD, the paper's
+    optimizer) when ``lr`` is given, or the caller's ``update`` (theta_{t+1} - theta_t as the
+    loop's optimizer made it: momentum, Adam, weight decay, schedules). To measure the real
+    update in your own loop, keep theta_t and call after ``optimizer.step()``::
+
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        ...  # forward, backward, optimizer.step()
+        update = {n: p.detach() - before[n] for n, p in model.named_parameters()}
+        with preserved(model):  # back to theta_t for the measurement, then theta_{t+1} again
+            for n, p in model.named_parameters():
+                p.data.copy_(before[n])
+            shift = ics(model, loss_fn, batch, update=update)
 
     "Earlier" parameters are those owned by modules registered before layer i's module in
     ``model.named_modules()`` order (the forward order of sequential models): weights, biases
@@ -252,28 +267,34 @@ def ics(
 
     Args:
         model, loss_fn, batch, bn_mode, seed: as for :func:`gradient_probe`.
-        lr: the learning rate of the SGD update of the earlier layers.
+        lr: the learning rate of a plain SGD update of the earlier layers; or
+        update: the earlier layers' actual update, by parameter name (missing names: no
+            update). Give exactly one of the two.
         layers: module names to measure, in this order; default every module with a
             trainable ``weight`` of ndim >= 2 (conv and linear layers), in registration order.
 
     Returns:
         An :class:`ICSResult`.
     """
-    if not (math.isfinite(lr) and lr > 0):
+    if (lr is None) == (update is None):
+        raise ValueError("give ics() either lr (a plain SGD step) or update (the actual step)")
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be positive and finite, got {lr!r}")
     train_mode, batch, names, params = _setup(model, batch, bn_mode)
     chosen, owner = _layers(model, params, layers)
+    given = None if update is None else _given_update(update, names, params)
     with preserved(model) as snap, torch.enable_grad():
         model.train(train_mode)
         theta0 = _saved(snap, names, params)
         _, g_list = _loss_and_grad(model, loss_fn, batch, params, seed)
+        steps, alpha = (g_list, -float(lr)) if given is None else (given, 1.0)  # type: ignore[arg-type]
         moved = [False] * len(params)
         rows = []
         for _, module_index, k in chosen:
             for j, p in enumerate(params):
                 earlier = owner[j] < module_index
                 if earlier != moved[j]:
-                    _place([p], [theta0[j]], [g_list[j]], -lr if earlier else 0.0)
+                    _place([p], [theta0[j]], [steps[j]], alpha if earlier else 0.0)
                     moved[j] = earlier
             G = g_list[k]
             if any(moved):
@@ -284,7 +305,9 @@ def ics(
             cos = _cosine((G * G2).sum(), G2.norm(), G_norm)
             rows.append(torch.stack([(G - G2).norm(), cos, G_norm]))
         table = torch.stack(rows).T.detach().cpu().to(torch.float64).numpy()
-    return ICSResult([name for name, _, _ in chosen], *table, float(lr), bn_mode)
+    rule = "sgd" if given is None else "given"
+    lr_value = float("nan") if lr is None else float(lr)
+    return ICSResult([name for name, _, _ in chosen], *table, lr_value, rule, bn_mode)
 
 
 class ProbeCallback:
@@ -344,12 +367,18 @@ class ProbeCallback:
         loss_fn: LossFn,
         batch: Batch,
         base: tuple[Tensor, Mapping[str, Tensor]] | None = None,
+        lr: float | None = None,
     ) -> None:
-        """Probe at ``step`` if due; ``base`` = the loop's own (loss, gradient) at theta."""
+        """Probe at ``step`` if due; ``base`` = the loop's own (loss, gradient) at theta;
+        ``lr`` = the loop's current learning rate, to which a :class:`StepSizes` grid is
+        rescaled (eta = lr x multipliers; each result records its eta)."""
         if self.every is not None and step % self.every == 0:
-            probe = gradient_probe(
-                model, loss_fn, batch, self.step_sizes, base=base, **self.probe_options
-            )
+            steps = self.step_sizes
+            if lr is not None:
+                if not isinstance(steps, StepSizes):
+                    raise ValueError("lr= rescales a StepSizes grid: pass step_sizes as StepSizes")
+                steps = replace(steps, lr=lr)
+            probe = gradient_probe(model, loss_fn, batch, steps, base=base, **self.probe_options)
             self.sink("probe", step, probe)
         if self.ics_every is not None and step % self.ics_every == 0:
             shift = ics(model, loss_fn, batch, self.lr, **self.ics_options)  # type: ignore[arg-type]
@@ -463,6 +492,24 @@ def _given_base(
             )
         out.append(torch.zeros_like(p) if gr is None else gr.detach().to(p.dtype))
     return torch.as_tensor(loss).detach().reshape(()), out
+
+
+def _given_update(
+    update: Mapping[str, Tensor], names: list[str], params: list[nn.Parameter]
+) -> list[Tensor]:
+    """Validate a caller's update by parameter name; missing names do not move."""
+    unknown = set(update) - set(names)
+    if unknown:
+        names_ = sorted(unknown)[:3]
+        raise ValueError(f"update has names that are not trainable parameters: {names_}")
+    out = []
+    for n, p in zip(names, params):
+        u = update.get(n)
+        if u is not None and (not isinstance(u, Tensor) or u.shape != p.shape):
+            got = tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__
+            raise ValueError(f"update[{n!r}] has shape {got}, parameter {tuple(p.shape)}")
+        out.append(torch.zeros_like(p) if u is None else u.detach().to(p.device, p.dtype))
+    return out
 
 
 @torch.no_grad()

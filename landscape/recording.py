@@ -49,8 +49,8 @@ class H5Sink:
         for key, value in row.items():
             if isinstance(value, (str, list, tuple)) and not _numeric(value):
                 meta[key] = value
-            elif key in ("lr", "seed"):
-                meta[key] = value
+            elif key in ("lr", "seed"):  # JSON has no NaN: not applicable is null
+                meta[key] = value if np.isfinite(value) else None
             else:
                 columns[key] = np.asarray(value, dtype=np.float64)
         with h5py.File(self.path, "a") as f:

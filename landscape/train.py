@@ -30,9 +30,9 @@ from torch import Tensor, nn
 
 from . import checkpoints, storage
 from .data import Dataset, accuracy, batch_indices, eval_batches, load_dataset
+from .inline_probes import InlineProbes
 from .models import ModelSpec, copy_shared_parameters
-from .probes import ProbeCallback, StepSizes
-from .recording import H5Sink
+from .probes import StepSizes
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,8 @@ class TrainConfig:
     checkpoint_steps: list[int] = field(default_factory=list)  # explicit steps, or
     checkpoint_every: int = 0  # every k steps, or
     checkpoint_log: int = 0  # this many log-spaced steps; 0 and the last step always kept
-    # inline Santurkar probes (science.md s. 1), on the step's training batch, before the
-    # update; step sizes and the ICS update use the base lr (the paper's lr is fixed)
+    # inline Santurkar probes (science.md s. 1) on the step's training batch: the gradient
+    # probe before the update, eta relative to the step's lr; ICS with the optimizer's update
     probe_every: int = 0  # 0: never
     # step sizes eta = lr x [probe_low, probe_high]; None: the paper's grid for the model,
     # [0.5, 4] linear for VGG-like networks, [0.01, 30] log for the deep linear network
@@ -354,7 +354,13 @@ def _train_variant(
         _truncate(run_file, variant, start)
     _set_status(run_file, variant, "running")
 
-    hooks = [*hooks, *_probe_hooks(config, run_file, variant)]
+    inline = (
+        InlineProbes(config, run_file, variant, lambda step: lr_at(config, step))
+        if config.probe_every or config.ics_every
+        else None
+    )
+    if inline is not None:
+        hooks = [*hooks, inline]  # the gradient probe, a step hook
     # The step's own gradient can stand in for the probe's pass at theta only when the
     # forward is deterministic (no dropout) and in train mode: otherwise the probe runs
     # before the step's forward and recomputes g itself (seeded).
@@ -393,6 +399,8 @@ def _train_variant(
         lr = lr_at(config, step)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        if inline is not None:
+            inline.before_forward(step, model)
         if hooks and not exact_base:  # at theta_t as checkpointed: before this step's forward
             for hook in hooks:  # (which moves the BN running statistics)
                 hook(variant, step, model, loss_fn, (xb, yb), None)
@@ -420,6 +428,8 @@ def _train_variant(
                 variant, "diverged", step, last_loss, float("nan"), float("nan"), msg
             )
         optimizer.step()
+        if inline is not None:  # ICS with the update just made (Definition 2.1)
+            inline.after_update(step, model, loss_fn, (xb, yb))
         if len(train_log.rows) >= LOG_FLUSH_EVERY:
             train_log.flush()
         if progress is not None:
@@ -431,26 +441,6 @@ def _train_variant(
     eval_log.flush()
     _set_status(run_file, variant, "finished")
     return VariantResult(variant, "finished", config.steps, last_loss, eval_loss, eval_acc)
-
-
-def _probe_hooks(config: TrainConfig, run_file: Path, variant: str) -> list[StepHook]:
-    """The inline probes as a trainer hook writing to ``/probe`` and ``/ics`` of the run."""
-    if not (config.probe_every or config.ics_every):
-        return []
-    steps = config.step_sizes()
-    callback = ProbeCallback(
-        every=config.probe_every or None,
-        step_sizes=steps,
-        ics_every=config.ics_every or None,
-        lr=config.lr,
-        direction=config.probe_direction,
-        bn_mode=config.probe_bn_mode,
-        seed=config.seed,
-        sink=H5Sink(run_file, variant, attrs={"step_size_grid": steps.to_dict()}),
-    )
-    return [
-        lambda _v, step, model, loss_fn, batch, base: callback(step, model, loss_fn, batch, base)
-    ]
 
 
 def run_exists(out_dir: Path) -> bool:

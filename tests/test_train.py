@@ -152,6 +152,48 @@ def test_inline_probe_matches_direct_probe_on_checkpoint(tmp_path, digits):
         np.testing.assert_allclose(ics_rows["l2"][1], shift.l2, rtol=1e-9, atol=1e-15)
 
 
+def test_inline_ics_uses_the_optimizers_update_and_probes_follow_the_schedule(tmp_path, digits):
+    """With momentum, ICS of step 10 moves the earlier layers to checkpoint 11's values (the
+    update the optimizer made), not by -lr * g; probe step sizes scale with the step's lr."""
+    from landscape.data import batch_indices
+    from landscape.models import ModelSpec
+    from landscape.probes import ics
+
+    config = TrainConfig(
+        **{**TINY, "dtype": "float64", "optimizer": "momentum", "lr": 0.05},
+        probe_every=10,
+        ics_every=10,
+        checkpoint_steps=[11],
+        lr_milestones=[15],
+        lr_gamma=0.5,
+    )
+    train_pair(config, tmp_path / "run", dataset=digits)
+    loss_fn = torch.nn.functional.cross_entropy
+    idx = batch_indices(len(digits.x_train), config.batch_size, 10, config.seed)
+    batch = (digits.x_train[idx].double(), digits.y_train[idx])
+    for v in ("bn", "plain"):
+        ckpt_dir = tmp_path / "run" / "checkpoints" / v
+        c10, c11 = (
+            checkpoints.load_checkpoint(checkpoints.checkpoint_path(ckpt_dir, s)) for s in (10, 11)
+        )
+        model = ModelSpec.from_dict(c10.spec).build().double()
+        model.load_state_dict(c10.model_state)
+        update = {n: c11.model_state[n] - c10.model_state[n] for n, _ in model.named_parameters()}
+        expected = ics(model, loss_fn, batch, update=update)
+        sgd = ics(model, loss_fn, batch, lr=config.lr)
+        with h5py.File(tmp_path / "run" / "run.h5") as f:
+            rows = storage.read_series(f[f"ics/{v}"])
+            probes = storage.read_series(f[f"probe/{v}"])
+            assert f[f"ics/{v}"].attrs["update"] == '"given"'
+        np.testing.assert_array_equal(rows["step"], [0, 10, 20])
+        np.testing.assert_allclose(rows["l2"][1], expected.l2, rtol=1e-9, atol=1e-15)
+        np.testing.assert_allclose(rows["cos"][1], expected.cos, rtol=1e-9)
+        assert np.max(np.abs(rows["l2"][1] - sgd.l2)) > 1e-6  # momentum: not the SGD step
+        multipliers = config.step_sizes().values() / config.lr
+        np.testing.assert_allclose(probes["step_sizes"][1], 0.05 * multipliers, rtol=1e-12)
+        np.testing.assert_allclose(probes["step_sizes"][2], 0.025 * multipliers, rtol=1e-12)
+
+
 def test_resume_keeps_a_diverged_variant_as_it_ended(tmp_path, digits):
     config = TrainConfig(**{**TINY, "lr": 1e6, "init_scale": 10.0})
     train_pair(config, tmp_path / "run", dataset=digits)

@@ -136,7 +136,7 @@ def train_options(f):
             "--probe-low",
             type=float,
             default=None,
-            help="Smallest step size, in units of lr [default: 0.5; dln: 0.01].",
+            help="Smallest step size, in units of the step's lr [default: 0.5; dln: 0.01].",
         ),
         click.option(
             "--probe-high",
@@ -169,7 +169,7 @@ def train_options(f):
             "--ics-every",
             type=int,
             default=0,
-            help="Internal covariate shift every N steps (0: never).",
+            help="Internal covariate shift every N steps, with the optimizer's update (0: never).",
         ),
     ]
     for opt in reversed(opts):
