@@ -6,32 +6,33 @@ lists, tuples and dicts only. The model spec, the training configuration and any
 metadata are stored as JSON strings, so arbitrary Python objects never enter the file.
 The layout is specified in ``docs/hdf5-schema.md`` (section "Checkpoint files").
 
-Files of one run live in ``checkpoints/<variant>/step_XXXXXXX.pt`` (see
-:func:`checkpoint_path`). Writes go to a temporary file in the same directory that is
-flushed, fsynced and renamed over the target, so a crash never leaves a half-written
-checkpoint under the final name.
+This module holds the format (save, load, rebuild the model); file names, atomic writes and
+weights-only reads are in :mod:`landscape.checkpoint_files`, the RNG states in
+:mod:`landscape.rng_state`. Their public names are re-exported here, so
+``landscape.checkpoints`` is the one import for checkpoints.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import logging
-import operator
-import os
-import random
-import re
-import tempfile
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
+
+from landscape.checkpoint_files import (
+    CheckpointError,
+    as_step,
+    atomic_torch_save,
+    checkpoint_path,
+    checkpoint_sha256,
+    list_checkpoints,
+    safe_torch_load,
+)
+from landscape.rng_state import capture_rng, restore_rng
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -48,8 +49,6 @@ __all__ = [
     "save_checkpoint",
 ]
 
-logger = logging.getLogger(__name__)
-
 CHECKPOINT_FORMAT = "landscape-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
 CHECKPOINT_KEYS = (
@@ -65,13 +64,6 @@ CHECKPOINT_KEYS = (
 )
 # Wrapper keys under which third-party files commonly keep their state_dict.
 _STATE_DICT_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model_state", "model")
-_STEP_FILE = re.compile(r"step_(\d{7,})\.pt")
-_STEP_DIGITS = 7
-_HASH_CHUNK = 1 << 20
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable, unsafe or not a landscape checkpoint."""
 
 
 @dataclass
@@ -97,81 +89,6 @@ class Checkpoint:
     config: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
-
-
-# --------------------------------------------------------------------------- RNG state
-
-
-def capture_rng() -> dict[str, Any]:
-    """Capture the global RNG states in a form ``torch.load(weights_only=True)`` accepts.
-
-    Returns:
-        ``{"python": (version, tuple_of_625_ints, gauss_next), "numpy": {"algorithm",
-        "keys" (int64 tensor of 624), "pos", "has_gauss", "cached_gaussian"}, "torch":
-        uint8 tensor, "cuda": list of uint8 tensors (one per visible device, empty
-        without CUDA)}``. :func:`restore_rng` reproduces the exact same draws.
-    """
-    version, internal, gauss_next = random.getstate()
-    # The global legacy generator is exactly what must be captured, hence the noqa.
-    algorithm, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    cuda = list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else []
-    return {
-        "python": (int(version), tuple(int(k) for k in internal), gauss_next),
-        "numpy": {
-            "algorithm": str(algorithm),
-            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64).copy()),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached),
-        },
-        "torch": torch.get_rng_state(),
-        "cuda": cuda,
-    }
-
-
-def restore_rng(state: Mapping[str, Any]) -> None:
-    """Restore the global RNGs from :func:`capture_rng` output (possibly reloaded).
-
-    CUDA states are restored for the devices present; if the checkpoint holds CUDA states
-    but CUDA is unavailable, or the device count differs, a warning is logged and the
-    CPU-side generators are still restored exactly.
-
-    Args:
-        state: Dict with keys ``python``, ``numpy``, ``torch`` and optionally ``cuda``.
-
-    Raises:
-        CheckpointError: If a required key is missing or malformed.
-    """
-    try:
-        version, internal, gauss_next = state["python"]
-        npy = state["numpy"]
-        keys = np.asarray(torch.as_tensor(npy["keys"]).cpu().numpy(), dtype=np.uint32)
-        numpy_state = (
-            str(npy["algorithm"]),
-            keys,
-            int(npy["pos"]),
-            int(npy["has_gauss"]),
-            float(npy["cached_gaussian"]),
-        )
-        cpu = torch.as_tensor(state["torch"]).cpu()
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(
-            f"malformed RNG state ({exc!r}): pass the dict returned by capture_rng()"
-        ) from exc
-    random.setstate((int(version), tuple(int(k) for k in internal), gauss_next))
-    np.random.set_state(numpy_state)
-    torch.set_rng_state(cpu)
-    cuda = [torch.as_tensor(s).cpu() for s in state.get("cuda", [])]
-    if not cuda:
-        return
-    if not torch.cuda.is_available():
-        logger.warning("checkpoint holds %d CUDA RNG states but CUDA is unavailable", len(cuda))
-        return
-    n = torch.cuda.device_count()
-    if n != len(cuda):
-        logger.warning("checkpoint holds %d CUDA RNG states, %d devices visible", len(cuda), n)
-    for i, s in enumerate(cuda[:n]):
-        torch.cuda.set_rng_state(s, i)
 
 
 # --------------------------------------------------------------------------- JSON fields
@@ -227,82 +144,7 @@ def _from_json_dict(text: Any, name: str, path: Path) -> dict[str, Any]:
     return value
 
 
-# --------------------------------------------------------------------------- paths
-
-
-def checkpoint_path(directory: str | Path, step: int) -> Path:
-    """Return ``directory / "step_XXXXXXX.pt"`` (step zero-padded to 7 digits).
-
-    Raises:
-        ValueError: If ``step`` is negative or not an integer.
-    """
-    step = _as_step(step)
-    return Path(directory) / f"step_{step:0{_STEP_DIGITS}d}.pt"
-
-
-def list_checkpoints(directory: str | Path) -> list[tuple[int, Path]]:
-    """List ``(step, path)`` of the checkpoints in ``directory``, sorted by step.
-
-    Only files named ``step_XXXXXXX.pt`` count; temporary files of an interrupted save
-    and anything else are ignored. A missing directory yields an empty list.
-    """
-    directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    found = []
-    for p in directory.iterdir():
-        m = _STEP_FILE.fullmatch(p.name)
-        if m and p.is_file():
-            found.append((int(m.group(1)), p))
-    return sorted(found)
-
-
-def checkpoint_sha256(path: str | Path) -> str:
-    """SHA-256 hex digest of a file, for recording which checkpoint produced a result."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_HASH_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _as_step(step: Any) -> int:
-    if isinstance(step, bool):
-        raise ValueError(f"step must be a non-negative int, got {step!r}")
-    try:
-        step = operator.index(step)
-    except TypeError as exc:
-        raise ValueError(f"step must be a non-negative int, got {step!r}") from exc
-    if step < 0:
-        raise ValueError(f"step must be a non-negative int, got {step}")
-    return step
-
-
 # --------------------------------------------------------------------------- save
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temp file in ``path``'s directory, fsync, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    # Persist the rename itself; not every platform can open a directory.
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def save_checkpoint(
@@ -334,7 +176,7 @@ def save_checkpoint(
         CheckpointError: If spec/config/extra hold values that are not JSON-safe.
         ValueError: If ``step`` is not a non-negative int.
     """
-    step = _as_step(step)
+    step = as_step(step)
     state = model.state_dict() if isinstance(model, nn.Module) else dict(model)
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -347,39 +189,10 @@ def save_checkpoint(
         "config": _to_json_dict(config, "config"),
         "extra": _to_json_dict(extra, "extra"),
     }
-    _atomic_torch_save(payload, Path(path))
+    atomic_torch_save(payload, Path(path))
 
 
 # --------------------------------------------------------------------------- load
-
-
-def _safe_torch_load(path: Path, map_location: Any) -> Any:
-    """``torch.load(weights_only=True)`` with every failure turned into CheckpointError."""
-    if not path.exists():
-        raise CheckpointError(
-            f"no checkpoint at {path}: check the path (list_checkpoints shows what exists)"
-        )
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a directory, not a checkpoint file: pass a .pt file")
-    try:
-        with warnings.catch_warnings():
-            # Raised for plain-pickle files; the refusal below is the message that matters.
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        # torch reports a disallowed object as "Unsupported global"; any other refusal of
-        # the weights-only unpickler (e.g. "Unsupported operand") is a file it cannot parse.
-        if "unsupported global" in str(exc).lower():
-            raise CheckpointError(
-                f"refused to load {path}: it holds objects that are not allowed in a weights-only "
-                "file and nothing in it was executed; if you trust it, re-save its tensors with "
-                "torch.save(model.state_dict(), ...) and load that instead"
-            ) from exc
-        raise CheckpointError(
-            f"{path} is not a landscape checkpoint: not a readable weights-only torch file "
-            "(truncated, corrupt, another format, or objects that are not allowed); nothing in "
-            "it was executed - re-create it with save_checkpoint or torch.save"
-        ) from exc
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
@@ -398,7 +211,7 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
             was written by a newer format version.
     """
     path = Path(path)
-    obj = _safe_torch_load(path, map_location)
+    obj = safe_torch_load(path, map_location)
     if not isinstance(obj, Mapping) or obj.get("format") != CHECKPOINT_FORMAT:
         what = (
             f"a dict with keys {sorted(map(str, obj))[:5]}"
@@ -450,7 +263,7 @@ def load_state_dict_file(path: str | Path, map_location: Any = "cpu") -> dict[st
         CheckpointError: If the file is missing, unsafe, unreadable, or holds no state_dict.
     """
     path = Path(path)
-    obj = _safe_torch_load(path, map_location)
+    obj = safe_torch_load(path, map_location)
     if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
         return dict(obj["model_state"])
     if _is_state_dict(obj):

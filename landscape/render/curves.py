@@ -11,17 +11,8 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 from numpy.typing import ArrayLike
 
-from .style import (
-    _finite_or_nan,
-    _fmt_number,
-    _has_positive,
-    _positive_or_nan,
-    _require,
-    colors_for,
-    display_label,
-    figure_style,
-    new_figure,
-)
+from ._common import finite_or_nan, fmt_number, has_positive, positive_or_nan, require_keys
+from .style import colors_for, display_label, figure_style, new_figure
 
 __all__ = ["divergence_step", "moving_average", "training_curves"]
 
@@ -48,7 +39,7 @@ def moving_average(values: ArrayLike, window: int) -> np.ndarray:
         >>> moving_average([1.0, 2.0, 3.0, float("nan")], 3).tolist()
         [1.5, 2.0, 2.5, nan]
     """
-    y = _finite_or_nan(values)
+    y = finite_or_nan(values)
     if window < 0:
         raise ValueError(f"smoothing window must be >= 0, got {window}")
     if window <= 1 or y.size == 0:
@@ -117,7 +108,7 @@ def _mark_divergence(
     loss_ax.text(
         at,
         0.97 - 0.08 * k,
-        f" diverged at step {_fmt_number(at)} ",
+        f" diverged at step {fmt_number(at)} ",
         transform=blended_transform_factory(loss_ax.transData, loss_ax.transAxes),
         ha="right" if right_half else "left",
         va="top",
@@ -172,7 +163,7 @@ def training_curves(
         any_eval_acc = any_eval_loss = False
         for k, (key, run) in enumerate(runs.items()):
             label, color = labels[key], colors[labels[key]]
-            _require(run, key, ("step", "loss", "accuracy"))
+            require_keys(run, key, ("step", "loss", "accuracy"))
             step, loss, acc = (_as_1d(run, name) for name in ("step", "loss", "accuracy"))
             if not (step.size == loss.size == acc.size):
                 raise ValueError(
@@ -180,14 +171,14 @@ def training_curves(
                     f"({step.size}, {loss.size}, {acc.size})"
                 )
             _plot_series(ax_acc, step, 100.0 * acc, smooth, color, label)
-            _plot_series(ax_loss, step, _positive_or_nan(loss), smooth, color, label)
+            _plot_series(ax_loss, step, positive_or_nan(loss), smooth, color, label)
 
             e_step = _as_1d(run, "eval_step")
             e_acc, e_loss = _as_1d(run, "eval_accuracy"), _as_1d(run, "eval_loss")
             if e_step.size and e_acc.size == e_step.size:
                 ax_eval.plot(
                     e_step,
-                    100.0 * _finite_or_nan(e_acc),
+                    100.0 * finite_or_nan(e_acc),
                     color=color,
                     marker="o",
                     markersize=_EVAL_MARKER_SIZE,
@@ -197,7 +188,7 @@ def training_curves(
             if e_step.size and e_loss.size == e_step.size:
                 ax_loss.plot(
                     e_step,
-                    _positive_or_nan(e_loss),
+                    positive_or_nan(e_loss),
                     color=color,
                     linestyle="--",
                     marker="o",
@@ -224,7 +215,7 @@ def training_curves(
                 color="0.4",
             )
             ax_eval.set_ylim(0, 100)
-        if _has_positive(np.concatenate([_as_1d(r, "loss") for r in runs.values()])):
+        if has_positive(np.concatenate([_as_1d(r, "loss") for r in runs.values()])):
             ax_loss.set_yscale("log")
             ax_loss.set_ylabel("loss (log scale)")
         if any_eval_loss:

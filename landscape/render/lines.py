@@ -13,15 +13,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from numpy.typing import ArrayLike
 
-from .style import (
-    _finite_or_nan,
-    _has_positive,
-    _positive_or_nan,
-    colors_for,
-    display_label,
-    figure_style,
-    new_figure,
-)
+from ._common import finite_or_nan, has_positive, positive_or_nan
+from .style import colors_for, display_label, figure_style, new_figure
 
 __all__ = ["compare_lines", "line_plot"]
 
@@ -83,7 +76,7 @@ def _draw_lines(
         for n, v in values.items()
         if not _is_accuracy(n)
     ]
-    log = log and bool(loss_values) and _has_positive(np.concatenate(loss_values))
+    log = log and bool(loss_values) and has_positive(np.concatenate(loss_values))
 
     with figure_style():
         fig = new_figure((6.4, 4.2))
@@ -101,9 +94,9 @@ def _draw_lines(
                         f"{label!r}: {name!r} has {v.size} values for {x.size} x positions"
                     )
                 if _is_accuracy(name):
-                    target, y = ax_acc, 100.0 * _finite_or_nan(v)
+                    target, y = ax_acc, 100.0 * finite_or_nan(v)
                 else:
-                    target, y = ax, _positive_or_nan(v) if log else _finite_or_nan(v)
+                    target, y = ax, positive_or_nan(v) if log else finite_or_nan(v)
                 color = colors[label]
                 if not legend_variants and _is_accuracy(name):
                     color = _ACCURACY_COLOR

@@ -25,16 +25,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from numpy.typing import ArrayLike
 
-from .style import (
-    _finite_or_nan,
-    _has_positive,
-    _positive_or_nan,
-    _require,
-    colors_for,
-    display_label,
-    figure_style,
-    new_figure,
-)
+from ._common import finite_or_nan, has_positive, positive_or_nan, require_keys
+from .style import colors_for, display_label, figure_style, new_figure
 
 __all__ = ["gradient_distance_vs_step", "gradient_landscape", "ics_figure"]
 
@@ -134,7 +126,7 @@ def gradient_landscape(
         empty: set[str] = set()  # runs with nothing finite to draw, flagged in the legend
         for key, run in runs.items():
             color = colors[labels[key]]
-            _require(run, key, ("step", "loss", "grad_distance", "beta", "step_sizes"))
+            require_keys(run, key, ("step", "loss", "grad_distance", "beta", "step_sizes"))
             step = np.asarray(run["step"], dtype=float).reshape(-1)
             loss = _rows(run, "loss", key, step.size)
             grad = _rows(run, "grad_distance", key, step.size)
@@ -143,10 +135,10 @@ def gradient_landscape(
                 raise ValueError(f"run {key!r}: beta has {beta.size} values for {step.size} steps")
             etas.append(_step_sizes(run, step.size, loss.shape[1], key))
 
-            _draw_band(ax_loss, step, *_band(_positive_or_nan(loss)), color)
-            grad_vals = _positive_or_nan(grad) if log_gradient else _finite_or_nan(grad)
+            _draw_band(ax_loss, step, *_band(positive_or_nan(loss)), color)
+            grad_vals = positive_or_nan(grad) if log_gradient else finite_or_nan(grad)
             _draw_band(ax_grad, step, *_band(grad_vals), color)
-            beta_vals = _positive_or_nan(beta) if log_gradient else _finite_or_nan(beta)
+            beta_vals = positive_or_nan(beta) if log_gradient else finite_or_nan(beta)
             ax_beta.plot(step, beta_vals, color=color)
             all_loss.append(loss.ravel())
             all_grad.append(grad.ravel())
@@ -161,11 +153,11 @@ def gradient_landscape(
             ylabel=f"{GRAD_DIST}\n(min–max over η)",
         )
         ax_beta.set(title="(c) “effective” β-smoothness", xlabel="training step", ylabel=BETA_LABEL)
-        if _has_positive(np.concatenate(all_loss)):
+        if has_positive(np.concatenate(all_loss)):
             ax_loss.set_yscale("log")
-        if log_gradient and _has_positive(np.concatenate(all_grad)):
+        if log_gradient and has_positive(np.concatenate(all_grad)):
             ax_grad.set_yscale("log")
-        if log_gradient and _has_positive(np.concatenate(all_beta)):
+        if log_gradient and has_positive(np.concatenate(all_beta)):
             ax_beta.set_yscale("log")
 
         handles = [
@@ -230,7 +222,7 @@ def gradient_distance_vs_step(
         raise ValueError(f"max_curves must be >= 1, got {max_curves}")
     data = []
     for key, run in runs.items():
-        _require(run, key, ("step", "grad_distance", "step_sizes"))
+        require_keys(run, key, ("step", "grad_distance", "step_sizes"))
         step = np.asarray(run["step"], dtype=float).reshape(-1)
         grad = _rows(run, "grad_distance", key, step.size)
         eta = _step_sizes(run, step.size, grad.shape[1], key)
@@ -242,16 +234,16 @@ def gradient_distance_vs_step(
     lo, hi = (finite_steps.min(), finite_steps.max()) if finite_steps.size else (0.0, 1.0)
     norm = Normalize(lo, hi if hi > lo else lo + 1.0)
     cmap = colormaps[_STEP_CMAP]
-    log_x = _has_positive(np.concatenate([d[2].ravel() for d in data]))
-    log_y = _has_positive(np.concatenate([d[3].ravel() for d in data]))
+    log_x = has_positive(np.concatenate([d[2].ravel() for d in data]))
+    log_y = has_positive(np.concatenate([d[3].ravel() for d in data]))
 
     with figure_style():
         fig = new_figure((4.0 * len(data) + 1.0, 3.6))
         axes = np.atleast_1d(fig.subplots(1, len(data), sharey=True, squeeze=False)[0])
         for ax, (label, steps, eta, grad) in zip(axes, data):
             for s, e, g in zip(steps, eta, grad):
-                x = _positive_or_nan(e) if log_x else _finite_or_nan(e)
-                y = _positive_or_nan(g) if log_y else _finite_or_nan(g)
+                x = positive_or_nan(e) if log_x else finite_or_nan(e)
+                y = positive_or_nan(g) if log_y else finite_or_nan(g)
                 order = np.argsort(x)
                 ax.plot(x[order], y[order], color=cmap(norm(s)), marker="o", markersize=3)
             ax.set(title=label, xlabel="step size η")
@@ -319,7 +311,7 @@ def ics_figure(
     labels = {key: display_label(key) for key in runs}
     colors = colors_for(labels.values())
     for key, run in runs.items():
-        _require(run, key, ("step", "l2", "cos", "layers"))
+        require_keys(run, key, ("step", "l2", "cos", "layers"))
     first_key = next(iter(runs))
     first_names = [str(n) for n in runs[first_key]["layers"]]
     if not first_names:
@@ -351,8 +343,8 @@ def ics_figure(
                         f"got {l2.shape[1]} and {cos.shape[1]}"
                     )
                 color = colors[labels[key]]
-                ax_l2.plot(step, _finite_or_nan(l2[:, j]), color=color)
-                ax_cos.plot(step, _finite_or_nan(cos[:, j]), color=color)
+                ax_l2.plot(step, finite_or_nan(l2[:, j]), color=color)
+                ax_cos.plot(step, finite_or_nan(cos[:, j]), color=color)
             depth = len(first_names)
             where = (
                 f"layer {first_names.index(name) + 1} of {depth}\n" if name in first_names else ""

@@ -23,14 +23,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 from numpy.typing import ArrayLike
 
-from .style import (
-    _finite_or_nan,
-    _positive_or_nan,
-    colors_for,
-    display_label,
-    figure_style,
-    new_figure,
-)
+from ._common import finite_or_nan, positive_or_nan
+from .style import colors_for, display_label, figure_style, new_figure
 
 __all__ = ["SurfaceKind", "compare_surfaces", "surface_plot"]
 
@@ -77,7 +71,7 @@ def _scale(
 
     Returns ``None`` when there is nothing to scale (no computed value and no explicit range).
     """
-    vals = np.concatenate([(_positive_or_nan(z) if log else _finite_or_nan(z)).ravel() for z in zs])
+    vals = np.concatenate([(positive_or_nan(z) if log else finite_or_nan(z)).ravel() for z in zs])
     vals = vals[np.isfinite(vals)]
     if levels is not None and not isinstance(levels, (int, np.integer)):
         lv = np.sort(np.asarray(levels, dtype=float).ravel())
@@ -105,7 +99,7 @@ def _scale(
 
 
 def _extend(zs: Sequence[np.ndarray], norm: Normalize) -> str:
-    vals = np.concatenate([_finite_or_nan(z).ravel() for z in zs])
+    vals = np.concatenate([finite_or_nan(z).ravel() for z in zs])
     vals = vals[np.isfinite(vals)]
     below = bool(vals.size and vals.min() < norm.vmin)
     above = bool(vals.size and vals.max() > norm.vmax)
@@ -177,7 +171,7 @@ def _draw_surface(
     extend: str,
 ) -> Any:
     """Draw one surface on ``ax`` and return the artist that carries levels/norm."""
-    zm = np.ma.masked_invalid(_positive_or_nan(z) if log else _finite_or_nan(z))
+    zm = np.ma.masked_invalid(positive_or_nan(z) if log else finite_or_nan(z))
     cmap: Colormap = colormaps[_CMAP].with_extremes(bad=_NOT_COMPUTED)
     if kind == "contour":
         cs = ax.contour(x, y, zm, levels=levels, cmap=cmap, norm=norm, linewidths=1.1)

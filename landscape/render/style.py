@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-import numpy as np
 from matplotlib.figure import Figure
 
 __all__ = [
@@ -217,39 +216,3 @@ def save_figure(
             raise
         written.append(target)
     return written
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers shared by the renderers (package-private).
-
-
-def _finite_or_nan(values: Any) -> np.ndarray:
-    """Float copy with every non-finite entry (NaN, +-inf) replaced by NaN."""
-    a = np.array(values, dtype=float, copy=True)
-    a[~np.isfinite(a)] = np.nan
-    return a
-
-
-def _positive_or_nan(values: Any) -> np.ndarray:
-    """Float copy fit for a log axis: non-finite and non-positive entries become NaN."""
-    a = _finite_or_nan(values)
-    with np.errstate(invalid="ignore"):
-        a[~(a > 0)] = np.nan
-    return a
-
-
-def _has_positive(values: Any) -> bool:
-    return bool(np.any(np.isfinite(_positive_or_nan(values))))
-
-
-def _require(run: Any, label: str, keys: Iterable[str]) -> None:
-    missing = [k for k in keys if k not in run]
-    if missing:
-        raise ValueError(
-            f"run {label!r} lacks {', '.join(map(repr, missing))}; it has {sorted(run)}"
-        )
-
-
-def _fmt_number(value: float) -> str:
-    """Step numbers and the like: integers without a decimal point."""
-    return f"{int(value):d}" if float(value).is_integer() else f"{value:g}"
