@@ -1,4 +1,7 @@
-"""Santurkar et al. (2018) probes: gradient-direction landscape probes and internal covariate shift.
+"""Santurkar et al. (2018) probes: loss and gradient along the gradient (or any direction).
+
+Internal covariate shift (:func:`ics`, Definition 2.1) lives in
+:mod:`landscape.covariate_shift` and is re-exported here; :class:`ProbeCallback` runs both.
 
 Probes are evaluations, not training steps: they run inside :func:`preserved` (parameters,
 buffers, ``.grad``, train/eval flags and global RNGs come back bit for bit), take gradients with
@@ -18,7 +21,20 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape._params import ModelSnapshot, Params, norm, preserved
+from landscape._params import Params, norm, preserved
+from landscape._probe_core import (
+    Batch,
+    BNMode,
+    LossFn,
+    check_bn_mode,
+    cosine,
+    flatten,
+    loss_and_grad,
+    place,
+    saved,
+    setup,
+)
+from landscape.covariate_shift import ICSResult, ics
 
 __all__ = [
     "DLN_MULTIPLIERS",
@@ -31,10 +47,7 @@ __all__ = [
     "ics",
 ]
 
-LossFn = Callable[[Tensor, Tensor], Tensor]
-Batch = Sequence[Tensor]  # (inputs, targets)
 Steps = Sequence[float] | np.ndarray  # or a StepSizes grid
-BNMode = Literal["train", "eval"]
 Direction = Literal["gradient", "random"] | Mapping[str, Tensor]
 Sink = Callable[[str, int, Any], None]  # sink(kind, step, result), kind "probe" or "ics"
 
@@ -116,22 +129,6 @@ class ProbeResult:
         return asdict(self)
 
 
-@dataclass
-class ICSResult:
-    """Output of :func:`ics`; arrays have shape (L,) = one entry per layer."""
-
-    layers: list[str]  # module names, in the order measured
-    l2: np.ndarray  # ||G - G'||_2
-    cos: np.ndarray  # cos(G, G')
-    grad_norm: np.ndarray  # ||G||_2, to put l2 in scale
-    lr: float  # of the SGD update; nan when the update was given
-    update: str  # "sgd" (-lr * g) or "given" (the caller's update, e.g. the optimizer's step)
-    bn_mode: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def gradient_probe(
     model: nn.Module,
     loss_fn: LossFn,
@@ -193,28 +190,28 @@ def gradient_probe(
         3.0
     """
     etas = _as_step_sizes(step_sizes)
-    train_mode, batch, names, params = _setup(model, batch, bn_mode)
+    train_mode, batch, names, params = setup(model, batch, bn_mode)
     with preserved(model) as snap, torch.enable_grad():
         model.train(train_mode)
-        theta0 = _saved(snap, names, params)
+        theta0 = saved(snap, names, params)
         if base is None:
-            base_loss, g_list = _loss_and_grad(model, loss_fn, batch, params, seed)
+            base_loss, g_list = loss_and_grad(model, loss_fn, batch, params, seed)
         else:
             base_loss, g_list = _given_base(base, names, params)
         g = dict(zip(names, g_list))
-        g_flat = _flat(g_list)  # reductions over one flat vector: ~3x fewer tiny kernels
+        g_flat = flatten(g_list)  # reductions over one flat vector: ~3x fewer tiny kernels
         g_norm = g_flat.norm()
         kind, d = _direction(direction, names, params, g, g_norm, seed)
         d_norm = norm(d)
         d_list = [d[n] for n in names]
         rows = []
         for eta in etas:
-            _place(params, theta0, d_list, -float(eta))
-            loss, grads = _loss_and_grad(model, loss_fn, batch, params, seed)
-            moved = _flat(grads)
+            place(params, theta0, d_list, -float(eta))
+            loss, grads = loss_and_grad(model, loss_fn, batch, params, seed)
+            moved = flatten(grads)
             diff = (moved - g_flat).norm()
             dist = d_norm * float(eta)
-            cos = _cosine(moved @ g_flat, moved.norm(), g_norm)
+            cos = cosine(moved @ g_flat, moved.norm(), g_norm)
             # in the order of ProbeResult's fields
             rows.append(torch.stack([loss.to(diff.dtype), diff, diff / dist, dist, cos]))
         head = torch.stack([base_loss.to(g_norm.dtype), g_norm, d_norm])
@@ -224,90 +221,6 @@ def gradient_probe(
     finite = table[2][np.isfinite(table[2])]
     beta = float(finite.max()) if finite.size else math.nan
     return ProbeResult(etas, *table, beta, float(gn), float(base), float(dn), kind, bn_mode, seed)
-
-
-def ics(
-    model: nn.Module,
-    loss_fn: LossFn,
-    batch: Batch,
-    lr: float | None = None,
-    *,
-    update: Mapping[str, Tensor] | None = None,
-    layers: Sequence[str] | None = None,
-    bn_mode: BNMode = "train",
-    seed: int = 0,
-) -> ICSResult:
-    """Internal covariate shift, Santurkar et al. (2018) Definition 2.1.
-
-    For layer i with weight W_i, at theta on batch B::
-
-        G  = grad_{W_i} L_B(theta)
-        G' = grad_{W_i} L_B(theta'),  theta'_j = theta_j + u_j  for j earlier,
-                                      theta'_j = theta_j        otherwise
-        l2 = ||G - G'||_2,   cos = <G, G'> / (||G|| ||G'||)
-
-    where u is the update of step t: ``u_j = -lr * grad_j L_B(theta)`` (plain SGD, the paper's
-    optimizer) when ``lr`` is given, or the caller's ``update`` (theta_{t+1} - theta_t as the
-    loop's optimizer made it: momentum, Adam, weight decay, schedules). To measure the real
-    update in your own loop, keep theta_t and call after ``optimizer.step()``::
-
-        before = {n: p.detach().clone() for n, p in model.named_parameters()}
-        ...  # forward, backward, optimizer.step()
-        update = {n: p.detach() - before[n] for n, p in model.named_parameters()}
-        with preserved(model):  # back to theta_t for the measurement, then theta_{t+1} again
-            for n, p in model.named_parameters():
-                p.data.copy_(before[n])
-            shift = ics(model, loss_fn, batch, update=update)
-
-    "Earlier" parameters are those owned by modules registered before layer i's module in
-    ``model.named_modules()`` order (the forward order of sequential models): weights, biases
-    and BatchNorm parameters of the earlier layers; layer i's own bias stays at theta. A layer
-    with no earlier parameter has ``G' = G`` exactly at no cost. Cost: one backward for all G,
-    then one forward+backward per other layer.
-
-    Args:
-        model, loss_fn, batch, bn_mode, seed: as for :func:`gradient_probe`.
-        lr: the learning rate of a plain SGD update of the earlier layers; or
-        update: the earlier layers' actual update, by parameter name (missing names: no
-            update). Give exactly one of the two.
-        layers: module names to measure, in this order; default every module with a
-            trainable ``weight`` of ndim >= 2 (conv and linear layers), in registration order.
-
-    Returns:
-        An :class:`ICSResult`.
-    """
-    if (lr is None) == (update is None):
-        raise ValueError("give ics() either lr (a plain SGD step) or update (the actual step)")
-    if lr is not None and not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be positive and finite, got {lr!r}")
-    train_mode, batch, names, params = _setup(model, batch, bn_mode)
-    chosen, owner = _layers(model, params, layers)
-    given = None if update is None else _given_update(update, names, params)
-    with preserved(model) as snap, torch.enable_grad():
-        model.train(train_mode)
-        theta0 = _saved(snap, names, params)
-        _, g_list = _loss_and_grad(model, loss_fn, batch, params, seed)
-        steps, alpha = (g_list, -float(lr)) if given is None else (given, 1.0)  # type: ignore[arg-type]
-        moved = [False] * len(params)
-        rows = []
-        for _, module_index, k in chosen:
-            for j, p in enumerate(params):
-                earlier = owner[j] < module_index
-                if earlier != moved[j]:
-                    _place([p], [theta0[j]], [steps[j]], alpha if earlier else 0.0)
-                    moved[j] = earlier
-            G = g_list[k]
-            if any(moved):
-                _, (G2,) = _loss_and_grad(model, loss_fn, batch, [params[k]], seed)
-            else:
-                G2 = G
-            G_norm = G.norm()
-            cos = _cosine((G * G2).sum(), G2.norm(), G_norm)
-            rows.append(torch.stack([(G - G2).norm(), cos, G_norm]))
-        table = torch.stack(rows).T.detach().cpu().to(torch.float64).numpy()
-    rule = "sgd" if given is None else "given"
-    lr_value = float("nan") if lr is None else float(lr)
-    return ICSResult([name for name, _, _ in chosen], *table, lr_value, rule, bn_mode)
 
 
 class ProbeCallback:
@@ -346,7 +259,7 @@ class ProbeCallback:
             if value is not None and (type(value) is not int or value < 1):
                 raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
         _as_step_sizes(step_sizes)
-        _check_bn_mode(bn_mode)
+        check_bn_mode(bn_mode)
         if lr is None and isinstance(step_sizes, StepSizes):
             lr = step_sizes.lr
         if ics_every is not None and lr is None:
@@ -405,74 +318,6 @@ def _as_step_sizes(step_sizes: Steps | StepSizes) -> np.ndarray:
     return etas
 
 
-def _check_bn_mode(bn_mode: str) -> bool:
-    if bn_mode == "train":
-        return True
-    elif bn_mode == "eval":
-        return False
-    else:
-        raise ValueError(f"unknown bn_mode {bn_mode!r}; expected 'train' or 'eval'")
-
-
-def _setup(model: nn.Module, batch: Batch, bn_mode: str) -> tuple[bool, tuple, list, list]:
-    """Validate; return the train flag, (inputs, targets), trainable names and parameters."""
-    train_mode = _check_bn_mode(bn_mode)
-    try:
-        inputs, targets = batch
-    except (TypeError, ValueError) as err:
-        raise ValueError("batch must be a pair (inputs, targets)") from err
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not named:
-        raise ValueError("the model has no parameters with requires_grad=True")
-    return train_mode, (inputs, targets), [n for n, _ in named], [p for _, p in named]
-
-
-def _saved(snap: ModelSnapshot, names: list[str], params: list[nn.Parameter]) -> list[Tensor]:
-    """theta at entry: the snapshot's clones (no second copy), else a fresh clone."""
-    return [snap.state[n] if n in snap.state else p.detach().clone() for n, p in zip(names, params)]
-
-
-def _first_line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
-
-
-def _loss_and_grad(
-    model: nn.Module, loss_fn: LossFn, batch: tuple, wrt: list[nn.Parameter], seed: int
-) -> tuple[Tensor, list[Tensor]]:
-    """L_B at the model's current parameters (0-d, detached) and its gradient w.r.t. ``wrt``."""
-    inputs, targets = batch
-    _seed_device(wrt[0].device, seed)  # identical draws in stochastic layers at every evaluation
-    try:
-        out = model(inputs)
-    except (RuntimeError, ValueError, TypeError, IndexError) as err:
-        raise ValueError(f"batch does not fit the model: {_first_line(err)}") from err
-    try:
-        loss = loss_fn(out, targets)
-    except (RuntimeError, ValueError, TypeError, IndexError) as err:
-        raise ValueError(f"batch targets do not fit loss_fn: {_first_line(err)}") from err
-    if not isinstance(loss, Tensor) or loss.numel() != 1:
-        shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
-        raise ValueError(f"loss_fn must return a scalar, got {shape}; reduce it (e.g. mean)")
-    if not loss.requires_grad:
-        raise ValueError("the loss does not depend on the model's trainable parameters")
-    grads = torch.autograd.grad(loss.reshape(()), wrt, allow_unused=True)
-    grads = [torch.zeros_like(p) if gr is None else gr for p, gr in zip(wrt, grads)]
-    return loss.detach().reshape(()), grads
-
-
-def _seed_device(device: torch.device, seed: int) -> None:
-    """Seed only the generator the model draws from (``torch.manual_seed`` also seeds every
-    other backend and costs ~0.4 ms per call on CPU builds); restored by ``preserved``."""
-    if device.type == "cuda":
-        torch.cuda.default_generators[device.index or 0].manual_seed(seed)
-    else:
-        torch.default_generator.manual_seed(seed)
-
-
-def _flat(tensors: Sequence[Tensor]) -> Tensor:
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
 def _given_base(
     base: tuple[Tensor, Mapping[str, Tensor]], names: list[str], params: list[nn.Parameter]
 ) -> tuple[Tensor, list[Tensor]]:
@@ -492,37 +337,6 @@ def _given_base(
             )
         out.append(torch.zeros_like(p) if gr is None else gr.detach().to(p.dtype))
     return torch.as_tensor(loss).detach().reshape(()), out
-
-
-def _given_update(
-    update: Mapping[str, Tensor], names: list[str], params: list[nn.Parameter]
-) -> list[Tensor]:
-    """Validate a caller's update by parameter name; missing names do not move."""
-    unknown = set(update) - set(names)
-    if unknown:
-        names_ = sorted(unknown)[:3]
-        raise ValueError(f"update has names that are not trainable parameters: {names_}")
-    out = []
-    for n, p in zip(names, params):
-        u = update.get(n)
-        if u is not None and (not isinstance(u, Tensor) or u.shape != p.shape):
-            got = tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__
-            raise ValueError(f"update[{n!r}] has shape {got}, parameter {tuple(p.shape)}")
-        out.append(torch.zeros_like(p) if u is None else u.detach().to(p.device, p.dtype))
-    return out
-
-
-@torch.no_grad()
-def _place(params: list[nn.Parameter], theta0: list[Tensor], d: list[Tensor], alpha: float):
-    """Write ``theta0 + alpha * d`` into the parameters (from the saved copy: no drift)."""
-    torch._foreach_copy_(params, theta0)
-    if alpha != 0.0:
-        torch._foreach_add_(params, d, alpha=alpha)
-
-
-def _cosine(inner: Tensor, norm_a: Tensor, norm_b: Tensor) -> Tensor:
-    """Cosine from its parts, clamped against rounding; nan when a norm is 0."""
-    return (inner / (norm_a * norm_b)).clamp(-1.0, 1.0)
 
 
 def _direction(
@@ -556,33 +370,3 @@ def _direction(
         return "random", {n: v * factor for n, v in r.items()}
     else:
         raise ValueError(f"unknown direction {direction!r}; expected 'gradient' or 'random'")
-
-
-def _layers(
-    model: nn.Module, params: list[nn.Parameter], layers: Sequence[str] | None
-) -> tuple[list[tuple[str, int, int]], dict[int, int]]:
-    """Layers as (module name, module index, weight's index in ``params``), and for each
-    parameter index the index of its owning module; modules counted in named_modules() order."""
-    position = {id(p): k for k, p in enumerate(params)}
-    owner: dict[int, int] = {}
-    found: dict[str, tuple[int, int, int]] = {}  # name -> (module index, weight index, ndim)
-    for idx, (mn, m) in enumerate(model.named_modules()):
-        for pn, p in m._parameters.items():
-            k = position.get(id(p))
-            if k is not None:
-                owner.setdefault(k, idx)  # a shared parameter belongs to its first module
-                if pn == "weight":
-                    found[mn] = (idx, k, p.ndim)
-    if layers is None:
-        chosen = [(mn, idx, k) for mn, (idx, k, ndim) in found.items() if ndim >= 2]
-    else:
-        unknown = [mn for mn in layers if mn not in found]
-        if unknown:
-            known = [mn for mn, (_, _, ndim) in found.items() if ndim >= 2]
-            raise ValueError(
-                f"layers {unknown[:3]} have no trainable weight; layers with one: {known[:6]}"
-            )
-        chosen = [(mn, found[mn][0], found[mn][1]) for mn in layers]
-    if not chosen:
-        raise ValueError("no layers to measure: the model has no trainable weight of ndim >= 2")
-    return chosen, owner

@@ -1,0 +1,102 @@
+"""Shared machinery of :mod:`landscape.probes` and :mod:`landscape.covariate_shift`.
+
+Loss and gradient at the model's current parameters with seeded stochastic layers, writing
+``theta0 + alpha * d`` into the parameters from a saved copy (no drift), and validation of
+the common arguments. Private to the package: the public API is in the two modules above.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from landscape._params import ModelSnapshot
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+Batch = Sequence[Tensor]  # (inputs, targets)
+BNMode = Literal["train", "eval"]
+
+
+def check_bn_mode(bn_mode: str) -> bool:
+    """True for ``"train"`` (batch statistics), False for ``"eval"``; else ValueError."""
+    if bn_mode == "train":
+        return True
+    elif bn_mode == "eval":
+        return False
+    else:
+        raise ValueError(f"unknown bn_mode {bn_mode!r}; expected 'train' or 'eval'")
+
+
+def setup(model: nn.Module, batch: Batch, bn_mode: str) -> tuple[bool, tuple, list, list]:
+    """Validate; return the train flag, (inputs, targets), trainable names and parameters."""
+    train_mode = check_bn_mode(bn_mode)
+    try:
+        inputs, targets = batch
+    except (TypeError, ValueError) as err:
+        raise ValueError("batch must be a pair (inputs, targets)") from err
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise ValueError("the model has no parameters with requires_grad=True")
+    return train_mode, (inputs, targets), [n for n, _ in named], [p for _, p in named]
+
+
+def saved(snap: ModelSnapshot, names: list[str], params: list[nn.Parameter]) -> list[Tensor]:
+    """theta at entry: the snapshot's clones (no second copy), else a fresh clone."""
+    return [snap.state[n] if n in snap.state else p.detach().clone() for n, p in zip(names, params)]
+
+
+def first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def loss_and_grad(
+    model: nn.Module, loss_fn: LossFn, batch: tuple, wrt: list[nn.Parameter], seed: int
+) -> tuple[Tensor, list[Tensor]]:
+    """L_B at the model's current parameters (0-d, detached) and its gradient w.r.t. ``wrt``."""
+    inputs, targets = batch
+    seed_device(wrt[0].device, seed)  # identical draws in stochastic layers at every evaluation
+    try:
+        out = model(inputs)
+    except (RuntimeError, ValueError, TypeError, IndexError) as err:
+        raise ValueError(f"batch does not fit the model: {first_line(err)}") from err
+    try:
+        loss = loss_fn(out, targets)
+    except (RuntimeError, ValueError, TypeError, IndexError) as err:
+        raise ValueError(f"batch targets do not fit loss_fn: {first_line(err)}") from err
+    if not isinstance(loss, Tensor) or loss.numel() != 1:
+        shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+        raise ValueError(f"loss_fn must return a scalar, got {shape}; reduce it (e.g. mean)")
+    if not loss.requires_grad:
+        raise ValueError("the loss does not depend on the model's trainable parameters")
+    grads = torch.autograd.grad(loss.reshape(()), wrt, allow_unused=True)
+    grads = [torch.zeros_like(p) if gr is None else gr for p, gr in zip(wrt, grads)]
+    return loss.detach().reshape(()), grads
+
+
+def seed_device(device: torch.device, seed: int) -> None:
+    """Seed only the generator the model draws from (``torch.manual_seed`` also seeds every
+    other backend and costs ~0.4 ms per call on CPU builds); restored by ``preserved``."""
+    if device.type == "cuda":
+        torch.cuda.default_generators[device.index or 0].manual_seed(seed)
+    else:
+        torch.default_generator.manual_seed(seed)
+
+
+def flatten(tensors: Sequence[Tensor]) -> Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+@torch.no_grad()
+def place(params: list[nn.Parameter], theta0: list[Tensor], d: list[Tensor], alpha: float):
+    """Write ``theta0 + alpha * d`` into the parameters (from the saved copy: no drift)."""
+    torch._foreach_copy_(params, theta0)
+    if alpha != 0.0:
+        torch._foreach_add_(params, d, alpha=alpha)
+
+
+def cosine(inner: Tensor, norm_a: Tensor, norm_b: Tensor) -> Tensor:
+    """Cosine from its parts, clamped against rounding; nan when a norm is 0."""
+    return (inner / (norm_a * norm_b)).clamp(-1.0, 1.0)

@@ -1,0 +1,182 @@
+"""Internal covariate shift, Santurkar et al. (2018) Definition 2.1 (science.md s. 1.2).
+
+How much the gradient of layer i's weights changes when the layers before it take their
+update of the same step. Like the gradient probe it is an evaluation: the model is left
+exactly as found (:func:`landscape._params.preserved`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from landscape._params import preserved
+from landscape._probe_core import (
+    Batch,
+    BNMode,
+    LossFn,
+    cosine,
+    loss_and_grad,
+    place,
+    saved,
+    setup,
+)
+
+__all__ = ["ICSResult", "ics"]
+
+
+@dataclass
+class ICSResult:
+    """Output of :func:`ics`; arrays have shape (L,) = one entry per layer."""
+
+    layers: list[str]  # module names, in the order measured
+    l2: np.ndarray  # ||G - G'||_2
+    cos: np.ndarray  # cos(G, G')
+    grad_norm: np.ndarray  # ||G||_2, to put l2 in scale
+    lr: float  # of the SGD update; nan when the update was given
+    update: str  # "sgd" (-lr * g) or "given" (the caller's update, e.g. the optimizer's step)
+    bn_mode: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ics(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    lr: float | None = None,
+    *,
+    update: Mapping[str, Tensor] | None = None,
+    layers: Sequence[str] | None = None,
+    bn_mode: BNMode = "train",
+    seed: int = 0,
+) -> ICSResult:
+    """Internal covariate shift, Santurkar et al. (2018) Definition 2.1.
+
+    For layer i with weight W_i, at theta on batch B::
+
+        G  = grad_{W_i} L_B(theta)
+        G' = grad_{W_i} L_B(theta'),  theta'_j = theta_j + u_j  for j earlier,
+                                      theta'_j = theta_j        otherwise
+        l2 = ||G - G'||_2,   cos = <G, G'> / (||G|| ||G'||)
+
+    where u is the update of step t: ``u_j = -lr * grad_j L_B(theta)`` (plain SGD, the paper's
+    optimizer) when ``lr`` is given, or the caller's ``update`` (theta_{t+1} - theta_t as the
+    loop's optimizer made it: momentum, Adam, weight decay, schedules). To measure the real
+    update in your own loop, keep theta_t and call after ``optimizer.step()``::
+
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        ...  # forward, backward, optimizer.step()
+        update = {n: p.detach() - before[n] for n, p in model.named_parameters()}
+        with preserved(model):  # back to theta_t for the measurement, then theta_{t+1} again
+            for n, p in model.named_parameters():
+                p.data.copy_(before[n])
+            shift = ics(model, loss_fn, batch, update=update)
+
+    "Earlier" parameters are those owned by modules registered before layer i's module in
+    ``model.named_modules()`` order (the forward order of sequential models): weights, biases
+    and BatchNorm parameters of the earlier layers; layer i's own bias stays at theta. A layer
+    with no earlier parameter has ``G' = G`` exactly at no cost. Cost: one backward for all G,
+    then one forward+backward per other layer.
+
+    Args:
+        model, loss_fn, batch, bn_mode, seed: as for :func:`gradient_probe`.
+        lr: the learning rate of a plain SGD update of the earlier layers; or
+        update: the earlier layers' actual update, by parameter name (missing names: no
+            update). Give exactly one of the two.
+        layers: module names to measure, in this order; default every module with a
+            trainable ``weight`` of ndim >= 2 (conv and linear layers), in registration order.
+
+    Returns:
+        An :class:`ICSResult`.
+    """
+    if (lr is None) == (update is None):
+        raise ValueError("give ics() either lr (a plain SGD step) or update (the actual step)")
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be positive and finite, got {lr!r}")
+    train_mode, batch, names, params = setup(model, batch, bn_mode)
+    chosen, owner = _layers(model, params, layers)
+    given = None if update is None else _given_update(update, names, params)
+    with preserved(model) as snap, torch.enable_grad():
+        model.train(train_mode)
+        theta0 = saved(snap, names, params)
+        _, g_list = loss_and_grad(model, loss_fn, batch, params, seed)
+        steps, alpha = (g_list, -float(lr)) if given is None else (given, 1.0)  # type: ignore[arg-type]
+        moved = [False] * len(params)
+        rows = []
+        for _, module_index, k in chosen:
+            for j, p in enumerate(params):
+                earlier = owner[j] < module_index
+                if earlier != moved[j]:
+                    place([p], [theta0[j]], [steps[j]], alpha if earlier else 0.0)
+                    moved[j] = earlier
+            G = g_list[k]
+            if any(moved):
+                _, (G2,) = loss_and_grad(model, loss_fn, batch, [params[k]], seed)
+            else:
+                G2 = G
+            G_norm = G.norm()
+            cos = cosine((G * G2).sum(), G2.norm(), G_norm)
+            rows.append(torch.stack([(G - G2).norm(), cos, G_norm]))
+        table = torch.stack(rows).T.detach().cpu().to(torch.float64).numpy()
+    rule = "sgd" if given is None else "given"
+    lr_value = float("nan") if lr is None else float(lr)
+    return ICSResult([name for name, _, _ in chosen], *table, lr_value, rule, bn_mode)
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _given_update(
+    update: Mapping[str, Tensor], names: list[str], params: list[nn.Parameter]
+) -> list[Tensor]:
+    """Validate a caller's update by parameter name; missing names do not move."""
+    unknown = set(update) - set(names)
+    if unknown:
+        names_ = sorted(unknown)[:3]
+        raise ValueError(f"update has names that are not trainable parameters: {names_}")
+    out = []
+    for n, p in zip(names, params):
+        u = update.get(n)
+        if u is not None and (not isinstance(u, Tensor) or u.shape != p.shape):
+            got = tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__
+            raise ValueError(f"update[{n!r}] has shape {got}, parameter {tuple(p.shape)}")
+        out.append(torch.zeros_like(p) if u is None else u.detach().to(p.device, p.dtype))
+    return out
+
+
+def _layers(
+    model: nn.Module, params: list[nn.Parameter], layers: Sequence[str] | None
+) -> tuple[list[tuple[str, int, int]], dict[int, int]]:
+    """Layers as (module name, module index, weight's index in ``params``), and for each
+    parameter index the index of its owning module; modules counted in named_modules() order."""
+    position = {id(p): k for k, p in enumerate(params)}
+    owner: dict[int, int] = {}
+    found: dict[str, tuple[int, int, int]] = {}  # name -> (module index, weight index, ndim)
+    for idx, (mn, m) in enumerate(model.named_modules()):
+        for pn, p in m._parameters.items():
+            k = position.get(id(p))
+            if k is not None:
+                owner.setdefault(k, idx)  # a shared parameter belongs to its first module
+                if pn == "weight":
+                    found[mn] = (idx, k, p.ndim)
+    if layers is None:
+        chosen = [(mn, idx, k) for mn, (idx, k, ndim) in found.items() if ndim >= 2]
+    else:
+        unknown = [mn for mn in layers if mn not in found]
+        if unknown:
+            known = [mn for mn, (_, _, ndim) in found.items() if ndim >= 2]
+            raise ValueError(
+                f"layers {unknown[:3]} have no trainable weight; layers with one: {known[:6]}"
+            )
+        chosen = [(mn, found[mn][0], found[mn][1]) for mn in layers]
+    if not chosen:
+        raise ValueError("no layers to measure: the model has no trainable weight of ndim >= 2")
+    return chosen, owner
