@@ -36,6 +36,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -53,10 +54,20 @@ BF16_TARGET = 1.8  # t_fp32 / t_bf16
 MEMORY_GRID = 51  # Li et al.'s 51 x 51
 
 
+DEVICE = torch.device("cpu")  # --device; data, model and directions live there
+
+
+def sync() -> None:
+    """Wait for queued GPU work, so that a clock read after it measures it."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def setup(batch: int, seed: int = 0):
-    """vgg_small (BN, eval), digits train batches, two filter-normalized directions."""
+    """vgg_small (BN, eval), digits train batches, two filter-normalized directions, all on
+    ``DEVICE`` (evaluation data resident there)."""
     ds = load_dataset("digits")
-    data = list(eval_batches(ds.x_train, ds.y_train, batch))
+    data = [(x.to(DEVICE), y.to(DEVICE)) for x, y in eval_batches(ds.x_train, ds.y_train, batch)]
     model = create_model("vgg_small", bn=True, input_shape=(1, 8, 8), num_classes=10).eval()
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # trained-like biases and BN state: a fresh model has zeros there,
@@ -68,16 +79,73 @@ def setup(batch: int, seed: int = 0):
                     isinstance(m, nn.modules.batchnorm._BatchNorm) and name != "num_batches_tracked"
                 ):
                     t.copy_(torch.rand(t.shape, generator=gen) + 0.5)  # weight, running_var
+    model.to(DEVICE)
     return model, data, random_directions(model, 2, seed=seed)
 
 
 def forward_pass(model: Callable, data) -> float:
     """Seconds for the model's own forward over all batches (the limit)."""
+    sync()
     t0 = time.perf_counter()
     with torch.inference_mode():
         for x, _ in data:
             model(x)
+    sync()
     return time.perf_counter() - t0
+
+
+def hardware() -> dict:
+    """What bf16 can gain here: the CPU's or GPU's bf16 support, and one large matmul and
+    the model's forward in bf16 (weights and inputs converted once) against float32."""
+    info: dict = {"device": str(DEVICE)}
+    if DEVICE.type == "cuda":
+        info["name"] = torch.cuda.get_device_name(DEVICE)
+        info["bf16"] = "supported" if torch.cuda.is_bf16_supported() else "not supported"
+    else:
+        info["name"] = f"CPU, torch capability {torch.backends.cpu.get_cpu_capability()}"
+        try:
+            flags = set(Path("/proc/cpuinfo").read_text().split())
+        except OSError:
+            flags = set()
+        native = sorted(flags & {"avx512_bf16", "amx_bf16", "amx_tile"})
+        info["bf16"] = ", ".join(native) if native else "no avx512_bf16 / AMX flag"
+    a = torch.randn(512, 1024, device=DEVICE)
+    b = torch.randn(1024, 1024, device=DEVICE)
+    ab, bb = a.bfloat16(), b.bfloat16()
+    model, data, _ = setup(512)
+    cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    half = copy.deepcopy(cl).bfloat16()
+    data_cl = [(x.contiguous(memory_format=torch.channels_last), y) for x, y in data]
+    data_bf = [(x.bfloat16(), y) for x, y in data_cl]
+
+    def timed(f: Callable[[], object]) -> Callable[[], float]:
+        def run() -> float:
+            sync()
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                f()
+            sync()
+            return time.perf_counter() - t0
+
+        return run
+
+    pairs = {
+        "matmul 512x1024 @ 1024x1024": (timed(lambda: a @ b), timed(lambda: ab @ bb)),
+        "model forward, channels_last": (
+            lambda: forward_pass(cl, data_cl),
+            lambda: forward_pass(half, data_bf),
+        ),
+    }
+    rows = []
+    for name, (f32, bf) in pairs.items():
+        f32(), bf()
+        t32, t16 = [], []
+        for _ in range(15):
+            t32.append(f32())
+            t16.append(bf())
+        rows.append((name, med(t32), med(t16)))
+    info["rows"] = rows
+    return info
 
 
 def grid_rows(g: int) -> list[list[int]]:
@@ -193,7 +261,7 @@ def forward_levers(model, data, dirs, repeats: int, compile_: bool) -> list[tupl
     k = 4  # grid points per vmapped pass
     params = {n: p.detach() for n, p in model.named_parameters()}
     buffers = dict(model.named_buffers())
-    a = torch.linspace(-1, 1, k)
+    a = torch.linspace(-1, 1, k, device=DEVICE)
     stacked = {
         n: p + a.view(-1, *[1] * p.ndim) * dirs[0][n] + a.view(-1, *[1] * p.ndim) * dirs[1][n]
         for n, p in params.items()
@@ -205,10 +273,12 @@ def forward_levers(model, data, dirs, repeats: int, compile_: bool) -> list[tupl
     vloss = torch.func.vmap(loss_at, in_dims=(0, None, None))
 
     def vmapped() -> float:
+        sync()
         t0 = time.perf_counter()
         with torch.inference_mode():
             for x, y in data:
                 vloss(stacked, x, y)
+        sync()
         return (time.perf_counter() - t0) / k
 
     variants[f"vmap over {k} grid points (per point)"] = vmapped
@@ -282,18 +352,24 @@ def memory_child(batch: int, g: int) -> None:
     forward_pass(model, data)
     forward_pass(model, data)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    cuda = DEVICE.type == "cuda"
+    gpu0 = torch.cuda.max_memory_allocated(DEVICE) if cuda else 0  # peak of the forwards
     tracemalloc.start()
     S.evaluate_grid(model, F.cross_entropy, data, dirs, f"-1:1:{g}", f"-1:1:{g}")
     _, py_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    gpu1 = torch.cuda.max_memory_allocated(DEVICE) if cuda else 0
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     out = {"rss0": rss0 * 1024, "rss1": rss1 * 1024, "py_peak": py_peak, "params": param_bytes}
+    if cuda:
+        out |= {"gpu0": gpu0, "gpu1": gpu1}
     print(json.dumps(out))
 
 
 def memory(batch: int, g: int, threads: int | None) -> dict:
     cmd = [sys.executable, __file__, "--memory-child", str(g), "--batch", str(batch)]
+    cmd += ["--device", str(DEVICE)]
     if threads is not None:
         cmd += ["--threads", str(threads)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -309,6 +385,7 @@ def main() -> None:
     ap.add_argument("--peer-repeats", type=int, default=3)
     ap.add_argument("--fwd-repeats", type=int, default=15)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:k]: model, data, directions")
     ap.add_argument("--quick", action="store_true", help="small grids, no lever section")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (slow)")
     ap.add_argument(
@@ -319,6 +396,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device is available here")
     if args.memory_child is not None:
         memory_child(args.batch, args.memory_child)
         return
@@ -330,7 +411,8 @@ def main() -> None:
     n = sum(len(y) for _, y in data)
     print(
         f"torch {torch.__version__}  threads {torch.get_num_threads()}  vgg_small (BN) eval  "
-        f"digits train {n} examples in batches of {args.batch}  float32  grid {args.grid}^2"
+        f"digits train {n} examples in batches of {args.batch}  float32  grid {args.grid}^2  "
+        f"device {DEVICE}"
     )
 
     if args.profile:
@@ -394,6 +476,12 @@ def main() -> None:
             f"| {b['max_dev']:.2e} | {b['median_dev']:.2e} |"
         )
         print(f"\nfp32 loss over the grid: {lo:.3f} .. {hi:.3f}")
+        h = hardware()
+        print(f"\nbf16 on this hardware: {h['name']}; {h['bf16']} (medians of 15, interleaved)\n")
+        print("| pure bf16 vs float32 | fp32 (ms) | bf16 (ms) | t_fp32 / t_bf16 |")
+        print("|---|---|---|---|")
+        for name, t32, t16 in h["rows"]:
+            print(f"| {name} | {1e3 * t32:.2f} | {1e3 * t16:.2f} | {t32 / t16:.2f} |")
 
     if "peer" not in args.skip:
         p = versus_peer(model, data, args.grid, args.peer_repeats)
@@ -420,6 +508,11 @@ def main() -> None:
             f"| {m['rss0'] / mib:.1f} | {m['rss1'] / mib:.1f} | {grow:.1f} "
             f"| {m['py_peak'] / mib:.2f} | {m['params'] / mib:.3f} |"
         )
+        if "gpu0" in m:
+            print(
+                f"\nGPU allocator peak: forward {m['gpu0'] / mib:.1f} MiB, with the slice "
+                f"{m['gpu1'] / mib:.1f} MiB (growth {(m['gpu1'] - m['gpu0']) / mib:.1f} MiB)"
+            )
 
 
 if __name__ == "__main__":
