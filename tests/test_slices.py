@@ -333,6 +333,21 @@ def test_cuda_directions_and_grid_match_cpu():
     np.testing.assert_allclose(res.values["loss"], cpu.values["loss"], rtol=1e-9)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_bf16_autocast_is_close_and_recalibrate_runs():
+    model = bn_net(dtype=torch.float32).cuda()
+    data = [(x.cuda(), y.cuda()) for x, y in batches(torch.float32)]
+    d = random_directions(model, 1, seed=0)
+    native = evaluate_grid(model, CE, data, d, "-1:1:3").values["loss"]
+    bf16 = evaluate_grid(model, CE, data, d, "-1:1:3", precision="bf16").values["loss"]
+    np.testing.assert_allclose(bf16, native, rtol=5e-2)
+    before = {n: b.clone() for n, b in model.named_buffers()}
+    recal = evaluate_grid(model, CE, data, d, "-1:1:3", bn="recalibrate").values["loss"]
+    assert np.all(np.isfinite(recal))
+    assert all(torch.equal(b, before[n]) for n, b in model.named_buffers())
+
+
 def test_accuracy_is_nan_where_the_outputs_are_not_finite():
     """A point whose logits overflow has no prediction: NaN accuracy, not argmax's class 0."""
 

@@ -271,3 +271,17 @@ def test_resume_without_checkpoints_starts_over_without_duplicate_rows(tmp_path,
     with h5py.File(tmp_path / "run" / "run.h5") as f:
         np.testing.assert_array_equal(storage.read_series(f["train/bn"])["step"], np.arange(30))
         np.testing.assert_array_equal(storage.read_series(f["probe/bn"])["step"], [0, 10, 20])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_train_pair_on_cuda_with_inline_probes(tmp_path, digits):
+    config = TrainConfig(
+        **{**TINY, "device": "cuda", "optimizer": "momentum"}, probe_every=10, ics_every=10
+    )
+    result = train_pair(config, tmp_path / "run", dataset=digits)
+    assert {v.status for v in result.variants.values()} == {"finished"}
+    with h5py.File(tmp_path / "run" / "run.h5") as f:
+        for v in ("bn", "plain"):
+            np.testing.assert_array_equal(storage.read_series(f[f"ics/{v}"])["step"], [0, 10, 20])
+            assert np.all(np.isfinite(storage.read_series(f[f"probe/{v}"])["beta"]))
