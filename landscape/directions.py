@@ -238,6 +238,10 @@ def _diff_matrix(trajectory: Sequence[Mapping[str, Tensor]], final: Mapping[str,
     return torch.stack(rows) - ref  # (T, P)
 
 
+#: Singular values below this fraction of the largest count as zero in :func:`pca_directions`.
+RANK_TOL = 1e-9
+
+
 def pca_directions(
     trajectory: Sequence[Mapping[str, Tensor]],
     final: Mapping[str, Tensor],
@@ -254,7 +258,8 @@ def pca_directions(
     absolute value is positive.
 
     Args:
-        trajectory: Parameters along training (T >= 2), keys those of ``final``.
+        trajectory: Parameters along training (T >= 2), keys those of ``final``; they must
+            span ``k`` directions (T >= k + 1 when centered), else ValueError.
         final: The origin ``theta_final``.
         k: Number of directions.
         center: Subtract the mean row before the SVD.
@@ -274,6 +279,13 @@ def pca_directions(
     total = float((s**2).sum())
     if total == 0.0:
         raise ValueError("the trajectory does not move; no principal directions")
+    rank = int((s > RANK_TOL * s[0]).sum())  # beyond it, V's rows are arbitrary null vectors
+    if rank < k:
+        hint = " (centering removes one)" if center else ""
+        raise ValueError(
+            f"the trajectory spans only {rank} direction(s), {k} asked{hint}: "
+            f"pass more checkpoints (at least {k + int(center)}) or fewer directions"
+        )
     ratios = (s[:k] ** 2 / total).numpy()
     like = {n: final[n] for n in final}
     dirs = []

@@ -159,3 +159,16 @@ def test_project_on_non_orthogonal_directions_recovers_coefficients():
     coords = project(traj, final, [u, v])
     assert abs(coords[:, 0] - alpha.numpy()).max() < 1e-10
     assert abs(coords[:, 1] - beta.numpy()).max() < 1e-10
+
+
+def test_pca_refuses_directions_the_trajectory_does_not_span():
+    """Two checkpoints, centered: rank 1, so a second 'principal' direction would be an
+    arbitrary null vector labelled 0 % of variance."""
+    traj, final, *_ = planar_trajectory(t=2)
+    with pytest.raises(ValueError, match=r"spans only 1 direction.*at least 3"):
+        pca_directions(traj, final, k=2, center=True)
+    _, ratios = pca_directions(traj, final, k=1, center=True)
+    assert ratios[0] == pytest.approx(1.0, abs=1e-12)
+    line = [{n: final[n] + a * traj[0][n] for n in final} for a in (0.5, 1.0, 2.0)]  # collinear
+    with pytest.raises(ValueError, match="spans only 1 direction"):
+        pca_directions(line, final, k=2, center=False)
