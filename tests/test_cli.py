@@ -56,11 +56,26 @@ def _error_line(result):
         (["--lr", "-0.1"], "learning rate"),
         (["--dataset", "cifar10", "--data-dir", "/nonexistent/dir"], "cifar"),
         (["--model-option", "depth"], "KEY=VALUE"),
+        (["--bn", "sometimes"], "'--bn': 'sometimes' is not one of"),  # click's own checks
+        (["--steps", "many"], "'--steps': 'many' is not a valid integer"),
+        (["--no-such-option"], "no such option"),
     ],
 )
 def test_bad_train_input_is_one_line_exit_2(runner, tmp_path, args, needle):
     result = runner.invoke(main, ["train", *TINY, *args, "--out", str(tmp_path / "run")])
     assert needle.lower() in _error_line(result).lower()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["slice"], "missing argument 'checkpoint'. (see landscape slice --help)"),
+        (["plot", "slice"], "missing argument 'file'. (see landscape plot slice --help)"),
+        (["nope"], "no such command 'nope'"),
+    ],
+)
+def test_usage_errors_are_one_line_naming_the_help(runner, args, needle):
+    assert needle in _error_line(runner.invoke(main, args, prog_name="landscape")).lower()
 
 
 def test_existing_run_refused_and_kept(runner, tmp_path):

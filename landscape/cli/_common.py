@@ -20,11 +20,15 @@ class BadInput(click.ClickException):
 
 
 class LandscapeGroup(click.Group):
-    """A click group that turns library ValueErrors and file errors into ``BadInput``."""
+    """A click group that turns library ValueErrors, file errors and click's own usage errors
+    (a bad option value, a missing argument) into ``BadInput``: one ``Error:`` line, exit 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            name = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            raise BadInput(f"{exc.format_message()} (see {name} --help)") from None
         except (ValueError, OSError) as exc:  # OSError: missing, unreadable or non-HDF5 files
             raise BadInput(_one_line(exc)) from None
 
