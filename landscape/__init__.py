@@ -27,6 +27,7 @@ from .grids import read_grid, run_grid
 from .models import MODELS, ModelSpec, create_model, register_model
 from .probes import ICSResult, ProbeCallback, ProbeResult, StepSizes, gradient_probe, ics
 from .recording import H5Sink
+from .slice_inputs import dataset_batches
 from .slices import (
     SliceResult,
     evaluate_grid,
@@ -61,6 +62,7 @@ __all__ = [
     "random_direction",
     "random_directions",
     "SliceResult",
+    "dataset_batches",
     "evaluate_grid",
     "interpolate",
     "parse_range",

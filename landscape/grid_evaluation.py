@@ -37,6 +37,7 @@ from torch.nn.modules.batchnorm import _NormBase
 from landscape import _fold
 from landscape._params import Params, preserved
 from landscape.slice_inputs import (
+    MAX_POINTS,
     Coords,
     Data,
     LossFn,
@@ -202,7 +203,9 @@ def evaluate_grid(
         model: The network; used as the evaluation vehicle and restored exactly afterwards.
         loss_fn: ``loss_fn(outputs, targets)`` -> batch mean (e.g. ``nn.CrossEntropyLoss()``).
         data: Re-iterable ``(inputs, targets)`` batches (list, DataLoader, a single
-            ``(x, y)`` tuple, or a callable returning a fresh iterable).
+            ``(x, y)`` tuple, or a callable returning a fresh iterable), or a dataset name:
+            its fixed default subset (:func:`landscape.slice_inputs.dataset_batches`) on
+            the model's device and dtype. ``meta["data"]`` records a subset's source.
         directions: ``[d1]`` or ``[d1, d2]``, keyed by parameter name (a subset is fine).
         xs: Coordinates along ``d1`` (array or ``"start:stop:num"``).
         ys: Coordinates along ``d2``, or None for a 1D slice.
@@ -227,6 +230,11 @@ def evaluate_grid(
     shape = (len(xs),) if ys is None else (len(ys), len(xs))
     if len(directions) != len(shape):
         raise ValueError(f"a {len(shape)}D slice needs {len(shape)} directions")
+    total = math.prod(shape)
+    if total > MAX_POINTS:
+        size = "×".join(map(str, shape[::-1]))
+        raise ValueError(f"a {size} grid has {total} points, at most {MAX_POINTS} are "
+                         "allowed: use fewer points per axis")  # fmt: skip
     if buffer_directions is not None and len(buffer_directions) != len(directions):
         raise ValueError("give one buffer direction per direction")
     if bn not in ("eval", "train", "recalibrate"):
@@ -238,6 +246,7 @@ def evaluate_grid(
     metrics = dict(metrics or {})
     if {"loss", "accuracy"} & set(metrics):
         raise ValueError("extra metrics may not be named 'loss' or 'accuracy'")
+    data = as_batches(data, model) if isinstance(data, str) else data  # loaded once
     summary = describe_data(data)
     if accuracy and not summary.classification:
         raise ValueError("accuracy needs 1-D integer class labels as targets")
@@ -259,16 +268,16 @@ def evaluate_grid(
             if n not in bufs or not bufs[n].is_floating_point() or t.shape != bufs[n].shape:
                 raise ValueError(f"buffer direction {n!r} does not match a floating buffer")
 
-    total = int(np.prod(shape))
     todo = list(range(total)) if points is None else [int(k) for k in points]
     if any(not 0 <= k < total for k in todo):
         raise ValueError(f"point indices must lie in [0, {total})")
     values = {n: np.full(shape, np.nan) for n in names}
     computed = np.zeros(shape, dtype=bool)
+    recalibrated = min(recalibrate_batches, summary.batches) if bn == "recalibrate" else None
     meta: dict[str, Any] = {
         "kind": "grid",
         "bn": bn,
-        "recalibrate_batches": recalibrate_batches if bn == "recalibrate" else None,
+        "recalibrate_batches": recalibrated,
         "precision": precision,
         "metrics": names,
         "eval_examples": summary.examples,
@@ -276,6 +285,8 @@ def evaluate_grid(
         "dtype": str(next(iter(base.values())).dtype) if base else None,
         "moves_buffers": buffer_directions is not None,
     }
+    if summary.source is not None:
+        meta["data"] = summary.source
     bdirs = None if buffer_directions is None else [dict(d) for d in buffer_directions]
     result = SliceResult(xs, ys, values, meta, [dict(d) for d in directions], computed, bdirs)
     if not todo:

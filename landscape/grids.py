@@ -1,7 +1,8 @@
 """Resumable slice grids in HDF5: evaluate what is missing, never rewrite what is there.
 
 A slice file is created complete in shape (coordinates, directions, NaN values, a zero
-``computed`` mask) in a temporary file that is renamed into place. Evaluation then only
+``computed`` mask) with its first point evaluated, in a temporary file that is renamed into
+place: a run that fails before then leaves the path as it was. Evaluation then only
 writes value cells and mask cells, a chunk at a time: values first, flush, then the mask,
 flush. An interrupted run loses at most one chunk, and a second call with the same
 configuration evaluates exactly the points whose mask is still 0, so its final values are
@@ -22,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -33,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape._params import Params
+from landscape.slice_inputs import as_batches
 from landscape.slices import (
     DEFAULT_RECALIBRATE_BATCHES,
     BNPolicy,
@@ -44,7 +47,7 @@ from landscape.slices import (
 )
 from landscape.storage import json_default, open_run, provenance, write_provenance
 
-__all__ = ["SLICE_FORMAT", "read_grid", "run_grid"]
+__all__ = ["SLICE_FORMAT", "read_grid", "run_grid", "slice_file_hash"]
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +102,11 @@ def _write_directions(f: h5py.File, root: str, dirs: Sequence[Mapping[str, Tenso
         _write_params(top.create_group(f"d{k}", track_order=True), d)
 
 
-def _create(path: Path, plan: SliceResult, config: dict, meta: dict, device: str) -> None:
-    """Write the complete, not-yet-evaluated slice file atomically (temp file + rename)."""
+def _create(path: Path, first: SliceResult, config: dict, meta: dict, device: str) -> None:
+    """Write the slice file with its first evaluated point atomically (temp file + rename).
 
+    Cells not computed read as the fill value (NaN, mask 0): no full-size array in memory.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -110,30 +115,38 @@ def _create(path: Path, plan: SliceResult, config: dict, meta: dict, device: str
             f.attrs["slice_format"] = SLICE_FORMAT
             f.attrs["config_hash"] = meta["config_hash"]
             f.attrs["meta"] = _dumps(meta)
-            f.create_dataset("coords/x", data=plan.x)
-            if plan.y is not None:
-                f.create_dataset("coords/y", data=plan.y)
-            for name in plan.values:  # explicit data: storage allocated now, not on resume
-                f.create_dataset(f"values/{name}", data=np.full(plan.shape, np.nan))
-            f.create_dataset("computed", data=np.zeros(plan.shape, dtype=np.uint8))
-            _write_directions(f, "directions", plan.directions)
-            if plan.buffer_directions is not None:
-                _write_directions(f, "buffer_directions", plan.buffer_directions)
+            f.create_dataset("coords/x", data=first.x)
+            if first.y is not None:
+                f.create_dataset("coords/y", data=first.y)
+            done = first.computed
+            for name, v in first.values.items():
+                ds = f.create_dataset(f"values/{name}", first.shape, "f8", fillvalue=np.nan)
+                ds[done] = v[done]
+            f.create_dataset("computed", first.shape, "u1", fillvalue=0)[done] = 1
+            _write_directions(f, "directions", first.directions)
+            if first.buffer_directions is not None:
+                _write_directions(f, "buffer_directions", first.buffer_directions)
+        slice_file_hash(path)  # not taken by another writer meanwhile
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _stored_hash(path: Path) -> str | None:
-    try:
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("slice_format") != SLICE_FORMAT:
-                return None
-            return str(f.attrs["config_hash"])
-    except OSError as exc:
-        raise ValueError(
-            f"cannot read {path} ({exc}): another run may be writing it, or pass overwrite=True"
-        ) from exc
+def slice_file_hash(path: Path, where: str = "output path") -> str | None:
+    """The ``config_hash`` of the slice file at ``path``; None if it is absent or empty.
+
+    Raises:
+        ValueError: If ``path`` holds anything else (never to be replaced: choose another
+            ``where``) or is open for writing by another process.
+    """
+    if not path.exists() or (path.is_file() and path.stat().st_size == 0):
+        return None
+    if path.is_dir() or not h5py.is_hdf5(path):
+        raise ValueError(f"{path} is not a slice file: choose another {where}")
+    with open_run(path) as f:  # a file locked by a writer: "open for writing by another ..."
+        if f.attrs.get("slice_format") != SLICE_FORMAT or "config_hash" not in f.attrs:
+            raise ValueError(f"{path} is not a slice file: choose another {where}")
+        return str(f.attrs["config_hash"])
 
 
 class _CellWriter:
@@ -199,7 +212,7 @@ def run_grid(
         meta: The command's configuration (JSON-safe): kind, seed, normalization, data
             and checkpoint identity, ... Stored and hashed; it overrides the evaluation
             metadata on equal keys.
-        overwrite: Replace an existing file that holds a different slice.
+        overwrite: Replace an existing slice file that holds a different slice.
         chunk: Points per write-and-flush.
         progress: ``progress(done, total)`` counted over the whole grid.
 
@@ -208,12 +221,17 @@ def run_grid(
         (nothing evaluated; "already complete" is logged).
 
     Raises:
-        ValueError: If the file holds a different slice and ``overwrite`` is False (the
-            file is left untouched), or on invalid arguments.
+        ValueError: If the file holds a different slice and ``overwrite`` is False, holds
+            anything but a slice (whatever ``overwrite``), is being written by another
+            process, or on invalid arguments. The file is then left untouched, and so it
+            is when the first point fails: a new file is only made once that point is.
     """
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
+    if bad := [n for n in metrics or () if not n or "/" in n]:
+        raise ValueError(f"metric name {bad[0]!r} cannot be an HDF5 name: rename it without '/'")
     path = Path(path)
+    data = as_batches(data, model) if isinstance(data, str) else data  # loaded once
     options = dict(
         origin=origin,
         buffer_directions=buffer_directions,
@@ -223,7 +241,8 @@ def run_grid(
         accuracy=accuracy,
         precision=precision,
     )
-    plan = evaluate_grid(model, loss_fn, data, directions, xs, ys, points=[], **options)
+    grid = (model, loss_fn, data, directions, xs, ys)
+    plan = evaluate_grid(*grid, points=[], **options)
     config = {
         "format": SLICE_FORMAT,
         "meta": json.loads(_dumps(dict(meta))),
@@ -240,18 +259,18 @@ def run_grid(
     config_hash = hashlib.sha256(_dumps(config).encode()).hexdigest()
     file_meta = {**plan.meta, **config["meta"], "config_hash": config_hash}
     device = str(next((t.device for t in model.parameters()), "cpu"))
+    total = math.prod(plan.shape)
 
-    if path.exists() and not overwrite:
-        stored = _stored_hash(path)
-        if stored != config_hash:
-            what = "a different slice" if stored else "no landscape slice"
-            raise ValueError(f"{path} holds {what}; pass overwrite=True to replace it")
-    else:
-        _create(path, plan, config, file_meta, device)
+    stored = slice_file_hash(path)  # refuses any other kind of file, even with overwrite
+    if stored not in (None, config_hash) and not overwrite:
+        raise ValueError(f"{path} holds a different slice; pass overwrite=True to replace it")
+    if stored != config_hash:  # the file is made once its first point is: a failure keeps the old
+        report = None if progress is None else (lambda done, _: progress(done, total))
+        first = evaluate_grid(*grid, points=[0], progress=report, **options)
+        _create(path, first, config, file_meta, device)
 
     with h5py.File(path, "r") as f:  # read-only first: a complete file is never reopened
         todo = np.flatnonzero(f["computed"][()].reshape(-1) == 0)
-    total = int(np.prod(plan.shape))
     if todo.size == 0:
         log.info("%s: already complete", path)
         return None
@@ -262,16 +281,7 @@ def run_grid(
         report = None if progress is None else (lambda done, _: progress(before + done, total))
         try:
             evaluate_grid(
-                model,
-                loss_fn,
-                data,
-                directions,
-                xs,
-                ys,
-                points=todo.tolist(),
-                on_point=writer.add,
-                progress=report,
-                **options,
+                *grid, points=todo.tolist(), on_point=writer.add, progress=report, **options
             )
         finally:
             writer.flush()
@@ -282,24 +292,35 @@ def read_grid(path: str | Path, *, device: str | torch.device = "cpu") -> SliceR
     """Read a slice file written by :func:`run_grid` (directions keyed by parameter name).
 
     Raises:
-        ValueError: If the file is not a landscape slice file.
+        ValueError: If the file is not a landscape slice file, or one with parts missing.
     """
     path = Path(path)
     with open_run(path) as f:
         if f.attrs.get("slice_format") != SLICE_FORMAT:
             raise ValueError(f"{path} is not a landscape slice file")
-        meta = json.loads(f.attrs["meta"])
+        try:
+            meta = json.loads(f.attrs.get("meta", ""))
+            metrics = list(meta["metrics"])
+        except (ValueError, TypeError, KeyError):  # no meta, not JSON, no metric list
+            meta, metrics = {}, []
+        need = ["coords/x", "computed", "directions/d1", *(f"values/{n}" for n in metrics)]
+        if missing := ["meta"] * (not metrics) + [k for k in need if k not in f]:
+            raise ValueError(f"{path} is not a complete slice file (missing {missing[0]})")
         x = f["coords/x"][()]
         y = f["coords/y"][()] if "y" in f["coords"] else None
-        names = [n for n in meta.get("metrics", []) if n in f["values"]]
-        names += [n for n in f["values"] if n not in names]
+        names = [*metrics, *(n for n in f["values"] if n not in metrics)]
         values = {n: f["values"][n][()] for n in names}
         computed = f["computed"][()].astype(bool)
         dirs = [_read_params(g, device) for g in _ordered(f["directions"])]
         bdirs = None
         if "buffer_directions" in f:
             bdirs = [_read_params(g, device) for g in _ordered(f["buffer_directions"])]
-    return SliceResult(x, y, values, meta, dirs, computed, bdirs)
+    res = SliceResult(x, y, values, meta, dirs, computed, bdirs)
+    for name, v in {"computed": computed, **values}.items():
+        if v.shape != res.shape:
+            raise ValueError(f"{path} is not a consistent slice file ({name} has shape "
+                             f"{v.shape}, the coordinates give {res.shape})")  # fmt: skip
+    return res
 
 
 def _ordered(group: h5py.Group) -> list[h5py.Group]:

@@ -3,6 +3,7 @@
 Coordinates are a ``"start:stop:num"`` range string or the points themselves
 (:func:`as_coords`). Evaluation data are re-iterable ``(inputs, targets)`` batches: one pass
 over them is one point of a slice, so a one-shot iterator is refused (:func:`as_batches`).
+A dataset name stands for a fixed seeded subset of it (:func:`dataset_batches`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from landscape.data import Dataset, load_dataset
 
 __all__ = [
+    "DEFAULT_EXAMPLES",
+    "MAX_POINTS",
     "MAX_POINTS_PER_AXIS",
     "Batch",
+    "Batches",
     "Coords",
     "Data",
     "DataSummary",
@@ -26,18 +32,26 @@ __all__ = [
     "Metric",
     "as_batches",
     "as_coords",
+    "dataset_batches",
     "describe_data",
     "parse_range",
 ]
 
 Batch = tuple[Tensor, Tensor]
-Data = Iterable[Batch] | Callable[[], Iterable[Batch]]
+Data = Iterable[Batch] | Callable[[], Iterable[Batch]] | str  # str: a dataset name
 Metric = Callable[[Tensor, Tensor], Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]  # (outputs, targets) -> batch mean
 Coords = str | Sequence[float] | np.ndarray  # "start:stop:num" or the points themselves
 
 #: A guard against typos: 100,000 points per axis is 10^10 evaluations for a plane.
 MAX_POINTS_PER_AXIS = 100_000
+#: ... and 10^7 points per grid (80 MB per metric in memory); more is a typo, not a slice.
+MAX_POINTS = 10_000_000
+#: A dataset given by name is evaluated on this many training examples, drawn with this seed.
+DEFAULT_EXAMPLES = 1000
+SUBSET_SEED = 0
+#: Batch size of :func:`dataset_batches`: under BN eval mode it only orders the summation.
+DEFAULT_BATCH_SIZE = 1024
 _RANGE = re.compile(r"^\s*([^:]+):([^:]+):([^:]+)\s*$")
 _RANGE_HELP = "expected 'start:stop:num' with start <= stop and an integer num >= 1, e.g. '-1:1:51'"
 
@@ -49,6 +63,15 @@ class DataSummary:
     examples: int
     batches: int
     classification: bool  # every target is a 1-D tensor of integer class labels
+    source: dict | None = None  # the dataset subset, for batches from dataset_batches
+
+
+class Batches(list):
+    """Batches of a dataset subset that remember it (``source``, JSON-safe)."""
+
+    def __init__(self, batches: Iterable[Batch], source: dict) -> None:
+        super().__init__(batches)
+        self.source = source
 
 
 def parse_range(spec: str) -> np.ndarray:
@@ -86,12 +109,65 @@ def as_coords(v: Coords, name: str = "x") -> np.ndarray:
     return arr
 
 
-def as_batches(data: Data) -> Iterable[Batch]:
+def dataset_batches(
+    dataset: str | Dataset,
+    *,
+    examples: int = DEFAULT_EXAMPLES,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    split: str = "train",
+    seed: int = SUBSET_SEED,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> Batches:
+    """A fixed seeded subset of a dataset's split, resident on ``device``, cut into batches.
+
+    The same arguments give the same examples in the same order on every machine, so slices
+    of different models (BN and plain) see the same data.
+
+    Args:
+        dataset: A name for :func:`landscape.data.load_dataset` (default options), or a
+            loaded :class:`~landscape.data.Dataset` (e.g. with the training run's options).
+        examples: Size of the subset (drawn without replacement, kept in dataset order);
+            0 or more than the split holds: the whole split.
+        batch_size: Examples per batch; the last batch may be shorter.
+        split: ``"train"`` or ``"test"``.
+        seed: Seed of the subset.
+        device, dtype: Where the batches live; ``dtype`` applies to floating tensors.
+
+    Returns:
+        The batches, with ``source`` = ``{"dataset", "split", "examples", "subset_seed"}``.
+    """
+    if examples < 0 or batch_size < 1:
+        raise ValueError(f"need examples >= 0 (0: all) and batch_size >= 1, "
+                         f"got {examples} and {batch_size}")  # fmt: skip
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r}; use 'train' or 'test'")
+    d = load_dataset(dataset) if isinstance(dataset, str) else dataset
+    x, y = (d.x_train, d.y_train) if split == "train" else (d.x_test, d.y_test)
+    if 0 < examples < len(x):
+        gen = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(x), generator=gen)[:examples].sort().values
+        x, y = x[idx], y[idx]
+    x, y = (t.to(device=device, dtype=dtype if t.is_floating_point() else None) for t in (x, y))
+    source = {"dataset": d.name, "split": split, "examples": len(x), "subset_seed": seed}
+    return Batches(((x[i : i + batch_size], y[i : i + batch_size])
+                    for i in range(0, len(x), batch_size)), source)  # fmt: skip
+
+
+def as_batches(data: Data, model: nn.Module | None = None) -> Iterable[Batch]:
     """One fresh pass over ``data``: a single ``(x, y)`` tuple, a re-iterable or a callable.
+
+    A string is a dataset name: :func:`dataset_batches` with its defaults (1000 training
+    examples drawn with seed 0, batches of 1024) on ``model``'s device and dtype.
 
     Raises:
         ValueError: If ``data`` is a one-shot iterator (a second pass would see nothing).
     """
+    if isinstance(data, str):
+        ts = [] if model is None else [*model.parameters(), *model.buffers()]
+        device = next((t.device for t in ts), None)
+        dtype = next((t.dtype for t in ts if t.is_floating_point()), None)
+        return dataset_batches(data, device=device, dtype=dtype)
     if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
         return [data]  # a single (inputs, targets) batch
     if callable(data):
@@ -118,4 +194,4 @@ def describe_data(data: Data) -> DataSummary:
         labels = labels and _is_labels(targets)
     if batches == 0 or examples == 0:
         raise ValueError("the evaluation data is empty")
-    return DataSummary(examples, batches, labels)
+    return DataSummary(examples, batches, labels, getattr(data, "source", None))

@@ -28,7 +28,8 @@ from .checkpoints import (
     load_checkpoint,
 )
 from .data import load_dataset
-from .grids import SLICE_FORMAT, read_grid, run_grid
+from .grids import read_grid, run_grid, slice_file_hash
+from .slice_inputs import DEFAULT_BATCH_SIZE, SUBSET_SEED, Batches, dataset_batches
 from .slices import DEFAULT_RECALIBRATE_BATCHES, BNPolicy, Precision, SliceResult, as_coords
 from .train import TrainConfig, loss_function, resolve_device
 
@@ -36,10 +37,6 @@ __all__ = ["KINDS", "SliceConfig", "SliceKind", "slice_checkpoint"]
 
 SliceKind = Literal["random", "interpolate", "plane", "pca"]
 KINDS: tuple[str, ...] = ("random", "interpolate", "plane", "pca")
-#: Seed of the evaluation subset: fixed, so BN and plain slices of a run see the same examples.
-EVAL_SUBSET_SEED = 0
-#: Batch size under BN eval mode, where it changes only the order of summation.
-EVAL_BATCH_SIZE = 1024
 #: Default ranges (Li et al.: [-1, 1] around a point, [-0.5, 1.5] between checkpoints).
 DEFAULT_X = {"random": "-1:1:51", "interpolate": "-0.5:1.5:51", "plane": "-0.5:1.5:51"}
 #: A default PCA axis spans the trajectory plus this share of its extent on each side.
@@ -90,7 +87,7 @@ def slice_checkpoint(
         to: ``theta_b`` for ``interpolate`` and ``plane``.
         third: ``theta_c`` for ``plane``: ``a`` at (0, 0), ``to`` at (1, 0), ``third`` at (0, 1).
         trajectory: For ``pca``: a checkpoint directory (up to the origin's step) or files.
-        overwrite: Replace a file that holds a slice with other settings.
+        overwrite: Replace a slice file that holds other settings.
         progress: ``progress(done, total)`` over the whole grid.
         trust_factory: Rebuild models whose spec names an import path (runs that code).
 
@@ -98,19 +95,28 @@ def slice_checkpoint(
         ``out_path``, or None when the file was already complete.
 
     Raises:
-        ValueError: Bad settings, bad checkpoints, or a file with other settings.
+        ValueError: Bad settings, bad checkpoints, a file with other settings (unless
+            ``overwrite``), or an ``out_path`` that is an input, is open for writing by another
+            process, or holds anything but a slice (whatever ``overwrite``).
     """
     c = config or SliceConfig()
     _validate(c, to, third, trajectory)
     path, device = Path(out_path), resolve_device(c.device)
     a, train = _load(checkpoint)
     others = [_load(p)[0] for p in (to, third) if p is not None]
-    batch = c.eval_batch_size or (EVAL_BATCH_SIZE if c.bn == "eval" else train.batch_size)
+    batch = c.eval_batch_size or (DEFAULT_BATCH_SIZE if c.bn == "eval" else train.batch_size)
     traj_paths = _trajectory_paths(trajectory, a.step) if c.kind == "pca" else []
+    for p in (checkpoint, to, third, *traj_paths):
+        if p is not None and Path(p).resolve() == path.resolve():
+            raise ValueError(f"--out {path} is an input of this slice: choose another --out")
     meta = _meta(c, [a, *others], traj_paths, train.dataset, batch, device.type)
-    stored, has_traj = _stored(path, meta, device) if path.exists() and not overwrite else (None, 0)
+    stored, has_traj = _stored(path, meta, device, overwrite)
     model = _build(a, a, trust_factory).to(device)
     data, task = _eval_data(c, train, a.spec, next(model.parameters()).dtype, batch, device)
+    if c.bn == "train" and min(len(t) for t, _ in data) < 2:
+        raise ValueError(f"--bn train needs >= 2 examples per batch, but {data.source['examples']} "
+                         f"examples in batches of {batch} leave a batch of 1: change --examples "
+                         "or --batch-size")  # fmt: skip
     xs = c.x or DEFAULT_X.get(c.kind)
     ys = c.y or (xs if c.kind == "plane" else None)
     if stored is not None:  # resume: the stored directions and coordinates
@@ -162,8 +168,11 @@ def _validate(c: SliceConfig, to: Any, third: Any, trajectory: Any) -> None:
             as_coords(getattr(c, name), name)  # ValueError naming the bad range
     if c.split not in ("train", "test"):
         raise ValueError(f"unknown split {c.split!r}; use 'train' or 'test'")
-    if c.examples < 0 or (c.eval_batch_size is not None and c.eval_batch_size < 1):
-        raise ValueError("examples must be >= 0 (0: all) and eval_batch_size >= 1")
+    if c.examples < 0:
+        raise ValueError(f"examples (--examples) must be >= 0 (0: the whole split), "
+                         f"got {c.examples}")  # fmt: skip
+    if c.eval_batch_size is not None and c.eval_batch_size < 1:
+        raise ValueError(f"eval_batch_size (--batch-size) must be >= 1, got {c.eval_batch_size}")
 
 
 def _load(path: Source) -> tuple[Checkpoint, TrainConfig]:
@@ -201,6 +210,8 @@ def _differ(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 def _trajectory_paths(trajectory: Source | Sequence[Source] | None, last: int) -> list[Path]:
     if isinstance(trajectory, (str, Path)):
+        if not Path(trajectory).is_dir():
+            raise ValueError(f"no such directory: {trajectory}: pass e.g. RUN/checkpoints/bn")
         found = [p for step, p in list_checkpoints(trajectory) if step <= last]
     else:
         found = [Path(p) for p in trajectory or ()]
@@ -228,21 +239,23 @@ def _meta(
         "orthogonalize": c.orthogonalize if rand and y is not None else None,
         "bn": c.bn, "recalibrate_batches": c.recalibrate_batches if c.bn == "recalibrate" else None,
         "dataset": c.dataset or dataset, "split": c.split, "examples": c.examples,
-        "subset_seed": EVAL_SUBSET_SEED, "eval_batch_size": batch, "precision": c.precision,
+        "subset_seed": SUBSET_SEED, "eval_batch_size": batch, "precision": c.precision,
         "device": device,
     }  # fmt: skip
 
 
-def _stored(path: Path, meta: dict[str, Any], device: torch.device) -> tuple[SliceResult, bool]:
-    """The slice in ``path`` (and whether it has a trajectory) if its settings equal ``meta``."""
-    try:
-        with h5py.File(path, "r") as f:
-            fmt, has_traj = f.attrs.get("slice_format"), "trajectory" in f
-            old = json.loads(f.attrs.get("config_json", "{}")).get("meta", {})
-    except OSError as exc:
-        raise ValueError(f"cannot read {path} ({exc}); use --overwrite to replace it") from None
-    if fmt != SLICE_FORMAT:
-        raise ValueError(f"{path} exists and is not a slice file: use another --out")
+def _stored(
+    path: Path, meta: dict[str, Any], device: torch.device, overwrite: bool
+) -> tuple[SliceResult | None, bool]:
+    """The slice in ``path`` to continue (and whether it has a trajectory), or None.
+
+    A file that is not a slice (a checkpoint, a run log) is refused even with ``overwrite``.
+    """
+    if slice_file_hash(path, "--out") is None or overwrite:
+        return None, False
+    with h5py.File(path, "r") as f:
+        has_traj = "trajectory" in f
+        old = json.loads(f.attrs.get("config_json", "{}")).get("meta", {})
     new = json.loads(json.dumps(meta, sort_keys=True))
     if diff := _differ(old, new):
         hint = "use --overwrite to replace it or --out for a new file"
@@ -252,8 +265,8 @@ def _stored(path: Path, meta: dict[str, Any], device: torch.device) -> tuple[Sli
 
 def _eval_data(
     c: SliceConfig, train: TrainConfig, spec: dict, dtype: torch.dtype, batch: int, device: Any
-) -> tuple[list[tuple[Tensor, Tensor]], str]:
-    """Fixed seeded subset of the split, resident on the device, cut into batches."""
+) -> tuple[Batches, str]:
+    """The fixed seeded subset of the split (:func:`dataset_batches`) and the task."""
     name = c.dataset or train.dataset
     own = name == train.dataset  # the training data: same options, same split seed
     d = load_dataset(name, data_dir=train.data_dir if own else None, seed=train.seed,
@@ -261,14 +274,9 @@ def _eval_data(
     have, want = [*d.input_shape, d.num_classes], [*spec["input_shape"], spec["num_classes"]]
     if have != want:
         raise ValueError(f"{name}: (*input shape, classes) = {have}; the model takes {want}")
-    x, y = (d.x_train, d.y_train) if c.split == "train" else (d.x_test, d.y_test)
-    if 0 < c.examples < len(x):
-        gen = torch.Generator().manual_seed(EVAL_SUBSET_SEED)
-        idx = torch.randperm(len(x), generator=gen)[: c.examples].sort().values
-        x, y = x[idx], y[idx]
-    x = x.to(device, dtype)
-    y = y.to(device, dtype) if y.is_floating_point() else y.to(device)
-    return [(x[i : i + batch], y[i : i + batch]) for i in range(0, len(x), batch)], d.task
+    batches = dataset_batches(d, examples=c.examples, batch_size=batch, split=c.split,
+                              device=device, dtype=dtype)  # fmt: skip
+    return batches, d.task
 
 
 def _pca(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+
 import h5py
 import numpy as np
 import pytest
@@ -10,6 +14,7 @@ from torch import nn
 
 from landscape.directions import random_directions
 from landscape.grids import read_grid, run_grid
+from landscape.slice_inputs import MAX_POINTS
 from landscape.slices import evaluate_grid
 
 
@@ -178,9 +183,121 @@ def test_foreign_file_and_bad_chunk(tmp_path, setup):
     path = tmp_path / "other.h5"
     with h5py.File(path, "w") as f:
         f["x"] = np.zeros(3)
-    with pytest.raises(ValueError, match="no landscape slice; pass overwrite"):
-        run_grid(path, model, CountingLoss(), data, dirs, XS, YS, meta=META)
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="is not a slice file: choose another output path"):
+            run_grid(
+                path, model, CountingLoss(), data, dirs, XS, YS, meta=META, overwrite=overwrite
+            )
     with pytest.raises(ValueError, match="not a landscape slice"):
         read_grid(path)
     with pytest.raises(ValueError, match="chunk"):
         run_grid(tmp_path / "x.h5", model, CountingLoss(), data, dirs, XS, YS, meta=META, chunk=0)
+
+
+class FailingLoss(CountingLoss):
+    def __call__(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise ValueError("the loss fails")
+
+
+def test_a_failed_first_point_leaves_the_path_as_it_was(tmp_path, setup):
+    model, data, dirs = setup
+    path = tmp_path / "slice.h5"
+    run_grid(path, model, CountingLoss(), data, dirs, XS, YS, meta=META)
+    raw = path.read_bytes()
+    with pytest.raises(ValueError, match="the loss fails"):  # another slice, with overwrite
+        run_grid(path, model, FailingLoss(), data, dirs, "-1:1:3", YS, meta=META, overwrite=True)
+    assert path.read_bytes() == raw
+    new = tmp_path / "new.h5"
+    with pytest.raises(ValueError, match="the loss fails"):
+        run_grid(new, model, FailingLoss(), data, dirs, XS, YS, meta=META)
+    assert list(tmp_path.iterdir()) == [path]  # no new file, no temporary file left
+
+
+def test_only_slice_files_are_replaced(tmp_path, setup):
+    model, data, dirs = setup
+    ckpt, empty = tmp_path / "step_0000001.pt", tmp_path / "empty.h5"
+    torch.save(model.state_dict(), ckpt)
+    raw = ckpt.read_bytes()
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match=r"step_0000001\.pt is not a slice file"):
+            run_grid(ckpt, model, CountingLoss(), data, dirs[:1], XS, meta={}, overwrite=overwrite)
+    assert ckpt.read_bytes() == raw
+    empty.touch()  # an empty file holds nothing to lose
+    assert run_grid(empty, model, CountingLoss(), data, dirs, XS, YS, meta=META).computed.all()
+
+
+def test_a_file_being_written_by_another_process_is_refused(tmp_path, setup):
+    model, data, dirs = setup
+    path = tmp_path / "slice.h5"
+    run_grid(path, model, CountingLoss(), data, dirs[:1], XS, meta=META)
+    hold = "import h5py, sys, time; f = h5py.File(sys.argv[1], 'r+'); print(1, flush=True); "
+    writer = subprocess.Popen(
+        [sys.executable, "-c", hold + "time.sleep(60)", str(path)], stdout=subprocess.PIPE
+    )
+    try:
+        assert writer.stdout.readline().strip() == b"1"
+        for overwrite in (False, True):
+            with pytest.raises(ValueError, match="open for writing by another process"):
+                run_grid(path, model, CountingLoss(), data, dirs, XS, YS, meta=META,
+                         overwrite=overwrite)  # fmt: skip
+    finally:
+        writer.kill()
+        writer.wait()
+    assert read_grid(path).y is None  # still the 1-D slice
+
+
+def test_values_start_as_fill_values_and_the_grid_size_is_capped(tmp_path, setup):
+    model, data, dirs = setup
+    path = tmp_path / "slice.h5"
+    interrupt = KeyboardInterrupt()
+
+    def stop(done: int, total: int) -> None:
+        if done == 2:
+            raise interrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(path, model, CountingLoss(), data, dirs, XS, YS, meta=META, progress=stop)
+    with h5py.File(path, "r") as f:  # stored as fill values, not as a written NaN array
+        assert np.isnan(f["values/loss"].fillvalue) and f["computed"].fillvalue == 0
+        assert f["computed"][()].tolist()[0] == [1, 1, 0, 0, 0] and f["computed"][()].sum() == 2
+        assert np.isfinite(f["values/loss"][0, :2]).all() and np.isnan(f["values/loss"][0, 2])
+    n = int(MAX_POINTS**0.5) + 1
+    with pytest.raises(ValueError, match=f"a {n}×{n} grid has {n * n} points, at most"):
+        evaluate_grid(model, CountingLoss(), data, dirs, f"0:1:{n}", f"0:1:{n}")
+
+
+def test_metric_names_with_a_slash_are_refused(tmp_path, setup):
+    model, data, dirs = setup
+    top = {"top/2": lambda out, t: (out.topk(2, 1).indices == t[:, None]).any(1).double().mean()}
+    with pytest.raises(ValueError, match=r"metric name 'top/2' .* rename it without '/'"):
+        run_grid(tmp_path / "m.h5", model, CountingLoss(), data, dirs[:1], XS, meta={}, metrics=top)
+    assert not (tmp_path / "m.h5").exists()
+
+
+def _drop(key):
+    def edit(f):
+        del f[key]
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (_drop("values"), "complete slice file (missing values/loss)"),
+        (_drop("values/accuracy"), "complete slice file (missing values/accuracy)"),
+        (_drop("computed"), "complete slice file (missing computed)"),
+        (_drop("directions"), "complete slice file (missing directions/d1)"),
+        (lambda f: f.attrs.__delitem__("meta"), "complete slice file (missing meta)"),
+        (lambda f: f.attrs.__setitem__("meta", "{not json"), "complete slice file (missing meta)"),
+        (_drop("coords/y"), "computed has shape (3, 5), the coordinates give (5,)"),
+    ],
+)
+def test_incomplete_files_name_the_missing_part(tmp_path, setup, edit, needle):
+    model, data, dirs = setup
+    path = tmp_path / "slice.h5"
+    run_grid(path, model, CountingLoss(), data, dirs, XS, YS, meta=META)
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    with pytest.raises(ValueError, match=re.escape(f"{path} is not a") + ".*" + re.escape(needle)):
+        read_grid(path)

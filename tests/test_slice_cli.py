@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import h5py
 import numpy as np
@@ -11,12 +12,14 @@ from click.testing import CliRunner
 
 from landscape.checkpoints import checkpoint_sha256
 from landscape.cli import main
+from landscape.cli.slice import _this_run
 from landscape.grids import read_grid
 from landscape.slicing import SliceConfig, slice_checkpoint
 from landscape.train import TrainConfig, train_pair
 
 # A non-square grid (5 x-points, 3 y-points) on a small evaluation subset.
-GRID = ["--x", "-1:1:5", "--y", "-0.5:0.5:3", "--examples", "200", "--device", "cpu", "-q"]
+CPU = ["--device", "cpu"]
+GRID = ["--x", "-1:1:5", "--y", "-0.5:0.5:3", "--examples", "200", *CPU, "-q"]
 
 
 @pytest.fixture(scope="module")
@@ -132,11 +135,17 @@ def _error_line(result) -> str:
     [
         ("missing", "no checkpoint"),
         ("corrupt", "not a landscape checkpoint"),
-        ("reversed range", "bad range '1:-1'"),
+        ("reversed range", "bad range '1:-1:5'"),
         ("text range", "bad range 'a:b:c'"),
         ("other settings", "--overwrite"),
         ("two kinds", "exclude each other"),
         ("2-D interpolation", "1-D"),
+        ("out is the checkpoint", "is an input of this slice: choose another --out"),
+        ("out is --to", "is an input of this slice: choose another --out"),
+        ("out is a checkpoint", "is not a slice file: choose another --out"),
+        ("out is the run log", "is not a slice file: choose another --out"),
+        ("bn train, batch of 1", "leave a batch of 1: change --examples or --batch-size"),
+        ("no pca directory", "no such directory"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(run, planes, tmp_path, case, needle):
@@ -145,14 +154,23 @@ def test_bad_input_is_one_line_exit_2(run, planes, tmp_path, case, needle):
     args = {
         "missing": [tmp_path / "nope.pt", *GRID, "--out", out],
         "corrupt": [tmp_path / "bad.pt", *GRID, "--out", out],
-        "reversed range": [good, "--x", "1:-1", "--out", out],
+        "reversed range": [good, "--x", "1:-1:5", "--out", out],
         "text range": [good, "--x", "a:b:c", "--out", out],
         "other settings": [good, *GRID, "--seed", "1", "--out", planes["bn"]],
         "two kinds": [good, "--to", good, "--pca", good.parent, "--out", out],
         "2-D interpolation": [good, "--to", good, *GRID, "--out", out],
+        "out is the checkpoint": [good, *GRID, "--out", good, "--overwrite"],
+        "out is --to": [ckpt(run, "bn", 0), "--to", good, "--out", good, "--overwrite"],
+        "out is a checkpoint": [good, *GRID, "--out", ckpt(run, "bn", 3), "--overwrite"],
+        "out is the run log": [good, *GRID, "--out", run / "run.h5", "--overwrite"],
+        "bn train, batch of 1": [good, "--bn", "train", "--examples", "33", "--out", out],
+        "no pca directory": [good, "--pca", tmp_path / "nope", "--out", out],
     }[case]
+    inputs = [good, ckpt(run, "bn", 0), ckpt(run, "bn", 3), run / "run.h5", planes["bn"]]
+    before = [p.read_bytes() for p in inputs]
     assert needle in _error_line(invoke("slice", *args))
     assert not out.exists()
+    assert [p.read_bytes() for p in inputs] == before
 
 
 def test_plot_kind_must_fit_the_slice(planes):
@@ -188,3 +206,51 @@ def test_degenerate_plane_and_interpolation_are_refused(run, tmp_path):
         result = invoke("slice", a, *extra, "--x", "-1:1:3", "--out", tmp_path / "s.h5", "-q")
         assert result.exit_code == 2 and match in result.output, result.output
         assert not (tmp_path / "s.h5").exists()
+
+
+def test_a_failed_overwrite_keeps_the_old_file_and_a_failed_run_leaves_none(run, planes, tmp_path):
+    before = planes["bn"].read_bytes()
+    bad = ["--bn", "train", "--batch-size", "1", "--device", "cpu", "-q"]  # BatchNorm1d fails
+    line = _error_line(invoke("slice", ckpt(run, "bn"), *bad, "--out", planes["bn"], "--overwrite"))
+    assert "batch of 1" in line and planes["bn"].read_bytes() == before
+    out = tmp_path / "new.h5"
+    assert "batch of 1" in _error_line(invoke("slice", ckpt(run, "bn"), *bad, "--out", out))
+    assert list(tmp_path.iterdir()) == []
+    result = invoke("slice", ckpt(run, "bn"), *GRID, "--bn", "train", "--out", out)
+    assert result.exit_code == 0, result.output  # the corrected command is not blocked
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--seed", "1180591620717411303424"), ("--examples", "-5"), ("--batch-size", "0")],
+)
+def test_out_of_range_numbers_name_their_option(run, tmp_path, option, value):
+    result = invoke("slice", ckpt(run, "bn"), option, value, "--out", tmp_path / "s.h5")
+    assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_all_nan_summary_is_one_plain_line(run, tmp_path):
+    out = tmp_path / "nan.h5"
+    config = SliceConfig(x="-1:1:3", examples=50, device="cpu")
+    slice_checkpoint(ckpt(run, "bn"), out, config)
+    with h5py.File(out, "r+") as f:  # a diverged slice: every point computed, none finite
+        f["values/loss"][...] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "All-NaN slice encountered" would fail it
+        result = invoke(
+            "slice", ckpt(run, "bn"), "--x", "-1:1:3", "--examples", 50, *CPU, "--out", out
+        )
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        f"already complete: {out}",
+        f"{out}: 3 points, loss not finite",
+    ]
+
+
+def test_a_resumed_run_counts_only_its_own_points():
+    seen = []
+    report = _this_run(lambda done, total: seen.append((done, total)))
+    for done in (6, 7, 15):  # resumed after 5 of 15 points
+        report(done, 15)
+    assert seen == [(1, 10), (2, 10), (10, 10)]

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from landscape.directions import random_directions
+from landscape.slice_inputs import dataset_batches
 from landscape.slices import (
     as_coords,
     evaluate_grid,
@@ -374,3 +375,49 @@ def test_accuracy_is_nan_where_the_outputs_are_not_finite():
 def test_parse_range_guards(spec, match):
     with pytest.raises(ValueError, match=match):
         parse_range(spec)
+
+
+def digits_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 10)
+    ).double()
+
+
+def test_a_dataset_by_name_is_its_fixed_default_subset(digits):
+    model = digits_net()
+    res = random_line(model, nn.functional.cross_entropy, "digits", "-1:1:3")
+    source = {"dataset": "digits", "split": "train", "examples": 1000, "subset_seed": 0}
+    assert res.meta["data"] == source and res.meta["eval_examples"] == 1000
+    # the same subset, drawn by hand from the training split in float64
+    idx = torch.randperm(len(digits.x_train), generator=torch.Generator().manual_seed(0))
+    idx = idx[:1000].sort().values
+    by_hand = [(digits.x_train[idx].double(), digits.y_train[idx])]
+    ref = random_line(model, nn.functional.cross_entropy, by_hand, "-1:1:3")
+    assert "data" not in ref.meta
+    np.testing.assert_allclose(res.values["loss"], ref.values["loss"], rtol=1e-12)
+
+
+def test_dataset_batches_sizes_split_seed_and_dtype(digits):
+    small = dataset_batches(digits, examples=100, batch_size=32, dtype=torch.float64)
+    assert [len(x) for x, _ in small] == [32, 32, 32, 4]
+    assert small[0][0].dtype == torch.float64 and small[0][1].dtype == torch.int64
+    assert small.source == {"dataset": "digits", "split": "train", "examples": 100,
+                            "subset_seed": 0}  # fmt: skip
+    again = dataset_batches(digits, examples=100, batch_size=100)
+    assert torch.equal(again[0][0].double(), torch.cat([x for x, _ in small]))
+    other = dataset_batches(digits, examples=100, batch_size=100, seed=1)
+    assert not torch.equal(other[0][0], again[0][0])
+    test = dataset_batches(digits, examples=0, batch_size=10_000, split="test")
+    assert torch.equal(test[0][0], digits.x_test) and test.source["examples"] == len(digits.x_test)
+    with pytest.raises(ValueError, match="batch_size >= 1"):
+        dataset_batches(digits, batch_size=0)
+
+
+def test_meta_records_the_recalibration_batches_used():
+    model, data = stale_bn_net(), batches()
+    d = random_directions(model, 1, seed=2)
+    many = evaluate_grid(model, CE, data, d, "0:0:1", bn="recalibrate", recalibrate_batches=10**20)
+    assert many.meta["recalibrate_batches"] == len(data)
+    every = evaluate_grid(model, CE, data, d, "0:0:1", bn="recalibrate", recalibrate_batches=3)
+    assert many.values["loss"][0] == every.values["loss"][0]

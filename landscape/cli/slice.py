@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +30,26 @@ SLICE_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--x",), dict(metavar=_RANGE, help="[default: -1:1:51; between checkpoints -0.5:1.5:51; "
                     "PCA: the trajectory's span]")),
     (("--y",), dict(metavar=_RANGE, help="Second axis (a random plane instead of a line).")),
-    (("--seed",), dict(type=int, default=0, help="Seed of the random directions.")),
+    (("--seed",), dict(type=click.IntRange(-(2**63), 2**64 - 1), default=0,
+                       help="Seed of the random directions.")),
     (("--normalization",), dict(type=click.Choice(["filter", "layer", "none"]), default="filter")),
     (("--ignore",), dict(type=click.Choice(["biasbn", "none"]), default="biasbn",
                          help="biasbn: biases and BN parameters do not move.")),
     (("--orthogonalize",), dict(is_flag=True, help="Make d2 orthogonal to d1.")),
     (("--bn",), dict(type=click.Choice(["eval", "train", "recalibrate"]), default="eval",
                      help="BN statistics: running, of the batch, or re-estimated per point.")),
-    (("--recalibrate-batches",), dict(type=int, default=DEFAULT_RECALIBRATE_BATCHES)),
+    (("--recalibrate-batches",), dict(type=click.IntRange(min=1),
+                                      default=DEFAULT_RECALIBRATE_BATCHES)),
     (("--dataset",), dict(help="[default: the checkpoint's training data set]")),
     (("--split",), dict(type=click.Choice(["train", "test"]), default="train")),
-    (("--examples",), dict(type=int, default=1000, help="Fixed evaluation subset (0: all).")),
-    (("--batch-size", "eval_batch_size"), dict(type=int, help="[default: 1024 with --bn eval, "
-                                               "else the training batch size]")),
+    (("--examples",), dict(type=click.IntRange(min=0), default=1000,
+                           help="Fixed evaluation subset (0: all).")),
+    (("--batch-size", "eval_batch_size"), dict(type=click.IntRange(min=1), help="[default: 1024 "
+                                               "with --bn eval, else the training batch size]")),
     (("--precision",), dict(type=click.Choice(["native", "bf16"]), default="native")),
     (("--device",), dict(type=click.Choice(["auto", "cpu", "cuda"]), default="auto")),
     (("--out",), dict(type=_FILE, help="[default: RUN/slices/VARIANT_step_N_KIND.h5]")),
-    (("--overwrite",), dict(is_flag=True, help="Replace a file that holds other settings.")),
+    (("--overwrite",), dict(is_flag=True, help="Replace a slice file that holds other settings.")),
     (("--trust-factory",), dict(is_flag=True, help="Rebuild models named by an import path in "
                                 "the checkpoint (runs that code).")),
 ]  # fmt: skip
@@ -58,6 +62,17 @@ def _default_out(checkpoint: Path, kind: str, two_d: bool) -> Path:
         run = checkpoint.parent.parent.parent
         return run / "slices" / f"{checkpoint.parent.name}_{checkpoint.stem}_{name}.h5"
     return checkpoint.with_name(f"{checkpoint.stem}_{name}.h5")
+
+
+def _this_run(report: Callable[[int, int], None]) -> Callable[[int, int], None]:
+    """Count only this run's points, so a resumed run's bar starts at 0 and its ETA is sound."""
+    start: list[int] = []
+
+    def progress(done: int, total: int) -> None:
+        start[:] = start or [done - 1]
+        report(done - start[0], total - start[0])
+
+    return progress
 
 
 def _slice_command(main: click.Group) -> None:
@@ -74,13 +89,14 @@ def _slice_command(main: click.Group) -> None:
         out = out or _default_out(checkpoint, kind, kw["y"] is not None)
         with progress_bars(quiet) as bars:
             done = slice_checkpoint(checkpoint, out, config, to=b, third=c, trajectory=pca,
-                                    overwrite=overwrite, progress=bars.simple("slice"),
+                                    overwrite=overwrite, progress=_this_run(bars.simple("slice")),
                                     trust_factory=trust_factory)  # fmt: skip
         if done is None:
             click.echo(f"already complete: {out}")
         res = read_grid(out)
-        lo, hi = np.nanmin(res.values["loss"]), np.nanmax(res.values["loss"])
-        click.echo(f"{out}: {grid_text(res.shape)}, loss min {lo:.4g}, max {hi:.4g}")
+        finite = res.values["loss"][np.isfinite(res.values["loss"])]
+        span = f"min {finite.min():.4g}, max {finite.max():.4g}" if finite.size else "not finite"
+        click.echo(f"{out}: {grid_text(res.shape)}, loss {span}")
 
     cmd = quiet_option(slice_cmd)
     for decls, settings in reversed(SLICE_OPTIONS):
