@@ -105,6 +105,8 @@ def test_fixed_colours_and_labels() -> None:
     assert render.LABELS == {"plain": STD, "bn": BN}
     assert render.color_for("lr 0.5") == render.color_for("lr 0.5")  # stable across calls
     assert render.color_for("lr 0.5") not in (render.color_for(STD), render.color_for(BN))
+    # yellow is unreadable as a title on white: never a label's own colour
+    assert "#F0E442" not in {render.color_for(f"model (file {c})") for c in "ABCDEFGH"}
 
 
 def test_colors_for_gives_distinct_colours() -> None:
@@ -367,4 +369,85 @@ def test_compare_surfaces_shared_norm_other_kinds(kind: str) -> None:
     assert len(norms) == 2
     assert (norms[0].vmin, norms[0].vmax) == (norms[1].vmin, norms[1].vmax)
     assert norms[0].vmax == 5.0
+    _render(fig)
+
+
+def test_compare_refuses_two_panels_with_one_shown_label() -> None:
+    """ "bn" and "Standard + BatchNorm" both show as BN: one panel would hide the other."""
+    x, y, z = _bowl(1.0)
+    with pytest.raises(ValueError, match="would both show as 'Standard \\+ BatchNorm'"):
+        render.compare_surfaces({"bn": (x, y, z), BN: (x, y, 2 * z)})
+    with pytest.raises(ValueError, match="would both show as"):
+        render.compare_lines({"bn": (x, {"loss": x**2}), BN: (x, {"loss": x})})
+
+
+def test_compare_surfaces_per_panel_labels_and_notes() -> None:
+    x, y, z = _bowl(1.0)
+    fig = render.compare_surfaces(
+        {"plain": (x, y, z), "bn": (x, y, z)},
+        xlabel={"plain": "PC 1 (80.0 %)", "bn": "PC 1 (60.0 %)"},
+        notes={"bn": "11×9 grid"},
+        title="a long title " * 20,
+    )
+    a, b = fig.axes[:2]
+    assert (a.get_xlabel(), b.get_xlabel()) == ("PC 1 (80.0 %)", "PC 1 (60.0 %)")
+    assert a.get_ylabel() == b.get_ylabel() == "β  (along direction d₂)"
+    assert (a.get_title(), b.get_title()) == (STD, f"{BN}\n11×9 grid")
+    assert fig.get_suptitle().count("\n") >= 1  # wrapped to the figure's width
+    _render(fig)
+
+
+@pytest.mark.parametrize("nx", [5, 1])
+def test_single_row_grid(nx: int) -> None:
+    """A 1-row heatmap draws every cell; contours and surfaces have no area to draw."""
+    x, y = np.linspace(-1, 1, nx), np.array([0.0])
+    z = (1.0 + x**2)[None, :]
+    fig = render.surface_plot(x, y, z, kind="heatmap")
+    (mesh,) = fig.axes[0].collections
+    assert np.ma.count(mesh.get_array()) == nx
+    np.testing.assert_allclose(fig.axes[0].get_ylim(), [-0.5, 0.5])
+    assert list(fig.axes[0].get_yticks()) == [0.0]  # the made-up cell height gets no ticks
+    _render(fig)
+    for kind in ("contour", "contourf", "surface"):
+        with pytest.raises(ValueError, match=f"a {nx}×1 grid has no area for a {kind} plot"):
+            render.surface_plot(x, y, z, kind=kind)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="--kind heatmap"):
+            render.compare_surfaces({"bn": (x, y, z)}, kind=kind)  # type: ignore[arg-type]
+
+
+def test_coverage_note_follows_the_computed_mask() -> None:
+    x, y, z = _bowl(1.0)
+    z[:3] = np.nan  # computed but not finite: no "cells computed" note
+    fig = render.surface_plot(x, y, z, computed=np.ones(z.shape, bool))
+    assert "cells computed" not in fig.axes[0].get_title()
+    done = np.ones(z.shape, bool)
+    done[:3] = False
+    fig = render.surface_plot(x, y, z, computed=done)
+    assert f"{z.size - 3 * x.size} of {z.size} cells computed" in fig.axes[0].get_title()
+    fig = render.compare_surfaces({"bn": (x, y, z)}, computed={"bn": done})
+    assert "cells computed" in fig.axes[0].get_title()
+    dead = np.full_like(z, np.nan)
+    assert "no finite values" in _texts(render.surface_plot(x, y, dead, computed=~done))
+    assert "no computed values yet" in _texts(render.surface_plot(x, y, dead))
+    with pytest.raises(ValueError, match="computed must be shaped like the values"):
+        render.surface_plot(x, y, z, computed=done.T)
+
+
+def test_lines_mark_short_and_isolated_points_and_note_coverage() -> None:
+    a = np.linspace(-1, 1, 41)
+    loss = 1 + a**2
+    loss[[10, 12]] = np.nan  # a finite point between two NaNs: no segment to draw
+    fig = render.line_plot(a, {"loss": loss}, computed=a < 0.5)
+    (line,) = fig.axes[0].get_lines()
+    marked = np.flatnonzero(line.get_markevery())
+    assert line.get_marker() == "o" and list(marked) == [11]
+    assert "30 of 41 points computed" in fig.get_suptitle()
+    fig = render.compare_lines(
+        {"bn": (a[:1], {"loss": [1.0]}), "plain": (a[:1], {"loss": [2.0]})},
+        computed={"bn": [True], "plain": [False]},
+    )
+    assert all(list(ln.get_markevery()) == [True] for ln in fig.axes[0].get_lines())
+    assert f"{STD}: 0 of 1 points computed" in fig.get_suptitle()
+    fig = render.line_plot(a, {"loss": np.full(41, np.nan)}, computed=np.ones(41, bool))
+    assert "no finite values" in _texts(fig)
     _render(fig)

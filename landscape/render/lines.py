@@ -13,14 +13,16 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from numpy.typing import ArrayLike
 
-from ._common import finite_or_nan, has_positive, positive_or_nan
-from .style import colors_for, display_label, figure_style, new_figure
+from ._common import coverage_note, finite_or_nan, has_positive, positive_or_nan, wrap
+from .style import RC_PARAMS, colors_for, display_label, figure_style, new_figure, unique_labels
 
 __all__ = ["compare_lines", "line_plot"]
 
 _LINE_STYLES = ("-", "--", ":", "-.")
 _LEGEND_ROW_CHARS = 75  # legend text that fits one row of a 6.4-inch figure
 _ACCURACY_COLOR = "0.35"  # single-model plots: accuracy in grey, loss in the model's colour
+_MARKERS_UP_TO = 25  # lines with at most this many points mark every point
+_WIDTH = 6.4  # figure width (inches)
 DEFAULT_XLABEL_1D = "α  (parameters θ + α·d)"
 
 
@@ -30,6 +32,15 @@ def _is_accuracy(name: str) -> bool:
 
 def _pretty(name: str) -> str:
     return name.replace("_", " ")
+
+
+def _markevery(y: np.ndarray) -> np.ndarray:
+    """Points to mark: all of a short line, else the finite points with no finite neighbour
+    (a line segment needs two, so an isolated point would be invisible)."""
+    if y.size <= _MARKERS_UP_TO:
+        return np.ones(y.size, dtype=bool)
+    ok = np.isfinite(y)
+    return ok & ~np.r_[False, ok[:-1]] & ~np.r_[ok[1:], False]
 
 
 def _line_styles(names: Sequence[str], *, per_axis: bool) -> dict[str, str]:
@@ -56,11 +67,13 @@ def _draw_lines(
     xlabel: str | None,
     title: str | None,
     legend_variants: bool,
+    computed: Mapping[str, ArrayLike] | None = None,
 ) -> Figure:
     """Shared body of line_plot (one model) and compare_lines (several, ``legend_variants``).
 
     One model: loss lines in the model's colour, accuracy lines in grey, train/test told
-    apart by linestyle. Several: colour = variant, linestyle = quantity.
+    apart by linestyle. Several: colour = variant, linestyle = quantity. ``computed`` (label
+    -> mask of the points evaluated so far) adds "N of M points computed" to the title.
     """
     names: list[str] = []
     for _, values in panels.values():
@@ -79,12 +92,13 @@ def _draw_lines(
     log = log and bool(loss_values) and has_positive(np.concatenate(loss_values))
 
     with figure_style():
-        fig = new_figure((6.4, 4.2))
+        fig = new_figure((_WIDTH, 4.2))
         ax = fig.add_subplot()
         ax_acc = ax.twinx() if has_acc and has_loss else (ax if has_acc else None)
         if ax_acc is not None and ax_acc is not ax:
             ax_acc.grid(False)
             ax_acc.spines["right"].set_visible(True)
+        drawn = False
         for label, (x, values) in panels.items():
             x = np.asarray(x, dtype=float).ravel()
             for name, v in values.items():
@@ -100,7 +114,13 @@ def _draw_lines(
                 color = colors[label]
                 if not legend_variants and _is_accuracy(name):
                     color = _ACCURACY_COLOR
-                target.plot(x, y, color=color, linestyle=styles[name])
+                target.plot(x, y, color=color, linestyle=styles[name], marker="o",
+                            markersize=3, markevery=list(_markevery(y)))  # fmt: skip
+                drawn = drawn or bool(np.isfinite(y).any())
+        if not drawn:  # say why the axes are empty
+            done = any(np.any(m) for m in (computed or {}).values())
+            why = "no finite values" if done else "no computed values yet"
+            ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", color="0.4")
         ax.set_xlabel(xlabel or DEFAULT_XLABEL_1D)
         model_color = next(iter(colors.values()))
         if has_loss:
@@ -129,8 +149,13 @@ def _draw_lines(
         chars = sum(len(h.get_label()) for h in handles)
         ncols = min(len(handles), 4) if chars <= _LEGEND_ROW_CHARS else 2
         fig.legend(handles=handles, loc="outside lower center", ncols=ncols)
-        if title:
-            fig.suptitle(title)
+        notes = []
+        for label, mask in (computed or {}).items():
+            note = coverage_note(mask, np.shape(panels[label][0]), "points")
+            notes += [f"{label}: {note}" if legend_variants and note else note]
+        heading = "\n".join(s for s in (title, *notes) if s)
+        if heading:
+            fig.suptitle(wrap(heading, _WIDTH, RC_PARAMS["figure.titlesize"]))
     return fig
 
 
@@ -142,6 +167,7 @@ def line_plot(
     log: bool = False,
     xlabel: str | None = None,
     title: str | None = None,
+    computed: ArrayLike | None = None,
 ) -> Figure:
     """A 1-D slice of one model: loss on the left axis, accuracy on a twin right axis.
 
@@ -154,6 +180,8 @@ def line_plot(
         log: Log-scale loss axis (non-positive values are left out).
         xlabel: x-axis label (default "α  (parameters θ + α·d)").
         title: Figure title (default: ``label``).
+        computed: (N,) mask of the points evaluated so far; the title says how many are
+            when not all are.
 
     Returns:
         The figure (1 axes, 2 when both losses and accuracies are given).
@@ -167,6 +195,7 @@ def line_plot(
         xlabel=xlabel,
         title=title if title is not None else (display_label(label) if label else None),
         legend_variants=False,
+        computed=None if computed is None else {name: computed},
     )
 
 
@@ -176,6 +205,7 @@ def compare_lines(
     log: bool = False,
     xlabel: str | None = None,
     title: str | None = None,
+    computed: Mapping[str, ArrayLike] | None = None,
 ) -> Figure:
     """1-D slices of several variants overlaid on one axes (accuracy on a twin right axis).
 
@@ -187,13 +217,19 @@ def compare_lines(
         log: Log-scale loss axis.
         xlabel: x-axis label.
         title: Figure title.
+        computed: Mapping label -> (N,) mask of the points evaluated so far; the title says
+            how many are for each variant where not all are.
 
     Returns:
         The figure (1 axes, 2 when both losses and accuracies are given).
+
+    Raises:
+        ValueError: For no variants, or two that would be shown with the same label.
     """
     if not panels:
         raise ValueError("compare_lines needs at least one variant")
-    shown = {display_label(k): v for k, v in panels.items()}
-    return _draw_lines(
-        shown, colors_for(shown), log=log, xlabel=xlabel, title=title, legend_variants=True
-    )
+    names = unique_labels(panels)
+    shown = {names[k]: v for k, v in panels.items()}
+    masks = {names[k]: m for k, m in (computed or {}).items()}
+    return _draw_lines(shown, colors_for(shown), log=log, xlabel=xlabel, title=title,
+                       legend_variants=True, computed=masks)  # fmt: skip

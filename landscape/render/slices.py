@@ -5,8 +5,8 @@ PCA optimisation trajectory) and :func:`compare_surfaces` (variants side by side
 colour scale with the same contour levels).
 
 Surfaces are ``z`` arrays shaped ``(len(y), len(x))``: rows follow ``y``, columns follow
-``x``. NaN marks a cell that has not been computed yet; such cells are left blank (grey in
-heatmaps) and counted in the panel title.
+``x``. NaN cells are left blank (grey in heatmaps). Cells not computed yet (the
+``computed`` mask of a slice file; without it, the NaN cells) are counted in the panel title.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 from numpy.typing import ArrayLike
 
-from ._common import finite_or_nan, positive_or_nan
-from .style import colors_for, display_label, figure_style, new_figure
+from ._common import coverage_note, finite_or_nan, positive_or_nan, wrap
+from .style import RC_PARAMS, colors_for, figure_style, new_figure, unique_labels
 
 __all__ = ["SurfaceKind", "compare_surfaces", "surface_plot"]
 
@@ -34,7 +34,7 @@ _KINDS: tuple[str, ...] = ("contour", "contourf", "heatmap", "surface")
 DEFAULT_LEVELS = 15
 _MAX_COLORBAR_TICKS = 8
 _CMAP = "viridis"
-_NOT_COMPUTED = "0.85"  # heatmap colour of NaN (not yet computed) cells
+_NOT_COMPUTED = "0.85"  # heatmap colour of NaN (not computed or not finite) cells
 _FINAL_COLOR = "#E69F00"  # Okabe-Ito orange: the trajectory's end point
 
 DEFAULT_XLABEL_2D = "α  (along direction d₁)"
@@ -58,6 +58,31 @@ def _grid(x: ArrayLike, y: ArrayLike, z: ArrayLike, label: str) -> tuple[np.ndar
             f"columns, got {z.shape}"
         )
     return x, y, z
+
+
+def _check_area(kind: str, z: np.ndarray) -> None:
+    if kind != "heatmap" and min(z.shape) < 2:
+        raise ValueError(
+            f"a {z.shape[1]}×{z.shape[0]} grid has no area for a {kind} plot: draw it as a "
+            "heatmap (--kind heatmap) or slice with >= 2 points per axis"
+        )
+
+
+def _labels_for(
+    panels: Mapping[str, Any], value: str | Mapping[str, str] | None
+) -> dict[str, str | None]:
+    """One axis label per panel from a shared label or a mapping panel key -> label."""
+    if value is None or isinstance(value, str):
+        return dict.fromkeys(panels, value)
+    return {k: value.get(k) for k in panels}
+
+
+def _cell_edges(v: np.ndarray) -> np.ndarray:
+    """Heatmap cell edges: halfway between coordinates, half a spacing beyond the ends."""
+    if v.size == 1:
+        return np.array([v[0] - 0.5, v[0] + 0.5])
+    mid = (v[1:] + v[:-1]) / 2
+    return np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]])
 
 
 def _scale(
@@ -112,11 +137,11 @@ def _level_format(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _coverage_note(z: np.ndarray) -> str:
-    missing = int(np.isnan(z).sum())
-    if not missing:
-        return ""
-    return f"{z.size - missing} of {z.size} cells computed"
+def _computed(z: np.ndarray, computed: ArrayLike | None) -> np.ndarray:
+    """The mask of computed cells (without one: the cells that are not NaN)."""
+    mask = ~np.isnan(z) if computed is None else np.asarray(computed, dtype=bool)
+    coverage_note(mask, z.shape, "cells")  # checks the shape
+    return mask
 
 
 def _draw_trajectory(ax: Axes, trajectory: ArrayLike, *, z_floor: float | None = None) -> None:
@@ -185,7 +210,13 @@ def _draw_surface(
         return cs
     elif kind == "heatmap":
         ax.grid(False)
-        return ax.pcolormesh(x, y, zm, shading="nearest", cmap=cmap, norm=norm)
+        # Explicit edges: shading="nearest" draws nothing for a single row or column.
+        mesh = ax.pcolormesh(_cell_edges(x), _cell_edges(y), zm, cmap=cmap, norm=norm)
+        if x.size == 1:  # the cell's width is made up: tick only the coordinate itself
+            ax.set_xticks(x)
+        if y.size == 1:
+            ax.set_yticks(y)
+        return mesh
     elif kind == "surface":
         xx, yy = np.meshgrid(x, y)
         height = np.ma.filled(zm.astype(float), np.nan)
@@ -262,13 +293,13 @@ def _add_colorbar(
         cbar.ax.minorticks_off()
 
 
-def _empty_note(ax: Axes, x: np.ndarray, y: np.ndarray) -> None:
-    """Nothing computed yet: keep the slice's coordinate range and say so."""
+def _empty_note(ax: Axes, x: np.ndarray, y: np.ndarray, computed: np.ndarray) -> None:
+    """Nothing to draw: keep the slice's coordinate range and say why."""
     write = getattr(ax, "text2D", ax.text)  # 3-D axes place 2-D text with text2D
     write(
         0.5,
         0.5,
-        "no computed values yet",
+        "no finite values" if computed.any() else "no computed values yet",
         transform=ax.transAxes,
         ha="center",
         va="center",
@@ -295,13 +326,14 @@ def surface_plot(
     xlabel: str | None = None,
     ylabel: str | None = None,
     zlabel: str = "loss",
+    computed: ArrayLike | None = None,
 ) -> Figure:
     """A 2-D slice f(α, β) as labelled contours, filled contours, a heatmap or a 3-D surface.
 
     Args:
         x: Coordinates along the first direction, shape (nx,).
         y: Coordinates along the second direction, shape (ny,).
-        z: Values shaped (ny, nx), x along columns; NaN = not computed (left blank).
+        z: Values shaped (ny, nx), x along columns; NaN cells are left blank.
         kind: "contour" (labelled level lines), "contourf", "heatmap" or "surface" (3-D).
         levels: Number of levels (default 15) or the explicit level values.
         log: Log-spaced levels and a logarithmic colour scale (non-positive values masked).
@@ -314,23 +346,28 @@ def surface_plot(
         xlabel: x-axis label, e.g. "PC 1 (72.1 % of variance)".
         ylabel: y-axis label.
         zlabel: Name of the plotted quantity (colourbar and z-axis label).
+        computed: (ny, nx) mask of the cells evaluated so far (default: the non-NaN ones);
+            the title says how many are when not all are.
 
     Returns:
-        The figure (the plot's axes, plus the colourbar's when any value is computed).
+        The figure (the plot's axes, plus the colourbar's when any value is finite).
 
     Raises:
-        ValueError: For an unknown ``kind``, wrongly shaped inputs or a non-positive lower
-            limit with ``log``.
+        ValueError: For an unknown ``kind``, wrongly shaped inputs, a grid with a single row
+            or column drawn as anything but a heatmap, or a non-positive lower limit with
+            ``log``.
     """
     _check_kind(kind)
     x, y, z = _grid(x, y, z, "surface_plot")
+    _check_area(kind, z)
+    mask = _computed(z, computed)
     scale = _scale([z], levels, log, vmin, vmax)
     with figure_style():
         fig = new_figure((6.0, 4.8))
         (ax,) = _new_axes(fig, kind, 1)
-        note = _coverage_note(z)
+        note = coverage_note(mask, z.shape, "cells")
         if scale is None:
-            _empty_note(ax, x, y)
+            _empty_note(ax, x, y, mask)
         else:
             lv, norm = scale
             artist = _draw_surface(
@@ -346,8 +383,8 @@ def surface_plot(
             _draw_trajectory(ax, trajectory, z_floor=floor)
         _label_axes(ax, kind, xlabel, ylabel, _colorbar_label(zlabel, kind, log))
         heading = "\n".join(s for s in (title, note) if s)
-        if heading:
-            ax.set_title(heading)
+        if heading:  # the axes is about 0.8 of the figure's width (colourbar)
+            ax.set_title(wrap(heading, 0.8 * 6.0, RC_PARAMS["axes.titlesize"]))
     return fig
 
 
@@ -360,9 +397,11 @@ def compare_surfaces(
     title: str | None = None,
     vmin: float | None = None,
     vmax: float | None = None,
-    xlabel: str | None = None,
-    ylabel: str | None = None,
+    xlabel: str | Mapping[str, str] | None = None,
+    ylabel: str | Mapping[str, str] | None = None,
     zlabel: str = "loss",
+    computed: Mapping[str, ArrayLike] | None = None,
+    notes: Mapping[str, str] | None = None,
 ) -> Figure:
     """2-D slices of several variants side by side on one colour scale.
 
@@ -378,38 +417,51 @@ def compare_surfaces(
         title: Figure title.
         vmin: Lower end of the shared colour scale.
         vmax: Upper end of the shared colour scale.
-        xlabel: x-axis label.
-        ylabel: y-axis label.
+        xlabel: x-axis label, or a mapping panel key -> its own x-axis label.
+        ylabel: y-axis label, or a mapping panel key -> its own y-axis label.
         zlabel: Name of the plotted quantity.
+        computed: Mapping panel key -> mask of its computed cells (default: the non-NaN
+            ones); a panel's title says how many are when not all are.
+        notes: Mapping panel key -> text shown under the panel's label (e.g. its grid).
 
     Returns:
         The figure (one axes per panel plus one colourbar's).
 
     Raises:
-        ValueError: For an unknown ``kind``, no panels or wrongly shaped inputs.
+        ValueError: For an unknown ``kind``, no panels, two panels with the same shown label,
+            wrongly shaped inputs or a single-row or single-column grid drawn as anything
+            but a heatmap.
     """
     _check_kind(kind)
     if not panels:
         raise ValueError("compare_surfaces needs at least one panel")
-    grids = {display_label(k): _grid(*v, f"panel {k!r}") for k, v in panels.items()}
+    shown = unique_labels(panels)
+    grids = {k: _grid(*v, f"panel {k!r}") for k, v in panels.items()}
+    for g in grids.values():
+        _check_area(kind, g[2])
+    masks = {k: _computed(g[2], (computed or {}).get(k)) for k, g in grids.items()}
+    xlabels, ylabels = _labels_for(panels, xlabel), _labels_for(panels, ylabel)
     zs = [g[2] for g in grids.values()]
     scale = _scale(zs, levels, log, vmin, vmax)
-    colors = colors_for(grids)
+    colors = colors_for(shown.values())
+    width = 4.6 * len(grids) + 1.2
     with figure_style():
-        fig = new_figure((4.6 * len(grids) + 1.2, 4.4))
+        fig = new_figure((width, 4.4))
         axes = _new_axes(fig, kind, len(grids))
         artist = None
-        for ax, (label, (x, y, z)) in zip(axes, grids.items()):
+        for ax, (key, (x, y, z)) in zip(axes, grids.items()):
             if scale is None:
-                _empty_note(ax, x, y)
+                _empty_note(ax, x, y, masks[key])
             else:
                 lv, norm = scale
                 artist = _draw_surface(
                     ax, x, y, z, kind=kind, levels=lv, norm=norm, log=log, extend=_extend(zs, norm)
                 )
-            note = _coverage_note(z)
-            ax.set_title(f"{label}\n{note}" if note else label, color=colors[label])
-            _label_axes(ax, kind, xlabel, ylabel, _colorbar_label(zlabel, kind, log))
+            label = shown[key]
+            head = [label, (notes or {}).get(key), coverage_note(masks[key], z.shape, "cells")]
+            text = wrap("\n".join(s for s in head if s), 4.4, RC_PARAMS["axes.titlesize"])
+            ax.set_title(text, color=colors[label])
+            _label_axes(ax, kind, xlabels[key], ylabels[key], _colorbar_label(zlabel, kind, log))
         if artist is not None:
             _add_colorbar(
                 fig,
@@ -420,5 +472,5 @@ def compare_surfaces(
                 label=_colorbar_label(zlabel, kind, log),
             )
         if title:
-            fig.suptitle(title)
+            fig.suptitle(wrap(title, width, RC_PARAMS["figure.titlesize"]))
     return fig

@@ -34,6 +34,7 @@ __all__ = [
     "figure_style",
     "new_figure",
     "save_figure",
+    "unique_labels",
 ]
 
 #: Okabe-Ito palette, ordered so that the first entries are the most distinct on white.
@@ -63,6 +64,9 @@ _FIXED_COLORS: dict[str, str] = {
 }
 # Colours handed to labels other than the two fixed ones (the fixed two are kept for them).
 _FREE_COLORS: tuple[str, ...] = tuple(c for c in PALETTE if c not in (PLAIN_COLOR, BN_COLOR))
+# A label's own colour is never the last (yellow: a title in it is unreadable on white); a
+# figure gets yellow only when every other free colour is taken.
+_FIRST_CHOICES = _FREE_COLORS[:-1]
 
 #: rc settings applied inside every figure builder (never globally).
 RC_PARAMS: dict[str, Any] = {
@@ -96,11 +100,27 @@ def display_label(label: str) -> str:
     return LABELS.get(label, label)
 
 
+def unique_labels(keys: Iterable[str]) -> dict[str, str]:
+    """Mapping key -> :func:`display_label`, refusing two keys that would show the same label.
+
+    Raises:
+        ValueError: If two keys give one label (one series would hide the other).
+    """
+    out: dict[str, str] = {}
+    for key in keys:
+        label = display_label(key)
+        if (seen := next((k for k, v in out.items() if v == label), None)) is not None:
+            raise ValueError(f"{seen!r} and {key!r} would both show as {label!r}: label them apart")
+        out[key] = label
+    return out
+
+
 def color_for(label: str) -> str:
     """Colour of one series label, the same in every figure.
 
     "Standard" (or ``plain``) is vermillion, "Standard + BatchNorm" (or ``bn``) is blue; any
-    other label gets one of the remaining Okabe-Ito colours chosen by a stable hash of the text.
+    other label gets one of the remaining Okabe-Ito colours (not yellow) chosen by a stable
+    hash of the text.
 
     Args:
         label: Series label.
@@ -114,7 +134,7 @@ def color_for(label: str) -> str:
     """
     if label in _FIXED_COLORS:
         return _FIXED_COLORS[label]
-    return _FREE_COLORS[zlib.crc32(label.encode("utf-8")) % len(_FREE_COLORS)]
+    return _FIRST_CHOICES[zlib.crc32(label.encode("utf-8")) % len(_FIRST_CHOICES)]
 
 
 def colors_for(labels: Iterable[str]) -> dict[str, str]:
