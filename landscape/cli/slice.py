@@ -11,7 +11,14 @@ import numpy as np
 
 from ..grids import read_grid
 from ..render import save_figure
-from ..slice_figures import AUTO_LOG_RATIO, SURFACES, compare_figure, grid_text, slice_figure
+from ..slice_figures import (
+    AUTO_LOG_RATIO,
+    NARROW_SHARE,
+    SURFACES,
+    compare_figure,
+    grid_text,
+    slice_figure,
+)
 from ..slices import DEFAULT_RECALIBRATE_BATCHES
 from ..slicing import SliceConfig, slice_checkpoint
 from ._common import BadInput, progress_bars, quiet_option
@@ -117,9 +124,11 @@ def _plot_commands(plot: click.Group) -> None:
         f = click.option("--out", type=_PATH, help="Output path without suffix (PNG and PDF).")(f)
         f = click.option("--metric", help="loss or accuracy [default: loss; 1-D: both]")(f)
         f = click.option("--log/--linear", default=None, help="Loss scale [default: log when "
-                         f"max/min > {AUTO_LOG_RATIO:g}]")(f)  # fmt: skip
+                         f"max/min > {AUTO_LOG_RATIO:g}, or, comparing, when one file spans "
+                         f"< {NARROW_SHARE:.0%} of the shared range]")(f)  # fmt: skip
         kinds = click.Choice([*SURFACES, "line"])
-        return click.option("--kind", type=kinds, help="[default: line (1-D), contour (2-D)]")(f)
+        return click.option("--kind", type=kinds, help="[default: line (1-D), contour (2-D; "
+                            "heatmap for a single row or column)]")(f)  # fmt: skip
 
     @plot.command("slice")
     @click.argument("file", type=_FILE)
