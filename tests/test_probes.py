@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-import copy
 import math
-import random
 import warnings
 
 import numpy as np
 import pytest
 import torch
+from cases import (
+    ETAS,
+    F64,
+    Quadratic,
+    assert_same_state,
+    bn_net,
+    close,
+    full_state,
+    identity_loss,
+    image_batch,
+    prepared_bn_net,
+    regression_batch,
+    spd,
+    sq_loss,
+    three_layer,
+)
 from torch import nn
 from torch.nn import functional as F
 
@@ -21,85 +35,6 @@ from landscape.probes import (
     gradient_probe,
     ics,
 )
-
-F64 = torch.float64
-RTOL = 1e-10
-ETAS = [0.01, 0.05, 0.1, 0.3]
-
-
-# --- small models --------------------------------------------------------------------------
-
-
-class Quadratic(nn.Module):
-    """L(theta) = 0.5 theta^T A theta, with A passed as the 'input'."""
-
-    def __init__(self, theta: torch.Tensor) -> None:
-        super().__init__()
-        self.theta = nn.Parameter(theta.clone())
-
-    def forward(self, a: torch.Tensor) -> torch.Tensor:
-        return 0.5 * self.theta @ a @ self.theta
-
-
-def identity_loss(out, _targets):
-    return out
-
-
-def spd(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A random SPD matrix with its eigenvalues (ascending) and eigenvectors."""
-    gen = torch.Generator().manual_seed(seed)
-    q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=F64))
-    eigs = torch.linspace(0.5, 5.0, n, dtype=F64)
-    return q @ torch.diag(eigs) @ q.T, eigs, q
-
-
-def sq_loss(out, y):
-    return ((out - y) ** 2).sum(dim=1).mean()
-
-
-def bn_net(dtype=torch.float32) -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1),
-        nn.BatchNorm2d(4),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(4 * 6 * 6, 8),
-        nn.BatchNorm1d(8),
-        nn.ReLU(),
-        nn.Dropout(0.2),
-        nn.Linear(8, 3),
-    ).to(dtype)
-
-
-def image_batch(dtype=torch.float32, n: int = 10):
-    gen = torch.Generator().manual_seed(1)
-    return torch.randn(n, 1, 6, 6, generator=gen, dtype=dtype), torch.randint(0, 3, (n,))
-
-
-def three_layer(dtype=F64) -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Linear(4, 6),
-        nn.BatchNorm1d(6),
-        nn.Tanh(),
-        nn.Linear(6, 5),
-        nn.BatchNorm1d(5),
-        nn.Tanh(),
-        nn.Linear(5, 3),
-    ).to(dtype)
-
-
-def regression_batch(n: int = 16, d_in: int = 4, d_out: int = 3, dtype=F64):
-    gen = torch.Generator().manual_seed(2)
-    return torch.randn(n, d_in, generator=gen, dtype=dtype), torch.randn(
-        n, d_out, generator=gen, dtype=dtype
-    )
-
-
-def close(actual, expected, rtol=RTOL):
-    np.testing.assert_allclose(actual, np.asarray(expected, dtype=np.float64), rtol=rtol)
-
 
 # --- gradient probe: closed forms ----------------------------------------------------------
 
@@ -271,49 +206,6 @@ def test_bad_direction(direction, match):
 # --- the model is left exactly as found ----------------------------------------------------
 
 
-def full_state(model: nn.Module) -> dict:
-    return {
-        "tensors": {n: t.detach().clone() for n, t in model.state_dict(keep_vars=True).items()},
-        "grads": {
-            n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()
-        },
-        "modes": {n: m.training for n, m in model.named_modules()},
-        "torch_rng": torch.get_rng_state(),
-        "np_rng": np.random.get_state(),
-        "py_rng": random.getstate(),
-    }
-
-
-def assert_same_state(before: dict, after: dict) -> None:
-    assert before["tensors"].keys() == after["tensors"].keys()
-    for n, t in before["tensors"].items():
-        assert torch.equal(t, after["tensors"][n]), n
-    for n, gr in before["grads"].items():
-        other = after["grads"][n]
-        assert (gr is None and other is None) or torch.equal(gr, other), n
-    assert before["modes"] == after["modes"]
-    assert torch.equal(before["torch_rng"], after["torch_rng"])
-    (kind, keys, *rest), (kind2, keys2, *rest2) = before["np_rng"], after["np_rng"]
-    assert kind == kind2 and np.array_equal(keys, keys2) and rest == rest2
-    assert before["py_rng"] == after["py_rng"]
-
-
-def prepared_bn_net(device: str = "cpu") -> tuple[nn.Module, tuple]:
-    model = bn_net().to(device)
-    x, y = image_batch()
-    x, y = x.to(device), y.to(device)
-    model.train()
-    with torch.no_grad():
-        for _ in range(3):  # non-trivial running statistics and num_batches_tracked
-            model(x + 1.0)
-    loss = nn.functional.cross_entropy(model(x), y)
-    loss.backward()
-    model[0].bias.grad = None  # a mix of set and None gradients
-    model[8].bias.requires_grad_(False)  # a frozen parameter is never moved
-    model[7].eval()  # mixed training flags must come back as they were
-    return model, (x, y)
-
-
 @pytest.mark.parametrize("bn_mode", ["train", "eval"])
 @pytest.mark.parametrize("direction", ["gradient", "random"])
 def test_probe_leaves_model_untouched(bn_mode, direction):
@@ -327,14 +219,6 @@ def test_probe_leaves_model_untouched(bn_mode, direction):
     assert np.all(np.isfinite(r.loss)) and np.isfinite(r.beta)
 
 
-def test_ics_leaves_model_untouched():
-    model, batch = prepared_bn_net()
-    before = full_state(model)
-    result = ics(model, nn.functional.cross_entropy, batch, lr=0.1)
-    assert_same_state(before, full_state(model))
-    assert result.layers == ["0", "4", "8"]
-
-
 def test_train_and_eval_modes_differ():
     model, batch = prepared_bn_net()
     r_train = gradient_probe(model, nn.functional.cross_entropy, batch, ETAS, bn_mode="train")
@@ -344,112 +228,6 @@ def test_train_and_eval_modes_differ():
     model.eval()
     expected = nn.functional.cross_entropy(model(batch[0]), batch[1]).item()
     close(r_eval.base_loss, expected, rtol=1e-6)
-
-
-# --- internal covariate shift --------------------------------------------------------------
-
-
-def ics_reference(model: nn.Sequential, loss_fn, batch, lr: float, update=None) -> ICSResult:
-    """Definition 2.1 the obvious way: deep copies, earlier = lower Sequential index; the
-    earlier layers move by -lr * g, or by ``update`` when given."""
-    x, y = batch
-    base = copy.deepcopy(model).train()
-    named = list(base.named_parameters())
-    grads = torch.autograd.grad(loss_fn(base(x), y), [p for _, p in named])
-    g = {n: gr for (n, _), gr in zip(named, grads)}
-    names, l2, cos = [], [], []
-    for i, layer in enumerate(model):
-        if not isinstance(layer, nn.Linear):
-            continue
-        moved = copy.deepcopy(model).train()
-        with torch.no_grad():
-            for n, p in moved.named_parameters():
-                if int(n.split(".")[0]) < i:
-                    p += -lr * g[n] if update is None else update[n]
-        (g2,) = torch.autograd.grad(loss_fn(moved(x), y), [moved[i].weight])
-        g1 = g[f"{i}.weight"]
-        names.append(str(i))
-        l2.append((g1 - g2).norm().item())
-        cos.append(((g1 * g2).sum() / (g1.norm() * g2.norm())).item())
-    return ICSResult(names, np.array(l2), np.array(cos), np.array([]), lr, "sgd", "train")
-
-
-def test_ics_zero_for_one_layer():
-    x, y = regression_batch()
-    torch.manual_seed(0)
-    result = ics(nn.Linear(4, 3).to(F64), sq_loss, (x, y), lr=0.5)
-    assert result.layers == [""]
-    assert result.l2[0] < 1e-12 and result.cos[0] == pytest.approx(1.0, abs=1e-12)
-
-
-def test_ics_matches_slow_reference():
-    model, batch = three_layer(), regression_batch()
-    fast = ics(model, sq_loss, batch, lr=0.1)
-    slow = ics_reference(model, sq_loss, batch, lr=0.1)
-    assert fast.layers == slow.layers == ["0", "3", "6"]
-    np.testing.assert_allclose(fast.l2, slow.l2, rtol=RTOL, atol=1e-14)
-    np.testing.assert_allclose(fast.cos, slow.cos, rtol=RTOL)
-    assert fast.l2[0] == 0.0 and np.all(fast.l2[1:] > 1e-6)
-    assert np.all(np.abs(fast.cos) <= 1.0)
-    assert set(fast.to_dict()) == {"layers", "l2", "cos", "grad_norm", "lr", "update", "bn_mode"}
-    assert fast.update == "sgd" and fast.lr == 0.1
-
-
-def test_ics_with_a_given_update_matches_slow_reference():
-    """Any optimizer's step: earlier layers at theta + u, checked against deep copies."""
-    model, batch = three_layer(), regression_batch()
-    gen = torch.Generator().manual_seed(5)
-    update = {
-        n: 0.05 * torch.randn(p.shape, generator=gen, dtype=F64)
-        for n, p in model.named_parameters()
-    }
-    fast = ics(model, sq_loss, batch, update=update)
-    slow = ics_reference(model, sq_loss, batch, lr=float("nan"), update=update)
-    np.testing.assert_allclose(fast.l2, slow.l2, rtol=RTOL, atol=1e-14)
-    np.testing.assert_allclose(fast.cos, slow.cos, rtol=RTOL)
-    assert fast.update == "given" and math.isnan(fast.lr) and fast.l2[0] == 0.0
-    # the SGD update given explicitly is the lr form
-    x, y = batch
-    grads = torch.autograd.grad(sq_loss(model.train()(x), y), list(model.parameters()))
-    sgd = {n: -0.1 * gr for (n, _), gr in zip(model.named_parameters(), grads)}
-    np.testing.assert_allclose(
-        ics(model, sq_loss, batch, update=sgd).l2, ics(model, sq_loss, batch, lr=0.1).l2, rtol=1e-12
-    )
-    # a parameter missing from the update does not move: layer 3's G' sees only layer 0's bias
-    only_bias = {"0.bias": update["0.bias"]}
-    partial = {n: (u if n == "0.bias" else torch.zeros_like(u)) for n, u in update.items()}
-    np.testing.assert_allclose(
-        ics(model, sq_loss, batch, update=only_bias).l2,
-        ics_reference(model, sq_loss, batch, lr=float("nan"), update=partial).l2,
-        rtol=RTOL,
-        atol=1e-14,
-    )
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({}, "either lr"),
-        ({"lr": 0.1, "update": {}}, "either lr"),
-        ({"update": {"nope": torch.zeros(1)}}, "not trainable parameters.*nope"),
-        ({"update": {"0.weight": torch.zeros(2, 2)}}, r"update\['0.weight'\] has shape"),
-    ],
-)
-def test_ics_update_bad_inputs(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        ics(three_layer(), sq_loss, regression_batch(), **kwargs)
-
-
-def test_ics_layer_subset_and_unknown_layer():
-    model, batch = three_layer(), regression_batch()
-    full = ics(model, sq_loss, batch, lr=0.1)
-    sub = ics(model, sq_loss, batch, lr=0.1, layers=["6", "3"])
-    assert sub.layers == ["6", "3"]
-    np.testing.assert_allclose(sub.l2, full.l2[[2, 1]], rtol=1e-12)
-    with pytest.raises(ValueError, match="no trainable weight"):
-        ics(model, sq_loss, batch, lr=0.1, layers=["2"])
-    with pytest.raises(ValueError, match="lr must be positive"):
-        ics(model, sq_loss, batch, lr=0.0)
 
 
 # --- bad inputs ----------------------------------------------------------------------------
