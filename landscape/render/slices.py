@@ -18,12 +18,13 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib import patheffects as pe
 from matplotlib.axes import Axes
-from matplotlib.colors import Colormap, LogNorm, Normalize
+from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import MaxNLocator
 from numpy.typing import ArrayLike
 
 from ._common import coverage_note, finite_or_nan, positive_or_nan, wrap
+from .colour_scale import add_colorbar, colorbar_label, extend_mode, level_format, shared_scale
 from .style import RC_PARAMS, colors_for, figure_style, new_figure, unique_labels
 
 __all__ = ["SurfaceKind", "compare_surfaces", "surface_plot"]
@@ -31,8 +32,6 @@ __all__ = ["SurfaceKind", "compare_surfaces", "surface_plot"]
 SurfaceKind = Literal["contour", "contourf", "heatmap", "surface"]
 _KINDS: tuple[str, ...] = ("contour", "contourf", "heatmap", "surface")
 
-DEFAULT_LEVELS = 15
-_MAX_COLORBAR_TICKS = 8
 _CMAP = "viridis"
 _NOT_COMPUTED = "0.85"  # heatmap colour of NaN (not computed or not finite) cells
 _FINAL_COLOR = "#E69F00"  # Okabe-Ito orange: the trajectory's end point
@@ -83,58 +82,6 @@ def _cell_edges(v: np.ndarray) -> np.ndarray:
         return np.array([v[0] - 0.5, v[0] + 0.5])
     mid = (v[1:] + v[:-1]) / 2
     return np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]])
-
-
-def _scale(
-    zs: Sequence[np.ndarray],
-    levels: int | Sequence[float] | None,
-    log: bool,
-    vmin: float | None,
-    vmax: float | None,
-) -> tuple[np.ndarray, Normalize] | None:
-    """Common contour levels and colour norm from the union of finite (positive if log) values.
-
-    Returns ``None`` when there is nothing to scale (no computed value and no explicit range).
-    """
-    vals = np.concatenate([(positive_or_nan(z) if log else finite_or_nan(z)).ravel() for z in zs])
-    vals = vals[np.isfinite(vals)]
-    if levels is not None and not isinstance(levels, (int, np.integer)):
-        lv = np.sort(np.asarray(levels, dtype=float).ravel())
-        if lv.size < 2:
-            raise ValueError("levels needs at least two values")
-        lo = lv[0] if vmin is None else vmin
-        hi = lv[-1] if vmax is None else vmax
-    else:
-        n = DEFAULT_LEVELS if levels is None else int(levels)
-        if n < 2:
-            raise ValueError(f"levels must be >= 2, got {n}")
-        if vals.size == 0 and (vmin is None or vmax is None):
-            return None
-        lo = float(vals.min()) if vmin is None else float(vmin)
-        hi = float(vals.max()) if vmax is None else float(vmax)
-        if log and lo <= 0:
-            raise ValueError(f"log scale needs a positive lower limit, got vmin={lo}")
-        if hi <= lo:  # flat surface: widen so that the colour scale is defined
-            hi = lo * 10.0 if log else lo + max(abs(lo), 1.0) * 0.1
-        lv = np.geomspace(lo, hi, n) if log else np.linspace(lo, hi, n)
-    if log and lo <= 0:
-        raise ValueError(f"log scale needs positive levels, got a lower limit of {lo}")
-    norm = LogNorm(lo, hi) if log else Normalize(lo, hi)
-    return lv, norm
-
-
-def _extend(zs: Sequence[np.ndarray], norm: Normalize) -> str:
-    vals = np.concatenate([finite_or_nan(z).ravel() for z in zs])
-    vals = vals[np.isfinite(vals)]
-    below = bool(vals.size and vals.min() < norm.vmin)
-    above = bool(vals.size and vals.max() > norm.vmax)
-    return {(False, False): "neither", (True, False): "min", (False, True): "max"}.get(
-        (below, above), "both"
-    )
-
-
-def _level_format(value: float) -> str:
-    return f"{value:.3g}"
 
 
 def _computed(z: np.ndarray, computed: ArrayLike | None) -> np.ndarray:
@@ -201,7 +148,7 @@ def _draw_surface(
     if kind == "contour":
         cs = ax.contour(x, y, zm, levels=levels, cmap=cmap, norm=norm, linewidths=1.1)
         shown = cs.levels[::2] if len(cs.levels) > 8 else cs.levels
-        ax.clabel(cs, shown, inline=True, fontsize=7, fmt=_level_format)
+        ax.clabel(cs, shown, inline=True, fontsize=7, fmt=level_format)
         return cs
     elif kind == "contourf":
         ax.grid(False)  # grid lines over filled colours read as extra contours
@@ -258,39 +205,6 @@ def _label_axes(ax: Axes, kind: str, xlabel: str | None, ylabel: str | None, zla
         # Constrained layout does not see 3-D axis labels; shrink the box so they stay inside.
         ax.set_box_aspect(None, zoom=0.85)
         ax.grid(True)
-
-
-def _colorbar_label(zlabel: str, kind: str, log: bool) -> str:
-    if log and kind == "surface":
-        return f"log₁₀ {zlabel}"
-    return f"{zlabel} (log scale)" if log else zlabel
-
-
-def _add_colorbar(
-    fig: Figure,
-    artist: Any,
-    axes: Axes | list[Axes],
-    *,
-    kind: str,
-    levels: np.ndarray,
-    label: str,
-) -> None:
-    """One colourbar; for contour kinds its ticks are the contour levels, written plainly.
-
-    (A contour set on a log norm otherwise gets a single unreadable tick.)
-    """
-    cbar = fig.colorbar(
-        artist,
-        ax=axes,
-        label=label,
-        shrink=0.75 if kind == "surface" else 1.0,
-        pad=0.1 if kind == "surface" else 0.02,
-    )
-    if kind in ("contour", "contourf"):
-        step = max(1, int(np.ceil(len(levels) / _MAX_COLORBAR_TICKS)))
-        cbar.set_ticks(levels[::step])
-        cbar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _level_format(v)))
-        cbar.ax.minorticks_off()
 
 
 def _empty_note(ax: Axes, x: np.ndarray, y: np.ndarray, computed: np.ndarray) -> None:
@@ -361,7 +275,7 @@ def surface_plot(
     x, y, z = _grid(x, y, z, "surface_plot")
     _check_area(kind, z)
     mask = _computed(z, computed)
-    scale = _scale([z], levels, log, vmin, vmax)
+    scale = shared_scale([z], levels, log, vmin, vmax)
     with figure_style():
         fig = new_figure((6.0, 4.8))
         (ax,) = _new_axes(fig, kind, 1)
@@ -371,17 +285,17 @@ def surface_plot(
         else:
             lv, norm = scale
             artist = _draw_surface(
-                ax, x, y, z, kind=kind, levels=lv, norm=norm, log=log, extend=_extend([z], norm)
+                ax, x, y, z, kind=kind, levels=lv, norm=norm, log=log, extend=extend_mode([z], norm)
             )
-            _add_colorbar(
-                fig, artist, ax, kind=kind, levels=lv, label=_colorbar_label(zlabel, kind, log)
+            add_colorbar(
+                fig, artist, ax, kind=kind, levels=lv, label=colorbar_label(zlabel, kind, log)
             )
         if trajectory is not None:
             floor = None
             if kind == "surface":
                 floor = ax.get_zlim()[0]
             _draw_trajectory(ax, trajectory, z_floor=floor)
-        _label_axes(ax, kind, xlabel, ylabel, _colorbar_label(zlabel, kind, log))
+        _label_axes(ax, kind, xlabel, ylabel, colorbar_label(zlabel, kind, log))
         heading = "\n".join(s for s in (title, note) if s)
         if heading:  # the axes is about 0.8 of the figure's width (colourbar)
             ax.set_title(wrap(heading, 0.8 * 6.0, RC_PARAMS["axes.titlesize"]))
@@ -442,7 +356,7 @@ def compare_surfaces(
     masks = {k: _computed(g[2], (computed or {}).get(k)) for k, g in grids.items()}
     xlabels, ylabels = _labels_for(panels, xlabel), _labels_for(panels, ylabel)
     zs = [g[2] for g in grids.values()]
-    scale = _scale(zs, levels, log, vmin, vmax)
+    scale = shared_scale(zs, levels, log, vmin, vmax)
     colors = colors_for(shown.values())
     width = 4.6 * len(grids) + 1.2
     with figure_style():
@@ -455,21 +369,29 @@ def compare_surfaces(
             else:
                 lv, norm = scale
                 artist = _draw_surface(
-                    ax, x, y, z, kind=kind, levels=lv, norm=norm, log=log, extend=_extend(zs, norm)
+                    ax,
+                    x,
+                    y,
+                    z,
+                    kind=kind,
+                    levels=lv,
+                    norm=norm,
+                    log=log,
+                    extend=extend_mode(zs, norm),
                 )
             label = shown[key]
             head = [label, (notes or {}).get(key), coverage_note(masks[key], z.shape, "cells")]
             text = wrap("\n".join(s for s in head if s), 4.4, RC_PARAMS["axes.titlesize"])
             ax.set_title(text, color=colors[label])
-            _label_axes(ax, kind, xlabels[key], ylabels[key], _colorbar_label(zlabel, kind, log))
+            _label_axes(ax, kind, xlabels[key], ylabels[key], colorbar_label(zlabel, kind, log))
         if artist is not None:
-            _add_colorbar(
+            add_colorbar(
                 fig,
                 artist,
                 axes,
                 kind=kind,
                 levels=scale[0],
-                label=_colorbar_label(zlabel, kind, log),
+                label=colorbar_label(zlabel, kind, log),
             )
         if title:
             fig.suptitle(wrap(title, width, RC_PARAMS["figure.titlesize"]))
