@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import os
+import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,13 +103,19 @@ def _write_directions(f: h5py.File, root: str, dirs: Sequence[Mapping[str, Tenso
         _write_params(top.create_group(f"d{k}", track_order=True), d)
 
 
-def _create(path: Path, first: SliceResult, config: dict, meta: dict, device: str) -> None:
+def _create(
+    path: Path, first: SliceResult, config: dict, meta: dict, device: str, seen: str | None
+) -> None:
     """Write the slice file with its first evaluated point atomically (temp file + rename).
 
     Cells not computed read as the fill value (NaN, mask 0): no full-size array in memory.
+    ``seen`` is the ``config_hash`` found at ``path`` before the first point (None: no file):
+    if another run wrote ``path`` meanwhile, its file is kept (and continued when it holds
+    this very slice); a new file is published with a hard link, which fails if one appeared.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    _remove_stale_temporaries(path)
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
     try:
         with h5py.File(tmp, "w") as f:
             write_provenance(f, provenance(config, device=device))
@@ -126,10 +133,56 @@ def _create(path: Path, first: SliceResult, config: dict, meta: dict, device: st
             _write_directions(f, "directions", first.directions)
             if first.buffer_directions is not None:
                 _write_directions(f, "buffer_directions", first.buffer_directions)
-        slice_file_hash(path)  # not taken by another writer meanwhile
-        os.replace(tmp, path)
+        if _publish(tmp, path, seen, meta["config_hash"]):
+            log.info("%s: another run made this slice meanwhile; continuing it", path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _publish(tmp: Path, path: Path, seen: str | None, config_hash: str) -> bool:
+    """Move ``tmp`` to ``path`` unless another run wrote ``path`` since we looked (``seen``).
+
+    Returns True when ``path`` already holds this slice (ours is dropped); raises ValueError
+    when it holds another one.
+    """
+    now = slice_file_hash(path)  # also refuses a file being written by another process
+    if now == seen and path.exists() and (seen is not None or path.stat().st_size == 0):
+        os.replace(tmp, path)  # the file we decided to replace (overwrite, or empty)
+        return False
+    if now is None and not path.exists():
+        try:
+            os.link(tmp, path)  # atomic, and fails if a file appeared meanwhile
+            return False
+        except FileExistsError:
+            now = slice_file_hash(path)
+        except OSError:  # a file system without hard links
+            os.replace(tmp, path)
+            return False
+    if now == config_hash:
+        return True
+    raise ValueError(
+        f"{path} was written by another run meanwhile (other settings); it is kept: "
+        "choose another output, or pass overwrite to replace it"
+    )
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporary files of earlier runs on this host that were killed (dead PID)."""
+    host = socket.gethostname()
+    for tmp in path.parent.glob(f".{path.name}.{host}.*.tmp"):
+        pid = tmp.name[len(f".{path.name}.{host}.") : -len(".tmp")]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def slice_file_hash(path: Path, where: str = "output path") -> str | None:
@@ -267,9 +320,9 @@ def run_grid(
     if stored != config_hash:  # the file is made once its first point is: a failure keeps the old
         report = None if progress is None else (lambda done, _: progress(done, total))
         first = evaluate_grid(*grid, points=[0], progress=report, **options)
-        _create(path, first, config, file_meta, device)
+        _create(path, first, config, file_meta, device, stored)
 
-    with h5py.File(path, "r") as f:  # read-only first: a complete file is never reopened
+    with open_run(path, "r") as f:  # read-only first: a complete file is never reopened
         todo = np.flatnonzero(f["computed"][()].reshape(-1) == 0)
     if todo.size == 0:
         log.info("%s: already complete", path)

@@ -301,3 +301,55 @@ def test_incomplete_files_name_the_missing_part(tmp_path, setup, edit, needle):
         edit(f)
     with pytest.raises(ValueError, match=re.escape(f"{path} is not a") + ".*" + re.escape(needle)):
         read_grid(path)
+
+
+def test_a_file_another_run_made_meanwhile_is_kept(tmp_path, setup, monkeypatch):
+    """Two runs on one path: the one that publishes its first point last must not replace
+    the other's file. Same slice: it continues that file; other settings: refused, kept."""
+    import landscape.grids as grids
+
+    model, data, dirs = setup
+    publish = grids._publish
+    rival_dirs, rival_meta = random_directions(model, 2, seed=4), {**META, "seed": 4}
+    made = {}
+
+    def rival_first(rival_dirs, rival_meta):
+        def racing_publish(tmp, path, seen, config_hash):  # the rival finishes in between
+            monkeypatch.setattr(grids, "_publish", publish)
+            made[path] = run_grid(path, model, CE, data, rival_dirs, XS, YS, meta=rival_meta)
+            return publish(tmp, path, seen, config_hash)
+
+        monkeypatch.setattr(grids, "_publish", racing_publish)
+
+    CE = nn.CrossEntropyLoss()
+    out = tmp_path / "race.h5"
+    rival_first(rival_dirs, rival_meta)
+    with pytest.raises(ValueError, match="written by another run meanwhile"):
+        run_grid(out, model, CE, data, dirs, XS, YS, meta=META)
+    kept = read_grid(out)
+    assert kept.meta["seed"] == 4 and kept.computed.all()
+    np.testing.assert_array_equal(kept.values["loss"], made[out].values["loss"])
+    assert list(tmp_path.glob(".*.tmp")) == []
+
+    same = tmp_path / "same.h5"
+    rival_first(dirs, META)
+    result = run_grid(same, model, CE, data, dirs, XS, YS, meta=META)  # continues the twin's
+    assert result is None or result.computed.all()
+    np.testing.assert_array_equal(read_grid(same).values["loss"], made[same].values["loss"])
+
+
+def test_temporaries_of_killed_runs_are_removed(tmp_path, setup):
+    import socket
+
+    model, data, dirs = setup
+    out = tmp_path / "t.h5"
+    host = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    stale = tmp_path / f".t.h5.{host}.{dead}.tmp"
+    live = tmp_path / f".t.h5.{host}.1.tmp"  # pid 1 is alive: another run's, left alone
+    other_host = tmp_path / f".t.h5.elsewhere.{dead}.tmp"  # another machine's: left alone
+    for f in (stale, live, other_host):
+        f.write_bytes(b"partial")
+    run_grid(out, model, nn.CrossEntropyLoss(), data, dirs, XS, YS, meta=META)
+    assert not stale.exists() and live.exists() and other_host.exists()
