@@ -284,7 +284,8 @@ class ProbeCallback:
     ) -> None:
         """Probe at ``step`` if due; ``base`` = the loop's own (loss, gradient) at theta;
         ``lr`` = the loop's current learning rate, to which a :class:`StepSizes` grid is
-        rescaled (eta = lr x multipliers; each result records its eta)."""
+        rescaled (eta = lr x multipliers; each result records its eta) and which ICS's SGD
+        step uses (default: the constructor's)."""
         if self.every is not None and step % self.every == 0:
             steps = self.step_sizes
             if lr is not None:
@@ -294,7 +295,8 @@ class ProbeCallback:
             probe = gradient_probe(model, loss_fn, batch, steps, base=base, **self.probe_options)
             self.sink("probe", step, probe)
         if self.ics_every is not None and step % self.ics_every == 0:
-            shift = ics(model, loss_fn, batch, self.lr, **self.ics_options)  # type: ignore[arg-type]
+            step_lr = self.lr if lr is None else lr
+            shift = ics(model, loss_fn, batch, step_lr, **self.ics_options)  # type: ignore[arg-type]
             self.sink("ics", step, shift)
 
 

@@ -293,6 +293,18 @@ def test_callback_calls_sink_at_the_right_steps():
     assert cb.records == []
 
 
+def test_callback_lr_rescales_the_grid_and_the_ics_step():
+    model, batch = three_layer(), regression_batch()
+    cb = ProbeCallback(every=1, step_sizes=StepSizes.vgg(0.1, count=3), ics_every=1)
+    cb(0, model, sq_loss, batch, lr=0.02)
+    (_, _, probe), (_, _, shift) = cb.records
+    np.testing.assert_allclose(probe.step_sizes, StepSizes.vgg(0.02, count=3).values())
+    assert shift.lr == 0.02
+    np.testing.assert_array_equal(shift.l2, ics(model, sq_loss, batch, lr=0.02).l2)
+    with pytest.raises(ValueError, match="rescales a StepSizes grid"):
+        ProbeCallback(every=1, step_sizes=[0.1])(0, model, sq_loss, batch, lr=0.02)
+
+
 def test_callback_default_sink_and_validation():
     cb = ProbeCallback(every=2, step_sizes=[0.1])
     model, batch = three_layer(), regression_batch()
