@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from . import checkpoints, storage
+from ._params import rng_preserved
 from .data import Dataset, accuracy, batch_indices, eval_batches, load_dataset
 from .inline_probes import InlineProbes
 from .models import ModelSpec, copy_shared_parameters
@@ -378,9 +379,13 @@ def train_pair(
     results = {}
     for v in config.variants:
         model = models[v].to(device=device, dtype=dtype)
-        results[v] = _train_variant(
-            v, model, specs[v], data, config, out, device, resume, hooks or [], progress
-        )
+        # Random layers (dropout) draw from torch's global generator: seeded per variant, so
+        # a run repeats and both variants see the same stream; the caller's state comes back.
+        with rng_preserved():
+            torch.manual_seed(config.seed)
+            results[v] = _train_variant(
+                v, model, specs[v], data, config, out, device, resume, hooks or [], progress
+            )
     return PairResult(out, results)
 
 

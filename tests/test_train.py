@@ -285,3 +285,33 @@ def test_train_pair_on_cuda_with_inline_probes(tmp_path, digits):
         for v in ("bn", "plain"):
             np.testing.assert_array_equal(storage.read_series(f[f"ics/{v}"])["step"], [0, 10, 20])
             assert np.all(np.isfinite(storage.read_series(f[f"probe/{v}"])["beta"]))
+
+
+@pytest.fixture
+def dropout_model():
+    from landscape.models import MODELS, register_model
+
+    @register_model("test_dropout_mlp")
+    def factory(*, bn, activation, init, init_scale, input_shape, num_classes):
+        layers = [torch.nn.Flatten(), torch.nn.Linear(64, 32)]
+        layers += [torch.nn.BatchNorm1d(32)] if bn else []
+        layers += [torch.nn.ReLU(), torch.nn.Dropout(0.5), torch.nn.Linear(32, num_classes)]
+        return torch.nn.Sequential(*layers)
+
+    yield "test_dropout_mlp"
+    MODELS.pop("test_dropout_mlp")
+
+
+def test_dropout_runs_repeat_and_leave_the_callers_rng(tmp_path, digits, dropout_model):
+    config = TrainConfig(**{**TINY, "model": dropout_model, "model_options": {}})
+    before = torch.get_rng_state()
+    for name in ("a", "b"):
+        train_pair(config, tmp_path / name, dataset=digits)
+        torch.rand(3)  # the caller's own draws between runs change nothing
+    torch.set_rng_state(before)
+    train_pair(config, tmp_path / "c", dataset=digits)
+    assert torch.equal(torch.get_rng_state(), before)
+    for v in ("bn", "plain"):
+        a, b = (_final_state(tmp_path / n, v, 30) for n in ("a", "b"))
+        for name, t in a.items():
+            assert torch.equal(t, b[name]), (v, name)
