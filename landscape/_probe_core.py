@@ -93,7 +93,11 @@ def flatten(tensors: Sequence[Tensor]) -> Tensor:
 def place(params: list[nn.Parameter], theta0: list[Tensor], d: list[Tensor], alpha: float):
     """Write ``theta0 + alpha * d`` into the parameters (from the saved copy: no drift)."""
     torch._foreach_copy_(params, theta0)
-    if alpha != 0.0:
+    if alpha == 0.0:
+        return
+    if abs(alpha) > torch.finfo(params[0].dtype).max:  # no such scalar: the point is inf,
+        torch._foreach_add_(params, torch._foreach_mul(d, alpha))  # recorded, not an error
+    else:
         torch._foreach_add_(params, d, alpha=alpha)
 
 

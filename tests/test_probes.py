@@ -293,6 +293,14 @@ def test_callback_calls_sink_at_the_right_steps():
     assert cb.records == []
 
 
+def test_a_step_beyond_the_dtype_range_is_recorded_not_raised():
+    """eta = 1e39 has no float32 value: that point's loss is non-finite, the others stand."""
+    model, batch = bn_net(), image_batch()
+    r = gradient_probe(model, F.cross_entropy, batch, [0.1, 1e39])
+    assert np.isfinite(r.loss[0]) and not np.isfinite(r.loss[1])
+    assert np.isfinite(r.beta) and r.beta == pytest.approx(r.ratio[0])
+
+
 def test_callback_lr_rescales_the_grid_and_the_ics_step():
     model, batch = three_layer(), regression_batch()
     cb = ProbeCallback(every=1, step_sizes=StepSizes.vgg(0.1, count=3), ics_every=1)
