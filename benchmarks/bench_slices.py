@@ -7,7 +7,7 @@ filter-normalized plane on ``-1:1:G`` squared. Printed, each measured side by si
 
     throughput   slice vs limit: the limit pass is run inside the slice's progress callback,
                  so every slice point is timed next to one limit pass (target >= 0.95)
-    levers       the slice with each fast path of landscape.slices switched off/on, grid
+    levers       the slice with each fast path (landscape._fold) switched off/on, grid
                  rows interleaved; forward-only levers (batch size, vmap, torch.compile)
     bf16         precision="bf16" vs float32, grid rows interleaved (target >= 1.8x), with
                  the max and median |loss_bf16 - loss_fp32| over the grid
@@ -232,9 +232,9 @@ def rows_interleaved(model, data, dirs, g: int, variants: dict[str, dict]) -> di
 
 
 def slice_levers(model, data, dirs, g: int) -> dict[str, dict]:
-    """The slice with each fast path of landscape.slices off/on."""
+    """The slice with each fast path (``landscape._fold``, used by grid_evaluation) off/on."""
     variants = {
-        "neither (before this change)": (False, False),
+        "neither (plain evaluation)": (False, False),
         "fold BN": (True, False),
         "channels_last": (False, True),
         "fold BN + channels_last (default)": (True, True),
@@ -442,7 +442,7 @@ def main() -> None:
 
     if "levers" not in args.skip:
         lv = slice_levers(model, data, dirs, args.lever_grid)
-        b0 = lv["neither (before this change)"]
+        b0 = lv["neither (plain evaluation)"]
         print(f"\n## Slice levers ({args.lever_grid}^2 grid, one call per row, interleaved)\n")
         print(
             "| slice fast path | ms/point, median | speed-up | ms/point, whole calls | speed-up |"

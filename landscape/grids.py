@@ -1,12 +1,14 @@
 """Resumable slice grids in HDF5: evaluate what is missing, never rewrite what is there.
 
 A slice file is created complete in shape (coordinates, directions, NaN values, a zero
-``computed`` mask) with its first point evaluated, in a temporary file that is renamed into
-place: a run that fails before then leaves the path as it was. Evaluation then only
-writes value cells and mask cells, a chunk at a time: values first, flush, then the mask,
-flush. An interrupted run loses at most one chunk, and a second call with the same
-configuration evaluates exactly the points whose mask is still 0, so its final values are
-identical to those of an uninterrupted run. Layout (``docs/hdf5-schema.md``)::
+``computed`` mask) with its first point evaluated, in a temporary file that is then
+published at the path (a hard link for a new file; a rename replaces an old one): a run
+that fails before then leaves the path as it was. Evaluation then only changes value cells
+and mask cells, a chunk at a time: values first, flush, then the mask, flush (each flush
+rewrites the rows it touches, cells not yet computed with their fill). An interrupted run
+loses at most one chunk, and a second call with the same configuration evaluates exactly
+the points whose mask is still 0, so its final values are identical to those of an
+uninterrupted run. Layout (``docs/hdf5-schema.md``)::
 
     /                      provenance attrs (config_json = the full slice config),
                            slice_format, config_hash, meta (JSON)
@@ -36,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape._params import Params
+from landscape.grid_evaluation import _device
 from landscape.slice_inputs import as_batches
 from landscape.slices import (
     DEFAULT_RECALIBRATE_BATCHES,
@@ -46,7 +49,13 @@ from landscape.slices import (
     SliceResult,
     evaluate_grid,
 )
-from landscape.storage import json_default, open_run, provenance, write_provenance
+from landscape.storage import (
+    json_default,
+    open_run,
+    provenance,
+    read_json_attr,
+    write_provenance,
+)
 
 __all__ = ["SLICE_FORMAT", "read_grid", "run_grid", "slice_file_hash"]
 
@@ -106,7 +115,7 @@ def _write_directions(f: h5py.File, root: str, dirs: Sequence[Mapping[str, Tenso
 def _create(
     path: Path, first: SliceResult, config: dict, meta: dict, device: str, seen: str | None
 ) -> None:
-    """Write the slice file with its first evaluated point atomically (temp file + rename).
+    """Write the slice file with its first evaluated point atomically (temp file + publish).
 
     Cells not computed read as the fill value (NaN, mask 0): no full-size array in memory.
     ``seen`` is the ``config_hash`` found at ``path`` before the first point (None: no file):
@@ -203,10 +212,18 @@ def slice_file_hash(path: Path, where: str = "output path") -> str | None:
 
 
 class _CellWriter:
-    """Buffers evaluated points and writes them ``chunk`` at a time: values, then mask."""
+    """Buffers evaluated points and writes them ``chunk`` at a time: values, then mask.
+
+    Each flush writes one block per dataset: the rows the pending cells cover are read,
+    the cells set, and the block written back. Cells not yet computed are written back as
+    read (the NaN / 0 fill), so the stored bytes are those of cell-by-cell writes; the file
+    is held ``r+`` by this process, so nothing else writes in between.
+    """
 
     def __init__(self, f: h5py.File, shape: tuple[int, ...], chunk: int) -> None:
         self.f, self.shape, self.chunk = f, shape, chunk
+        self.values: dict[str, h5py.Dataset] = {n: ds for n, ds in f["values"].items()}
+        self.computed: h5py.Dataset = f["computed"]
         self.pending: list[tuple[int, dict[str, float]]] = []
 
     def add(self, k: int, point: dict[str, float]) -> None:
@@ -217,13 +234,19 @@ class _CellWriter:
     def flush(self) -> None:
         if not self.pending:
             return
-        cells = [(np.unravel_index(k, self.shape), point) for k, point in self.pending]
-        for cell, point in cells:
-            for name, v in point.items():
-                self.f["values"][name][cell] = v
+        cells = np.unravel_index([k for k, _ in self.pending], self.shape)
+        r0, r1 = int(cells[0].min()), int(cells[0].max()) + 1
+        local = (cells[0] - r0, *cells[1:])
+        for name in dict.fromkeys(n for _, point in self.pending for n in point):
+            has = np.array([name in point for _, point in self.pending])
+            ds = self.values[name]
+            block = ds[r0:r1]
+            block[tuple(i[has] for i in local)] = [p[name] for _, p in self.pending if name in p]
+            ds[r0:r1] = block
         self.f.flush()  # values reach the file before the mask says they are there
-        for cell, _ in cells:
-            self.f["computed"][cell] = 1
+        block = self.computed[r0:r1]
+        block[local] = 1
+        self.computed[r0:r1] = block
         self.f.flush()
         self.pending.clear()
 
@@ -311,7 +334,7 @@ def run_grid(
     }
     config_hash = hashlib.sha256(_dumps(config).encode()).hexdigest()
     file_meta = {**plan.meta, **config["meta"], "config_hash": config_hash}
-    device = str(next((t.device for t in model.parameters()), "cpu"))
+    device = str(_device(model))
     total = math.prod(plan.shape)
 
     stored = slice_file_hash(path)  # refuses any other kind of file, even with overwrite
@@ -352,7 +375,7 @@ def read_grid(path: str | Path, *, device: str | torch.device = "cpu") -> SliceR
         if f.attrs.get("slice_format") != SLICE_FORMAT:
             raise ValueError(f"{path} is not a landscape slice file")
         try:
-            meta = json.loads(f.attrs.get("meta", ""))
+            meta = read_json_attr(f, "meta", {})
             metrics = list(meta["metrics"])
         except (ValueError, TypeError, KeyError):  # no meta, not JSON, no metric list
             meta, metrics = {}, []

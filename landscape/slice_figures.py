@@ -9,15 +9,22 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-import h5py
 import numpy as np
 from matplotlib.figure import Figure
 
 from .grids import read_grid
-from .render import LABELS, compare_lines, compare_surfaces, line_plot, surface_plot
+from .render import (
+    SurfaceKind,
+    compare_lines,
+    compare_surfaces,
+    display_label,
+    line_plot,
+    surface_plot,
+)
 from .slices import SliceResult
+from .storage import open_run
 
 __all__ = [
     "AUTO_LOG_RATIO",
@@ -28,7 +35,7 @@ __all__ = [
     "slice_figure",
 ]
 
-SURFACES = ("contour", "contourf", "heatmap", "surface")
+SURFACES: tuple[str, ...] = get_args(SurfaceKind)  # the kinds render.surface_plot draws
 # Settings in which two compared slices may differ and still be a fair comparison.
 _PER_MODEL = {"variant", "spec", "sources", "trajectory", "config_hash", "moves_buffers"}
 #: Without --log/--linear, a loss spanning more than this ratio (max/min) is drawn on a log
@@ -59,13 +66,10 @@ def _complete(*paths: Path) -> Iterator[None]:
 
 
 def _read(path: Path) -> tuple[SliceResult, dict[str, Any] | None]:
-    """The slice and its PCA trajectory; accuracy blanked where the loss is not finite."""
+    """The slice and its PCA trajectory (accuracy is NaN where the outputs were not finite:
+    the evaluation stores it so, see ``grid_evaluation._evaluate``)."""
     res = read_grid(path)
-    if "loss" in res.values and "accuracy" in res.values:  # argmax of NaN logits is no accuracy
-        res.values["accuracy"] = np.where(
-            np.isfinite(res.values["loss"]), res.values["accuracy"], np.nan
-        )
-    with h5py.File(path, "r") as f:
+    with open_run(path) as f:
         if (g := f.get("trajectory")) is None:
             return res, None
         ratios = np.asarray(g.attrs["explained_variance"])
@@ -79,7 +83,7 @@ def _kind_of(meta: dict[str, Any]) -> str:
 
 def _label(meta: dict[str, Any]) -> str:
     v = meta.get("variant")
-    return LABELS.get(v, v or "model")
+    return display_label(v) if v else "model"
 
 
 def _points(meta: dict[str, Any]) -> list[str]:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape.data import Dataset, load_dataset
+from landscape.data import Dataset, eval_batches, load_dataset
 
 __all__ = [
     "DEFAULT_EXAMPLES",
@@ -150,8 +150,7 @@ def dataset_batches(
         x, y = x[idx], y[idx]
     x, y = (t.to(device=device, dtype=dtype if t.is_floating_point() else None) for t in (x, y))
     source = {"dataset": d.name, "split": split, "examples": len(x), "subset_seed": seed}
-    return Batches(((x[i : i + batch_size], y[i : i + batch_size])
-                    for i in range(0, len(x), batch_size)), source)  # fmt: skip
+    return Batches(eval_batches(x, y, batch_size), source)  # batch_size checked above
 
 
 def as_batches(data: Data, model: nn.Module | None = None) -> Iterable[Batch]:

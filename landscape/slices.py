@@ -7,8 +7,10 @@
 The constructors here pick the directions (random and filter-normalized, or between
 models) and hand them to :func:`~landscape.grid_evaluation.evaluate_grid`, which evaluates
 ``L`` on the grid and documents the BatchNorm policies and the fast paths. Coordinates and
-evaluation data are described in :mod:`landscape.slice_inputs`; both modules' public names
-are re-exported here, so ``landscape.slices`` is the one import for slices.
+evaluation data are described in :mod:`landscape.slice_inputs`. The names needed to call
+these constructors and read their results (``SliceResult``, ``parse_range``, ``Data``, ...)
+are re-exported here; the data helpers (``dataset_batches``, ``as_batches``, ``Batches``) and
+the limits (``MAX_POINTS``, ``DEFAULT_EXAMPLES``) are imported from ``slice_inputs``.
 """
 
 from __future__ import annotations

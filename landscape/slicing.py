@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import h5py
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from . import directions as D
-from ._params import get_params
+from ._params import flatten, get_params
 from .checkpoints import (
     Checkpoint,
     build_model,
@@ -29,8 +28,15 @@ from .checkpoints import (
 )
 from .data import load_dataset
 from .grids import read_grid, run_grid, slice_file_hash
-from .slice_inputs import DEFAULT_BATCH_SIZE, SUBSET_SEED, Batches, dataset_batches
+from .slice_inputs import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EXAMPLES,
+    SUBSET_SEED,
+    Batches,
+    dataset_batches,
+)
 from .slices import DEFAULT_RECALIBRATE_BATCHES, BNPolicy, Precision, SliceResult, as_coords
+from .storage import open_run, read_json_attr
 from .train import TrainConfig, loss_function, resolve_device
 
 __all__ = ["KINDS", "SliceConfig", "SliceKind", "slice_checkpoint"]
@@ -65,7 +71,7 @@ class SliceConfig:
     recalibrate_batches: int = DEFAULT_RECALIBRATE_BATCHES  # per point, bn="recalibrate"
     dataset: str | None = None  # None: the checkpoint's training data set
     split: Literal["train", "test"] = "train"  # Li et al. evaluate the training loss
-    examples: int = 1000  # size of the fixed seeded evaluation subset; 0: the whole split
+    examples: int = DEFAULT_EXAMPLES  # fixed seeded evaluation subset; 0: the whole split
     eval_batch_size: int | None = None  # None: 1024 with bn="eval", else the training batch
     precision: Precision = "native"  # or "bf16" (autocast)
     device: str = "auto"  # auto, cpu or cuda
@@ -194,7 +200,7 @@ def _build(ckpt: Checkpoint, origin: Checkpoint, trust_factory: bool) -> nn.Modu
 
 def _check_span(dirs: list[dict[str, Tensor]], paths: list[Source]) -> None:
     """Checkpoint directions must be non-zero and, for a plane, not parallel."""
-    flat = [torch.cat([t.reshape(-1).double() for t in d.values()]) for d in dirs]
+    flat = [flatten(d).double() for d in dirs]
     if any(float(v.norm()) == 0.0 for v in flat):
         raise ValueError(f"{' and '.join(map(str, paths))}: the same weights, nothing to slice")
     if len(flat) == 2:
@@ -253,9 +259,9 @@ def _stored(
     """
     if slice_file_hash(path, "--out") is None or overwrite:
         return None, False
-    with h5py.File(path, "r") as f:
+    with open_run(path) as f:
         has_traj = "trajectory" in f
-        old = json.loads(f.attrs.get("config_json", "{}")).get("meta", {})
+        old = read_json_attr(f, "config_json", {}).get("meta", {})
     new = json.loads(json.dumps(meta, sort_keys=True))
     if diff := _differ(old, new):
         hint = "use --overwrite to replace it or --out for a new file"
@@ -311,7 +317,7 @@ def _span(c: np.ndarray) -> str:
 
 def _write_trajectory(path: Path, traj: dict[str, Any]) -> None:
     """``/trajectory``: coords (T, 2), steps (T,), attr explained_variance (2,); kept if there."""
-    with h5py.File(path, "r+") as f:
+    with open_run(path, "r+") as f:
         if "trajectory" in f:
             return
         g = f.create_group("trajectory")

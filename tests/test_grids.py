@@ -333,8 +333,8 @@ def test_a_file_another_run_made_meanwhile_is_kept(tmp_path, setup, monkeypatch)
 
     same = tmp_path / "same.h5"
     rival_first(dirs, META)
-    result = run_grid(same, model, CE, data, dirs, XS, YS, meta=META)  # continues the twin's
-    assert result is None or result.computed.all()
+    # the twin finished the whole grid before our publish: nothing is left to evaluate
+    assert run_grid(same, model, CE, data, dirs, XS, YS, meta=META) is None
     np.testing.assert_array_equal(read_grid(same).values["loss"], made[same].values["loss"])
 
 

@@ -14,6 +14,7 @@ from landscape.checkpoints import checkpoint_sha256
 from landscape.cli import main
 from landscape.cli.slice import _this_run
 from landscape.grids import read_grid
+from landscape.slice_figures import slice_figure
 from landscape.slicing import SliceConfig, slice_checkpoint
 from landscape.train import TrainConfig, train_pair
 
@@ -44,6 +45,23 @@ def ckpt(run, variant: str, step: int = 6):
 
 def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_plotted(result, out):
+    """The plot command succeeded and wrote (and echoed) ``out`` as .png and .pdf."""
+    assert result.exit_code == 0, result.output
+    for suffix in (".png", ".pdf"):
+        path = out.with_suffix(suffix)
+        assert str(path) in result.output.splitlines(), result.output
+        assert path.stat().st_size > 1000
+
+
+def texts(fig) -> str:
+    """Every title and axis label of ``fig``, one per line."""
+    found = [t.get_text() for t in fig.texts]
+    for ax in fig.axes:
+        found += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
+    return "\n".join(s for s in found if s)
 
 
 @pytest.fixture(scope="module")
@@ -85,14 +103,12 @@ def test_rerun_reports_already_complete_and_keeps_the_file(run, planes):
 @pytest.mark.parametrize("kind", ["contour", "heatmap", "surface"])
 def test_plot_slice_2d(planes, tmp_path, kind):
     result = invoke("plot", "slice", planes["bn"], "--kind", kind, "--out", tmp_path / kind)
-    assert result.exit_code == 0, result.output
-    assert (tmp_path / f"{kind}.png").stat().st_size > 1000
+    assert_plotted(result, tmp_path / kind)
 
 
 def test_plot_compare(planes, tmp_path):
     result = invoke("plot", "compare", planes["bn"], planes["plain"], "--out", tmp_path / "cmp")
-    assert result.exit_code == 0, result.output
-    assert (tmp_path / "cmp.png").stat().st_size > 1000
+    assert_plotted(result, tmp_path / "cmp")
 
 
 def test_interpolation_line_plot(run, tmp_path):
@@ -103,8 +119,12 @@ def test_interpolation_line_plot(run, tmp_path):
     res = read_grid(out)
     assert res.y is None and res.meta["kind"] == "interpolate" and res.meta["moves_buffers"]
     result = invoke("plot", "slice", out, "--out", tmp_path / "line")
-    assert result.exit_code == 0, result.output
-    assert (tmp_path / "line.png").stat().st_size > 1000
+    assert_plotted(result, tmp_path / "line")
+    fig, kind = slice_figure(out, None, None, None)
+    assert kind == "line"
+    drawn = texts(fig)
+    assert "interpolation step 0 → step 6" in drawn
+    assert "α  (0: step 0, 1: step 6)" in drawn
 
 
 def test_pca_stores_trajectory_and_explained_variance(run, tmp_path):
@@ -118,9 +138,19 @@ def test_pca_stores_trajectory_and_explained_variance(run, tmp_path):
     assert coords.shape == (3, 2) and steps.tolist() == [0, 3, 6]
     np.testing.assert_allclose(coords[-1], 0.0, atol=1e-6)  # the origin is the final point
     assert ratios.shape == (2,) and np.all(ratios >= 0) and ratios.sum() <= 1 + 1e-9
+    # three centred checkpoints span at most two directions: the two ratios hold it all
+    assert ratios.sum() == pytest.approx(1) and ratios[0] >= ratios[1]
     result = invoke("plot", "slice", out, "--out", tmp_path / "pca")
-    assert result.exit_code == 0, result.output
-    assert (tmp_path / "pca.png").stat().st_size > 1000
+    assert_plotted(result, tmp_path / "pca")
+    fig, kind = slice_figure(out, None, None, None)
+    assert kind == "contour"
+    drawn = texts(fig)
+    assert "PCA plane of 3 checkpoints around step 6" in drawn
+    for k, r in enumerate(ratios, 1):
+        assert f"PC {k} ({100 * r:.1f} % of variance)" in drawn
+    (ax,) = [a for a in fig.axes if a.get_xlabel()]
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "trajectory"]
+    np.testing.assert_allclose(np.column_stack(line.get_data()), coords)
 
 
 def _error_line(result) -> str:

@@ -63,7 +63,7 @@ def test_grid_text_grammar() -> None:
 
 @pytest.mark.parametrize("meta", [{}, {"kind": "random_plane", "seed": 3}, {"kind": "mine"}])
 def test_files_from_run_grid_plot(tmp_path, meta) -> None:
-    """Finding 4: meta without sources/model/dataset, and the API's own kinds."""
+    """run_grid files plot: meta without sources/model/dataset, and the API's own kinds."""
     path = _file(tmp_path / "api.h5", meta=meta)
     fig, kind = slice_figure(path, None, None, None)
     assert kind == "contour" and len(_panels(fig)) == 1 and _drawn(_panels(fig)[0])
@@ -90,7 +90,7 @@ def test_a_missing_meta_key_is_a_value_error(tmp_path) -> None:
 
 
 def test_compare_same_variant_same_stem_keeps_both_panels(tmp_path) -> None:
-    """Finding 1: two runs' files of one variant with the same name."""
+    """Two runs' files of one variant with the same name: both panels, told apart by path."""
     (tmp_path / "lr0.1").mkdir()
     (tmp_path / "lr0.5").mkdir()
     a = _file(tmp_path / "lr0.1" / "bn.h5", meta={"variant": "bn"})
@@ -107,7 +107,7 @@ def test_compare_same_variant_same_stem_keeps_both_panels(tmp_path) -> None:
 
 
 def test_compare_refuses_different_kinds(tmp_path) -> None:
-    """Finding 11: one file's axis labels and title would describe both."""
+    """Different kinds are refused: one file's axis labels and title would describe both."""
     a = _file(tmp_path / "a.h5", meta={"kind": "pca"})
     b = _file(tmp_path / "b.h5", meta={"kind": "random"})
     with pytest.raises(ValueError, match=r"different kinds \(pca, random\)"):
@@ -126,7 +126,7 @@ def test_compare_one_d_title_names_each_file_and_is_wrapped(tmp_path) -> None:
 
 @pytest.mark.parametrize("shape", [(1, 5), (1, 1)])
 def test_single_row_grid_is_a_drawn_heatmap(tmp_path, shape) -> None:
-    """Finding 5: no TypeError from contour, no empty heatmap."""
+    """A one-row grid is drawn as a heatmap with every cell (contour has no area to draw)."""
     xs = "-1:1:5" if shape[1] == 5 else "0:0:1"
     path = _file(tmp_path / "thin.h5", xs=xs, ys="0:0:1")
     fig, kind = slice_figure(path, None, None, None)
@@ -140,7 +140,7 @@ def test_single_row_grid_is_a_drawn_heatmap(tmp_path, shape) -> None:
 
 
 def test_coverage_note_comes_from_the_computed_mask(tmp_path) -> None:
-    """Finding 7: a computed NaN cell is "not finite", not "not computed"."""
+    """A computed NaN cell is "not finite", not "not computed"."""
     loss = np.full((4, 5), 2.0)
     loss[0, :3] = np.nan
     path = _file(tmp_path / "nan.h5", loss=loss)
@@ -172,7 +172,7 @@ def test_one_d_coverage_note(tmp_path) -> None:
 
 
 def test_compare_switches_to_log_when_a_panel_would_be_flat(tmp_path) -> None:
-    """Finding 12: a 2-6 basin next to 0.8-65 cliffs (max/min 83 < AUTO_LOG_RATIO)."""
+    """Log scale for a 2-6 basin next to 0.8-65 cliffs (max/min 83 < AUTO_LOG_RATIO)."""
     yy, xx = np.meshgrid(np.linspace(-1, 1, 4), np.linspace(-1, 1, 5), indexing="ij")
     bowl = xx**2 + yy**2
     steep = _file(tmp_path / "bn.h5", loss=0.8 + 32 * bowl, meta={"variant": "bn"})

@@ -19,6 +19,7 @@ from ..slice_figures import (
     grid_text,
     slice_figure,
 )
+from ..slice_inputs import DEFAULT_EXAMPLES
 from ..slices import DEFAULT_RECALIBRATE_BATCHES
 from ..slicing import SliceConfig, slice_checkpoint
 from ._common import BadInput, progress_bars, quiet_option
@@ -49,7 +50,7 @@ SLICE_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
                                       default=DEFAULT_RECALIBRATE_BATCHES)),
     (("--dataset",), dict(help="[default: the checkpoint's training data set]")),
     (("--split",), dict(type=click.Choice(["train", "test"]), default="train")),
-    (("--examples",), dict(type=click.IntRange(min=0), default=1000,
+    (("--examples",), dict(type=click.IntRange(min=0), default=DEFAULT_EXAMPLES,
                            help="Fixed evaluation subset (0: all).")),
     (("--batch-size", "eval_batch_size"), dict(type=click.IntRange(min=1), help="[default: 1024 "
                                                "with --bn eval, else the training batch size]")),

@@ -210,7 +210,8 @@ def compare_lines(
     """1-D slices of several variants overlaid on one axes (accuracy on a twin right axis).
 
     Colour identifies the variant ("Standard" vermillion, "Standard + BatchNorm" blue);
-    line style identifies the quantity (losses solid or dotted, accuracies dashed).
+    line style identifies the quantity: solid, dashed, dotted, dash-dot, in the order the
+    quantities first appear.
 
     Args:
         panels: Mapping label -> ``(x, values)`` as for :func:`line_plot`.
