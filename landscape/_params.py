@@ -8,13 +8,13 @@ stored, reloaded and applied to a rebuilt model by name.
 from __future__ import annotations
 
 import contextlib
-import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor, nn
+
+from landscape.rng_state import capture_rng, restore_rng
 
 Params = dict[str, Tensor]
 
@@ -138,18 +138,13 @@ class ModelSnapshot:
 
 
 @contextlib.contextmanager
-def rng_preserved(devices: list[torch.device] | None = None) -> Iterator[None]:
+def rng_preserved() -> Iterator[None]:
     """Restore Python's, NumPy's, torch's CPU and CUDA generators on exit."""
-    py, npy, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    state = capture_rng()
     try:
         yield
     finally:
-        random.setstate(py)
-        np.random.set_state(npy)
-        torch.set_rng_state(cpu)
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
+        restore_rng(state)
 
 
 @contextlib.contextmanager

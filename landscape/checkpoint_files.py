@@ -16,6 +16,7 @@ import os
 import re
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,13 @@ import torch
 __all__ = [
     "CheckpointError",
     "as_step",
+    "atomic_path",
     "atomic_torch_save",
     "checkpoint_path",
     "checkpoint_sha256",
     "list_checkpoints",
     "safe_torch_load",
+    "sha256_of",
 ]
 
 _STEP_FILE = re.compile(r"step_(\d{7,})\.pt")
@@ -67,13 +70,17 @@ def list_checkpoints(directory: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def checkpoint_sha256(path: str | Path) -> str:
-    """SHA-256 hex digest of a file, for recording which checkpoint produced a result."""
+def sha256_of(path: str | Path) -> str:
+    """SHA-256 hex digest of a file (read in 1 MiB chunks)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_HASH_CHUNK), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+# Recorded next to results to say which checkpoint produced them.
+checkpoint_sha256 = sha256_of
 
 
 def as_step(step: Any) -> int:
@@ -89,28 +96,47 @@ def as_step(step: Any) -> int:
     return step
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temp file in ``path``'s directory, fsync, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+@contextlib.contextmanager
+def atomic_path(
+    target: str | Path, *, mode: int | None = None, suffix: str = ".tmp"
+) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; on success it replaces ``target`` atomically.
+
+    Write the file at the yielded path (creating parent directories is done here). When the
+    block exits normally the file is fsynced, given ``mode`` if set (``mkstemp`` creates it
+    0600) and renamed over ``target``; then the directory is fsynced where the platform
+    allows it. If the block raises, the temporary file is removed and ``target`` is left as
+    it was, so a reader never sees a half-written file under the final name.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
+    os.close(fd)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
     # Persist the rename itself; not every platform can open a directory.
     with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+        dir_fd = os.open(target.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temp file in ``path``'s directory, fsync, then rename over it."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def safe_torch_load(path: Path, map_location: Any) -> Any:

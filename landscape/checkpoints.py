@@ -39,6 +39,7 @@ __all__ = [
     "CHECKPOINT_FORMAT_VERSION",
     "Checkpoint",
     "CheckpointError",
+    "build_model",
     "capture_rng",
     "checkpoint_path",
     "checkpoint_sha256",
@@ -303,7 +304,8 @@ def build_model(ckpt: Checkpoint, *, device: Any = "cpu", trust_factory: bool = 
         floats = [t.dtype for t in ckpt.model_state.values() if t.is_floating_point()]
         model.to(device=device, dtype=floats[0] if floats else torch.float32)
         model.load_state_dict(ckpt.model_state)
-    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as exc:
+    # ModelSpec.build already turns a factory's ZeroDivisionError/OverflowError into ValueError.
+    except (TypeError, ValueError, RuntimeError) as exc:
         why = " ".join(str(exc).split())[:300]
         raise CheckpointError(
             f"{ckpt.path}: cannot rebuild its model from its spec: {why}"

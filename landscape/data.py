@@ -10,7 +10,6 @@ downloads) are read by :mod:`landscape.formats`.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -45,7 +44,6 @@ __all__ = [
     "steps_per_epoch",
 ]
 
-log = logging.getLogger(__name__)
 
 Task = Literal["classification", "regression"]
 DIGITS_ENV = "LANDSCAPE_DIGITS"  # path of an alternative digits.npz

@@ -17,13 +17,14 @@ import os
 import pickle
 import struct
 import tarfile
-import tempfile
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
+from landscape.checkpoint_files import atomic_path, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +33,6 @@ DATA_DIR_ENV = "LANDSCAPE_DATA_DIR"  # root holding cifar10/, mnist/, fashion-mn
 
 class DataError(ValueError):
     """A dataset cannot be loaded as asked; the message names the problem and the fix."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------- files, download
@@ -73,24 +66,21 @@ def _download(url: str, md5_hex: str, folder: Path) -> Path:
     """Fetch ``url`` into ``folder`` via a temp file and rename; a bad md5 leaves nothing."""
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / url.rsplit("/", 1)[-1]
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{dest.name}.", suffix=".part")
     md5 = hashlib.md5(usedforsecurity=False)
     try:
-        log.info("downloading %s", url)
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            for block in iter(lambda: response.read(1 << 20), b""):
-                md5.update(block)
-                out.write(block)
-        if md5.hexdigest() != md5_hex:
-            raise DataError(
-                f"checksum mismatch for {url}: md5 {md5.hexdigest()}, expected {md5_hex}; "
-                "the file was discarded: retry, or fetch it by hand"
-            )
-        os.replace(tmp, dest)
+        with atomic_path(dest, suffix=".part") as tmp:
+            log.info("downloading %s", url)
+            with tmp.open("wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    md5.update(block)
+                    out.write(block)
+            if md5.hexdigest() != md5_hex:
+                raise DataError(
+                    f"checksum mismatch for {url}: md5 {md5.hexdigest()}, expected {md5_hex}; "
+                    "the file was discarded: retry, or fetch it by hand"
+                )
     except OSError as err:
         raise DataError(f"could not download {url} ({err}); fetch it by hand") from err
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return dest
 
 

@@ -1,10 +1,11 @@
 """Model families for BatchNorm-vs-plain loss-landscape studies, and a JSON-safe spec.
 
-The one import for models. It re-exports the registry and :class:`ModelSpec`
-(:mod:`landscape.model_spec`), the blocks (:mod:`landscape.model_blocks`) and the built-in
-families (:mod:`landscape.architectures`, which documents their parameter names), and holds
-the helpers for BN/plain pairs: the two networks of a pair differ *only* by BatchNorm
-layers, so their shared layers carry identical parameter names.
+The import for the model registry: it re-exports the registry and :class:`ModelSpec`
+(:mod:`landscape.model_spec`), registers the built-in families
+(:mod:`landscape.architectures`, which documents their parameter names) and holds the
+helpers for BN/plain pairs: the two networks of a pair differ *only* by BatchNorm layers,
+so their shared layers carry identical parameter names. Blocks and families are imported
+from their own modules (:mod:`landscape.model_blocks`, :mod:`landscape.architectures`).
 
 A ``ModelSpec`` holds enough to rebuild a model; ``build(seed)`` is reproducible and leaves
 the global RNG untouched.
@@ -15,58 +16,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from landscape.architectures import (
-    VGG,
-    VGG_A,
-    BasicBlock,
-    FlatNet,
-    ResNet,
-    dln,
-    mlp,
-    resnet20,
-    vgg,
-    vgg11,
-    vgg_small,
-)
-from landscape.model_blocks import (
-    WEIGHTED,
-    Activation,
-    ConvBlock,
-    Init,
-    LinearBlock,
-    initialize,
-    make_activation,
-)
-from landscape.model_spec import MODELS, SPEC_FIELDS, ModelSpec, create_model, register_model
+# Imported for its side effect: it registers the built-in families in MODELS (nothing else
+# imports it, so without this line MODELS would be empty).
+from landscape import architectures as _architectures  # noqa: F401
+from landscape.model_spec import MODELS, ModelSpec, create_model, register_model
 
 __all__ = [
+    "BATCHNORMS",
     "MODELS",
     "ModelSpec",
     "bn_layer_names",
     "copy_shared_parameters",
     "create_model",
-    "initialize",
-    "make_activation",
     "register_model",
-    # re-exported for code that imported them from here
-    "BATCHNORMS",
-    "SPEC_FIELDS",
-    "VGG_A",
-    "WEIGHTED",
-    "Activation",
-    "Init",
-    "ConvBlock",
-    "LinearBlock",
-    "VGG",
-    "FlatNet",
-    "BasicBlock",
-    "ResNet",
-    "dln",
-    "mlp",
-    "resnet20",
-    "vgg",
-    "vgg11",
-    "vgg_small",
 ]
 
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)

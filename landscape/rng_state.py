@@ -31,7 +31,7 @@ def capture_rng() -> dict[str, Any]:
         without CUDA)}``. :func:`restore_rng` reproduces the exact same draws.
     """
     version, internal, gauss_next = random.getstate()
-    # The global legacy generator is exactly what must be captured, hence the noqa.
+    # The global legacy generator is exactly what must be captured (NPY002 is off in pyproject).
     algorithm, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     cuda = list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else []
     return {

@@ -32,11 +32,16 @@ __all__ = [
     "SCHEMA_VERSION",
     "append_rows",
     "append_series",
+    "attr_str",
+    "check_hdf5",
+    "dumps",
+    "json_default",
     "open_run",
     "provenance",
     "read_json_attr",
     "read_provenance",
     "read_series",
+    "series_columns",
     "set_attrs",
     "truncate_series",
     "write_array",
@@ -65,7 +70,6 @@ _GIT_TIMEOUT_S = 2.0
 # Rows per chunk aim at chunks of about this many bytes (HDF5 favours 10 KiB - 1 MiB).
 _CHUNK_BYTES = 1 << 16
 _MAX_CHUNK_ROWS = 4096
-# describe() counts NaN only in datasets up to this many elements (it reads them whole).
 
 OpenMode = Literal["r", "r+", "w", "w-", "x", "a"]
 
@@ -86,16 +90,21 @@ def json_default(obj: Any) -> Any:
     raise TypeError(f"value of type {type(obj).__name__} is not JSON-serialisable")
 
 
-def _config_json(config: Any) -> str:
-    if config is None:
-        return "{}"
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        config = dataclasses.asdict(config)
+def dumps(obj: Any, what: str) -> str:
+    """Canonical JSON of ``obj`` (sorted keys, :func:`json_default` for NumPy, paths, dataclasses).
+
+    Args:
+        obj: The value to encode.
+        what: What ``obj`` is, for the error message (``"config"``, ``"meta"``).
+
+    Raises:
+        ValueError: If ``obj`` holds something JSON cannot represent.
+    """
     try:
-        return json.dumps(config, sort_keys=True, default=json_default)
+        return json.dumps(obj, sort_keys=True, default=json_default)
     except (TypeError, ValueError) as exc:
         raise ValueError(
-            f"config cannot be recorded as JSON ({exc}): use str, numbers, lists and dicts"
+            f"{what} cannot be recorded as JSON ({exc}): use str, numbers, lists and dicts"
         ) from exc
 
 
@@ -145,7 +154,7 @@ def provenance(
         "package": _PACKAGE,
         "package_version": _package_version(),
         "command_line": shlex.join(sys.argv),
-        "config_json": _config_json(config),
+        "config_json": dumps(config if config is not None else {}, "config"),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch_version": str(torch.__version__),
         "numpy_version": np.__version__,
@@ -230,7 +239,7 @@ def write_array(
 
 
 def _as_numpy(value: Any) -> np.ndarray:
-    if hasattr(value, "detach"):  # torch.Tensor, without importing torch here
+    if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     return np.asarray(value)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import pickle
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,7 +139,13 @@ def test_failed_save_keeps_existing_checkpoint(tmp_path, monkeypatch):
     save_checkpoint(path, model=_model(), step=7, spec=SPEC, config={})
     before = path.read_bytes()
 
-    def boom(*args, **kwargs):
+    def boom(obj, f, *args, **kwargs):
+        # Fail half-way through: whatever the save writes to is left truncated, so a
+        # non-atomic save (straight to ``path``) would corrupt the existing checkpoint.
+        if hasattr(f, "write"):
+            f.write(b"partial")
+        else:
+            Path(f).write_bytes(b"partial")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", boom)

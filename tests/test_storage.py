@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -16,6 +18,7 @@ from landscape.storage import (
     SCHEMA_VERSION,
     append_rows,
     append_series,
+    dumps,
     open_run,
     provenance,
     read_json_attr,
@@ -54,6 +57,18 @@ def test_provenance_keys_and_config_json():
 def test_provenance_rejects_unserialisable_config():
     with pytest.raises(ValueError, match="config cannot be recorded as JSON"):
         provenance({"f": object()})
+
+
+def test_dumps_is_canonical_and_names_what_failed(tmp_path):
+    @dataclasses.dataclass
+    class Cfg:
+        z: int = 1
+        path: Path = tmp_path
+
+    assert dumps(Cfg(), "config") == json.dumps({"path": str(tmp_path), "z": 1})
+    assert dumps({"b": np.float32(0.5), "a": np.arange(2)}, "meta") == '{"a": [0, 1], "b": 0.5}'
+    with pytest.raises(ValueError, match=r"^meta cannot be recorded as JSON"):
+        dumps({"f": object()}, "meta")
 
 
 def test_write_read_provenance(h5):
@@ -157,10 +172,14 @@ def test_truncate_series_prefix_and_general(h5):
     truncate_series(g, "step", -1)
     assert all(len(v) == 0 for v in read_series(g).values())
     append_series(g, step=0, loss=1.0, vec=np.zeros(3))  # still appendable
+    out = read_series(g)
+    assert len(out["step"]) == 1 and out["vec"].shape == (1, 3)
 
 
 def test_truncate_series_errors_and_empty_group(h5):
-    truncate_series(h5.create_group("empty"), "step", 3)
+    empty = h5.create_group("empty")
+    truncate_series(empty, "step", 3)
+    assert len(empty) == 0
     g = h5.create_group("g")
     append_series(g, step=0, vec=np.zeros(2))
     with pytest.raises(ValueError, match="no column 'epoch'"):

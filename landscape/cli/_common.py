@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from types import NoneType, UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import click
 
@@ -103,3 +104,22 @@ def progress_bars(quiet: bool) -> Iterator[Progress]:
 
 
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars (for scripts).")
+
+
+def literal_choice(cls: type, field: str) -> click.Choice:
+    """A ``click.Choice`` of the values of ``cls.<field>``'s ``Literal`` annotation.
+
+    The config class stays the one place the choices are spelled; ``None`` in an optional
+    annotation (``Literal[...] | None``) is dropped.
+    """
+    values: list[Any] = []
+    pending = [get_type_hints(cls)[field]]
+    while pending:
+        hint = pending.pop(0)
+        if get_origin(hint) is Literal:
+            values += [v for v in get_args(hint) if v not in values]
+        elif get_origin(hint) in (Union, UnionType):
+            pending += [a for a in get_args(hint) if a is not NoneType]
+        else:
+            raise TypeError(f"{cls.__name__}.{field} is not a Literal: {hint}")
+    return click.Choice(values)

@@ -16,7 +16,7 @@ from ..checkpoint_probes import (
 )
 from ..checkpoints import list_checkpoints, load_checkpoint
 from ..train import VARIANTS
-from ._common import BadInput, progress_bars, quiet_option
+from ._common import BadInput, literal_choice, progress_bars, quiet_option
 
 
 def run_files(run: Path, variants: Sequence[str]) -> dict[str, list[Path]]:
@@ -70,15 +70,17 @@ def register(main: click.Group) -> None:
     @click.option("--low", type=float, default=None, help="Smallest step / lr [0.5; dln 0.01].")
     @click.option("--high", type=float, default=None, help="Largest step / lr [4; dln 30].")
     @click.option("--count", type=int, default=8, show_default=True, help="Number of step sizes.")
-    @click.option("--spacing", type=click.Choice(["linear", "log"]), default=None,
+    @click.option("--spacing", type=literal_choice(OfflineProbeConfig, "spacing"), default=None,
                   help="[linear; dln log]")  # fmt: skip
     @click.option("--trust-factory", is_flag=True,
                   help="Rebuild models named by an import path (runs that code).")  # fmt: skip
     @click.option("--batches", "num_batches", type=int, default=8, show_default=True)
     @click.option("--batch-size", type=int, default=None, help="[training batch size]")
     @click.option("--batch-seed", type=int, default=0, show_default=True, help="Picks the batches.")
-    @click.option("--direction", type=click.Choice(["gradient", "random"]), default="gradient")
-    @click.option("--bn-mode", type=click.Choice(["train", "eval"]), default="train")
+    @click.option(
+        "--direction", type=literal_choice(OfflineProbeConfig, "direction"), default="gradient"
+    )
+    @click.option("--bn-mode", type=literal_choice(OfflineProbeConfig, "bn_mode"), default="train")
     @click.option("--ics", is_flag=True, help="Also internal covariate shift (Def. 2.1).")
     @click.option("--seed", type=int, default=0, show_default=True, help="Random direction seed.")
     @click.option(

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
+from ..data import DATASETS
 from ..train import TrainConfig, train_pair
-from ._common import BadInput, parse_key_values, progress_bars, quiet_option
+from ._common import BadInput, literal_choice, parse_key_values, progress_bars, quiet_option
 
 
 def _int_list(text: str | None, what: str) -> list[int]:
@@ -21,7 +22,7 @@ def _int_list(text: str | None, what: str) -> list[int]:
 
 
 def train_options(f):
-    """The options shared by ``train`` and ``demo`` (in reverse order of display)."""
+    """The options of ``train`` (in reverse order of display)."""
     opts = [
         click.option(
             "--model",
@@ -38,13 +39,13 @@ def train_options(f):
         ),
         click.option(
             "--activation",
-            type=click.Choice(["relu", "sigmoid", "tanh"]),
+            type=literal_choice(TrainConfig, "activation"),
             default="relu",
             show_default=True,
         ),
         click.option(
             "--init",
-            type=click.Choice(["glorot", "kaiming", "default"]),
+            type=literal_choice(TrainConfig, "init"),
             default="glorot",
             show_default=True,
         ),
@@ -57,14 +58,14 @@ def train_options(f):
         ),
         click.option(
             "--bn",
-            type=click.Choice(["both", "bn", "plain"]),
+            type=literal_choice(TrainConfig, "bn"),
             default="both",
             show_default=True,
             help="Which variants to train.",
         ),
         click.option(
             "--dtype",
-            type=click.Choice(["float32", "float64"]),
+            type=literal_choice(TrainConfig, "dtype"),
             default="float32",
             show_default=True,
         ),
@@ -72,7 +73,7 @@ def train_options(f):
             "--dataset",
             default="digits",
             show_default=True,
-            help="digits, synthetic, cifar10, mnist, fashion-mnist.",
+            help=f"{', '.join(DATASETS)}.",
         ),
         click.option(
             "--data-dir",
@@ -92,7 +93,7 @@ def train_options(f):
         ),
         click.option(
             "--optimizer",
-            type=click.Choice(["sgd", "momentum", "adam"]),
+            type=literal_choice(TrainConfig, "optimizer"),
             default="sgd",
             show_default=True,
         ),
@@ -117,7 +118,7 @@ def train_options(f):
         click.option("--seed", type=int, default=0, show_default=True),
         click.option(
             "--device",
-            type=click.Choice(["auto", "cpu", "cuda"]),
+            type=literal_choice(TrainConfig, "device"),
             default="auto",
             show_default=True,
         ),
@@ -149,19 +150,19 @@ def train_options(f):
         ),
         click.option(
             "--probe-spacing",
-            type=click.Choice(["linear", "log"]),
+            type=literal_choice(TrainConfig, "probe_spacing"),
             default=None,
             help="[default: linear; dln: log]",
         ),
         click.option(
             "--probe-direction",
-            type=click.Choice(["gradient", "random"]),
+            type=literal_choice(TrainConfig, "probe_direction"),
             default="gradient",
             show_default=True,
         ),
         click.option(
             "--probe-bn-mode",
-            type=click.Choice(["train", "eval"]),
+            type=literal_choice(TrainConfig, "probe_bn_mode"),
             default="train",
             show_default=True,
         ),

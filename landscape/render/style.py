@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,6 +20,8 @@ from typing import Any
 
 import matplotlib
 from matplotlib.figure import Figure
+
+from landscape.checkpoint_files import atomic_path
 
 __all__ = [
     "BN_COLOR",
@@ -221,18 +222,10 @@ def save_figure(
     targets = _targets(path, formats)
     written = []
     for target in targets:
-        target.parent.mkdir(parents=True, exist_ok=True)
         fmt = target.suffix.lstrip(".")
         metadata = {"CreationDate": None} if fmt == "pdf" else None
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fig.savefig(fh, format=fmt, dpi=dpi, metadata=metadata)
-            os.chmod(tmp, _FILE_MODE)  # mkstemp creates 0600; figures are meant to be shared
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        # mkstemp creates 0600; figures are meant to be shared.
+        with atomic_path(target, mode=_FILE_MODE) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata)
         written.append(target)
     return written
