@@ -50,7 +50,7 @@ from landscape.slices import (
     evaluate_grid,
 )
 from landscape.storage import (
-    json_default,
+    dumps,
     open_run,
     provenance,
     read_json_attr,
@@ -62,13 +62,6 @@ __all__ = ["SLICE_FORMAT", "read_grid", "run_grid", "slice_file_hash"]
 log = logging.getLogger(__name__)
 
 SLICE_FORMAT = "landscape.slice/1"
-
-
-def _dumps(obj: Any) -> str:
-    try:
-        return json.dumps(obj, sort_keys=True, default=json_default)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"meta must be JSON-serialisable ({exc})") from exc
 
 
 def _digest(dicts: Iterable[Mapping[str, Tensor]] | None) -> str | None:
@@ -130,7 +123,7 @@ def _create(
             write_provenance(f, provenance(config, device=device))
             f.attrs["slice_format"] = SLICE_FORMAT
             f.attrs["config_hash"] = meta["config_hash"]
-            f.attrs["meta"] = _dumps(meta)
+            f.attrs["meta"] = dumps(meta, "meta")
             f.create_dataset("coords/x", data=first.x)
             if first.y is not None:
                 f.create_dataset("coords/y", data=first.y)
@@ -321,7 +314,7 @@ def run_grid(
     plan = evaluate_grid(*grid, points=[], **options)
     config = {
         "format": SLICE_FORMAT,
-        "meta": json.loads(_dumps(dict(meta))),
+        "meta": json.loads(dumps(dict(meta), "meta")),
         "eval": plan.meta,
         "x": plan.x.tolist(),
         "y": None if plan.y is None else plan.y.tolist(),
@@ -332,7 +325,7 @@ def run_grid(
             "model": _digest([model.state_dict()]),
         },
     }
-    config_hash = hashlib.sha256(_dumps(config).encode()).hexdigest()
+    config_hash = hashlib.sha256(dumps(config, "slice configuration").encode()).hexdigest()
     file_meta = {**plan.meta, **config["meta"], "config_hash": config_hash}
     device = str(_device(model))
     total = math.prod(plan.shape)

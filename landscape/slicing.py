@@ -36,7 +36,7 @@ from .slice_inputs import (
     dataset_batches,
 )
 from .slices import DEFAULT_RECALIBRATE_BATCHES, BNPolicy, Precision, SliceResult, as_coords
-from .storage import open_run, read_json_attr
+from .storage import dumps, open_run, read_json_attr
 from .train import TrainConfig, loss_function, resolve_device
 
 __all__ = ["KINDS", "SliceConfig", "SliceKind", "slice_checkpoint"]
@@ -262,7 +262,7 @@ def _stored(
     with open_run(path) as f:
         has_traj = "trajectory" in f
         old = read_json_attr(f, "config_json", {}).get("meta", {})
-    new = json.loads(json.dumps(meta, sort_keys=True))
+    new = json.loads(dumps(meta, "meta"))  # as run_grid stores it
     if diff := _differ(old, new):
         hint = "use --overwrite to replace it or --out for a new file"
         raise ValueError(f"{path} holds a slice with other settings ({', '.join(diff)}): {hint}")
