@@ -5,8 +5,9 @@ one per step size) on the same batch. This script times, in the same process and
 one forward+backward (loss + ``torch.autograd.grad``) and one probe on ``vgg_small`` (BN and
 plain) with a batch of 128 digits, and prints two ratios:
 
-    ratio_k  = t_probe / (k * t_fb)        the issue's target: <= 1.15
-    ratio_k1 = t_probe / ((k + 1) * t_fb)  overhead beyond the k + 1 passes
+    ratio_k        = t_probe / (k * t_fb)       the issue's target: <= 1.15
+    ratio per pass = t_probe / (passes * t_fb)  overhead beyond the passes the form makes
+                                                (passes = k + 1 for full, k for base)
 
 It times two forms of the probe: ``full`` computes g itself (k + 1 passes); ``base`` is
 given the caller's own loss and gradient at theta, as the trainer does after its backward

@@ -7,7 +7,7 @@ the common arguments. Private to the package: the public API is in the two modul
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import torch
@@ -48,6 +48,41 @@ def saved(snap: ModelSnapshot, names: list[str], params: list[nn.Parameter]) -> 
     return [snap.state[n] if n in snap.state else p.detach().clone() for n, p in zip(names, params)]
 
 
+def by_name(
+    mapping: Mapping[str, Tensor],
+    names: list[str],
+    params: list[nn.Parameter],
+    what: str,
+    missing: Literal["zero", "error"] = "zero",
+) -> list[Tensor]:
+    """A caller's ``{name: tensor}`` as one tensor per trainable parameter, in ``names`` order.
+
+    Names that are not trainable parameters are an error; so are a tensor whose shape is not
+    its parameter's and a value that is not a tensor. A missing name (or a None value) is a
+    zero tensor with ``missing="zero"``, an error with ``missing="error"``. Tensors come back
+    detached, in their parameter's dtype and on its device.
+    """
+    unknown = sorted(set(mapping) - set(names))
+    if missing == "error":
+        absent = [n for n in names if n not in mapping]
+        if absent or unknown:
+            msg = f"missing {absent[:3]}, extra {unknown[:3]}"
+            raise ValueError(f"{what} keys do not match the trainable parameters: {msg}")
+    elif unknown:
+        raise ValueError(f"{what} has names that are not trainable parameters: {unknown[:3]}")
+    out = []
+    for n, p in zip(names, params):
+        v = mapping.get(n)
+        if v is None and missing == "zero":
+            out.append(torch.zeros_like(p))
+            continue
+        if not isinstance(v, Tensor) or v.shape != p.shape:
+            got = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
+            raise ValueError(f"{what}[{n!r}] has shape {got}, parameter {tuple(p.shape)}")
+        out.append(v.detach().to(device=p.device, dtype=p.dtype))
+    return out
+
+
 def first_line(err: Exception) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
@@ -83,10 +118,6 @@ def seed_device(device: torch.device, seed: int) -> None:
         torch.cuda.default_generators[device.index or 0].manual_seed(seed)
     else:
         torch.default_generator.manual_seed(seed)
-
-
-def flatten(tensors: Sequence[Tensor]) -> Tensor:
-    return torch.cat([t.reshape(-1) for t in tensors])
 
 
 @torch.no_grad()

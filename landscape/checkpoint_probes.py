@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from . import checkpoints, storage
+from ._probe_core import check_bn_mode
 from .data import Dataset, batch_indices, load_dataset
 from .probes import DEFAULT_STEP_COUNT, ProbeResult, StepSizes, gradient_probe, ics
 from .train import TrainConfig, loss_function, resolve_device
@@ -81,8 +82,7 @@ class OfflineProbeConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.direction not in ("gradient", "random"):
             raise ValueError(f"unknown direction {self.direction!r}; expected gradient or random")
-        if self.bn_mode not in ("train", "eval"):
-            raise ValueError(f"unknown bn_mode {self.bn_mode!r}; expected train or eval")
+        check_bn_mode(self.bn_mode)
 
 
 def probe_checkpoints(
@@ -126,14 +126,12 @@ def probe_checkpoints(
         raise checkpoints.CheckpointError(f"{first.path} holds no training config to probe with")
     train = TrainConfig.from_dict(first.config)
     size = train.batch_size if config.batch_size is None else config.batch_size
-    paper = (StepSizes.dln if train.model == "dln" else StepSizes.vgg)(1.0, count=config.count)
+    lr = train.lr if config.lr is None else config.lr
+    grid = StepSizes.for_model(
+        train.model, lr, config.count, low=config.low, high=config.high, spacing=config.spacing
+    )
     cfg = replace(
-        config,
-        lr=train.lr if config.lr is None else config.lr,
-        batch_size=size,
-        low=paper.low if config.low is None else config.low,
-        high=paper.high if config.high is None else config.high,
-        spacing=paper.spacing if config.spacing is None else config.spacing,
+        config, lr=lr, batch_size=size, low=grid.low, high=grid.high, spacing=grid.spacing
     )
     cfg.validate()
     data = dataset or load_dataset(
@@ -213,7 +211,8 @@ def _prepare(
         with storage.open_run(out, "r") as f:
             if SETTINGS_ATTR not in f.attrs:
                 raise ValueError(f"{out} is not an offline probe file: pass --out or --overwrite")
-            old, new = json.loads(f.attrs[SETTINGS_ATTR]), json.loads(json.dumps(settings))
+            old = storage.read_json_attr(f, SETTINGS_ATTR)
+            new = json.loads(json.dumps(settings, default=storage.json_default))
             diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
             if not (diff or np.array_equal(f[BATCHES][()], index)):
                 diff = ["probe batches"]
@@ -234,7 +233,7 @@ def _prepare(
         with h5py.File(tmp, "w") as f:
             prov = storage.provenance({"probe": settings, "checkpoints": hashes}, device=device)
             storage.write_provenance(f, prov)
-            f.attrs[SETTINGS_ATTR] = json.dumps(settings, sort_keys=True)
+            storage.write_json_attr(f, SETTINGS_ATTR, settings)
             f[BATCHES] = index.astype(np.int64)
         os.replace(tmp, out)  # an interrupted creation never leaves a half-made file
     except BaseException:
@@ -250,8 +249,8 @@ def _committed(src: h5py.Group) -> int:
 
 def _cut(group: h5py.Group, n: int) -> h5py.Group:
     """Drop rows past ``n``: those of a checkpoint interrupted before its commit row."""
-    for ds in group.values():
-        if isinstance(ds, h5py.Dataset) and ds.maxshape[0] is None and ds.shape[0] > n:
+    for ds in storage.series_columns(group).values():
+        if ds.shape[0] > n:
             ds.resize(n, axis=0)
     return group
 

@@ -21,6 +21,7 @@ from landscape._probe_core import (
     Batch,
     BNMode,
     LossFn,
+    by_name,
     cosine,
     loss_and_grad,
     place,
@@ -70,14 +71,17 @@ def ics(
     where u is the update of step t: ``u_j = -lr * grad_j L_B(theta)`` (plain SGD, the paper's
     optimizer) when ``lr`` is given, or the caller's ``update`` (theta_{t+1} - theta_t as the
     loop's optimizer made it: momentum, Adam, weight decay, schedules). To measure the real
-    update in your own loop, keep theta_t and call after ``optimizer.step()``::
+    update in your own loop, keep theta_t (parameters and buffers: the step's forward moves
+    the BN running statistics, which ``bn_mode="eval"`` uses) and call after
+    ``optimizer.step()`` (as :meth:`landscape.inline_probes.InlineProbes.after_update` does)::
 
-        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        state = lambda: [*model.named_parameters(), *model.named_buffers()]
+        before = {n: t.detach().clone() for n, t in state()}
         ...  # forward, backward, optimizer.step()
         update = {n: p.detach() - before[n] for n, p in model.named_parameters()}
-        with preserved(model):  # back to theta_t for the measurement, then theta_{t+1} again
-            for n, p in model.named_parameters():
-                p.data.copy_(before[n])
+        with preserved(model), torch.no_grad():  # back to theta_t, then theta_{t+1} again
+            for n, t in state():
+                t.copy_(before[n])
             shift = ics(model, loss_fn, batch, update=update)
 
     "Earlier" parameters are those owned by modules registered before layer i's module in
@@ -103,7 +107,7 @@ def ics(
         raise ValueError(f"lr must be positive and finite, got {lr!r}")
     train_mode, batch, names, params = setup(model, batch, bn_mode)
     chosen, owner = _layers(model, params, layers)
-    given = None if update is None else _given_update(update, names, params)
+    given = None if update is None else by_name(update, names, params, "update")
     with preserved(model) as snap, torch.enable_grad():
         model.train(train_mode)
         theta0 = saved(snap, names, params)
@@ -132,24 +136,6 @@ def ics(
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-def _given_update(
-    update: Mapping[str, Tensor], names: list[str], params: list[nn.Parameter]
-) -> list[Tensor]:
-    """Validate a caller's update by parameter name; missing names do not move."""
-    unknown = set(update) - set(names)
-    if unknown:
-        names_ = sorted(unknown)[:3]
-        raise ValueError(f"update has names that are not trainable parameters: {names_}")
-    out = []
-    for n, p in zip(names, params):
-        u = update.get(n)
-        if u is not None and (not isinstance(u, Tensor) or u.shape != p.shape):
-            got = tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__
-            raise ValueError(f"update[{n!r}] has shape {got}, parameter {tuple(p.shape)}")
-        out.append(torch.zeros_like(p) if u is None else u.detach().to(p.device, p.dtype))
-    return out
 
 
 def _layers(

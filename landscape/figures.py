@@ -6,7 +6,6 @@ CLI and ``scripts/`` share one way of turning a run into figures.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +32,14 @@ def load_runs(run_dir: str | Path, analysis: str) -> dict[str, dict[str, np.ndar
         for v in VARIANTS:
             name = f"{analysis}/{v}"
             if name in f and len(f[name]):
-                series = storage.read_series(f[name])
-                series.update({k: _attr(val) for k, val in f[name].attrs.items()})
+                group = f[name]
+                series = storage.read_series(group)
+                if analysis in ("probe", "ics"):  # H5Sink writes every attribute as JSON
+                    series.update({k: storage.read_json_attr(group, k) for k in group.attrs})
+                else:
+                    series.update({k: storage.attr_str(val) for k, val in group.attrs.items()})
                 out[LABELS[v]] = series
     return out
-
-
-def _attr(value):
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _run_file(run_dir: str | Path) -> Path:
@@ -56,7 +55,7 @@ def _run_file(run_dir: str | Path) -> Path:
 def run_title(run_dir: str | Path) -> str:
     """A one-line description of a run's setup, from its stored configuration."""
     with storage.open_run(_run_file(run_dir)) as f:
-        c = json.loads(f.attrs.get("config_json", "{}"))
+        c = storage.read_json_attr(f, "config_json", {})
     if not c:
         return ""
     opt = {"sgd": "SGD", "momentum": "SGD + momentum", "adam": "Adam"}.get(
@@ -126,8 +125,6 @@ def plot_santurkar(
         return written
     shifts = load_runs(run_dir, "ics")
     if shifts:
-        for series in shifts.values():
-            series["layers"] = json.loads(series["layers"])
         written += save_figure(ics_figure(shifts, layers=layers), target / "fig3_ics")
     return written
 
@@ -148,6 +145,6 @@ def offline_runs(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
             "step_sizes": rows["step_sizes"][order],
             "loss": rows["loss"][order].mean(axis=1),
             "grad_distance": rows["grad_distance"][order].mean(axis=1),
-            "beta": rows["beta"][order].mean(axis=1),
+            "beta": rows["beta_mean"][order],
         }
     return out

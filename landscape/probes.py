@@ -6,8 +6,9 @@ Internal covariate shift (:func:`ics`, Definition 2.1) lives in
 Probes are evaluations, not training steps: they run inside :func:`preserved` (parameters,
 buffers, ``.grad``, train/eval flags and global RNGs come back bit for bit), take gradients with
 :func:`torch.autograd.grad` and write every moved point from one saved copy of theta (no drift).
-The global torch generator is reseeded with ``seed`` before each forward, so stochastic layers
-(dropout, noisy BN) draw the same noise at every evaluation and ``L_B`` is one function.
+The generator of the parameters' device (torch's CPU generator, or that CUDA device's) is
+reseeded with ``seed`` before each forward, so stochastic layers (dropout, noisy BN) draw the
+same noise at every evaluation and ``L_B`` is one function.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape._params import Params, norm, preserved
+from landscape._params import Params, flatten, norm, preserved
 from landscape._probe_core import (
     Batch,
     BNMode,
     LossFn,
+    by_name,
     check_bn_mode,
     cosine,
-    flatten,
     loss_and_grad,
     place,
     saved,
@@ -105,6 +106,26 @@ class StepSizes:
     def dln(cls, lr: float, count: int = DEFAULT_STEP_COUNT) -> StepSizes:
         """The paper's deep-linear-network grid: [1/100, 30] x lr, log spaced."""
         return cls(lr, *DLN_MULTIPLIERS, count=count, spacing="log")
+
+    @classmethod
+    def for_model(
+        cls,
+        model: str,
+        lr: float,
+        count: int = DEFAULT_STEP_COUNT,
+        low: float | None = None,
+        high: float | None = None,
+        spacing: Literal["linear", "log"] | None = None,
+    ) -> StepSizes:
+        """The paper's grid for a model family (``"dln"``: :meth:`dln`; any other:
+        :meth:`vgg`), with ``low``, ``high`` or ``spacing`` replaced where not None."""
+        paper = cls.dln(lr, count) if model == "dln" else cls.vgg(lr, count)
+        return replace(
+            paper,
+            low=paper.low if low is None else low,
+            high=paper.high if high is None else high,
+            spacing=paper.spacing if spacing is None else spacing,
+        )
 
 
 @dataclass
@@ -197,18 +218,19 @@ def gradient_probe(
         if base is None:
             base_loss, g_list = loss_and_grad(model, loss_fn, batch, params, seed)
         else:
-            base_loss, g_list = _given_base(base, names, params)
+            base_loss = torch.as_tensor(base[0]).detach().reshape(())
+            g_list = by_name(base[1], names, params, "base gradient")
         g = dict(zip(names, g_list))
-        g_flat = flatten(g_list)  # reductions over one flat vector: ~3x fewer tiny kernels
+        g_flat = flatten(g)  # reductions over one flat vector: ~3x fewer tiny kernels
         g_norm = g_flat.norm()
         kind, d = _direction(direction, names, params, g, g_norm, seed)
-        d_norm = norm(d)
+        d_norm = norm(d)  # not g_norm when d is g: a different rounding, and the figures move
         d_list = [d[n] for n in names]
         rows = []
         for eta in etas:
             place(params, theta0, d_list, -float(eta))
             loss, grads = loss_and_grad(model, loss_fn, batch, params, seed)
-            moved = flatten(grads)
+            moved = flatten(dict(zip(names, grads)))
             diff = (moved - g_flat).norm()
             dist = d_norm * float(eta)
             cos = cosine(moved @ g_flat, moved.norm(), g_norm)
@@ -320,44 +342,13 @@ def _as_step_sizes(step_sizes: Steps | StepSizes) -> np.ndarray:
     return etas
 
 
-def _given_base(
-    base: tuple[Tensor, Mapping[str, Tensor]], names: list[str], params: list[nn.Parameter]
-) -> tuple[Tensor, list[Tensor]]:
-    """Validate a caller's ``(loss, gradient)`` at theta; missing gradients count as zero."""
-    loss, grads = base
-    unknown = set(grads) - set(names)
-    if unknown:
-        raise ValueError(
-            f"base gradient has names that are not trainable parameters: {sorted(unknown)[:3]}"
-        )
-    out = []
-    for n, p in zip(names, params):
-        gr = grads.get(n)
-        if gr is not None and gr.shape != p.shape:
-            raise ValueError(
-                f"base gradient {n!r} has shape {tuple(gr.shape)}, parameter {tuple(p.shape)}"
-            )
-        out.append(torch.zeros_like(p) if gr is None else gr.detach().to(p.dtype))
-    return torch.as_tensor(loss).detach().reshape(()), out
-
-
 def _direction(
     direction: Direction, names: list, params: list, g: Params, g_norm: Tensor, seed: int
 ) -> tuple[str, Params]:
     """The probe direction d and its kind ("gradient", "random" or "custom")."""
     if isinstance(direction, Mapping):
-        missing, extra = [n for n in names if n not in direction], set(direction) - set(g)
-        if missing or extra:
-            msg = f"missing {missing[:3]}, extra {sorted(extra)[:3]}"
-            raise ValueError(f"direction keys do not match the trainable parameters: {msg}")
-        d: Params = {}
-        for n, p in zip(names, params):
-            v = direction[n]
-            if not isinstance(v, Tensor) or v.shape != p.shape:
-                got = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
-                raise ValueError(f"direction[{n!r}] has shape {got}, parameter {tuple(p.shape)}")
-            d[n] = v.detach().to(device=p.device, dtype=p.dtype)
-        return "custom", d
+        d = by_name(direction, names, params, "direction", missing="error")
+        return "custom", dict(zip(names, d))
     if not isinstance(direction, str):
         raise ValueError(f"direction must be 'gradient', 'random' or a dict, got {direction!r}")
     if direction == "gradient":

@@ -6,13 +6,13 @@ The bridge between the numerical probes (which never touch storage) and the run 
     cb = ProbeCallback(every=50, step_sizes=StepSizes.vgg(0.1), sink=sink)
     cb(step, model, loss_fn, (x, y))  # in your loop, before optimizer.step()
 
-Rows go to ``/<kind>/<variant>`` (kind ``probe`` or ``ics``); scalar strings and lists
-(direction, BN mode, layer names) become JSON attributes of that group.
+Rows go to ``/<kind>/<variant>`` (kind ``probe`` or ``ics``); numbers become float64 columns
+(one value per row: ``lr`` follows the schedule, NaN where not applicable), while strings and
+lists (direction, BN mode, layer names) and the ``seed`` become JSON attributes of that group.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -49,15 +49,15 @@ class H5Sink:
         for key, value in row.items():
             if isinstance(value, (str, list, tuple)) and not _numeric(value):
                 meta[key] = value
-            elif key in ("lr", "seed"):  # JSON has no NaN: not applicable is null
-                meta[key] = value if np.isfinite(value) else None
+            elif key == "seed":  # one per run: an attribute
+                meta[key] = value
             else:
                 columns[key] = np.asarray(value, dtype=np.float64)
         with h5py.File(self.path, "a") as f:
             group = f.require_group(f"{kind}/{self.variant}")
             storage.append_series(group, **columns)
             for key, value in meta.items():
-                group.attrs[key] = json.dumps(value)
+                storage.write_json_attr(group, key, value)
 
 
 def _numeric(value: Any) -> bool:

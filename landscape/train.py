@@ -122,7 +122,8 @@ def evaluate(
 
 
 #: ``hook(variant, step, model, loss_fn, batch, base)``, called after the step's backward and
-#: before its update; ``base`` = (loss, {name: grad}) at theta, or None.
+#: before its update; ``base`` = (loss, {name: grad}) at theta, the step's own (``.grad`` of
+#: the trainable parameters; None where a parameter got no gradient).
 StepHook = Callable[..., None]
 
 
@@ -214,13 +215,7 @@ def _train_variant(
         else None
     )
     if inline is not None:
-        hooks = [*hooks, inline]  # the gradient probe, a step hook
-    # The step's own gradient can stand in for the probe's pass at theta only when the
-    # forward is deterministic (no dropout) and in train mode: otherwise the probe runs
-    # before the step's forward and recomputes g itself (seeded).
-    exact_base = config.probe_bn_mode == "train" and not any(
-        isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules()
-    )
+        hooks = [*hooks, inline]  # the gradient probe, a step hook (see InlineProbes)
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
     train_log = _SeriesBuffer(run_file, f"train/{variant}")
     eval_log = _SeriesBuffer(run_file, f"eval/{variant}")
@@ -253,25 +248,27 @@ def _train_variant(
         lr = lr_at(config, step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        if inline is not None:
-            inline.before_forward(step, model)
-        if hooks and not exact_base:  # at theta_t as checkpointed: before this step's forward
-            for hook in hooks:  # (which moves the BN running statistics)
-                hook(variant, step, model, loss_fn, (xb, yb), None)
+        if inline is not None:  # at theta_t as checkpointed, before the forward moves BN stats
+            inline.before_forward(step, model, loss_fn, (xb, yb))
         optimizer.zero_grad(set_to_none=True)
         out = model(xb)
         loss = loss_fn(out, yb)
         loss.backward()
-        if hooks and exact_base:  # before the update, with this step's own loss and gradient
+        if hooks:  # before the update, with this step's own loss and gradient
             grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
             for hook in hooks:
                 hook(variant, step, model, loss_fn, (xb, yb), (loss.detach(), grads))
-        grad_norm = torch.linalg.vector_norm(
-            torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None])
-        )
-        last_loss = float(loss.detach())
-        acc = accuracy(out.detach(), yb) if data.task == "classification" else float("nan")
-        train_log.add(step=step, loss=last_loss, accuracy=acc, grad_norm=float(grad_norm), lr=lr)
+        grads_now = [p.grad for p in model.parameters() if p.grad is not None]
+        logged = [
+            loss.detach(),
+            torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads_now))),
+        ]
+        if data.task == "classification":  # as data.accuracy, kept on the device
+            logged.append((out.detach().argmax(dim=1) == yb).double().mean())
+        # one device -> host sync per step; float32 -> float64 is exact
+        last_loss, grad_norm, *rest = torch.stack([t.double() for t in logged]).tolist()
+        acc = rest[0] if rest else float("nan")
+        train_log.add(step=step, loss=last_loss, accuracy=acc, grad_norm=grad_norm, lr=lr)
         if not math.isfinite(last_loss):
             train_log.flush()
             eval_log.flush()
@@ -306,7 +303,7 @@ def _prepare_out_dir(out_dir: Path, config: TrainConfig, overwrite: bool, resume
         if not (out_dir / RUN_FILE).exists():
             raise ValueError(f"nothing to resume in {out_dir}: no {RUN_FILE}; drop --resume")
         with storage.open_run(out_dir / RUN_FILE) as f:
-            stored = json.loads(f.attrs.get("config_json", "{}"))
+            stored = storage.read_json_attr(f, "config_json", {})
         if stored != config.to_dict():
             diff = sorted(
                 k
@@ -350,7 +347,8 @@ def train_pair(
         overwrite: replace a run already in ``out_dir``.
         resume: continue each variant from its last checkpoint.
         hooks: called as ``hook(variant, step, model, loss_fn, batch, base)`` after each
-            step's backward pass and before its update (the inline probes use this).
+            step's backward pass and before its update, with ``base`` = the step's own
+            ``(loss, {name: grad})`` (the inline probes use this, see :class:`InlineProbes`).
         progress: called as ``progress(variant, done, total)`` after each step.
         dataset: an already-loaded dataset (otherwise ``config.dataset`` is loaded).
     """

@@ -115,14 +115,13 @@ class TrainConfig:
 
     def step_sizes(self) -> StepSizes:
         """The probe's step-size grid, eta = lr x multipliers (the paper's per model family)."""
-        paper = StepSizes.dln if self.model == "dln" else StepSizes.vgg
-        default = paper(self.lr, count=self.probe_count)
-        return StepSizes(
-            lr=self.lr,
-            low=default.low if self.probe_low is None else self.probe_low,
-            high=default.high if self.probe_high is None else self.probe_high,
-            count=self.probe_count,
-            spacing=default.spacing if self.probe_spacing is None else self.probe_spacing,
+        return StepSizes.for_model(
+            self.model,
+            self.lr,
+            self.probe_count,
+            low=self.probe_low,
+            high=self.probe_high,
+            spacing=self.probe_spacing,
         )
 
     @property

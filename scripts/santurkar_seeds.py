@@ -63,8 +63,8 @@ def read_run(run_file: Path) -> dict[str, dict]:
     out = {}
     with h5py.File(run_file, "r") as f:
         for v in VARIANTS:
-            series = per_step(storage.read_series(f[f"probe/{v}"]))
-            steps = f[f"probe/{v}/step"][()]
+            rows = storage.read_series(f[f"probe/{v}"])
+            series, steps = per_step(rows), rows["step"]
             finite = {k: s[np.isfinite(s)] for k, s in series.items()}
             ev = storage.read_series(f[f"eval/{v}"])
             out[v] = {
@@ -160,11 +160,13 @@ def main() -> None:
         "grad_pred": "grad. predictiveness (max_eta ||dg||)",
         "loss_range": "loss range over eta",
     }
+    grid = base.step_sizes()
     print(
-        f"\nvgg_small, digits, SGD lr 0.1, batch 128, {args.steps} steps, probe every "
-        f"{args.probe_every} ({results[seeds[0]]['bn']['n_probes']} probes), "
-        f"eta = lr x [0.5, 4] (8, linear), seeds {args.seeds}; median over probed steps, "
-        "then median [min..max] (IQR) over seeds\n"
+        f"\n{base.model}, {base.dataset}, {base.optimizer.upper()} lr {base.lr:g}, batch "
+        f"{base.batch_size}, {base.steps} steps, probe every {base.probe_every} "
+        f"({results[seeds[0]]['bn']['n_probes']} probes), eta = lr x [{grid.low:g}, "
+        f"{grid.high:g}] ({grid.count}, {grid.spacing}), seeds {args.seeds}; median over "
+        "probed steps, then median [min..max] (IQR) over seeds\n"
     )
     print("| metric | BN | plain | BN/plain per seed | BN lower in |")
     print("|---|---|---|---|---|")

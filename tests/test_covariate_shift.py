@@ -39,7 +39,7 @@ def ics_reference(model: nn.Sequential, loss_fn, batch, lr: float, update=None) 
     named = list(base.named_parameters())
     grads = torch.autograd.grad(loss_fn(base(x), y), [p for _, p in named])
     g = {n: gr for (n, _), gr in zip(named, grads)}
-    names, l2, cos = [], [], []
+    names, l2, cos, grad_norm = [], [], [], []
     for i, layer in enumerate(model):
         if not isinstance(layer, nn.Linear):
             continue
@@ -53,7 +53,8 @@ def ics_reference(model: nn.Sequential, loss_fn, batch, lr: float, update=None) 
         names.append(str(i))
         l2.append((g1 - g2).norm().item())
         cos.append(((g1 * g2).sum() / (g1.norm() * g2.norm())).item())
-    return ICSResult(names, np.array(l2), np.array(cos), np.array([]), lr, "sgd", "train")
+        grad_norm.append(g1.norm().item())
+    return ICSResult(names, np.array(l2), np.array(cos), np.array(grad_norm), lr, "sgd", "train")
 
 
 def test_ics_zero_for_one_layer():
@@ -71,6 +72,7 @@ def test_ics_matches_slow_reference():
     assert fast.layers == slow.layers == ["0", "3", "6"]
     np.testing.assert_allclose(fast.l2, slow.l2, rtol=RTOL, atol=1e-14)
     np.testing.assert_allclose(fast.cos, slow.cos, rtol=RTOL)
+    np.testing.assert_allclose(fast.grad_norm, slow.grad_norm, rtol=RTOL)
     assert fast.l2[0] == 0.0 and np.all(fast.l2[1:] > 1e-6)
     assert np.all(np.abs(fast.cos) <= 1.0)
     assert set(fast.to_dict()) == {"layers", "l2", "cos", "grad_norm", "lr", "update", "bn_mode"}
@@ -89,6 +91,7 @@ def test_ics_with_a_given_update_matches_slow_reference():
     slow = ics_reference(model, sq_loss, batch, lr=float("nan"), update=update)
     np.testing.assert_allclose(fast.l2, slow.l2, rtol=RTOL, atol=1e-14)
     np.testing.assert_allclose(fast.cos, slow.cos, rtol=RTOL)
+    np.testing.assert_allclose(fast.grad_norm, slow.grad_norm, rtol=RTOL)
     assert fast.update == "given" and math.isnan(fast.lr) and fast.l2[0] == 0.0
     # the SGD update given explicitly is the lr form
     x, y = batch

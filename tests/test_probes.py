@@ -142,6 +142,9 @@ def test_probe_works_inside_no_grad():
         s = ics(model, sq_loss, batch, lr=0.1)
     np.testing.assert_array_equal(r.grad_distance, expected.grad_distance)
     assert np.all(np.isfinite(s.l2))
+    outside = ics(model, sq_loss, batch, lr=0.1)
+    for key in ("l2", "cos", "grad_norm"):
+        np.testing.assert_array_equal(getattr(s, key), getattr(outside, key))
 
 
 # --- directions ----------------------------------------------------------------------------
@@ -309,6 +312,8 @@ def test_callback_lr_rescales_the_grid_and_the_ics_step():
     np.testing.assert_allclose(probe.step_sizes, StepSizes.vgg(0.02, count=3).values())
     assert shift.lr == 0.02
     np.testing.assert_array_equal(shift.l2, ics(model, sq_loss, batch, lr=0.02).l2)
+    # the loop's lr was used, not the grid's 0.1
+    assert not np.array_equal(shift.l2, ics(model, sq_loss, batch, lr=0.1).l2)
     with pytest.raises(ValueError, match="rescales a StepSizes grid"):
         ProbeCallback(every=1, step_sizes=[0.1])(0, model, sq_loss, batch, lr=0.02)
 
@@ -410,3 +415,38 @@ def test_given_base_gradient_equals_recomputed_and_saves_a_pass():
     assert quick.beta == pytest.approx(full.beta, rel=1e-12)
     with pytest.raises(ValueError, match="not trainable parameters"):
         gradient_probe(model, F.cross_entropy, (x, y), [0.1], base=(loss, {"nope": x}))
+
+
+def test_sink_keeps_each_rows_lr(tmp_path):
+    """ICS rows of a schedule keep their own lr (a column, NaN for a given update); the seed
+    and the strings stay group attributes."""
+    import h5py
+
+    from landscape import storage
+    from landscape.recording import H5Sink
+
+    model, batch = three_layer(), regression_batch()
+    sink = H5Sink(tmp_path / "run.h5", "bn")
+    sink("ics", 0, ics(model, sq_loss, batch, lr=0.1))
+    sink("ics", 10, ics(model, sq_loss, batch, lr=0.05))
+    update = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    sink("ics", 20, ics(model, sq_loss, batch, update=update))
+    sink("probe", 0, gradient_probe(model, sq_loss, batch, ETAS, seed=3))
+    with h5py.File(tmp_path / "run.h5") as f:
+        rows = storage.read_series(f["ics/bn"])
+        np.testing.assert_array_equal(rows["step"], [0, 10, 20])
+        np.testing.assert_array_equal(rows["lr"], [0.1, 0.05, np.nan])
+        assert "lr" not in f["ics/bn"].attrs
+        assert storage.read_json_attr(f["ics/bn"], "update") == "given"
+        assert storage.read_json_attr(f["ics/bn"], "layers") == ["0", "3", "6"]
+        assert storage.read_json_attr(f["probe/bn"], "seed") == 3
+        assert "seed" not in f["probe/bn"]
+
+
+def test_step_sizes_for_model_is_the_papers_grid_with_overrides():
+    assert StepSizes.for_model("vgg_small", 0.1) == StepSizes.vgg(0.1)
+    assert StepSizes.for_model("dln", 1e-6, 5) == StepSizes.dln(1e-6, 5)
+    mine = StepSizes.for_model("dln", 1e-6, low=1.0, spacing="linear")
+    assert (mine.low, mine.high, mine.spacing) == (1.0, 30.0, "linear")
+    with pytest.raises(ValueError, match="larger than"):
+        StepSizes.for_model("mlp", 0.1, low=5.0)

@@ -258,7 +258,54 @@ def test_inline_probe_with_a_frozen_parameter(tmp_path, digits, monkeypatch):
     result = train_pair(config, tmp_path / "run", dataset=digits)
     assert {r.status for r in result.variants.values()} == {"finished"}
     with h5py.File(tmp_path / "run" / "run.h5") as f:
-        assert len(storage.read_series(f["probe/bn"])["step"]) == 6
+        rows = storage.read_series(f["probe/bn"])
+        assert len(rows["step"]) == 6
+        assert np.all(np.isfinite(rows["beta"])) and np.all(np.isfinite(rows["grad_norm"]))
+    for v in ("bn", "plain"):
+        first, last = (_final_state(tmp_path / "run", v, s) for s in (0, 30))
+        name = "layers.0.linear.bias"
+        assert torch.equal(first[name], last[name])  # frozen: never updated
+        assert not torch.equal(first["layers.0.linear.weight"], last["layers.0.linear.weight"])
+
+
+@pytest.mark.parametrize("probe_bn_mode", ["train", "eval"])
+def test_inline_probes_and_ics_leave_training_unchanged(tmp_path, digits, probe_bn_mode):
+    """Probes and ICS (which writes theta_t back and restores theta_{t+1}) are evaluations:
+    the final weights, buffers and logged losses equal those of an unprobed run bit for bit."""
+    base = dict(TINY, optimizer="momentum")
+    plain = train_pair(TrainConfig(**base), tmp_path / "a", dataset=digits)
+    probed = TrainConfig(**base, probe_every=5, ics_every=5, probe_bn_mode=probe_bn_mode)
+    train_pair(probed, tmp_path / "b", dataset=digits)
+    for v in ("bn", "plain"):
+        a, b = (_final_state(tmp_path / r, v, 30) for r in ("a", "b"))
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), (v, k)
+        with h5py.File(tmp_path / "a" / "run.h5") as fa, h5py.File(tmp_path / "b" / "run.h5") as fb:
+            assert "probe" not in fa and len(fb[f"probe/{v}/step"]) == 6
+            assert len(fb[f"ics/{v}/step"]) == 6
+            la, lb = (storage.read_series(f[f"train/{v}"]) for f in (fa, fb))
+            for k in ("loss", "accuracy", "grad_norm"):
+                np.testing.assert_array_equal(la[k], lb[k])
+    assert plain.variants["bn"].status == "finished"
+
+
+def test_step_hooks_run_after_backward_with_the_steps_gradient(tmp_path, digits):
+    """Whatever the probe settings, a user hook sees the step's own (loss, gradient)."""
+    seen = []
+
+    def hook(variant, step, model, loss_fn, batch, base):
+        loss, grads = base
+        grads_now = {n: p.grad for n, p in model.named_parameters()}
+        assert all(grads[n] is grads_now[n] for n in grads)
+        seen.append((variant, step, float(loss)))
+
+    config = TrainConfig(**{**TINY, "bn": "bn", "probe_every": 10, "probe_bn_mode": "eval"})
+    train_pair(config, tmp_path / "run", hooks=[hook], dataset=digits)
+    with h5py.File(tmp_path / "run" / "run.h5") as f:
+        losses = storage.read_series(f["train/bn"])["loss"]
+    assert [s for _, s, _ in seen] == list(range(30))
+    np.testing.assert_array_equal([loss for _, _, loss in seen], losses)
 
 
 def test_resume_without_checkpoints_starts_over_without_duplicate_rows(tmp_path, digits):

@@ -17,7 +17,7 @@ from ._common import progress_bars, quiet_option
 from .train import report
 
 #: The demo's setup: the paper's fixed-lr SGD on a small VGG, scaled to 8x8 digits, with
-#: Santurkar's probes inline (step sizes lr x [0.5, 4]) and ICS every 100 steps.
+#: Santurkar's probes inline (step sizes lr x [0.5, 4]) and ICS every 50 steps.
 DEMO_CONFIG = TrainConfig(
     model="vgg_small",
     dataset="digits",
