@@ -53,6 +53,12 @@ def checkpoint_path(directory: str | Path, step: int) -> Path:
     return Path(directory) / f"step_{step:0{_STEP_DIGITS}d}.pt"
 
 
+def step_of_name(name: str) -> int | None:
+    """The step in a checkpoint file name ``step_XXXXXXX.pt``; None for any other name."""
+    m = _STEP_FILE.fullmatch(name)
+    return int(m.group(1)) if m else None
+
+
 def list_checkpoints(directory: str | Path) -> list[tuple[int, Path]]:
     """List ``(step, path)`` of the checkpoints in ``directory``, sorted by step.
 
@@ -64,9 +70,9 @@ def list_checkpoints(directory: str | Path) -> list[tuple[int, Path]]:
         return []
     found = []
     for p in directory.iterdir():
-        m = _STEP_FILE.fullmatch(p.name)
-        if m and p.is_file():
-            found.append((int(m.group(1)), p))
+        step = step_of_name(p.name)
+        if step is not None and p.is_file():
+            found.append((step, p))
     return sorted(found)
 
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -33,6 +31,7 @@ import torch
 
 from . import checkpoints, storage
 from ._probe_core import check_bn_mode
+from .checkpoint_files import atomic_path, step_of_name
 from .data import Dataset, batch_indices, load_dataset
 from .probes import DEFAULT_STEP_COUNT, ProbeResult, StepSizes, gradient_probe, ics
 from .train import TrainConfig, loss_function, resolve_device
@@ -44,7 +43,6 @@ log = logging.getLogger(__name__)
 DEFAULT_OUT = "probes.h5"  # in the run directory
 PROBE, ICS, SOURCES = "offline_probe", "offline_ics", "offline_checkpoints"
 BATCHES, SETTINGS_ATTR = "offline_probe_batches", "offline_probe_settings"
-_STEP_FILE = re.compile(r"step_(\d{7,})\.pt")  # checkpoints.checkpoint_path names
 _PER_BATCH = ("loss", "grad_distance", "ratio", "grad_cosine", "beta", "grad_norm", "base_loss")
 _SOURCE_COLUMNS = ("step", "sha256", "file")
 
@@ -198,8 +196,8 @@ def _sources(files: Mapping[str, Sequence[str | Path]]) -> dict[str, list[tuple[
 
 def _step_of(path: str | Path) -> int:
     """The step in a ``step_XXXXXXX.pt`` name (checked on load), else the stored step."""
-    match = _STEP_FILE.fullmatch(Path(path).name)
-    return int(match.group(1)) if match else checkpoints.load_checkpoint(path).step
+    step = step_of_name(Path(path).name)
+    return step if step is not None else checkpoints.load_checkpoint(path).step
 
 
 def _prepare(
@@ -212,7 +210,7 @@ def _prepare(
             if SETTINGS_ATTR not in f.attrs:
                 raise ValueError(f"{out} is not an offline probe file: pass --out or --overwrite")
             old = storage.read_json_attr(f, SETTINGS_ATTR)
-            new = json.loads(json.dumps(settings, default=storage.json_default))
+            new = json.loads(storage.dumps(settings, "probe settings"))
             diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
             if not (diff or np.array_equal(f[BATCHES][()], index)):
                 diff = ["probe batches"]
@@ -227,18 +225,11 @@ def _prepare(
             raise ValueError(f"{changed[0]} changed since it was probed into {out}: --overwrite")
         return done
     hashes = {v: {str(s): h for s, _, h in rows} for v, rows in sources.items()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            prov = storage.provenance({"probe": settings, "checkpoints": hashes}, device=device)
-            storage.write_provenance(f, prov)
-            storage.write_json_attr(f, SETTINGS_ATTR, settings)
-            f[BATCHES] = index.astype(np.int64)
-        os.replace(tmp, out)  # an interrupted creation never leaves a half-made file
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:  # never a half-made file
+        prov = storage.provenance({"probe": settings, "checkpoints": hashes}, device=device)
+        storage.write_provenance(f, prov)
+        storage.write_json_attr(f, SETTINGS_ATTR, settings)
+        f[BATCHES] = index.astype(np.int64)
     return done
 
 
