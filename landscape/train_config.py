@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from types import NoneType, UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 import torch
@@ -26,6 +27,25 @@ __all__ = [
     "lr_at",
     "make_optimizer",
 ]
+
+
+def literal_values(cls: type, field: str) -> tuple[Any, ...] | None:
+    """The values a ``Literal`` annotation of ``cls.<field>`` allows (``None`` included for
+    ``Literal[...] | None``), or None when the annotation is not a Literal."""
+    values: list[Any] = []
+    pending = [get_type_hints(cls)[field]]
+    while pending:
+        hint = pending.pop(0)
+        if get_origin(hint) is Literal:
+            values += [v for v in get_args(hint) if v not in values]
+        elif get_origin(hint) in (Union, UnionType):
+            pending += list(get_args(hint))
+        elif hint is NoneType:
+            values.append(None)
+        else:
+            return None
+    return tuple(values)
+
 
 Variant = Literal["bn", "plain"]
 VARIANTS: tuple[Variant, ...] = ("bn", "plain")
@@ -96,20 +116,11 @@ class TrainConfig:
             raise ValueError(f"checkpoint steps must lie in [0, {self.steps}]")
         if not (math.isfinite(self.init_scale) and self.init_scale > 0):
             raise ValueError(f"init_scale must be positive, got {self.init_scale}")
-        choices = {
-            "bn": ("both", "bn", "plain"),
-            "optimizer": ("sgd", "momentum", "adam"),
-            "device": ("auto", "cpu", "cuda"),
-            "dtype": ("float32", "float64"),
-            "probe_spacing": ("linear", "log", None),
-            "probe_direction": ("gradient", "random"),
-            "probe_bn_mode": ("train", "eval"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(
-                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
-                )
+        for f in fields(self):  # the choices are spelled once, in the Literal annotations
+            allowed = literal_values(type(self), f.name)
+            if allowed is not None and getattr(self, f.name) not in allowed:
+                shown = ", ".join(str(v) for v in allowed)
+                raise ValueError(f"{f.name} must be one of {shown}, got {getattr(self, f.name)!r}")
         if self.probe_every or self.ics_every:
             self.step_sizes()  # validates the grid
 

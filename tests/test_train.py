@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -362,3 +364,17 @@ def test_dropout_runs_repeat_and_leave_the_callers_rng(tmp_path, digits, dropout
         a, b = (_final_state(tmp_path / n, v, 30) for n in ("a", "b"))
         for name, t in a.items():
             assert torch.equal(t, b[name]), (v, name)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("activation", "swish", "activation must be one of relu, sigmoid, tanh, got 'swish'"),
+        ("probe_spacing", "cubic", "probe_spacing must be one of linear, log, None"),
+        ("optimizer", "lbfgs", "optimizer must be one of sgd, momentum, adam"),
+    ],
+)
+def test_choices_come_from_the_literal_annotations(field, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainConfig(**{field: value}).validate()
+    TrainConfig(probe_spacing=None).validate()  # an optional Literal allows None

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import NoneType, UnionType
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any
 
 import click
+
+from ..train_config import literal_values
 
 #: Exit code for bad input, as for click's own usage errors.
 EXIT_BAD_INPUT = 2
@@ -112,14 +113,7 @@ def literal_choice(cls: type, field: str) -> click.Choice:
     The config class stays the one place the choices are spelled; ``None`` in an optional
     annotation (``Literal[...] | None``) is dropped.
     """
-    values: list[Any] = []
-    pending = [get_type_hints(cls)[field]]
-    while pending:
-        hint = pending.pop(0)
-        if get_origin(hint) is Literal:
-            values += [v for v in get_args(hint) if v not in values]
-        elif get_origin(hint) in (Union, UnionType):
-            pending += [a for a in get_args(hint) if a is not NoneType]
-        else:
-            raise TypeError(f"{cls.__name__}.{field} is not a Literal: {hint}")
-    return click.Choice(values)
+    values = literal_values(cls, field)
+    if values is None:
+        raise TypeError(f"{cls.__name__}.{field} is not a Literal")
+    return click.Choice([v for v in values if v is not None])
