@@ -34,13 +34,14 @@ from ._probe_core import check_bn_mode
 from .checkpoint_files import atomic_path, step_of_name
 from .data import Dataset, batch_indices, load_dataset
 from .probes import DEFAULT_STEP_COUNT, ProbeResult, StepSizes, gradient_probe, ics
+from .run_layout import PROBES_FILE
 from .train import TrainConfig, loss_function, resolve_device
 
 __all__ = ["DEFAULT_OUT", "OfflineProbeConfig", "probe_checkpoints", "read_offline_probes"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OUT = "probes.h5"  # in the run directory
+DEFAULT_OUT = PROBES_FILE  # in the run directory
 PROBE, ICS, SOURCES = "offline_probe", "offline_ics", "offline_checkpoints"
 BATCHES, SETTINGS_ATTR = "offline_probe_batches", "offline_probe_settings"
 _PER_BATCH = ("loss", "grad_distance", "ratio", "grad_cosine", "beta", "grad_norm", "base_loss")

@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 
 from landscape.checkpoints import list_checkpoints
+from landscape.run_layout import CHECKPOINTS, FIGURES, RUN_FILE
 from landscape.storage import (
     PROVENANCE_KEYS,
     attr_str,
@@ -93,9 +94,9 @@ def _describe_file(path: Path) -> list[str]:
 
 
 def _describe_run_dir(path: Path) -> list[str]:
-    run_file = path / "run.h5"
-    ckpt_dir = path / "checkpoints"
-    fig_dir = path / "figures"
+    run_file = path / RUN_FILE
+    ckpt_dir = path / CHECKPOINTS
+    fig_dir = path / FIGURES
     if not (run_file.exists() or ckpt_dir.is_dir() or fig_dir.is_dir()):
         raise ValueError(
             f"{path} is not a run directory (no run.h5, checkpoints/ or figures/): "

@@ -19,7 +19,8 @@ from .render import (
     save_figure,
     training_curves,
 )
-from .train import RUN_FILE, VARIANTS
+from .run_layout import FIGURES, RUN_FILE
+from .train import VARIANTS
 
 __all__ = ["load_runs", "offline_runs", "plot_santurkar", "plot_training", "run_title"]
 
@@ -86,7 +87,7 @@ def plot_training(run_dir: str | Path, out: str | Path | None = None) -> list[Pa
             "eval_accuracy": e.get("accuracy", np.array([])),
         }
     fig = training_curves(runs, title=run_title(run_dir))
-    target = Path(out) if out else Path(run_dir) / "figures" / "fig1_training"
+    target = Path(out) if out else Path(run_dir) / FIGURES / "fig1_training"
     return save_figure(fig, target)
 
 
@@ -116,7 +117,7 @@ def plot_santurkar(
             else f"{run_dir} holds no probes: train with --probe-every N (or run landscape "
             "probe and pass its file with --offline)"
         )
-    target = Path(out_dir) if out_dir else Path(run_dir) / "figures"
+    target = Path(out_dir) if out_dir else Path(run_dir) / FIGURES
     written = save_figure(gradient_landscape(probes), target / f"fig4_gradient_landscape{suffix}")
     written += save_figure(
         gradient_distance_vs_step(probes), target / f"fig10_gradient_distance{suffix}"

@@ -33,6 +33,7 @@ from ._params import rng_preserved
 from .data import Dataset, accuracy, batch_indices, eval_batches, load_dataset
 from .inline_probes import InlineProbes
 from .models import ModelSpec, copy_shared_parameters
+from .run_layout import CHECKPOINTS, FIGURES, PROBES_FILE, RUN_FILE, SLICES, checkpoint_dir
 from .train_config import (
     VARIANTS,
     TrainConfig,
@@ -44,7 +45,6 @@ from .train_config import (
 
 log = logging.getLogger(__name__)
 
-RUN_FILE = "run.h5"
 #: Log rows are buffered in memory and written in blocks of this many steps.
 LOG_FLUSH_EVERY = 100
 
@@ -184,7 +184,7 @@ def _train_variant(
     progress: Callable[[str, int, int], None] | None,
 ) -> VariantResult:
     run_file = out_dir / RUN_FILE
-    ckpt_dir = out_dir / "checkpoints" / variant
+    ckpt_dir = checkpoint_dir(out_dir, variant)
     loss_fn = loss_function(data.task)
     optimizer = make_optimizer(config, model)
     schedule = set(checkpoint_schedule(config))
@@ -295,7 +295,7 @@ def _train_variant(
 
 
 def run_exists(out_dir: Path) -> bool:
-    return (out_dir / RUN_FILE).exists() or (out_dir / "checkpoints").exists()
+    return (out_dir / RUN_FILE).exists() or (out_dir / CHECKPOINTS).exists()
 
 
 def _prepare_out_dir(out_dir: Path, config: TrainConfig, overwrite: bool, resume: bool) -> None:
@@ -322,9 +322,9 @@ def _prepare_out_dir(out_dir: Path, config: TrainConfig, overwrite: bool, resume
                 "pass --overwrite to replace it or --resume to continue it"
             )
         # Everything derived from the old run goes with it (other files are left alone).
-        for name in (RUN_FILE, "probes.h5"):
+        for name in (RUN_FILE, PROBES_FILE):
             (out_dir / name).unlink(missing_ok=True)
-        for name in ("checkpoints", "figures", "slices"):
+        for name in (CHECKPOINTS, FIGURES, SLICES):
             shutil.rmtree(out_dir / name, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
 

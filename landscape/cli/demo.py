@@ -10,6 +10,7 @@ import click
 from .. import figures
 from ..checkpoints import checkpoint_path
 from ..render import save_figure
+from ..run_layout import FIGURES, SLICES, checkpoint_dir
 from ..slice_figures import compare_figure
 from ..slicing import SliceConfig, slice_checkpoint
 from ..train import TrainConfig, train_pair
@@ -56,9 +57,9 @@ def register(main: click.Group) -> None:
                 if r.status != "finished":
                     click.echo(f"{v}: no slice, the run {r.status}", err=True)
                     continue
-                target = out / "slices" / f"{v}_final_random_plane.h5"
+                target = out / SLICES / f"{v}_final_random_plane.h5"
                 slice_checkpoint(
-                    checkpoint_path(out / "checkpoints" / v, steps),
+                    checkpoint_path(checkpoint_dir(out, v), steps),
                     target,
                     replace(DEMO_SLICE, x=f"-1:1:{grid}", y=f"-1:1:{grid}", device=config.device),
                     overwrite=True,
@@ -67,6 +68,6 @@ def register(main: click.Group) -> None:
                 slices.append(target)
         if len(slices) == 2:
             fig, _ = compare_figure((slices[0], slices[1]), None, "contour", None, None)
-            written += save_figure(fig, out / "figures" / "li_slices_compare")
+            written += save_figure(fig, out / FIGURES / "li_slices_compare")
         for p in written:
             click.echo(f"figure: {p}")

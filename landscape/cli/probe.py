@@ -15,6 +15,7 @@ from ..checkpoint_probes import (
     read_offline_probes,
 )
 from ..checkpoints import list_checkpoints, load_checkpoint
+from ..run_layout import checkpoint_dir
 from ..train import VARIANTS
 from ._common import BadInput, literal_choice, progress_bars, quiet_option
 
@@ -23,7 +24,7 @@ def run_files(run: Path, variants: Sequence[str]) -> dict[str, list[Path]]:
     """``<run>/checkpoints/<variant>/step_*.pt`` per variant that has any."""
     if not run.is_dir():
         raise BadInput(f"no run directory {run}: pass a run written by landscape train")
-    found = {v: [p for _, p in list_checkpoints(run / "checkpoints" / v)] for v in variants}
+    found = {v: [p for _, p in list_checkpoints(checkpoint_dir(run, v))] for v in variants}
     if not any(found.values()):
         raise BadInput(f"no {'/'.join(variants)} checkpoints in {run}: train with checkpoints")
     return {v: paths for v, paths in found.items() if paths}

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..grids import read_grid
 from ..render import save_figure
+from ..run_layout import CHECKPOINTS, SLICES
 from ..slice_figures import (
     AUTO_LOG_RATIO,
     NARROW_SHARE,
@@ -66,9 +67,9 @@ SLICE_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
 def _default_out(checkpoint: Path, kind: str, two_d: bool) -> Path:
     """``RUN/slices/<variant>_step_XXXXXXX_<kind>.h5`` for a checkpoint of a run directory."""
     name = {"random": "random_plane" if two_d else "random_line"}.get(kind, kind)
-    if checkpoint.parent.parent.name == "checkpoints":
+    if checkpoint.parent.parent.name == CHECKPOINTS:
         run = checkpoint.parent.parent.parent
-        return run / "slices" / f"{checkpoint.parent.name}_{checkpoint.stem}_{name}.h5"
+        return run / SLICES / f"{checkpoint.parent.name}_{checkpoint.stem}_{name}.h5"
     return checkpoint.with_name(f"{checkpoint.stem}_{name}.h5")
 
 
