@@ -207,6 +207,16 @@ def test_moving_average_skips_non_finite() -> None:
 # Santurkar et al. figures
 
 
+def test_gradient_landscape_eta_range_follows_a_schedule(rng: np.random.Generator) -> None:
+    """Per-row step sizes (an lr schedule halving the lr after step 30): the title gives
+    the range over all rows, not the first row's grid."""
+    run = _probe_run(rng, 1.0)
+    etas = np.tile(run["step_sizes"], (60, 1))
+    etas[30:] /= 2
+    run["step_sizes"] = etas
+    assert "η ∈ [0.025, 0.4]" in _texts(render.gradient_landscape({"bn": run}))
+
+
 def test_gradient_landscape(rng: np.random.Generator) -> None:
     runs = {"plain": _probe_run(rng, 3.0), "bn": _probe_run(rng, 0.5)}
     runs["plain"]["loss"][20:25] = np.nan
