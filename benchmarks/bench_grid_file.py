@@ -20,9 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from landscape.data import load_dataset
-from landscape.directions import random_directions
-from landscape.grids import run_grid
-from landscape.slices import evaluate_grid
+from landscape.slices import evaluate_grid, random_directions, run_grid
 
 
 def main() -> None:

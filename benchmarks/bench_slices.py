@@ -7,7 +7,7 @@ filter-normalized plane on ``-1:1:G`` squared. Printed, each measured side by si
 
     throughput   slice vs limit: the limit pass is run inside the slice's progress callback,
                  so every slice point is timed next to one limit pass (target >= 0.95)
-    levers       the slice with each fast path (landscape._fold) switched off/on, grid
+    levers       the slice with each fast path (landscape.slices.fold) switched off/on, grid
                  rows interleaved; forward-only levers (batch size, vmap, torch.compile)
     bf16         precision="bf16" vs float32, grid rows interleaved (target >= 1.8x), with
                  the max and median |loss_bf16 - loss_fp32| over the grid
@@ -43,11 +43,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import landscape._fold as fastpath
 import landscape.slices as S
+import landscape.slices.fold as fastpath
 from landscape.data import eval_batches, load_dataset
-from landscape.directions import random_directions
 from landscape.models import create_model
+from landscape.slices import random_directions
 
 LIMIT_TARGET = 0.95  # slice throughput / forward throughput
 BF16_TARGET = 1.8  # t_fp32 / t_bf16
@@ -232,7 +232,7 @@ def rows_interleaved(model, data, dirs, g: int, variants: dict[str, dict]) -> di
 
 
 def slice_levers(model, data, dirs, g: int) -> dict[str, dict]:
-    """The slice with each fast path (``landscape._fold``, used by grid_evaluation) off/on."""
+    """The slice with each fast path (``landscape.slices.fold``, used by the engine) off/on."""
     variants = {
         "neither (plain evaluation)": (False, False),
         "fold BN": (True, False),

@@ -1,43 +1,44 @@
 """landscape: loss landscapes of neural networks, BatchNorm vs plain.
 
 Probes of Santurkar et al. (2018), slices of Li et al. (2018), a fair paired trainer and a
-self-describing HDF5 store. The public API is re-exported here, grouped by theme.
+self-describing HDF5 store. The public API is re-exported here, grouped by theme; the
+package is laid out in wings by concept (``docs/architecture.md``).
 """
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("landscape")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0+unknown"
-
-from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from .data import DataError, Dataset, batch_indices, load_dataset
-from .directions import (
-    checkpoint_direction,
-    normalize_direction,
-    orthogonalize,
-    pca_directions,
-    random_direction,
-    random_directions,
+from landscape.data import DataError, Dataset, batch_indices, dataset_batches, load_dataset
+from landscape.models import MODELS, ModelSpec, create_model, register_model
+from landscape.probes import (
+    H5Sink,
+    ICSResult,
+    ProbeCallback,
+    ProbeResult,
+    StepSizes,
+    gradient_probe,
+    ics,
 )
-from .grids import read_grid, run_grid
-from .models import MODELS, ModelSpec, create_model, register_model
-from .probes import ICSResult, ProbeCallback, ProbeResult, StepSizes, gradient_probe, ics
-from .recording import H5Sink
-from .slice_inputs import dataset_batches
-from .slices import (
+from landscape.slices import (
     SliceResult,
+    checkpoint_direction,
     evaluate_grid,
     interpolate,
+    normalize_direction,
+    orthogonalize,
     parse_range,
+    pca_directions,
     plane_through,
+    random_direction,
+    random_directions,
     random_line,
     random_plane,
+    read_grid,
+    run_grid,
 )
-from .train import TrainConfig, train_pair
+from landscape.store import CheckpointError, load_checkpoint, package_version, save_checkpoint
+from landscape.train import TrainConfig, train_pair
+
+__version__ = package_version()
 
 __all__ = [
     "__version__",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from landscape.rng_state import capture_rng, restore_rng
+from landscape.store.rng import capture_rng, restore_rng
 
 Params = dict[str, Tensor]
 

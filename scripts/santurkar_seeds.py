@@ -29,8 +29,9 @@ import h5py
 import numpy as np
 import torch
 
-from landscape import storage
-from landscape.train import RUN_FILE, VARIANTS, TrainConfig, train_pair
+from landscape import store
+from landscape.store import RUN_FILE, VARIANTS
+from landscape.train import TrainConfig, train_pair
 
 METRICS = ("beta", "grad_pred", "loss_range")
 QUICK = {"steps": 60, "probe_every": 10}  # a smoke run: minutes, not a result
@@ -63,10 +64,10 @@ def read_run(run_file: Path) -> dict[str, dict]:
     out = {}
     with h5py.File(run_file, "r") as f:
         for v in VARIANTS:
-            rows = storage.read_series(f[f"probe/{v}"])
+            rows = store.read_series(f[f"probe/{v}"])
             series, steps = per_step(rows), rows["step"]
             finite = {k: s[np.isfinite(s)] for k, s in series.items()}
-            ev = storage.read_series(f[f"eval/{v}"])
+            ev = store.read_series(f[f"eval/{v}"])
             out[v] = {
                 **{k: float(np.median(s)) if s.size else float("nan") for k, s in finite.items()},
                 "n_probes": len(steps),

@@ -1,8 +1,11 @@
 """The ``landscape`` command line: a thin click layer over the library.
 
 Each command builds a configuration, calls one library function and writes through the
-storage module. User errors (``ValueError`` and its subclasses, missing files) become a
-one-line ``Error: ...`` and exit code 2, never a traceback.
+store. User errors (``ValueError`` and its subclasses, missing files) become a one-line
+``Error: ...`` and exit code 2, never a traceback. One module per command family;
+:mod:`.common` holds the plumbing they share (errors, progress bars, option parsing).
+
+May import: every wing of the library. Nothing in the library imports the CLI or click.
 """
 
 from __future__ import annotations
@@ -12,12 +15,12 @@ import sys
 
 import click
 
-from .. import __version__
-from ._common import LandscapeGroup
+from landscape.cli.common import LandscapeGroup
+from landscape.store.provenance import package_version
 
 
 @click.group(cls=LandscapeGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="landscape")
+@click.version_option(package_version(), "--version", prog_name="landscape")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages to stderr.")
 def main(verbose: bool) -> None:
     """Loss landscapes of neural networks: BatchNorm vs plain, probes and slices."""
@@ -29,7 +32,7 @@ def main(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from . import demo, info, plot, probe, slice, train
+    from landscape.cli import demo, info, plot, probe, slice, train
 
     for module in (train, demo, info, plot, probe, slice):
         module.register(main)

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import click
 
-from .. import figures
-from ..checkpoints import checkpoint_path
-from ..render import save_figure
-from ..run_layout import FIGURES, SLICES, checkpoint_dir
-from ..slice_figures import compare_figure
-from ..slicing import SliceConfig, slice_checkpoint
-from ..train import TrainConfig, train_pair
-from ._common import progress_bars, quiet_option
-from .train import report
+from landscape import figures
+from landscape.cli.common import progress_bars, quiet_option
+from landscape.cli.train import report
+from landscape.figures import compare_figure
+from landscape.render import save_figure
+from landscape.slices import SliceConfig, slice_checkpoint
+from landscape.store import FIGURES, SLICES, checkpoint_dir, checkpoint_path
+from landscape.train import TrainConfig, train_pair
 
 #: The demo's setup: the paper's fixed-lr SGD on a small VGG, scaled to 8x8 digits, with
 #: Santurkar's probes inline (step sizes lr x [0.5, 4]) and ICS every 50 steps.

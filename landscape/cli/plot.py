@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .. import figures
+from landscape import figures
 
 
 def register(main: click.Group) -> None:

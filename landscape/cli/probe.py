@@ -8,16 +8,14 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..checkpoint_probes import (
+from landscape.cli.common import BadInput, literal_choice, progress_bars, quiet_option
+from landscape.probes.from_checkpoints import (
     DEFAULT_OUT,
     OfflineProbeConfig,
     probe_checkpoints,
     read_offline_probes,
 )
-from ..checkpoints import list_checkpoints, load_checkpoint
-from ..run_layout import checkpoint_dir
-from ..train import VARIANTS
-from ._common import BadInput, literal_choice, progress_bars, quiet_option
+from landscape.store import VARIANTS, checkpoint_dir, list_checkpoints, load_checkpoint
 
 
 def run_files(run: Path, variants: Sequence[str]) -> dict[str, list[Path]]:

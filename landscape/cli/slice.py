@@ -9,10 +9,9 @@ from typing import Any
 import click
 import numpy as np
 
-from ..grids import read_grid
-from ..render import save_figure
-from ..run_layout import CHECKPOINTS, SLICES
-from ..slice_figures import (
+from landscape.cli.common import BadInput, literal_choice, progress_bars, quiet_option
+from landscape.data import DEFAULT_EXAMPLES
+from landscape.figures.from_slices import (
     AUTO_LOG_RATIO,
     NARROW_SHARE,
     SURFACES,
@@ -20,10 +19,9 @@ from ..slice_figures import (
     grid_text,
     slice_figure,
 )
-from ..slice_inputs import DEFAULT_EXAMPLES
-from ..slices import DEFAULT_RECALIBRATE_BATCHES
-from ..slicing import SliceConfig, slice_checkpoint
-from ._common import BadInput, progress_bars, quiet_option
+from landscape.render import save_figure
+from landscape.slices import DEFAULT_RECALIBRATE_BATCHES, SliceConfig, read_grid, slice_checkpoint
+from landscape.store import CHECKPOINTS, SLICES
 
 _PATH = click.Path(path_type=Path)
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -45,16 +43,18 @@ SLICE_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--ignore",), dict(type=click.Choice(["biasbn", "none"]), default="biasbn",
                          help="biasbn: biases and BN parameters do not move.")),
     (("--orthogonalize",), dict(is_flag=True, help="Make d2 orthogonal to d1.")),
-    (("--bn",), dict(type=click.Choice(["eval", "train", "recalibrate"]), default="eval",
-                     help="BN statistics: running, of the batch, or re-estimated per point.")),
+    (("--bn-mode", "--bn", "bn_mode"), dict(type=literal_choice(SliceConfig, "bn_mode"),
+                                            default="eval", help="BN statistics: running, of "
+                                            "the batch, or re-estimated per point.")),
     (("--recalibrate-batches",), dict(type=click.IntRange(min=1),
                                       default=DEFAULT_RECALIBRATE_BATCHES)),
     (("--dataset",), dict(help="[default: the checkpoint's training data set]")),
     (("--split",), dict(type=click.Choice(["train", "test"]), default="train")),
     (("--examples",), dict(type=click.IntRange(min=0), default=DEFAULT_EXAMPLES,
                            help="Fixed evaluation subset (0: all).")),
-    (("--batch-size", "eval_batch_size"), dict(type=click.IntRange(min=1), help="[default: 1024 "
-                                               "with --bn eval, else the training batch size]")),
+    (("--batch-size", "eval_batch_size"), dict(type=click.IntRange(min=1), help="[default: "
+                                               "1024 with --bn-mode eval, else the training "
+                                               "batch size]")),
     (("--precision",), dict(type=click.Choice(["native", "bf16"]), default="native")),
     (("--device",), dict(type=click.Choice(["auto", "cpu", "cuda"]), default="auto")),
     (("--out",), dict(type=_FILE, help="[default: RUN/slices/VARIANT_step_N_KIND.h5]")),

@@ -7,9 +7,15 @@ from pathlib import Path
 
 import click
 
-from ..data import DATASETS
-from ..train import TrainConfig, train_pair
-from ._common import BadInput, literal_choice, parse_key_values, progress_bars, quiet_option
+from landscape.cli.common import (
+    BadInput,
+    literal_choice,
+    parse_key_values,
+    progress_bars,
+    quiet_option,
+)
+from landscape.data import DATASETS
+from landscape.train import TrainConfig, train_pair
 
 
 def _int_list(text: str | None, what: str) -> list[int]:

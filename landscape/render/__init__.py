@@ -4,13 +4,20 @@ Every builder is pure (no pyplot, no global rc changes, no file access); write f
 :func:`save_figure`. Series are passed as a mapping label -> data; the labels "Standard" and
 "Standard + BatchNorm" (or the storage names ``plain`` and ``bn``) keep the same colour in
 every figure.
+
+Owns :mod:`.style` (colours, labels, rc settings, ``save_figure``), :mod:`.common` (values
+and text made fit to plot, shared by the builders), :mod:`.curves` (training curves),
+:mod:`.santurkar` (gradient landscape, gradient change, ICS), :mod:`.lines` (1-D slices),
+:mod:`.surfaces` (2-D slices) and :mod:`.colour_scale` (levels shared by compared panels).
+
+May import: :mod:`landscape._files` (atomic writes of figures) and matplotlib. Never the
+store, the numerical wings or training: files are read in :mod:`landscape.figures`.
 """
 
-from .curves import divergence_step, moving_average, training_curves
-from .lines import compare_lines, line_plot
-from .santurkar import gradient_distance_vs_step, gradient_landscape, ics_figure
-from .slices import SurfaceKind, compare_surfaces, surface_plot
-from .style import (
+from landscape.render.curves import divergence_step, moving_average, training_curves
+from landscape.render.lines import compare_lines, line_plot
+from landscape.render.santurkar import gradient_distance_vs_step, gradient_landscape, ics_figure
+from landscape.render.style import (
     LABELS,
     PALETTE,
     RC_PARAMS,
@@ -20,6 +27,7 @@ from .style import (
     figure_style,
     save_figure,
 )
+from landscape.render.surfaces import SurfaceKind, compare_surfaces, surface_plot
 
 __all__ = [
     # style and output

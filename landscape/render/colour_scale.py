@@ -1,6 +1,6 @@
 """One colour scale for 2-D slices: shared contour levels, the norm, and the colour bar.
 
-Used by :mod:`landscape.render.slices` so that compared panels share levels and colours.
+Used by :mod:`landscape.render.surfaces` so that compared panels share levels and colours.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from ._common import finite_or_nan, positive_or_nan
+from landscape.render.common import finite_or_nan, positive_or_nan
 
 __all__ = [
     "DEFAULT_LEVELS",

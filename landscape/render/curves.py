@@ -11,8 +11,14 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 from numpy.typing import ArrayLike
 
-from ._common import finite_or_nan, fmt_number, has_positive, positive_or_nan, require_keys
-from .style import colors_for, display_label, figure_style, new_figure
+from landscape.render.common import (
+    finite_or_nan,
+    fmt_number,
+    has_positive,
+    positive_or_nan,
+    require_keys,
+)
+from landscape.render.style import colors_for, display_label, figure_style, new_figure
 
 __all__ = ["divergence_step", "moving_average", "training_curves"]
 

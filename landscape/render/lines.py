@@ -13,8 +13,21 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from numpy.typing import ArrayLike
 
-from ._common import coverage_note, finite_or_nan, has_positive, positive_or_nan, wrap
-from .style import RC_PARAMS, colors_for, display_label, figure_style, new_figure, unique_labels
+from landscape.render.common import (
+    coverage_note,
+    finite_or_nan,
+    has_positive,
+    positive_or_nan,
+    wrap,
+)
+from landscape.render.style import (
+    RC_PARAMS,
+    colors_for,
+    display_label,
+    figure_style,
+    new_figure,
+    unique_labels,
+)
 
 __all__ = ["compare_lines", "line_plot"]
 

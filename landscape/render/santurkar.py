@@ -25,8 +25,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from numpy.typing import ArrayLike
 
-from ._common import finite_or_nan, has_positive, positive_or_nan, require_keys
-from .style import colors_for, display_label, figure_style, new_figure
+from landscape.render.common import finite_or_nan, has_positive, positive_or_nan, require_keys
+from landscape.render.style import colors_for, display_label, figure_style, new_figure
 
 __all__ = ["gradient_distance_vs_step", "gradient_landscape", "ics_figure"]
 

@@ -21,7 +21,7 @@ from typing import Any
 import matplotlib
 from matplotlib.figure import Figure
 
-from landscape.checkpoint_files import atomic_path
+from landscape._files import atomic_path
 
 __all__ = [
     "BN_COLOR",

@@ -1,0 +1,119 @@
+"""Shared CLI plumbing: error translation, progress bars, option parsing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from landscape.train import literal_values
+
+#: Exit code for bad input, as for click's own usage errors.
+EXIT_BAD_INPUT = 2
+
+
+class BadInput(click.ClickException):
+    """A one-line error message and exit code 2 (no traceback)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class LandscapeGroup(click.Group):
+    """A click group that turns library ValueErrors, file errors and click's own usage errors
+    (a bad option value, a missing argument) into ``BadInput``: one ``Error:`` line, exit 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            name = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            raise BadInput(f"{exc.format_message()} (see {name} --help)") from None
+        except (ValueError, OSError) as exc:  # OSError: missing, unreadable or non-HDF5 files
+            raise BadInput(_one_line(exc)) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename:
+        text = f"{exc.strerror}: {exc.filename}"
+    return text.splitlines()[0]
+
+
+def parse_key_values(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
+    """``("depth=3", "cfg=[16,'M']")`` -> dict; values parsed as JSON where possible."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise BadInput(f"{what} {pair!r} is not KEY=VALUE: write e.g. --{what} depth=3")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+class Progress:
+    """Renders ``progress(label, done, total)`` callbacks as one click bar per label."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self._bars: dict[str, Any] = {}
+        self._done: dict[str, int] = {}
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        bar = self._bars.get(label)
+        if bar is None:
+            bar = click.progressbar(
+                length=total,
+                label=f"{label:>8}",
+                show_eta=True,
+                show_pos=True,
+                file=click.get_text_stream("stderr"),
+            )
+            bar.__enter__()
+            self._bars[label] = bar
+            self._done[label] = 0
+        bar.update(done - self._done[label])
+        self._done[label] = done
+        if done >= total:
+            self.close(label)
+
+    def simple(self, label: str) -> Callable[[int, int], None]:
+        """An adapter for library callbacks of the form ``progress(done, total)``."""
+        return lambda done, total: self(label, done, total)
+
+    def close(self, label: str | None = None) -> None:
+        for key in [label] if label else list(self._bars):
+            bar = self._bars.pop(key, None)
+            if bar is not None:
+                bar.__exit__(None, None, None)
+
+
+@contextmanager
+def progress_bars(quiet: bool) -> Iterator[Progress]:
+    p = Progress(quiet)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars (for scripts).")
+
+
+def literal_choice(cls: type, field: str) -> click.Choice:
+    """A ``click.Choice`` of the values of ``cls.<field>``'s ``Literal`` annotation.
+
+    The config class stays the one place the choices are spelled; ``None`` in an optional
+    annotation (``Literal[...] | None``) is dropped.
+    """
+    values = literal_values(cls, field)
+    if values is None:
+        raise TypeError(f"{cls.__name__}.{field} is not a Literal")
+    return click.Choice([v for v in values if v is not None])

@@ -1,0 +1,40 @@
+"""Figures of files: a run directory or slice files in, paper-style figures out.
+
+Owns :mod:`.from_run` (``run.h5`` and offline probe files -> Santurkar et al. Figs. 1, 3, 4,
+10) and :mod:`.from_slices` (slice files -> one slice with its PCA trajectory, or two side
+by side on one colour scale). The one place that joins the store and the pure builders of
+:mod:`landscape.render`, shared by the CLI and ``scripts/``.
+
+May import: :mod:`landscape.render`, the readers of :mod:`landscape.probes` and
+:mod:`landscape.slices`, and :mod:`landscape.store`. Never trains or evaluates a model.
+"""
+
+from landscape.figures.from_run import (
+    load_runs,
+    offline_runs,
+    plot_santurkar,
+    plot_training,
+    run_title,
+)
+from landscape.figures.from_slices import (
+    AUTO_LOG_RATIO,
+    NARROW_SHARE,
+    SURFACES,
+    compare_figure,
+    grid_text,
+    slice_figure,
+)
+
+__all__ = [
+    "AUTO_LOG_RATIO",
+    "NARROW_SHARE",
+    "SURFACES",
+    "compare_figure",
+    "grid_text",
+    "load_runs",
+    "offline_runs",
+    "plot_santurkar",
+    "plot_training",
+    "run_title",
+    "slice_figure",
+]

@@ -1,0 +1,292 @@
+"""Offline Santurkar probes: the gradient-direction probes on the saved checkpoints of a run.
+
+For checkpoint theta and each of ``B`` fixed probe batches b (the same for every checkpoint
+and variant), :func:`landscape.probes.gradient_probe` gives over the step sizes eta_k::
+
+    loss[b, k]          = L_b(theta - eta_k d)
+    grad_distance[b, k] = || grad L_b(theta - eta_k d) - g_b ||_2,     g_b = grad L_b(theta)
+    beta[b]             = max_k grad_distance[b, k] / || eta_k d ||_2
+
+One row per checkpoint holds these arrays and their mean and sample std (ddof 1; NaN when
+B = 1) over the batches. Probe batch b is ``data.batch_indices(n_train, batch_size, b,
+batch_seed)``. Layout (``docs/hdf5-schema.md``): series ``/offline_probe/<variant>`` (see
+:func:`_probe_row`) and ``/offline_ics/<variant>``, one row per checkpoint, then the commit
+row ``/offline_checkpoints/<variant>`` (step, sha256, file); the root holds provenance, the
+settings (attribute ``offline_probe_settings``) and ``/offline_probe_batches`` (indices).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+import torch
+
+from landscape import store
+from landscape._device import resolve_device
+from landscape._files import atomic_path
+from landscape.data import Dataset, batch_indices, load_dataset, loss_function
+from landscape.probes.core import check_bn_mode
+from landscape.probes.covariate_shift import ics
+from landscape.probes.gradient import DEFAULT_STEP_COUNT, ProbeResult, StepSizes, gradient_probe
+from landscape.store import PROBES_FILE, step_of_name
+
+__all__ = ["DEFAULT_OUT", "OfflineProbeConfig", "probe_checkpoints", "read_offline_probes"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUT = PROBES_FILE  # in the run directory
+PROBE, ICS, SOURCES = "offline_probe", "offline_ics", "offline_checkpoints"
+BATCHES, SETTINGS_ATTR = "offline_probe_batches", "offline_probe_settings"
+_PER_BATCH = ("loss", "grad_distance", "ratio", "grad_cosine", "beta", "grad_norm", "base_loss")
+_SOURCE_COLUMNS = ("step", "sha256", "file")
+
+
+@dataclass
+class OfflineProbeConfig:
+    """Settings of :func:`probe_checkpoints`; ``None`` takes the run's training value."""
+
+    lr: float | None = None  # eta = lr x multiplier; None: the training lr
+    # multipliers; None: the paper's for the run's model ([1/2, 4] linear, DLN [1/100, 30] log)
+    low: float | None = None
+    high: float | None = None
+    count: int = DEFAULT_STEP_COUNT  # K step sizes
+    spacing: Literal["linear", "log"] | None = None
+    num_batches: int = 8  # B probe batches
+    batch_size: int | None = None  # None: the training batch size
+    batch_seed: int = 0  # seed of the probe batches' indices
+    direction: Literal["gradient", "random"] = "gradient"
+    bn_mode: Literal["train", "eval"] = "train"
+    ics: bool = False  # also internal covariate shift (Def. 2.1), SGD step of size lr
+    seed: int = 0  # random direction and stochastic layers' draws
+
+    def step_sizes(self) -> StepSizes:
+        """The grid ``lr * multipliers`` (validated; ``lr`` must be set)."""
+        if self.lr is None:
+            raise ValueError("the probe lr is not set: pass lr= (--lr)")
+        return StepSizes(self.lr, self.low, self.high, self.count, self.spacing)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field."""
+        self.step_sizes()
+        for name in ("num_batches", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.direction not in ("gradient", "random"):
+            raise ValueError(f"unknown direction {self.direction!r}; expected gradient or random")
+        check_bn_mode(self.bn_mode)
+
+
+def probe_checkpoints(
+    checkpoint_files_by_variant: Mapping[str, Sequence[str | Path]],
+    out_path: str | Path,
+    config: OfflineProbeConfig,
+    *,
+    dataset: Dataset | None = None,
+    device: str | torch.device = "cpu",
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    trust_factory: bool = False,
+) -> Path:
+    """Probe every checkpoint on the same ``B`` batches; write one row per checkpoint.
+
+    Resumable: a checkpoint's rows are written and flushed once all its batches are done,
+    and a rerun skips the checkpoints already in ``out_path`` (finished file: no work).
+
+    Args:
+        checkpoint_files_by_variant: e.g. ``{"bn": [path, ...], "plain": [...]}``.
+        out_path: the HDF5 file (layout in the module docstring).
+        config: probe settings; ``lr`` and ``batch_size`` default to the first checkpoint's
+            training config, and the dataset is loaded from it unless ``dataset`` is given.
+        device: ``auto``, ``cpu``, ``cuda`` or a torch device.
+        overwrite: replace an existing ``out_path`` instead of resuming it.
+        progress: ``progress(done, total)`` over the checkpoints still to probe.
+        trust_factory: rebuild models whose spec names an import path (runs that code).
+
+    Returns:
+        ``out_path``.
+
+    Raises:
+        ValueError: no checkpoints, bad settings, checkpoints of incompatible runs, or an
+            existing file written with different settings (it is left unchanged).
+        CheckpointError: a checkpoint cannot be read or rebuilt.
+    """
+    out, sources = Path(out_path), _sources(checkpoint_files_by_variant)
+    dev = resolve_device(device) if device in ("auto", "cpu", "cuda") else torch.device(device)
+    first = store.load_checkpoint(next(iter(sources.values()))[0][1])
+    if not first.config:
+        raise store.CheckpointError(f"{first.path} holds no training config to probe with")
+    train = store.TrainingRecord.of(first)
+    size = train.batch_size if config.batch_size is None else config.batch_size
+    lr = train.lr if config.lr is None else config.lr
+    for name, value in (("lr", lr), ("batch_size", size), ("dataset", dataset or train.dataset)):
+        if value is None:
+            raise ValueError(f"{first.path} records no training {name}: pass {name}=")
+    grid = StepSizes.for_model(
+        train.model or "", lr, config.count, low=config.low, high=config.high,
+        spacing=config.spacing,
+    )  # fmt: skip
+    cfg = replace(
+        config, lr=lr, batch_size=size, low=grid.low, high=grid.high, spacing=grid.spacing
+    )
+    cfg.validate()
+    data = dataset or load_dataset(
+        str(train.dataset), data_dir=train.data_dir, seed=train.seed, **train.data_options
+    )
+    n = len(data.x_train)
+    index = torch.stack([batch_indices(n, size, b, cfg.batch_seed) for b in range(cfg.num_batches)])
+    settings = {**asdict(cfg), "dataset": data.name, "n_train": n}
+    store.build_model(first, trust_factory=trust_factory)  # fails before any file exists
+    done = _prepare(out, settings, index.numpy(), sources, overwrite, str(dev))
+    todo = [(v, *row) for v, rows in sources.items() for row in rows if row[0] not in done[v]]
+    if not todo:
+        log.info("nothing to do: %s holds every checkpoint", out)
+        return out
+    # training settings that every checkpoint must share with the first, where inherited
+    inherited = {"lr": config.lr is None, "batch_size": config.batch_size is None}
+    inherited |= dict.fromkeys(("dataset", "data_options", "seed"), dataset is None)
+    shared = [k for k, on in inherited.items() if on]
+    loss_fn, grid, d = loss_function(data.task), cfg.step_sizes(), cfg.direction
+    x, y, opts = data.x_train, data.y_train, {"bn_mode": cfg.bn_mode, "seed": cfg.seed}
+    for done_count, (variant, step, path, sha) in enumerate(todo, 1):
+        ckpt = store.load_checkpoint(path, map_location=dev)
+        if ckpt.step != step:
+            raise store.CheckpointError(f"{path} holds step {ckpt.step}, not {step}")
+        other = store.TrainingRecord.of(ckpt)
+        if clash := [k for k in shared if getattr(other, k) != getattr(train, k)]:
+            raise ValueError(f"{path} and {first.path} differ in training {clash}: probe apart")
+        model = store.build_model(ckpt, device=dev, trust_factory=trust_factory)
+        dtype = next(model.parameters()).dtype
+        y_dtype = dtype if data.task == "regression" else y.dtype  # class labels stay int64
+        batches = [(x[idx].to(dev, dtype), y[idx].to(dev, y_dtype)) for idx in index]
+        probes = [gradient_probe(model, loss_fn, b, grid, direction=d, **opts) for b in batches]
+        shifts = [ics(model, loss_fn, b, cfg.lr, **opts) for b in batches if cfg.ics]
+        _write(out, variant, (step, sha, str(path)), probes, shifts, settings)
+        if progress is not None:
+            progress(done_count, len(todo))
+    return out
+
+
+def read_offline_probes(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    """Finished rows per variant, in probing order: ``/offline_probe`` + ``sha256``, ``file``."""
+    result = {}
+    with store.open_run(path) as f:
+        for variant, group in (f.get(PROBE) or {}).items():
+            if n := _committed(src := f[f"{SOURCES}/{variant}"]):
+                result[variant] = {k: v[:n] for k, v in store.read_series(group).items()}
+                result[variant] |= {k: src[k].asstr()[:n] for k in ("sha256", "file")}
+    return result
+
+
+def _sources(files: Mapping[str, Sequence[str | Path]]) -> dict[str, list[tuple[int, Path, str]]]:
+    """(step, path, sha256) per variant, sorted by step; steps unique within a variant."""
+    out = {}
+    for variant, paths in files.items():
+        rows = sorted((_step_of(p), Path(p)) for p in paths)
+        if len({s for s, _ in rows}) != len(rows):
+            raise ValueError(f"two {variant} checkpoints of the same step: pass one file per step")
+        if rows:
+            out[variant] = [(s, p, store.checkpoint_sha256(p)) for s, p in rows]
+    if not out:
+        raise ValueError("no checkpoints to probe: pass a run directory or checkpoint files")
+    return out
+
+
+def _step_of(path: str | Path) -> int:
+    """The step in a ``step_XXXXXXX.pt`` name (checked on load), else the stored step."""
+    step = step_of_name(Path(path).name)
+    return step if step is not None else store.load_checkpoint(path).step
+
+
+def _prepare(
+    out: Path, settings: dict, index: np.ndarray, sources: dict, overwrite: bool, device: str
+) -> dict:
+    """Done steps ``{variant: {step: sha256}}`` of ``out``; creates ``out`` when needed."""
+    done: dict[str, dict[int, str]] = {v: {} for v in sources}
+    if out.exists() and not overwrite:
+        with store.open_run(out, "r") as f:
+            if SETTINGS_ATTR not in f.attrs:
+                raise ValueError(f"{out} is not an offline probe file: pass --out or --overwrite")
+            old = store.read_json_attr(f, SETTINGS_ATTR)
+            new = json.loads(store.dumps(settings, "probe settings"))
+            diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+            if not (diff or np.array_equal(f[BATCHES][()], index)):
+                diff = ["probe batches"]
+            if diff:
+                why = f"different probe settings ({', '.join(diff)})"
+                raise ValueError(f"{out} was written with {why}; pass --overwrite")
+            for variant, g in (f.get(SOURCES) or {}).items():
+                if n := _committed(g):
+                    done[variant] = dict(zip(g["step"][:n].tolist(), g["sha256"].asstr()[:n]))
+        changed = [p for v, rows in sources.items() for s, p, h in rows if done[v].get(s, h) != h]
+        if changed:
+            raise ValueError(f"{changed[0]} changed since it was probed into {out}: --overwrite")
+        return done
+    hashes = {v: {str(s): h for s, _, h in rows} for v, rows in sources.items()}
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:  # never a half-made file
+        prov = store.provenance({"probe": settings, "checkpoints": hashes}, device=device)
+        store.write_provenance(f, prov)
+        store.write_json_attr(f, SETTINGS_ATTR, settings)
+        f[BATCHES] = index.astype(np.int64)
+    return done
+
+
+def _committed(src: h5py.Group) -> int:
+    """Finished checkpoints of a variant: rows complete in step, sha256 and file."""
+    return min((len(src[k]) if k in src else 0) for k in _SOURCE_COLUMNS)
+
+
+def _cut(group: h5py.Group, n: int) -> h5py.Group:
+    """Drop rows past ``n``: those of a checkpoint interrupted before its commit row."""
+    for ds in store.series_columns(group).values():
+        if ds.shape[0] > n:
+            ds.resize(n, axis=0)
+    return group
+
+
+def _spread(name: str, values: np.ndarray) -> dict[str, np.ndarray]:
+    """Mean and sample std (ddof 1, NaN for one batch) over the batch axis 0."""
+    std = values.std(axis=0, ddof=1) if len(values) > 1 else np.full(values.shape[1:], math.nan)
+    return {f"{name}_mean": values.mean(axis=0), f"{name}_std": std}
+
+
+def _probe_row(step: int, probes: list[ProbeResult]) -> dict[str, Any]:
+    """step, step_sizes (K,); per batch: loss, grad_distance, ratio, grad_cosine (B, K) and
+    beta, grad_norm, base_loss (B,); beta_{mean,std}, {loss,grad_distance}_{min,max}_{mean,std}."""
+    arr = {k: np.stack([np.float64(getattr(p, k)) for p in probes]) for k in _PER_BATCH}
+    row = {"step": step, "step_sizes": probes[0].step_sizes, **arr, **_spread("beta", arr["beta"])}
+    for k in ("loss", "grad_distance"):
+        row |= _spread(f"{k}_min", arr[k].min(axis=1)) | _spread(f"{k}_max", arr[k].max(axis=1))
+    return row
+
+
+def _write(out: Path, variant: str, source: tuple, probes: list, shifts: list, attrs: dict) -> None:
+    """Append the rows of one checkpoint; its ``/offline_checkpoints`` row last (the commit)."""
+    step = source[0]
+    with h5py.File(out, "a") as f:
+        src = f.require_group(f"{SOURCES}/{variant}")
+        n = _committed(_cut(src, _committed(src)))
+        group = _cut(f.require_group(f"{PROBE}/{variant}"), n)
+        store.append_series(group, **_probe_row(step, probes))
+        store.set_attrs(group, attrs | {"std_ddof": 1})
+        if shifts:
+            group = _cut(f.require_group(f"{ICS}/{variant}"), n)
+            arr = {k: np.stack([getattr(s, k) for s in shifts]) for k in ("l2", "cos", "grad_norm")}
+            spread = _spread("l2", arr["l2"]) | _spread("cos", arr["cos"])
+            store.append_series(group, step=step, **arr, **spread)
+            store.set_attrs(group, attrs | {"std_ddof": 1, "layers": shifts[0].layers})
+        for name, value in zip(_SOURCE_COLUMNS, source):
+            if name not in src:
+                dtype = np.int64 if name == "step" else h5py.string_dtype()
+                src.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(256,))
+            src[name].resize(n + 1, axis=0)
+            src[name][n] = value
+        f.flush()

@@ -1,0 +1,327 @@
+"""The slice engine: ``f(a, b) = L(theta + a d1 + b d2)`` on a grid of points (Li et al. 2018).
+
+``L`` is the mean of ``loss_fn`` over all examples of the evaluation data (every batch
+weighted by its size), so one point costs one forward pass over the data. Every point is
+set from one stored base, ``theta <- base + a d1 + b d2`` (never by accumulating steps),
+and the caller's model is restored bit for bit afterwards (:func:`landscape._params.preserved`).
+
+BatchNorm mode ``bn_mode``: ``"eval"`` uses the running statistics (Li's choice);
+``"train"`` uses batch statistics and leaves the running statistics untouched;
+``"recalibrate"`` re-estimates the running statistics at every point (cumulative average
+over ``recalibrate_batches`` batches of the evaluation data) and then evaluates in eval
+mode. Dropout and other train/eval-dependent layers are always in eval mode.
+
+Speed: a point costs one forward pass over the data, so the evaluation vehicle is made
+cheaper than the model's own forward where that is exact in real arithmetic. Where BN runs
+on running statistics (``"eval"``, ``"recalibrate"``), every BatchNorm that directly follows
+a conv/linear layer is folded into it (``landscape.slices.fold.FoldedBN``), and on the CPU the
+4-D weights are held in channels_last, oneDNN's native layout, while the grid runs. Both change only
+rounding (float32: ~1e-7 relative); ``benchmarks/bench_slices.py`` measures them. The switches
+are ``landscape.slices.fold.FOLD_BN`` and ``landscape.slices.fold.CHANNELS_LAST``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _NormBase
+
+from landscape._device import device_of
+from landscape._params import Params, preserved
+from landscape.data import Data, LossFn, Metric, as_batches, describe_data
+from landscape.slices import fold
+from landscape.slices.coords import MAX_POINTS, Coords, as_coords
+
+__all__ = [
+    "DEFAULT_RECALIBRATE_BATCHES",
+    "SliceBNMode",
+    "Precision",
+    "SliceResult",
+    "evaluate_grid",
+]
+
+#: BatchNorm during a slice: the probes' "train" (batch statistics, running statistics
+#: untouched) and "eval" (running statistics), and "recalibrate" (re-estimated per point).
+SliceBNMode = Literal["eval", "train", "recalibrate"]
+Precision = Literal["native", "bf16"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RECALIBRATE_BATCHES = 10  # enough for stable running statistics on CIFAR-sized batches
+
+
+@dataclass
+class SliceResult:
+    """Values of a 1D or 2D slice.
+
+    Attributes:
+        x: Coordinates along ``d1``, shape (nx,).
+        y: Coordinates along ``d2``, shape (ny,), or None for a 1D slice.
+        values: Metric name -> array of shape (ny, nx) (``values[j, i]`` is the point
+            ``(x[i], y[j])``: x runs along columns) or (nx,); NaN where not computed.
+        meta: JSON-safe description (kind, seed, normalization, ignore, bn_mode, ...).
+        directions: The directions ``[d1]`` or ``[d1, d2]`` keyed by parameter name.
+        computed: Boolean mask of the evaluated points, shaped like the values.
+        buffer_directions: Directions of the floating buffers, if they were moved.
+    """
+
+    x: np.ndarray
+    y: np.ndarray | None
+    values: dict[str, np.ndarray]
+    meta: dict[str, Any] = field(default_factory=dict)
+    directions: list[Params] = field(default_factory=list)
+    computed: np.ndarray | None = None
+    buffer_directions: list[Params] | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.x),) if self.y is None else (len(self.y), len(self.x))
+
+
+def _precision_ctx(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    if precision == "native":
+        return contextlib.nullcontext()
+    elif precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    else:
+        raise ValueError(f"unknown precision {precision!r}; use 'native' or 'bf16'")
+
+
+def _to(t: Any, device: torch.device) -> Any:
+    return t.to(device, non_blocking=True) if isinstance(t, Tensor) else t
+
+
+Target = tuple[Tensor, Tensor, list[tuple[int, Tensor]]]  # (live tensor, base, [(k, d_k)])
+
+
+def _targets(model, base, directions, buf_base, buf_dirs) -> list[Target]:
+    """Every tensor set per point, with its base and the directions that move it."""
+    own, bufs = dict(model.named_parameters()), dict(model.named_buffers())
+    out = [
+        (own[n], b, [(k, d[n]) for k, d in enumerate(directions) if n in d])
+        for n, b in base.items()
+    ]
+    for n, b in buf_base.items():
+        out.append((bufs[n], b, [(k, d[n]) for k, d in enumerate(buf_dirs or ()) if n in d]))
+    return out
+
+
+@torch.no_grad()
+def _set_point(targets: Sequence[Target], coeffs: Sequence[float]) -> None:
+    """``theta <- base + sum_k c_k d_k`` (and buffers alike), each from the stored base."""
+    for live, b, moves in targets:
+        live.copy_(b)
+        for k, d in moves:
+            if coeffs[k] != 0.0:
+                live.add_(d, alpha=coeffs[k])
+
+
+@torch.no_grad()
+def _recalibrate(model, norms, data, n_batches, precision) -> None:
+    """Reset running statistics and re-estimate them as a cumulative average."""
+    device = device_of(model)
+    model.eval()
+    for m in norms:
+        if m.track_running_stats:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average over the batches seen
+            m.train()
+    with _precision_ctx(precision, device):
+        for i, (inputs, _) in enumerate(as_batches(data)):
+            if i >= n_batches:
+                break
+            model(_to(inputs, device))
+
+
+def _evaluate(forward, device, loss_fn, data, metrics, accuracy, precision) -> list[float]:
+    """[loss, (accuracy), *metrics] averaged over examples: one pass over the data."""
+    acc_dtype = torch.float32 if device.type == "mps" else torch.float64
+    sums, n_total = None, 0
+    with torch.inference_mode(), _precision_ctx(precision, device):
+        for inputs, targets in as_batches(data):
+            inputs, targets = _to(inputs, device), _to(targets, device)
+            out = forward(inputs)
+            n = int(targets.shape[0])
+            means = [loss_fn(out, targets), *(fn(out, targets) for fn in metrics.values())]
+            if any(t.ndim != 0 for t in means):
+                raise ValueError("loss_fn and metrics must return the batch mean (a scalar)")
+            sums_b = [t.to(acc_dtype) * n for t in means]  # batch sums: weight by batch size
+            if accuracy:
+                if out.ndim != 2:
+                    raise ValueError("accuracy needs (N, C) logits; pass accuracy=False")
+                correct = (out.argmax(dim=1) == targets).sum().to(acc_dtype)
+                # argmax of non-finite logits is no prediction: accuracy undefined (NaN)
+                nan = torch.tensor(math.nan, dtype=acc_dtype, device=correct.device)
+                sums_b.insert(1, torch.where(torch.isfinite(out).all(), correct, nan))
+            batch = torch.stack(sums_b)
+            sums = batch if sums is None else sums + batch
+            n_total += n
+    return (sums / n_total).tolist()
+
+
+def evaluate_grid(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Data,
+    directions: Sequence[Mapping[str, Tensor]],
+    x: Coords,
+    y: Coords | None = None,
+    *,
+    origin: Mapping[str, Tensor] | None = None,
+    buffer_directions: Sequence[Mapping[str, Tensor]] | None = None,
+    bn_mode: SliceBNMode = "eval",
+    recalibrate_batches: int = DEFAULT_RECALIBRATE_BATCHES,
+    metrics: Mapping[str, Metric] | None = None,
+    accuracy: bool | None = None,
+    precision: Precision = "native",
+    points: Iterable[int] | None = None,
+    on_point: Callable[[int, dict[str, float]], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SliceResult:
+    """Evaluate ``f(a, b) = L(theta + a d1 + b d2)`` (or ``f(a) = L(theta + a d1)``) on a grid.
+
+    Args:
+        model: The network; used as the evaluation vehicle and restored exactly afterwards.
+        loss_fn: ``loss_fn(outputs, targets)`` -> batch mean (e.g. ``nn.CrossEntropyLoss()``).
+        data: Re-iterable ``(inputs, targets)`` batches (list, DataLoader, a single
+            ``(x, y)`` tuple, or a callable returning a fresh iterable), or a dataset name:
+            its fixed default subset (:func:`landscape.data.dataset_batches`) on
+            the model's device and dtype. ``meta["data"]`` records a subset's source.
+        directions: ``[d1]`` or ``[d1, d2]``, keyed by parameter name (a subset is fine).
+        x: Coordinates along ``d1`` (array or ``"start:stop:num"``).
+        y: Coordinates along ``d2``, or None for a 1D slice.
+        origin: ``theta``; defaults to the model's current parameters.
+        buffer_directions: Directions for floating buffers (BN running statistics), one
+            per direction; buffers are moved like parameters, from the model's buffers.
+        bn_mode: BatchNorm mode, ``"eval"``, ``"train"`` or ``"recalibrate"``.
+        recalibrate_batches: Batches used per point by ``bn_mode="recalibrate"``.
+        metrics: Extra per-batch metrics ``fn(outputs, targets)`` -> batch mean.
+        accuracy: Report accuracy; None means "when the targets are class labels".
+        precision: ``"native"`` (the model's dtype) or ``"bf16"`` (autocast).
+        points: Flat indices to evaluate (``k = j * nx + i``); default all. An empty
+            iterable validates the arguments and returns the metadata only.
+        on_point: Called as ``on_point(k, {metric: value})`` after each point.
+        progress: Called as ``progress(done, total)`` after each point.
+
+    Returns:
+        A :class:`SliceResult`; cells not evaluated are NaN.
+    """
+    xs = as_coords(x, "x")
+    ys = None if y is None else as_coords(y, "y")
+    shape = (len(xs),) if ys is None else (len(ys), len(xs))
+    if len(directions) != len(shape):
+        raise ValueError(f"a {len(shape)}D slice needs {len(shape)} directions")
+    total = math.prod(shape)
+    if total > MAX_POINTS:
+        size = "×".join(map(str, shape[::-1]))
+        raise ValueError(f"a {size} grid has {total} points, at most {MAX_POINTS} are "
+                         "allowed: use fewer points per axis")  # fmt: skip
+    if buffer_directions is not None and len(buffer_directions) != len(directions):
+        raise ValueError("give one buffer direction per direction")
+    if bn_mode not in ("eval", "train", "recalibrate"):
+        raise ValueError(f"unknown bn_mode {bn_mode!r}; use 'eval', 'train' or 'recalibrate'")
+    if bn_mode == "recalibrate" and recalibrate_batches < 1:
+        raise ValueError("recalibrate_batches must be >= 1")
+    device = device_of(model)
+    _precision_ctx(precision, device)  # validates precision before any work
+    metrics = dict(metrics or {})
+    if {"loss", "accuracy"} & set(metrics):
+        raise ValueError("extra metrics may not be named 'loss' or 'accuracy'")
+    data = as_batches(data, model) if isinstance(data, str) else data  # loaded once
+    summary = describe_data(data)
+    if accuracy and not summary.classification:
+        raise ValueError("accuracy needs 1-D integer class labels as targets")
+    use_acc = summary.classification if accuracy is None else bool(accuracy)
+    names = ["loss", *(["accuracy"] if use_acc else []), *metrics]
+
+    own = dict(model.named_parameters())
+    base = {n: p.detach().clone() for n, p in (origin or own).items()}
+    for n in base:
+        if n not in own or own[n].shape != base[n].shape:
+            raise ValueError(f"origin entry {n!r} does not match a model parameter")
+    for d in directions:
+        for n, t in d.items():
+            if n not in base or t.shape != base[n].shape:
+                raise ValueError(f"direction entry {n!r} does not match a model parameter")
+    bufs = dict(model.named_buffers())
+    for d in buffer_directions or ():
+        for n, t in d.items():
+            if n not in bufs or not bufs[n].is_floating_point() or t.shape != bufs[n].shape:
+                raise ValueError(f"buffer direction {n!r} does not match a floating buffer")
+
+    todo = list(range(total)) if points is None else [int(k) for k in points]
+    if any(not 0 <= k < total for k in todo):
+        raise ValueError(f"point indices must lie in [0, {total})")
+    values = {n: np.full(shape, np.nan) for n in names}
+    computed = np.zeros(shape, dtype=bool)
+    recalibrated = min(recalibrate_batches, summary.batches) if bn_mode == "recalibrate" else None
+    meta: dict[str, Any] = {
+        "kind": "grid",
+        "bn_mode": bn_mode,
+        "recalibrate_batches": recalibrated,
+        "precision": precision,
+        "metrics": names,
+        "eval_examples": summary.examples,
+        "eval_batches": summary.batches,
+        "dtype": str(next(iter(base.values())).dtype) if base else None,
+        "moves_buffers": buffer_directions is not None,
+    }
+    if summary.source is not None:
+        meta["data"] = summary.source
+    bdirs = None if buffer_directions is None else [dict(d) for d in buffer_directions]
+    result = SliceResult(xs, ys, values, meta, [dict(d) for d in directions], computed, bdirs)
+    if not todo:
+        return result
+
+    norms = [m for m in model.modules() if isinstance(m, _NormBase)]
+    flags = [(m, m.momentum, m.track_running_stats) for m in norms]
+    cl = fold.CHANNELS_LAST and device.type == "cpu"
+    with preserved(model), fold.channels_last(model, cl):
+        buf_base = {n: b.detach().clone() for n, b in bufs.items()}
+        targets = _targets(model, base, directions, buf_base, buffer_directions)
+        try:
+            if bn_mode == "train":  # batch statistics without writing the running statistics
+                for m in norms:
+                    m.track_running_stats = False
+            forward = model.eval()
+            folded = fold.FoldedBN.build(model, cl) if fold.FOLD_BN and bn_mode != "train" else None
+            if folded is not None:
+                inputs = _to(next(iter(as_batches(data)))[0], device)
+                if isinstance(inputs, Tensor) and inputs.ndim > 0:
+                    inputs = inputs[: fold.CHECK_EXAMPLES]
+                if folded.agrees(model, inputs):
+                    forward = folded
+                else:
+                    log.warning("BatchNorm folding disagrees with the model; evaluating unfolded")
+            for done, k in enumerate(todo, 1):
+                cell = (k,) if ys is None else divmod(k, len(xs))  # (j, i) for 2D
+                coeffs = [float(xs[cell[-1]])] + ([] if ys is None else [float(ys[cell[0]])])
+                _set_point(targets, coeffs)
+                if bn_mode == "recalibrate":
+                    _recalibrate(model, norms, data, recalibrate_batches, precision)
+                model.eval()  # dropout off; BN in train mode only under bn_mode="train"
+                for m in norms if bn_mode == "train" else ():
+                    m.train()
+                if forward is folded:
+                    folded.refold()
+                vals = _evaluate(forward, device, loss_fn, data, metrics, use_acc, precision)
+                point = dict(zip(names, vals))
+                for n, v in point.items():
+                    values[n][cell] = v
+                computed[cell] = True
+                if on_point is not None:
+                    on_point(k, point)
+                if progress is not None:
+                    progress(done, len(todo))
+        finally:
+            for m, momentum, track in flags:
+                m.momentum, m.track_running_stats = momentum, track
+    return result

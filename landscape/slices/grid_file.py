@@ -1,0 +1,392 @@
+"""Resumable slice grids in HDF5: evaluate what is missing, never rewrite what is there.
+
+A slice file is created complete in shape (coordinates, directions, NaN values, a zero
+``computed`` mask) with its first point evaluated, in a temporary file that is then
+published at the path (a hard link for a new file; a rename replaces an old one): a run
+that fails before then leaves the path as it was. Evaluation then only changes value cells
+and mask cells, a chunk at a time: values first, flush, then the mask, flush (each flush
+rewrites the rows it touches, cells not yet computed with their fill). An interrupted run
+loses at most one chunk, and a second call with the same configuration evaluates exactly
+the points whose mask is still 0, so its final values are identical to those of an
+uninterrupted run. Layout (``docs/hdf5-schema.md``)::
+
+    /                      provenance attrs (config_json = the full slice config),
+                           slice_format, config_hash, meta (JSON)
+    /coords/x              (nx,) float64
+    /coords/y              (ny,) float64            2D slices only
+    /values/<metric>       (ny, nx) or (nx,) float64, NaN until computed
+    /computed              (ny, nx) or (nx,) uint8, 1 once the point's values are written
+    /directions/d1, d2     one dataset per parameter; attr name = parameter name
+    /buffer_directions/d1  the same for floating buffers, when they move
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import socket
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from landscape._device import device_of
+from landscape._params import Params
+from landscape.data.evaluation import Data, LossFn, Metric, as_batches
+from landscape.slices.coords import Coords
+from landscape.slices.engine import (
+    DEFAULT_RECALIBRATE_BATCHES,
+    Precision,
+    SliceBNMode,
+    SliceResult,
+    evaluate_grid,
+)
+from landscape.store.hdf5 import dumps, open_run, read_json_attr
+from landscape.store.provenance import provenance, write_provenance
+
+__all__ = ["SLICE_FORMAT", "read_grid", "run_grid", "slice_file_hash"]
+
+log = logging.getLogger(__name__)
+
+SLICE_FORMAT = "landscape.slice/1"
+
+
+def _digest(dicts: Iterable[Mapping[str, Tensor]] | None) -> str | None:
+    """SHA-256 of names, dtypes, shapes and bytes of the tensors (key order ignored)."""
+    if dicts is None:
+        return None
+    h = hashlib.sha256()
+    for k, d in enumerate(dicts):
+        for name in sorted(n for n, v in d.items() if isinstance(v, Tensor)):
+            t = d[name].detach().cpu().contiguous().reshape(-1)
+            h.update(f"{k}|{name}|{t.dtype}|{tuple(d[name].shape)}|".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _key(name: str) -> str:
+    """HDF5 link name for a parameter name ('/' separates groups; '%' escapes it)."""
+    return name.replace("%", "%25").replace("/", "%2F")
+
+
+def _write_params(group: h5py.Group, params: Mapping[str, Tensor]) -> None:
+    for name, t in params.items():
+        t = t.detach().cpu()
+        arr = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+        ds = group.create_dataset(_key(name), data=arr)
+        ds.attrs["name"] = name
+        ds.attrs["dtype"] = str(t.dtype).removeprefix("torch.")
+
+
+def _read_params(group: h5py.Group, device: str | torch.device) -> Params:
+    out: Params = {}
+    for ds in group.values():
+        dtype = getattr(torch, str(ds.attrs["dtype"]))
+        out[str(ds.attrs["name"])] = torch.from_numpy(np.asarray(ds[()])).to(device, dtype)
+    return out
+
+
+def _write_directions(f: h5py.File, root: str, dirs: Sequence[Mapping[str, Tensor]]) -> None:
+    top = f.create_group(root)
+    for k, d in enumerate(dirs, 1):
+        _write_params(top.create_group(f"d{k}", track_order=True), d)
+
+
+def _create(
+    path: Path, first: SliceResult, config: dict, meta: dict, device: str, seen: str | None
+) -> None:
+    """Write the slice file with its first evaluated point atomically (temp file + publish).
+
+    Cells not computed read as the fill value (NaN, mask 0): no full-size array in memory.
+    ``seen`` is the ``config_hash`` found at ``path`` before the first point (None: no file):
+    if another run wrote ``path`` meanwhile, its file is kept (and continued when it holds
+    this very slice); a new file is published with a hard link, which fails if one appeared.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            write_provenance(f, provenance(config, device=device))
+            f.attrs["slice_format"] = SLICE_FORMAT
+            f.attrs["config_hash"] = meta["config_hash"]
+            f.attrs["meta"] = dumps(meta, "meta")
+            f.create_dataset("coords/x", data=first.x)
+            if first.y is not None:
+                f.create_dataset("coords/y", data=first.y)
+            done = first.computed
+            for name, v in first.values.items():
+                ds = f.create_dataset(f"values/{name}", first.shape, "f8", fillvalue=np.nan)
+                ds[done] = v[done]
+            f.create_dataset("computed", first.shape, "u1", fillvalue=0)[done] = 1
+            _write_directions(f, "directions", first.directions)
+            if first.buffer_directions is not None:
+                _write_directions(f, "buffer_directions", first.buffer_directions)
+        if _publish(tmp, path, seen, meta["config_hash"]):
+            log.info("%s: another run made this slice meanwhile; continuing it", path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _publish(tmp: Path, path: Path, seen: str | None, config_hash: str) -> bool:
+    """Move ``tmp`` to ``path`` unless another run wrote ``path`` since we looked (``seen``).
+
+    Returns True when ``path`` already holds this slice (ours is dropped); raises ValueError
+    when it holds another one.
+    """
+    now = slice_file_hash(path)  # also refuses a file being written by another process
+    if now == seen and path.exists() and (seen is not None or path.stat().st_size == 0):
+        os.replace(tmp, path)  # the file we decided to replace (overwrite, or empty)
+        return False
+    if now is None and not path.exists():
+        try:
+            os.link(tmp, path)  # atomic, and fails if a file appeared meanwhile
+            return False
+        except FileExistsError:
+            now = slice_file_hash(path)
+        except OSError:  # a file system without hard links
+            os.replace(tmp, path)
+            return False
+    if now == config_hash:
+        return True
+    raise ValueError(
+        f"{path} was written by another run meanwhile (other settings); it is kept: "
+        "choose another output, or pass overwrite to replace it"
+    )
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporary files of earlier runs on this host that were killed (dead PID)."""
+    host = socket.gethostname()
+    for tmp in path.parent.glob(f".{path.name}.{host}.*.tmp"):
+        pid = tmp.name[len(f".{path.name}.{host}.") : -len(".tmp")]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def slice_file_hash(path: Path, where: str = "output path") -> str | None:
+    """The ``config_hash`` of the slice file at ``path``; None if it is absent or empty.
+
+    Raises:
+        ValueError: If ``path`` holds anything else (never to be replaced: choose another
+            ``where``) or is open for writing by another process.
+    """
+    if not path.exists() or (path.is_file() and path.stat().st_size == 0):
+        return None
+    if path.is_dir() or not h5py.is_hdf5(path):
+        raise ValueError(f"{path} is not a slice file: choose another {where}")
+    with open_run(path) as f:  # a file locked by a writer: "open for writing by another ..."
+        if f.attrs.get("slice_format") != SLICE_FORMAT or "config_hash" not in f.attrs:
+            raise ValueError(f"{path} is not a slice file: choose another {where}")
+        return str(f.attrs["config_hash"])
+
+
+class _CellWriter:
+    """Buffers evaluated points and writes them ``chunk`` at a time: values, then mask.
+
+    Each flush writes one block per dataset: the rows the pending cells cover are read,
+    the cells set, and the block written back. Cells not yet computed are written back as
+    read (the NaN / 0 fill), so the stored bytes are those of cell-by-cell writes; the file
+    is held ``r+`` by this process, so nothing else writes in between.
+    """
+
+    def __init__(self, f: h5py.File, shape: tuple[int, ...], chunk: int) -> None:
+        self.f, self.shape, self.chunk = f, shape, chunk
+        self.values: dict[str, h5py.Dataset] = {n: ds for n, ds in f["values"].items()}
+        self.computed: h5py.Dataset = f["computed"]
+        self.pending: list[tuple[int, dict[str, float]]] = []
+
+    def add(self, k: int, point: dict[str, float]) -> None:
+        self.pending.append((k, point))
+        if len(self.pending) >= self.chunk:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        cells = np.unravel_index([k for k, _ in self.pending], self.shape)
+        r0, r1 = int(cells[0].min()), int(cells[0].max()) + 1
+        local = (cells[0] - r0, *cells[1:])
+        for name in dict.fromkeys(n for _, point in self.pending for n in point):
+            has = np.array([name in point for _, point in self.pending])
+            ds = self.values[name]
+            block = ds[r0:r1]
+            block[tuple(i[has] for i in local)] = [p[name] for _, p in self.pending if name in p]
+            ds[r0:r1] = block
+        self.f.flush()  # values reach the file before the mask says they are there
+        block = self.computed[r0:r1]
+        block[local] = 1
+        self.computed[r0:r1] = block
+        self.f.flush()
+        self.pending.clear()
+
+
+def run_grid(
+    path: str | Path,
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Data,
+    directions: Sequence[Mapping[str, Tensor]],
+    x: Coords,
+    y: Coords | None = None,
+    *,
+    meta: Mapping[str, Any],
+    origin: Mapping[str, Tensor] | None = None,
+    buffer_directions: Sequence[Mapping[str, Tensor]] | None = None,
+    bn_mode: SliceBNMode = "eval",
+    recalibrate_batches: int = DEFAULT_RECALIBRATE_BATCHES,
+    metrics: Mapping[str, Metric] | None = None,
+    accuracy: bool | None = None,
+    precision: Precision = "native",
+    overwrite: bool = False,
+    chunk: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+) -> SliceResult | None:
+    """Evaluate ``f(a, b) = L(theta + a d1 + b d2)`` into a resumable HDF5 file.
+
+    The configuration (``meta``, coordinates, evaluation settings, and SHA-256 digests of
+    the directions, buffer directions, origin and model state) is hashed into
+    ``config_hash``. A new path is created; an existing file with the same hash is
+    continued (only points whose ``computed`` mask is 0 are evaluated); one with another
+    hash is refused unless ``overwrite``.
+
+    Args:
+        path: The ``.h5`` file.
+        model, loss_fn, data, directions, x, y, origin, buffer_directions, bn_mode,
+            recalibrate_batches, metrics, accuracy, precision: As in
+            :func:`landscape.slices.engine.evaluate_grid`.
+        meta: The command's configuration (JSON-safe): kind, seed, normalization, data
+            and checkpoint identity, ... Stored and hashed; it overrides the evaluation
+            metadata on equal keys.
+        overwrite: Replace an existing slice file that holds a different slice.
+        chunk: Points per write-and-flush.
+        progress: ``progress(done, total)`` counted over the whole grid.
+
+    Returns:
+        The slice read back from the file, or None when the file was already complete
+        (nothing evaluated; "already complete" is logged).
+
+    Raises:
+        ValueError: If the file holds a different slice and ``overwrite`` is False, holds
+            anything but a slice (whatever ``overwrite``), is being written by another
+            process, or on invalid arguments. The file is then left untouched, and so it
+            is when the first point fails: a new file is only made once that point is.
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    if bad := [n for n in metrics or () if not n or "/" in n]:
+        raise ValueError(f"metric name {bad[0]!r} cannot be an HDF5 name: rename it without '/'")
+    path = Path(path)
+    data = as_batches(data, model) if isinstance(data, str) else data  # loaded once
+    options = dict(
+        origin=origin,
+        buffer_directions=buffer_directions,
+        bn_mode=bn_mode,
+        recalibrate_batches=recalibrate_batches,
+        metrics=metrics,
+        accuracy=accuracy,
+        precision=precision,
+    )
+    grid = (model, loss_fn, data, directions, x, y)
+    plan = evaluate_grid(*grid, points=[], **options)
+    config = {
+        "format": SLICE_FORMAT,
+        "meta": json.loads(dumps(dict(meta), "meta")),
+        "eval": plan.meta,
+        "x": plan.x.tolist(),
+        "y": None if plan.y is None else plan.y.tolist(),
+        "digests": {
+            "directions": _digest(directions),
+            "buffer_directions": _digest(buffer_directions),
+            "origin": _digest(None if origin is None else [origin]),
+            "model": _digest([model.state_dict()]),
+        },
+    }
+    config_hash = hashlib.sha256(dumps(config, "slice configuration").encode()).hexdigest()
+    file_meta = {**plan.meta, **config["meta"], "config_hash": config_hash}
+    device = str(device_of(model))
+    total = math.prod(plan.shape)
+
+    stored = slice_file_hash(path)  # refuses any other kind of file, even with overwrite
+    if stored not in (None, config_hash) and not overwrite:
+        raise ValueError(f"{path} holds a different slice; pass overwrite=True to replace it")
+    if stored != config_hash:  # the file is made once its first point is: a failure keeps the old
+        report = None if progress is None else (lambda done, _: progress(done, total))
+        first = evaluate_grid(*grid, points=[0], progress=report, **options)
+        _create(path, first, config, file_meta, device, stored)
+
+    with open_run(path, "r") as f:  # read-only first: a complete file is never reopened
+        todo = np.flatnonzero(f["computed"][()].reshape(-1) == 0)
+    if todo.size == 0:
+        log.info("%s: already complete", path)
+        return None
+    with open_run(path, "r+") as f:
+        before = total - todo.size
+        log.info("%s: evaluating %d of %d points", path, todo.size, total)
+        writer = _CellWriter(f, plan.shape, chunk)
+        report = None if progress is None else (lambda done, _: progress(before + done, total))
+        try:
+            evaluate_grid(
+                *grid, points=todo.tolist(), on_point=writer.add, progress=report, **options
+            )
+        finally:
+            writer.flush()
+    return read_grid(path)
+
+
+def read_grid(path: str | Path, *, device: str | torch.device = "cpu") -> SliceResult:
+    """Read a slice file written by :func:`run_grid` (directions keyed by parameter name).
+
+    Raises:
+        ValueError: If the file is not a landscape slice file, or one with parts missing.
+    """
+    path = Path(path)
+    with open_run(path) as f:
+        if f.attrs.get("slice_format") != SLICE_FORMAT:
+            raise ValueError(f"{path} is not a landscape slice file")
+        try:
+            meta = read_json_attr(f, "meta", {})
+            metrics = list(meta["metrics"])
+        except (ValueError, TypeError, KeyError):  # no meta, not JSON, no metric list
+            meta, metrics = {}, []
+        if meta.get("bn") in ("eval", "train", "recalibrate") and "bn_mode" not in meta:
+            meta["bn_mode"] = meta.pop("bn")  # older files name it "bn"
+        need = ["coords/x", "computed", "directions/d1", *(f"values/{n}" for n in metrics)]
+        if missing := ["meta"] * (not metrics) + [k for k in need if k not in f]:
+            raise ValueError(f"{path} is not a complete slice file (missing {missing[0]})")
+        x = f["coords/x"][()]
+        y = f["coords/y"][()] if "y" in f["coords"] else None
+        names = [*metrics, *(n for n in f["values"] if n not in metrics)]
+        values = {n: f["values"][n][()] for n in names}
+        computed = f["computed"][()].astype(bool)
+        dirs = [_read_params(g, device) for g in _ordered(f["directions"])]
+        bdirs = None
+        if "buffer_directions" in f:
+            bdirs = [_read_params(g, device) for g in _ordered(f["buffer_directions"])]
+    res = SliceResult(x, y, values, meta, dirs, computed, bdirs)
+    for name, v in {"computed": computed, **values}.items():
+        if v.shape != res.shape:
+            raise ValueError(f"{path} is not a consistent slice file ({name} has shape "
+                             f"{v.shape}, the coordinates give {res.shape})")  # fmt: skip
+    return res
+
+
+def _ordered(group: h5py.Group) -> list[h5py.Group]:
+    return [group[f"d{k}"] for k in range(1, len(group) + 1)]

@@ -1,0 +1,127 @@
+"""The store: everything the toolkit writes to disk and reads back.
+
+Owns the HDF5 files (:mod:`.hdf5`: opening, JSON attributes; :mod:`.series`: append-only
+series; :mod:`.provenance`), the checkpoint format and files (:mod:`.checkpoint`,
+:mod:`.checkpoint_files`), the exact RNG states checkpoints carry (:mod:`.rng`), the layout
+of a run directory (:mod:`.layout`) and ``landscape info`` (:mod:`.info`). Layouts:
+``docs/hdf5-schema.md``.
+
+May import: :mod:`landscape._files` and :mod:`landscape.models` (a checkpoint rebuilds its
+model). Nothing numerical, no rendering, no CLI.
+"""
+
+from landscape.store.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_FORMAT_VERSION,
+    Checkpoint,
+    TrainingRecord,
+    build_model,
+    load_checkpoint,
+    load_state_dict_file,
+    save_checkpoint,
+)
+from landscape.store.checkpoint_files import (
+    CheckpointError,
+    as_step,
+    atomic_torch_save,
+    checkpoint_path,
+    checkpoint_sha256,
+    list_checkpoints,
+    safe_torch_load,
+    step_of_name,
+)
+from landscape.store.hdf5 import (
+    as_numpy,
+    attr_str,
+    check_hdf5,
+    dumps,
+    json_default,
+    open_run,
+    read_json_attr,
+    set_attrs,
+    write_array,
+    write_json_attr,
+)
+from landscape.store.info import describe, describe_checkpoint
+from landscape.store.layout import (
+    CHECKPOINTS,
+    FIGURES,
+    PROBES_FILE,
+    RUN_FILE,
+    SLICES,
+    VARIANTS,
+    Variant,
+    checkpoint_dir,
+)
+from landscape.store.provenance import (
+    PROVENANCE_KEYS,
+    SCHEMA_VERSION,
+    package_version,
+    provenance,
+    read_provenance,
+    write_provenance,
+)
+from landscape.store.rng import capture_rng, restore_rng
+from landscape.store.series import (
+    append_rows,
+    append_series,
+    read_series,
+    series_columns,
+    truncate_series,
+)
+
+__all__ = [
+    # HDF5 files, attributes and provenance
+    "PROVENANCE_KEYS",
+    "SCHEMA_VERSION",
+    "as_numpy",
+    "attr_str",
+    "check_hdf5",
+    "dumps",
+    "json_default",
+    "open_run",
+    "package_version",
+    "provenance",
+    "read_json_attr",
+    "read_provenance",
+    "set_attrs",
+    "write_array",
+    "write_json_attr",
+    "write_provenance",
+    # series
+    "append_rows",
+    "append_series",
+    "read_series",
+    "series_columns",
+    "truncate_series",
+    # checkpoints
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_FORMAT_VERSION",
+    "Checkpoint",
+    "CheckpointError",
+    "TrainingRecord",
+    "as_step",
+    "atomic_torch_save",
+    "build_model",
+    "capture_rng",
+    "checkpoint_path",
+    "checkpoint_sha256",
+    "list_checkpoints",
+    "load_checkpoint",
+    "load_state_dict_file",
+    "restore_rng",
+    "safe_torch_load",
+    "save_checkpoint",
+    "step_of_name",
+    # run directory
+    "CHECKPOINTS",
+    "FIGURES",
+    "PROBES_FILE",
+    "RUN_FILE",
+    "SLICES",
+    "VARIANTS",
+    "Variant",
+    "checkpoint_dir",
+    "describe",
+    "describe_checkpoint",
+]

@@ -1,0 +1,177 @@
+"""Append-only series: groups of equal-length, resizable column datasets, one row per step.
+
+Time series (training log, probes, ICS) are appended with :func:`append_series` (one row)
+or :func:`append_rows` (a block), read with :func:`read_series`, and cut back to a
+checkpoint with :func:`truncate_series` when a run resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import h5py
+import numpy as np
+
+from landscape.store.hdf5 import as_numpy
+
+__all__ = ["append_rows", "append_series", "read_series", "series_columns", "truncate_series"]
+
+# Rows per chunk aim at chunks of about this many bytes (HDF5 favours 10 KiB - 1 MiB).
+_CHUNK_BYTES = 1 << 16
+_MAX_CHUNK_ROWS = 4096
+
+
+def _column_dtype(name: str, arr: np.ndarray) -> np.dtype:
+    kind = arr.dtype.kind
+    if kind == "f":
+        return np.dtype(np.float64)
+    if kind in "biu":
+        return np.dtype(np.int64)
+    raise ValueError(
+        f"column {name!r} has dtype {arr.dtype}; series hold numbers only (float -> float64, "
+        "int/bool -> int64)"
+    )
+
+
+def series_columns(group: h5py.Group) -> dict[str, h5py.Dataset]:
+    """Series columns of a group: its datasets that are resizable along axis 0."""
+    return {
+        k: v
+        for k, v in group.items()
+        if isinstance(v, h5py.Dataset) and v.maxshape and v.maxshape[0] is None
+    }
+
+
+def _n_rows(cols: Mapping[str, h5py.Dataset], group: h5py.Group) -> int:
+    lengths = {k: ds.shape[0] for k, ds in cols.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(
+            f"columns of {group.name} have unequal lengths {lengths}: the file is inconsistent; "
+            "cut it back with truncate_series"
+        )
+    return next(iter(lengths.values()), 0)
+
+
+def append_rows(group: h5py.Group, **columns: Any) -> None:
+    """Append many rows at once; each column is an array with a leading axis of rows.
+
+    The first call creates chunked datasets with ``maxshape=(None, *row_shape)`` (floats
+    stored as float64, ints and bools as int64). Later calls must pass exactly the same
+    columns, with the same row shapes, and the same number of rows in every column.
+
+    Args:
+        group: The series group (e.g. ``/train/bn``).
+        **columns: ``name=array`` with shape ``(n_rows, *row_shape)``.
+
+    Raises:
+        ValueError: On a missing or new column, unequal row counts, a changed row shape,
+            a non-numeric dtype, or floats appended to an int column.
+    """
+    if not columns:
+        raise ValueError("append_rows needs at least one column")
+    arrays = {k: as_numpy(v) for k, v in columns.items()}
+    for k, a in arrays.items():
+        if a.ndim == 0:
+            raise ValueError(f"column {k!r} has no row axis: use append_series for one row")
+    counts = {k: a.shape[0] for k, a in arrays.items()}
+    if len(set(counts.values())) > 1:
+        raise ValueError(f"columns have unequal row counts {counts}: pass equal-length arrays")
+    n_new = next(iter(counts.values()))
+
+    existing = series_columns(group)
+    if existing and set(existing) != set(arrays):
+        missing = sorted(set(existing) - set(arrays))
+        new = sorted(set(arrays) - set(existing))
+        raise ValueError(
+            f"series {group.name} has columns {sorted(existing)}; this call is missing {missing} "
+            f"and adds {new}: pass exactly the existing columns"
+        )
+    n_old = _n_rows(existing, group)
+
+    # Validate everything before touching the file, so a bad call writes nothing.
+    prepared: dict[str, np.ndarray] = {}
+    for k, a in arrays.items():
+        dtype = _column_dtype(k, a)
+        if k in existing:
+            ds = existing[k]
+            if ds.shape[1:] != a.shape[1:]:
+                raise ValueError(
+                    f"column {k!r} of {group.name} has rows of shape {ds.shape[1:]}, got "
+                    f"{a.shape[1:]}: keep the row shape fixed"
+                )
+            if ds.dtype.kind in "iu" and dtype.kind == "f":
+                raise ValueError(
+                    f"column {k!r} of {group.name} is {ds.dtype}, got floats: pass integers"
+                )
+            dtype = ds.dtype
+        prepared[k] = a.astype(dtype, copy=False)
+
+    for k, a in prepared.items():
+        if k in existing:
+            ds = existing[k]
+        else:
+            row_shape = a.shape[1:]
+            row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64))) * a.dtype.itemsize
+            chunk_rows = int(np.clip(_CHUNK_BYTES // row_bytes, 1, _MAX_CHUNK_ROWS))
+            ds = group.create_dataset(
+                k,
+                shape=(0, *row_shape),
+                maxshape=(None, *row_shape),
+                dtype=a.dtype,
+                chunks=(chunk_rows, *row_shape),
+            )
+        if n_new:
+            ds.resize(n_old + n_new, axis=0)
+            ds[n_old:] = a
+
+
+def append_series(group: h5py.Group, **columns: Any) -> None:
+    """Append one row; each column is a scalar or an array of the row's shape.
+
+    See :func:`append_rows` for dtypes and the rules on columns.
+    """
+    append_rows(group, **{k: as_numpy(v)[None] for k, v in columns.items()})
+
+
+def read_series(group: h5py.Group) -> dict[str, np.ndarray]:
+    """Read all columns of a series group into memory (name -> array, name order).
+
+    Raises:
+        ValueError: If the columns have unequal lengths.
+    """
+    cols = series_columns(group)
+    _n_rows(cols, group)
+    return {k: ds[()] for k, ds in cols.items()}
+
+
+def truncate_series(group: h5py.Group, key: str, keep_upto: float) -> None:
+    """Drop the rows whose column ``key`` is greater than ``keep_upto`` (or NaN).
+
+    Used on resume: the log must not hold steps after the checkpoint the run restarts
+    from. A group with no columns yet is left alone.
+
+    Raises:
+        ValueError: If the group has columns but none named ``key``, or ``key`` is not 1-D.
+    """
+    cols = series_columns(group)
+    if not cols:
+        return
+    if key not in cols:
+        raise ValueError(f"series {group.name} has no column {key!r} (columns: {sorted(cols)})")
+    if cols[key].ndim != 1:
+        raise ValueError(f"column {key!r} of {group.name} is not 1-D: truncate on a scalar column")
+    n = _n_rows(cols, group)
+    keep = cols[key][()] <= keep_upto
+    n_keep = int(keep.sum())
+    if n_keep == n:
+        return
+    if keep[:n_keep].all():  # the usual case: a prefix of an ordered log
+        for ds in cols.values():
+            ds.resize(n_keep, axis=0)
+        return
+    for ds in cols.values():
+        kept = ds[()][keep]
+        ds.resize(n_keep, axis=0)
+        if n_keep:
+            ds[...] = kept

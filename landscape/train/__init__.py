@@ -1,0 +1,31 @@
+"""Training: BN and plain networks as fair pairs, with checkpoints, logs and inline probes.
+
+Owns :mod:`.config` (``TrainConfig``, everything that determines a run, saved as JSON with
+every output; the checkpoint schedule, the lr of a step, the optimizer) and :mod:`.loop`
+(``train_pair``: one readable loop writing one run directory, resumable bit for bit).
+
+May import: the numerical wings (:mod:`landscape.probes` for the inline probes), and below
+them :mod:`landscape._params`, :mod:`landscape._device`, :mod:`landscape.data`,
+:mod:`landscape.models` and :mod:`landscape.store`. The probes never import training.
+"""
+
+from landscape.train.config import (
+    TrainConfig,
+    checkpoint_schedule,
+    literal_values,
+    lr_at,
+    make_optimizer,
+)
+from landscape.train.loop import PairResult, VariantResult, evaluate, train_pair
+
+__all__ = [
+    "PairResult",
+    "TrainConfig",
+    "VariantResult",
+    "checkpoint_schedule",
+    "evaluate",
+    "literal_values",
+    "lr_at",
+    "make_optimizer",
+    "train_pair",
+]

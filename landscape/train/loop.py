@@ -1,0 +1,383 @@
+"""Paired training of a BatchNorm network and its plain twin, with checkpoints and HDF5 logs.
+
+A *pair* shares everything but the BN layers: the same seed, the same initial weights for
+the layers both have (copied from the BN model into the plain one), and the same batch at
+every step (``data.batch_indices`` is a pure function of the seed and the step). Each
+variant logs per step to ``run.h5`` under ``/train/<variant>`` and, every ``eval_every``
+steps, held-out metrics under ``/eval/<variant>``. A variant whose loss stops being finite
+is recorded as ``diverged`` and stopped; the other variant still runs to the end.
+
+Checkpoint ``step_k`` holds the weights after ``k`` updates; a log row with step ``s`` is
+the update from ``s`` to ``s + 1``. Resuming from checkpoint ``k`` truncates every series
+to rows with step ``< k`` and continues, reaching the same weights bit for bit on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from landscape import store
+from landscape._device import resolve_device
+from landscape._params import rng_preserved
+from landscape.data import (
+    Dataset,
+    LossFn,
+    accuracy,
+    batch_indices,
+    eval_batches,
+    load_dataset,
+    loss_function,
+)
+from landscape.models import ModelSpec, copy_shared_parameters
+from landscape.probes import InlineProbes
+from landscape.store import (
+    CHECKPOINTS,
+    FIGURES,
+    PROBES_FILE,
+    RUN_FILE,
+    SLICES,
+    VARIANTS,
+    Variant,
+    checkpoint_dir,
+)
+from landscape.train.config import TrainConfig, checkpoint_schedule, lr_at, make_optimizer
+
+log = logging.getLogger(__name__)
+
+#: Log rows are buffered in memory and written in blocks of this many steps.
+LOG_FLUSH_EVERY = 100
+
+__all__ = ["PairResult", "VariantResult", "evaluate", "train_pair"]
+
+
+@dataclass
+class VariantResult:
+    variant: Variant
+    status: Literal["finished", "diverged"]
+    steps_done: int
+    final_loss: float
+    eval_loss: float
+    eval_accuracy: float
+    message: str = ""
+
+
+@dataclass
+class PairResult:
+    out_dir: Path
+    variants: dict[str, VariantResult]
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: Tensor,
+    y: Tensor,
+    batch_size: int,
+) -> tuple[float, float]:
+    """Mean loss and accuracy (NaN for regression) over ``(x, y)`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    total, correct, n = 0.0, 0.0, 0
+    classify = y.dtype == torch.int64
+    for xb, yb in eval_batches(x, y, batch_size):
+        out = model(xb)
+        total += float(loss_fn(out, yb)) * len(xb)
+        if classify:
+            correct += accuracy(out, yb) * len(xb)
+        n += len(xb)
+    model.train(was_training)
+    return total / n, (correct / n if classify else float("nan"))
+
+
+#: ``hook(variant, step, model, loss_fn, batch, base)``, called after the step's backward and
+#: before its update; ``base`` = (loss, {name: grad}) at theta, the step's own (``.grad`` of
+#: the trainable parameters; None where a parameter got no gradient).
+StepHook = Callable[..., None]
+
+
+class _SeriesBuffer:
+    """Rows kept in memory and appended to an HDF5 group in blocks."""
+
+    def __init__(self, path: Path, group: str):
+        self.path, self.group, self.rows = path, group, []
+
+    def add(self, **row: Any) -> None:
+        self.rows.append(row)
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        cols = {k: np.asarray([r[k] for r in self.rows]) for k in self.rows[0]}
+        with h5py.File(self.path, "a") as f:
+            store.append_rows(f.require_group(self.group), **cols)
+        self.rows = []
+
+
+def _set_status(path: Path, variant: str, status: str, message: str = "") -> None:
+    with h5py.File(path, "a") as f:
+        g = f.require_group(f"train/{variant}")
+        g.attrs["status"] = status
+        g.attrs["message"] = message
+
+
+def _truncate(path: Path, variant: str, before_step: int) -> None:
+    """Drop every logged row of ``variant`` whose step is ``>= before_step``."""
+    with h5py.File(path, "a") as f:
+        for analysis in ("train", "eval", "probe", "ics"):
+            name = f"{analysis}/{variant}"
+            if name in f and "step" in f[name]:
+                store.truncate_series(f[name], "step", before_step - 1)
+
+
+def _batches(
+    data: Dataset, config: TrainConfig, start: int, device: torch.device
+) -> Iterator[tuple[int, Tensor, Tensor]]:
+    # The training set is small and kept resident on the device; batches are index gathers.
+    x, y = data.x_train.to(device), data.y_train.to(device)
+    for step in range(start, config.steps):
+        idx = batch_indices(len(x), config.batch_size, step, config.seed).to(device)
+        yield step, x[idx], y[idx]
+
+
+def _train_variant(
+    variant: Variant,
+    model: nn.Module,
+    spec: ModelSpec,
+    data: Dataset,
+    config: TrainConfig,
+    out_dir: Path,
+    device: torch.device,
+    resume: bool,
+    hooks: list[StepHook],
+    progress: Callable[[str, int, int], None] | None,
+) -> VariantResult:
+    run_file = out_dir / RUN_FILE
+    ckpt_dir = checkpoint_dir(out_dir, variant)
+    loss_fn = loss_function(data.task)
+    optimizer = make_optimizer(config, model)
+    schedule = set(checkpoint_schedule(config))
+    if resume:  # a diverged variant stays as it ended: its log keeps the non-finite row
+        with h5py.File(run_file, "r") as f:
+            status = f.get(f"train/{variant}")
+            if status is not None and status.attrs.get("status") == "diverged":
+                msg = str(status.attrs.get("message", ""))
+                steps_done = int(status["step"][-1]) if "step" in status else 0
+                nan = float("nan")
+                return VariantResult(variant, "diverged", steps_done, nan, nan, nan, msg)
+    start = 0
+    if resume and (found := store.list_checkpoints(ckpt_dir)):
+        start, path = found[-1]
+        ckpt = store.load_checkpoint(path, map_location=device)
+        model.load_state_dict(ckpt.model_state)
+        if ckpt.optimizer_state is not None:
+            optimizer.load_state_dict(ckpt.optimizer_state)
+        store.restore_rng(ckpt.rng)
+        log.info("%s: resumed from step %d", variant, start)
+    if resume:  # rows past the checkpoint (all of them without one) are written again
+        _truncate(run_file, variant, start)
+    _set_status(run_file, variant, "running")
+
+    inline = (
+        InlineProbes(config, run_file, variant, lambda step: lr_at(config, step))
+        if config.probe_every or config.ics_every
+        else None
+    )
+    if inline is not None:
+        hooks = [*hooks, inline]  # the gradient probe, a step hook (see InlineProbes)
+    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
+    train_log = _SeriesBuffer(run_file, f"train/{variant}")
+    eval_log = _SeriesBuffer(run_file, f"eval/{variant}")
+
+    def checkpoint(step: int) -> None:
+        train_log.flush()
+        eval_log.flush()
+        store.save_checkpoint(
+            store.checkpoint_path(ckpt_dir, step),
+            model=model,
+            optimizer=optimizer,
+            step=step,
+            spec=spec.to_dict(),
+            config=config.to_dict(),
+            extra={"variant": variant},
+        )
+
+    def eval_row(step: int) -> tuple[float, float]:
+        loss, acc = evaluate(model, loss_fn, x_test, y_test, config.eval_batch_size)
+        eval_log.add(step=step, loss=loss, accuracy=acc)
+        return loss, acc
+
+    model.train()
+    last_loss = float("nan")
+    for step, xb, yb in _batches(data, config, start, device):
+        if step in schedule and not (resume and step == start and step > 0):
+            checkpoint(step)
+        if step % config.eval_every == 0:
+            eval_row(step)
+        lr = lr_at(config, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        if inline is not None:  # at theta_t as checkpointed, before the forward moves BN stats
+            inline.before_forward(step, model, loss_fn, (xb, yb))
+        optimizer.zero_grad(set_to_none=True)
+        out = model(xb)
+        loss = loss_fn(out, yb)
+        loss.backward()
+        if hooks:  # before the update, with this step's own loss and gradient
+            grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+            for hook in hooks:
+                hook(variant, step, model, loss_fn, (xb, yb), (loss.detach(), grads))
+        grads_now = [p.grad for p in model.parameters() if p.grad is not None]
+        logged = [
+            loss.detach(),
+            torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads_now))),
+        ]
+        if data.task == "classification":  # as data.accuracy, kept on the device
+            logged.append((out.detach().argmax(dim=1) == yb).double().mean())
+        # one device -> host sync per step; float32 -> float64 is exact
+        last_loss, grad_norm, *rest = torch.stack([t.double() for t in logged]).tolist()
+        acc = rest[0] if rest else float("nan")
+        train_log.add(step=step, loss=last_loss, accuracy=acc, grad_norm=grad_norm, lr=lr)
+        if not math.isfinite(last_loss):
+            train_log.flush()
+            eval_log.flush()
+            msg = f"{variant} diverged at step {step}: loss is {last_loss}; lower the learning rate"
+            _set_status(run_file, variant, "diverged", msg)
+            log.warning(msg)
+            return VariantResult(
+                variant, "diverged", step, last_loss, float("nan"), float("nan"), msg
+            )
+        optimizer.step()
+        if inline is not None:  # ICS with the update just made (Definition 2.1)
+            inline.after_update(step, model, loss_fn, (xb, yb))
+        if len(train_log.rows) >= LOG_FLUSH_EVERY:
+            train_log.flush()
+        if progress is not None:
+            progress(variant, step + 1, config.steps)
+    eval_loss, eval_acc = eval_row(config.steps)
+    if config.steps in schedule and not (resume and start == config.steps):
+        checkpoint(config.steps)
+    train_log.flush()
+    eval_log.flush()
+    _set_status(run_file, variant, "finished")
+    return VariantResult(variant, "finished", config.steps, last_loss, eval_loss, eval_acc)
+
+
+def run_exists(out_dir: Path) -> bool:
+    return (out_dir / RUN_FILE).exists() or (out_dir / CHECKPOINTS).exists()
+
+
+def _prepare_out_dir(out_dir: Path, config: TrainConfig, overwrite: bool, resume: bool) -> None:
+    if resume:
+        if not (out_dir / RUN_FILE).exists():
+            raise ValueError(f"nothing to resume in {out_dir}: no {RUN_FILE}; drop --resume")
+        with store.open_run(out_dir / RUN_FILE) as f:
+            stored = store.read_json_attr(f, "config_json", {})
+        if stored != config.to_dict():
+            diff = sorted(
+                k
+                for k in set(stored) | set(config.to_dict())
+                if stored.get(k) != config.to_dict().get(k)
+            )
+            raise ValueError(
+                f"cannot resume {out_dir}: its configuration differs in {diff}; "
+                "use the same options"
+            )
+        return
+    if run_exists(out_dir):
+        if not overwrite:
+            raise ValueError(
+                f"{out_dir} already holds a run: "
+                "pass --overwrite to replace it or --resume to continue it"
+            )
+        # Everything derived from the old run goes with it (other files are left alone).
+        for name in (RUN_FILE, PROBES_FILE):
+            (out_dir / name).unlink(missing_ok=True)
+        for name in (CHECKPOINTS, FIGURES, SLICES):
+            shutil.rmtree(out_dir / name, ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def train_pair(
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    hooks: list[StepHook] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    dataset: Dataset | None = None,
+) -> PairResult:
+    """Train the variants of ``config.bn`` as a fair pair and write one run directory.
+
+    Args:
+        config: the run's configuration (validated here).
+        out_dir: the run directory (``run.h5``, ``checkpoints/<variant>/``, ``figures/``).
+        overwrite: replace a run already in ``out_dir``.
+        resume: continue each variant from its last checkpoint.
+        hooks: called as ``hook(variant, step, model, loss_fn, batch, base)`` after each
+            step's backward pass and before its update, with ``base`` = the step's own
+            ``(loss, {name: grad})`` (the inline probes use this, see :class:`InlineProbes`).
+        progress: called as ``progress(variant, done, total)`` after each step.
+        dataset: an already-loaded dataset (otherwise ``config.dataset`` is loaded).
+    """
+    config.validate()
+    out = Path(out_dir)
+    device = resolve_device(config.device)
+    data = dataset or load_dataset(
+        config.dataset,
+        data_dir=config.data_dir,
+        download=config.download,
+        seed=config.seed,
+        **config.data_options,
+    )
+    dtype = getattr(torch, config.dtype)
+    specs = {v: config.spec(data, bn=(v == "bn")) for v in VARIANTS}
+    # Build both variants (even if only one trains) so that the shared layers start equal.
+    models = {v: specs[v].build(seed=config.seed) for v in VARIANTS}
+    copy_shared_parameters(models["bn"], models["plain"])
+    _prepare_out_dir(out, config, overwrite, resume)
+    if not resume:
+        with h5py.File(out / RUN_FILE, "w") as f:
+            store.write_provenance(f, store.provenance(config.to_dict(), device=str(device)))
+            f.attrs["variants"] = json.dumps(list(config.variants))
+            f.attrs["dataset_meta"] = json.dumps(data.meta, default=str)
+    data = _to_dtype(data, dtype)
+    results = {}
+    for v in config.variants:
+        model = models[v].to(device=device, dtype=dtype)
+        # Random layers (dropout) draw from torch's global generator: seeded per variant, so
+        # a run repeats and both variants see the same stream; the caller's state comes back.
+        with rng_preserved():
+            torch.manual_seed(config.seed)
+            results[v] = _train_variant(
+                v, model, specs[v], data, config, out, device, resume, hooks or [], progress
+            )
+    return PairResult(out, results)
+
+
+def _to_dtype(data: Dataset, dtype: torch.dtype) -> Dataset:
+    if data.x_train.dtype == dtype:
+        return data
+    from dataclasses import replace
+
+    conv = (lambda t: t.to(dtype)) if data.task == "regression" else (lambda t: t)
+    return replace(
+        data,
+        x_train=data.x_train.to(dtype),
+        x_test=data.x_test.to(dtype),
+        y_train=conv(data.y_train),
+        y_test=conv(data.y_test),
+    )

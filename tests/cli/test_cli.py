@@ -1,0 +1,188 @@
+"""The command line through click's CliRunner: help, a real run, bad input -> exit 2."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+from click.testing import CliRunner
+
+from landscape import __version__
+from landscape.cli import main
+
+TINY = ["--model", "mlp", "--model-option", "depth=1", "--model-option", "width=16", "--steps",
+        "6", "--batch-size", "32", "--eval-every", "3", "--device", "cpu", "-q"]  # fmt: skip
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_help_and_version(runner):
+    result = runner.invoke(main, ["--help"])
+    assert result.exit_code == 0 and "train" in result.output and "demo" in result.output
+    result = runner.invoke(main, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_train_info_plot(runner, tmp_path):
+    run = tmp_path / "run"
+    result = runner.invoke(main, ["train", *TINY, "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "run written to" in result.output
+    info = runner.invoke(main, ["info", str(run)])
+    assert info.exit_code == 0 and "train/" in info.output and "plain/" in info.output
+    ckpt = runner.invoke(main, ["info", str(run / "checkpoints" / "bn" / "step_0000006.pt")])
+    assert ckpt.exit_code == 0 and "step: 6" in ckpt.output
+    plot = runner.invoke(main, ["plot", "training", str(run)])
+    assert plot.exit_code == 0, plot.output
+    assert (run / "figures" / "fig1_training.png").stat().st_size > 1000
+
+
+def _error_line(result):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--model", "nosuchnet"], "unknown model"),
+        (["--dataset", "nosuchdata"], "nosuchdata"),
+        (["--lr", "-0.1"], "learning rate"),
+        (["--dataset", "cifar10", "--data-dir", "/nonexistent/dir"], "cifar"),
+        (["--model-option", "depth"], "KEY=VALUE"),
+        (["--bn", "sometimes"], "'--bn': 'sometimes' is not one of"),  # click's own checks
+        (["--steps", "many"], "'--steps': 'many' is not a valid integer"),
+        (["--no-such-option"], "no such option"),
+    ],
+)
+def test_bad_train_input_is_one_line_exit_2(runner, tmp_path, args, needle):
+    result = runner.invoke(main, ["train", *TINY, *args, "--out", str(tmp_path / "run")])
+    assert needle.lower() in _error_line(result).lower()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["slice"], "missing argument 'checkpoint'. (see landscape slice --help)"),
+        (["plot", "slice"], "missing argument 'file'. (see landscape plot slice --help)"),
+        (["nope"], "no such command 'nope'"),
+    ],
+)
+def test_usage_errors_are_one_line_naming_the_help(runner, args, needle):
+    assert needle in _error_line(runner.invoke(main, args, prog_name="landscape")).lower()
+
+
+def test_existing_run_refused_and_kept(runner, tmp_path):
+    run = tmp_path / "run"
+    assert runner.invoke(main, ["train", *TINY, "--out", str(run)]).exit_code == 0
+    before = (run / "run.h5").read_bytes()
+    line = _error_line(runner.invoke(main, ["train", *TINY, "--out", str(run)]))
+    assert "--overwrite" in line and "--resume" in line
+    assert (run / "run.h5").read_bytes() == before
+    assert runner.invoke(main, ["train", *TINY, "--out", str(run), "--resume"]).exit_code == 0
+
+
+class _Boom:
+    def __reduce__(self):
+        return (exec, ("open('PWNED', 'w').write('x')",))
+
+
+def test_corrupt_and_malicious_checkpoints(runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "evil.pt"
+    bad.write_bytes(pickle.dumps(_Boom()))
+    line = _error_line(runner.invoke(main, ["info", str(bad)]))
+    assert "evil.pt" in line
+    assert not (tmp_path / "PWNED").exists()
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint at all")
+    _error_line(runner.invoke(main, ["info", str(junk)]))
+    _error_line(runner.invoke(main, ["info", str(tmp_path / "missing.pt")]))
+
+
+def test_demo_end_to_end_short(runner, tmp_path):
+    """The README's main job, shortened: run, probes, slices and every figure."""
+    out = tmp_path / "demo"
+    result = runner.invoke(main, ["demo", "--out", str(out), "--steps", "20", "--grid", "5", "-q"])
+    assert result.exit_code == 0, result.output
+    names = {p.name for p in (out / "figures").iterdir()}
+    for stem in ("fig1_training", "fig4_gradient_landscape", "fig10_gradient_distance",
+                 "fig3_ics", "li_slices_compare"):  # fmt: skip
+        assert {f"{stem}.png", f"{stem}.pdf"} <= names, stem
+    assert (out / "slices" / "bn_final_random_plane.h5").exists()
+    again = runner.invoke(main, ["demo", "--out", str(out), "--steps", "5", "-q"])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_offline_probe_figures(runner, tmp_path):
+    """train -> probe (every checkpoint) -> plot santurkar --offline."""
+    run = tmp_path / "run"
+    args = ["train", *TINY, "--checkpoint-every", "3", "--out", str(run)]
+    assert runner.invoke(main, args).exit_code == 0
+    probe = runner.invoke(main, ["probe", str(run), "--batches", "2", "--device", "cpu", "-q"])
+    assert probe.exit_code == 0, probe.output
+    plot = runner.invoke(main, ["plot", "santurkar", str(run), "--offline", str(run / "probes.h5")])
+    assert plot.exit_code == 0, plot.output
+    assert (run / "figures" / "fig4_gradient_landscape_offline.png").stat().st_size > 1000
+    # Without inline probes in the run, the error says how to get them.
+    line = _error_line(runner.invoke(main, ["plot", "santurkar", str(run)]))
+    assert "--probe-every" in line
+
+
+def test_checkpoint_cannot_pick_code_to_run(runner, tmp_path, monkeypatch):
+    """A spec naming an import path is refused by slice and probe unless --trust-factory."""
+    import torch
+
+    from landscape.store import checkpoint_path, save_checkpoint
+
+    (tmp_path / "evilmod.py").write_text(
+        "import pathlib\npathlib.Path('PWNED').write_text('x')\ndef factory(**kw): pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    ckpt = checkpoint_path(tmp_path / "run" / "checkpoints" / "bn", 0)
+    spec = {"name": "evilmod:factory", "bn": True, "input_shape": [1, 8, 8], "options": {}}
+    config = {"model": "evilmod:factory", "dataset": "digits", "lr": 0.1, "batch_size": 32}
+    save_checkpoint(ckpt, model=torch.nn.Linear(2, 2), step=0, spec=spec, config=config)
+    line = _error_line(runner.invoke(main, ["slice", str(ckpt), "--x", "-1:1:3", "-q"]))
+    assert "--trust-factory" in line
+    line = _error_line(runner.invoke(main, ["probe", "--checkpoint", str(ckpt), "--out", "p.h5"]))
+    assert "--trust-factory" in line
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("command", [["plot", "training"], ["plot", "santurkar"]])
+def test_corrupt_run_file_is_one_line(runner, tmp_path, command):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.h5").write_text("not hdf5")
+    _error_line(runner.invoke(main, [*command, str(tmp_path / "run")]))
+    args = ["train", *TINY, "--out", str(tmp_path / "run"), "--resume"]
+    _error_line(runner.invoke(main, args))
+    assert (tmp_path / "run" / "run.h5").read_text() == "not hdf5"
+
+
+@pytest.mark.parametrize("option", ["width=0", "width=1.5", "depth=-1"])
+def test_bad_model_option_values_are_one_line(runner, tmp_path, option):
+    args = ["train", *TINY, "--model-option", option, "--out", str(tmp_path / "r")]
+    assert "positive integer" in _error_line(runner.invoke(main, args))
+
+
+def test_probe_on_an_unbuildable_checkpoint_writes_nothing(runner, tmp_path):
+    import torch
+
+    from landscape.store import load_checkpoint, save_checkpoint
+
+    run = tmp_path / "run"
+    assert runner.invoke(main, ["train", *TINY, "--out", str(run)]).exit_code == 0
+    good = load_checkpoint(run / "checkpoints" / "bn" / "step_0000006.pt")
+    bad = tmp_path / "step_0000006.pt"
+    save_checkpoint(bad, model=torch.nn.Linear(2, 2), step=6, spec=good.spec, config=good.config)
+    out = tmp_path / "p.h5"
+    line = _error_line(runner.invoke(main, ["probe", "--checkpoint", str(bad), "--out", str(out)]))
+    assert "cannot rebuild" in line and not out.exists()

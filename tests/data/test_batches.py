@@ -1,0 +1,55 @@
+"""The batch order: every example once per epoch, a pure function of seed and step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from landscape.data import (
+    DataError,
+    accuracy,
+    batch_indices,
+    eval_batches,
+    steps_per_epoch,
+)
+
+
+def test_batch_indices_cover_each_epoch_once():
+    n, bs, seed = 103, 10, 7
+    per_epoch = steps_per_epoch(n, bs)
+    assert per_epoch == 10
+    for epoch in range(3):
+        steps = range(epoch * per_epoch, (epoch + 1) * per_epoch)
+        seen = torch.cat([batch_indices(n, bs, s, seed) for s in steps])
+        assert len(seen) == per_epoch * bs and len(seen.unique()) == len(seen)  # no repeats
+        assert int(seen.min()) >= 0 and int(seen.max()) < n
+
+
+def test_batch_indices_pure_and_seeded():
+    first = [batch_indices(50, 8, s, seed=0) for s in range(20)]
+    # out of order, after other calls: same answer (what a resumed run relies on)
+    batch_indices(50, 8, 0, seed=1)
+    for s in reversed(range(20)):
+        assert torch.equal(batch_indices(50, 8, s, seed=0), first[s])
+    assert first[0].dtype == torch.int64
+    assert not torch.equal(first[0], first[6])  # epoch 0 vs epoch 1 (6 steps per epoch)
+    assert not torch.equal(first[0], batch_indices(50, 8, 0, seed=1))
+
+
+def test_batch_indices_full_batch_and_errors():
+    assert torch.equal(batch_indices(12, 12, 5, seed=3), torch.arange(12))
+    with pytest.raises(DataError, match="batch_size"):
+        batch_indices(10, 11, 0, seed=0)
+    with pytest.raises(DataError, match="step"):
+        batch_indices(10, 5, -1, seed=0)
+
+
+def test_eval_batches_and_accuracy():
+    x, y = torch.arange(10.0).unsqueeze(1), torch.arange(10)
+    batches = list(eval_batches(x, y, 4))
+    assert [len(b[0]) for b in batches] == [4, 4, 2]
+    assert torch.equal(torch.cat([b[1] for b in batches]), y)
+    logits = torch.tensor([[2.0, 1.0], [0.0, 3.0], [5.0, 1.0], [0.0, 1.0]])
+    assert accuracy(logits, torch.tensor([0, 1, 1, 1])) == pytest.approx(0.75)
+    assert np.isnan(accuracy(logits[:0], torch.tensor([], dtype=torch.long)))

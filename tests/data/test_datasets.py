@@ -1,0 +1,189 @@
+"""Datasets by name: bundled digits, synthetic tasks, CIFAR-10 and IDX sets from files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from landscape.data import (
+    DATASETS,
+    DataError,
+    formats,
+    load_dataset,
+)
+from landscape.data import datasets as data
+
+
+def _cifar_batch(n: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    return {
+        b"batch_label": b"training batch",
+        b"labels": [int(v) for v in rng.integers(0, 10, n)],
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"filenames": [b"img_%d.png" % i for i in range(n)],
+    }
+
+
+def _write_cifar(folder, n=4) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    batches = {}
+    for i, name in enumerate(formats.CIFAR_FILES):
+        batches[name] = _cifar_batch(n if name != "test_batch" else 3, seed=i)
+        with open(folder / name, "wb") as f:
+            pickle.dump(batches[name], f, protocol=2)  # as the originals
+    return batches
+
+
+def test_digits_shapes_labels_and_standardisation():
+    ds = load_dataset("digits")
+    assert ds.task == "classification" and ds.input_shape == (1, 8, 8) and ds.num_classes == 10
+    assert ds.x_train.dtype == torch.float32 and ds.y_train.dtype == torch.int64
+    assert len(ds.x_train) + len(ds.x_test) == 1797
+    assert 350 <= len(ds.x_test) <= 370
+    assert ds.x_test.shape[1:] == (1, 8, 8)
+    for y in (ds.y_train, ds.y_test):
+        assert set(y.tolist()) == set(range(10))
+    assert abs(ds.x_train.mean().item()) < 1e-5
+    assert ds.x_train.std().item() == pytest.approx(1.0, abs=1e-4)
+    assert ds.meta["standardized"] and ds.meta["n_test"] == len(ds.x_test)
+    assert json.loads(json.dumps(ds.meta)) == ds.meta  # JSON-safe provenance
+    assert (
+        ds.meta["sha256"]["digits.npz"] == hashlib.sha256(data.DIGITS_FILE.read_bytes()).hexdigest()
+    )
+
+
+def test_digits_split_is_stratified():
+    ds = load_dataset("digits", standardize=False)
+    counts = torch.bincount(torch.cat([ds.y_train, ds.y_test]), minlength=10)
+    expected = torch.tensor([round(0.2 * int(c)) for c in counts])
+    assert torch.equal(torch.bincount(ds.y_test, minlength=10), expected)
+    assert ds.x_train.min() >= 0 and ds.x_train.max() <= 1  # pixel counts / 16
+
+
+def test_digits_test_split_uses_training_statistics():
+    raw = load_dataset("digits", seed=3, standardize=False)
+    ds = load_dataset("digits", seed=3)
+    mean, std = ds.meta["mean"][0], ds.meta["std"][0]
+    assert mean == pytest.approx(raw.x_train.double().mean().item())
+    assert std == pytest.approx(raw.x_train.double().std().item())
+    torch.testing.assert_close(ds.x_test, (raw.x_test - mean) / std)
+    assert abs(ds.x_test.mean().item()) > 1e-4  # not re-standardised with its own mean
+
+
+def test_digits_split_depends_on_seed_only():
+    a, b, c = (load_dataset("digits", seed=s) for s in (0, 0, 1))
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+    assert not torch.equal(a.y_train, c.y_train)
+    assert a.meta["split_seed"] == 0 and c.meta["split_seed"] == 1
+
+
+def test_digits_subset_and_test_fraction():
+    ds = load_dataset("digits", subset=100, test_subset=50, test_fraction=0.5)
+    assert ds.x_train.shape == (100, 1, 8, 8) and ds.x_test.shape == (50, 1, 8, 8)
+    assert ds.meta["n_train"] == 100 and ds.meta["test_fraction"] == 0.5
+    with pytest.raises(DataError, match="subset must be an integer"):
+        load_dataset("digits", subset=10**6)
+    with pytest.raises(DataError, match="test_fraction"):
+        load_dataset("digits", test_fraction=1.0)
+
+
+def test_digits_file_override(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.DIGITS_ENV, str(tmp_path / "missing.npz"))
+    with pytest.raises(DataError, match=r"digits file not found.*LANDSCAPE_DIGITS"):
+        load_dataset("digits")
+    images = np.tile(np.arange(10, dtype=np.uint8).reshape(10, 1, 1), (3, 8, 8))
+    np.savez(tmp_path / "digits.npz", images=images, targets=np.tile(np.arange(10), 3))
+    ds = load_dataset("digits", data_dir=tmp_path)
+    assert len(ds.x_train) + len(ds.x_test) == 30
+
+
+def test_unknown_dataset_and_option():
+    with pytest.raises(DataError, match=r"unknown dataset 'imagenet'.*digits"):
+        load_dataset("imagenet")
+    with pytest.raises(DataError, match=r"unknown option\(s\) \['colour'\].*subset"):
+        load_dataset("digits", colour=True)
+    with pytest.raises(DataError, match="unknown synthetic kind"):
+        load_dataset("synthetic", kind="spirals")
+    assert {"digits", "synthetic", "cifar10", "mnist", "fashion-mnist"} <= set(DATASETS)
+
+
+def test_synthetic_gaussian_mixture():
+    ds = load_dataset("synthetic", n=200, dim=5, num_classes=3, seed=1)
+    assert ds.task == "classification" and ds.input_shape == (5,) and ds.num_classes == 3
+    assert ds.x_train.shape == (200, 5) and ds.x_test.shape == (50, 5)
+    assert set(ds.y_train.tolist()) == {0, 1, 2}
+    again = load_dataset("synthetic", n=200, dim=5, num_classes=3, seed=1)
+    assert torch.equal(ds.x_train, again.x_train)
+    other = load_dataset("synthetic", n=200, dim=5, num_classes=3, seed=2)
+    assert not torch.equal(ds.x_train, other.x_train)
+    with pytest.raises(DataError, match="positive integer"):
+        load_dataset("synthetic", n=0)
+
+
+def test_synthetic_linear_regression_is_y_equals_a_x():
+    ds = load_dataset("synthetic", kind="linear-regression", seed=4)
+    assert ds.task == "regression" and ds.num_classes == 10 and ds.input_shape == (10,)
+    assert ds.x_train.shape == (1000, 10) and ds.y_train.shape == (1000, 10)
+    assert ds.y_train.dtype == torch.float32 and not ds.meta["standardized"]
+    a = torch.tensor(ds.meta["A"], dtype=torch.float64)
+    rebuilt = torch.randn(10, 10, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    assert ds.meta["a_seed"] == 4 and torch.equal(a, rebuilt)
+    assert json.loads(json.dumps(ds.meta)) == ds.meta  # JSON-safe provenance
+    for x, y in ((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)):
+        torch.testing.assert_close(y.double(), x.double() @ a.T, atol=1e-5, rtol=0)
+    # The matrix depends on a_seed alone: new points, same task.
+    other = load_dataset("synthetic", kind="linear-regression", seed=5, a_seed=4)
+    assert other.meta["A"] == ds.meta["A"] and not torch.equal(other.x_train, ds.x_train)
+
+
+def test_cifar_reader_layout_and_split(tmp_path):
+    batches = _write_cifar(tmp_path / "cifar10" / "cifar-10-batches-py")
+    ds = load_dataset("cifar10", data_dir=tmp_path, standardize=False)
+    assert ds.x_train.shape == (20, 3, 32, 32) and ds.x_test.shape == (3, 3, 32, 32)
+    assert ds.input_shape == (3, 32, 32) and ds.meta["split"] == "official"
+    train_labels = [v for i in range(1, 6) for v in batches[f"data_batch_{i}"][b"labels"]]
+    assert ds.y_train.tolist() == train_labels
+    assert ds.y_test.tolist() == batches["test_batch"][b"labels"]
+    row = batches["data_batch_1"][b"data"][1]  # 1024 red, then green, then blue, row-major
+    assert round(ds.x_train[1, 1, 2, 3].item() * 255) == row[1024 + 2 * 32 + 3]
+    std = load_dataset("cifar10", data_dir=tmp_path, subset=8)
+    assert len(std.x_train) == 8 and len(std.meta["mean"]) == 3
+    assert set(std.meta["sha256"]) == set(formats.CIFAR_FILES)
+    assert json.loads(json.dumps(std.meta)) == std.meta
+    assert torch.allclose(std.x_train.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5)
+
+
+def test_cifar_files_directly_in_data_dir_and_legacy_numpy_name(tmp_path, monkeypatch):
+    _write_cifar(tmp_path)
+    path = tmp_path / "data_batch_2"
+    legacy = path.read_bytes().replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    path.write_bytes(legacy)  # what numpy < 2 (and the real batches) write
+    monkeypatch.setenv(formats.DATA_DIR_ENV, str(tmp_path))
+    assert load_dataset("cifar10").x_train.shape == (20, 3, 32, 32)
+
+
+def test_cifar_wrong_content_and_missing_files(tmp_path):
+    folder = tmp_path / "cifar10" / "cifar-10-batches-py"
+    _write_cifar(folder)
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": [1, 2]}, protocol=2))
+    with pytest.raises(DataError, match="not a CIFAR-10 batch"):
+        load_dataset("cifar10", data_dir=tmp_path)
+    (folder / "test_batch").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="not a CIFAR-10 batch"):
+        load_dataset("cifar10", data_dir=tmp_path)
+    with pytest.raises(DataError, match=r"data_batch_1.*test_batch.*cifar-10-batches-py.*download"):
+        load_dataset("cifar10", data_dir=tmp_path / "empty")
+
+
+def test_idx_missing_directory_names_the_files(tmp_path):
+    with pytest.raises(DataError) as err:
+        load_dataset("fashion-mnist", data_dir=tmp_path / "nowhere")
+    message = str(err.value)
+    for name in formats.IDX_FILES:
+        assert name in message
+    assert str(tmp_path / "nowhere" / "fashion-mnist") in message and "--download" in message

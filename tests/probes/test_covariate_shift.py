@@ -1,0 +1,137 @@
+"""Tests for landscape.covariate_shift: Definition 2.1 against deep-copy references."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from landscape.probes import ICSResult, ics
+from tests.cases import (
+    F64,
+    RTOL,
+    assert_same_state,
+    full_state,
+    prepared_bn_net,
+    regression_batch,
+    sq_loss,
+    three_layer,
+)
+
+
+def test_ics_leaves_model_untouched():
+    model, batch = prepared_bn_net()
+    before = full_state(model)
+    result = ics(model, nn.functional.cross_entropy, batch, lr=0.1)
+    assert_same_state(before, full_state(model))
+    assert result.layers == ["0", "4", "8"]
+
+
+def ics_reference(model: nn.Sequential, loss_fn, batch, lr: float, update=None) -> ICSResult:
+    """Definition 2.1 the obvious way: deep copies, earlier = lower Sequential index; the
+    earlier layers move by -lr * g, or by ``update`` when given."""
+    x, y = batch
+    base = copy.deepcopy(model).train()
+    named = list(base.named_parameters())
+    grads = torch.autograd.grad(loss_fn(base(x), y), [p for _, p in named])
+    g = {n: gr for (n, _), gr in zip(named, grads)}
+    names, l2, cos, grad_norm = [], [], [], []
+    for i, layer in enumerate(model):
+        if not isinstance(layer, nn.Linear):
+            continue
+        moved = copy.deepcopy(model).train()
+        with torch.no_grad():
+            for n, p in moved.named_parameters():
+                if int(n.split(".")[0]) < i:
+                    p += -lr * g[n] if update is None else update[n]
+        (g2,) = torch.autograd.grad(loss_fn(moved(x), y), [moved[i].weight])
+        g1 = g[f"{i}.weight"]
+        names.append(str(i))
+        l2.append((g1 - g2).norm().item())
+        cos.append(((g1 * g2).sum() / (g1.norm() * g2.norm())).item())
+        grad_norm.append(g1.norm().item())
+    return ICSResult(names, np.array(l2), np.array(cos), np.array(grad_norm), lr, "sgd", "train")
+
+
+def test_ics_zero_for_one_layer():
+    x, y = regression_batch()
+    torch.manual_seed(0)
+    result = ics(nn.Linear(4, 3).to(F64), sq_loss, (x, y), lr=0.5)
+    assert result.layers == [""]
+    assert result.l2[0] < 1e-12 and result.cos[0] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_ics_matches_slow_reference():
+    model, batch = three_layer(), regression_batch()
+    fast = ics(model, sq_loss, batch, lr=0.1)
+    slow = ics_reference(model, sq_loss, batch, lr=0.1)
+    assert fast.layers == slow.layers == ["0", "3", "6"]
+    np.testing.assert_allclose(fast.l2, slow.l2, rtol=RTOL, atol=1e-14)
+    np.testing.assert_allclose(fast.cos, slow.cos, rtol=RTOL)
+    np.testing.assert_allclose(fast.grad_norm, slow.grad_norm, rtol=RTOL)
+    assert fast.l2[0] == 0.0 and np.all(fast.l2[1:] > 1e-6)
+    assert np.all(np.abs(fast.cos) <= 1.0)
+    assert set(fast.to_dict()) == {"layers", "l2", "cos", "grad_norm", "lr", "update", "bn_mode"}
+    assert fast.update == "sgd" and fast.lr == 0.1
+
+
+def test_ics_with_a_given_update_matches_slow_reference():
+    """Any optimizer's step: earlier layers at theta + u, checked against deep copies."""
+    model, batch = three_layer(), regression_batch()
+    gen = torch.Generator().manual_seed(5)
+    update = {
+        n: 0.05 * torch.randn(p.shape, generator=gen, dtype=F64)
+        for n, p in model.named_parameters()
+    }
+    fast = ics(model, sq_loss, batch, update=update)
+    slow = ics_reference(model, sq_loss, batch, lr=float("nan"), update=update)
+    np.testing.assert_allclose(fast.l2, slow.l2, rtol=RTOL, atol=1e-14)
+    np.testing.assert_allclose(fast.cos, slow.cos, rtol=RTOL)
+    np.testing.assert_allclose(fast.grad_norm, slow.grad_norm, rtol=RTOL)
+    assert fast.update == "given" and math.isnan(fast.lr) and fast.l2[0] == 0.0
+    # the SGD update given explicitly is the lr form
+    x, y = batch
+    grads = torch.autograd.grad(sq_loss(model.train()(x), y), list(model.parameters()))
+    sgd = {n: -0.1 * gr for (n, _), gr in zip(model.named_parameters(), grads)}
+    np.testing.assert_allclose(
+        ics(model, sq_loss, batch, update=sgd).l2, ics(model, sq_loss, batch, lr=0.1).l2, rtol=1e-12
+    )
+    # a parameter missing from the update does not move: layer 3's G' sees only layer 0's bias
+    only_bias = {"0.bias": update["0.bias"]}
+    partial = {n: (u if n == "0.bias" else torch.zeros_like(u)) for n, u in update.items()}
+    np.testing.assert_allclose(
+        ics(model, sq_loss, batch, update=only_bias).l2,
+        ics_reference(model, sq_loss, batch, lr=float("nan"), update=partial).l2,
+        rtol=RTOL,
+        atol=1e-14,
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({}, "either lr"),
+        ({"lr": 0.1, "update": {}}, "either lr"),
+        ({"update": {"nope": torch.zeros(1)}}, "not trainable parameters.*nope"),
+        ({"update": {"0.weight": torch.zeros(2, 2)}}, r"update\['0.weight'\] has shape"),
+    ],
+)
+def test_ics_update_bad_inputs(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ics(three_layer(), sq_loss, regression_batch(), **kwargs)
+
+
+def test_ics_layer_subset_and_unknown_layer():
+    model, batch = three_layer(), regression_batch()
+    full = ics(model, sq_loss, batch, lr=0.1)
+    sub = ics(model, sq_loss, batch, lr=0.1, layers=["6", "3"])
+    assert sub.layers == ["6", "3"]
+    np.testing.assert_allclose(sub.l2, full.l2[[2, 1]], rtol=1e-12)
+    with pytest.raises(ValueError, match="no trainable weight"):
+        ics(model, sq_loss, batch, lr=0.1, layers=["2"])
+    with pytest.raises(ValueError, match="lr must be positive"):
+        ics(model, sq_loss, batch, lr=0.0)

@@ -1,0 +1,120 @@
+"""Gradient landscape, gradient change and ICS figures (Santurkar et al. Figs. 4, 10, 3)."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from landscape import render
+
+# Missing glyphs, layout failures and the like surface as warnings: treat them as failures.
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+STD, BN = "Standard", "Standard + BatchNorm"
+
+
+def _probe_run(rng: np.random.Generator, scale: float, n: int = 60, k: int = 6) -> dict:
+    step = np.linspace(0, 3000, n)
+    eta = np.linspace(0.05, 0.4, k)
+    base = 2.3 * np.exp(-step / 1000)[:, None] + 0.05
+    loss = base * (1 + scale * eta[None, :] * (0.5 + rng.random((n, k))))
+    grad = scale * eta[None, :] * (1 + rng.random((n, k)))
+    return {
+        "step": step,
+        "loss": loss,
+        "grad_distance": grad,
+        "beta": (grad / eta[None, :]).max(axis=1),
+        "step_sizes": eta,
+    }
+
+
+def _ics_run(rng: np.random.Generator, n: int = 50, layers: int = 11) -> dict:
+    return {
+        "step": np.arange(n) * 10,
+        "l2": rng.random((n, layers)),
+        "cos": 1 - 0.3 * rng.random((n, layers)),
+        "layers": [f"features.{3 * i}.weight" for i in range(layers)],
+    }
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def _render(fig: Figure) -> bytes:
+    """Draw the figure fully (layout, text, glyphs) and return PNG bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=50)
+    return buf.getvalue()
+
+
+def _texts(fig: Figure) -> str:
+    """Every piece of text in the figure, legends and suptitle included."""
+    return "\n".join(t.get_text() for t in fig.findobj(matplotlib.text.Text))
+
+
+def test_gradient_landscape_eta_range_follows_a_schedule(rng: np.random.Generator) -> None:
+    """Per-row step sizes (an lr schedule halving the lr after step 30): the title gives
+    the range over all rows, not the first row's grid."""
+    run = _probe_run(rng, 1.0)
+    etas = np.tile(run["step_sizes"], (60, 1))
+    etas[30:] /= 2
+    run["step_sizes"] = etas
+    assert "η ∈ [0.025, 0.4]" in _texts(render.gradient_landscape({"bn": run}))
+
+
+def test_gradient_landscape(rng: np.random.Generator) -> None:
+    runs = {"plain": _probe_run(rng, 3.0), "bn": _probe_run(rng, 0.5)}
+    runs["plain"]["loss"][20:25] = np.nan
+    runs["plain"]["grad_distance"][30] = np.inf
+    runs["bn"]["step_sizes"] = np.tile(runs["bn"]["step_sizes"], (60, 1))  # (T, K) form
+    fig = render.gradient_landscape(runs, title="VGG")
+    loss_ax, grad_ax, beta_ax = fig.axes
+    assert len(fig.axes) == 3
+    assert loss_ax.get_yscale() == "log" and grad_ax.get_yscale() == "linear"
+    assert "θ − η∇L" in loss_ax.get_ylabel() and "min–max over η" in loss_ax.get_ylabel()
+    assert "β-smoothness" in beta_ax.get_title()
+    text = _texts(fig)
+    assert STD in text and BN in text and "η ∈ [0.05, 0.4]" in text
+    _render(fig)
+
+
+def test_gradient_landscape_rejects_bad_shapes(rng: np.random.Generator) -> None:
+    run = _probe_run(rng, 1.0)
+    with pytest.raises(ValueError, match=r"loss must be shaped \(T, K\)"):
+        render.gradient_landscape({"bn": {**run, "loss": run["loss"][:-1]}})
+    with pytest.raises(ValueError, match="step_sizes"):
+        render.gradient_landscape({"bn": {**run, "step_sizes": [0.1, 0.2]}})
+
+
+def test_gradient_distance_vs_step(rng: np.random.Generator) -> None:
+    runs = {"plain": _probe_run(rng, 3.0), "bn": _probe_run(rng, 0.5)}
+    fig = render.gradient_distance_vs_step(runs, max_curves=5)
+    *panels, cbar = fig.axes
+    assert len(panels) == 2 and cbar.get_ylabel() == "training step"
+    for ax in panels:
+        assert len(ax.get_lines()) == 5
+        assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert [ax.get_title() for ax in panels] == [STD, BN]
+    _render(fig)
+
+
+def test_ics_figure_default_and_named_layers(rng: np.random.Generator) -> None:
+    runs = {"plain": _ics_run(rng), "bn": _ics_run(rng)}
+    fig = render.ics_figure(runs)
+    assert len(fig.axes) == 4  # 2 layers x (l2, cos)
+    titles = _texts(fig)
+    assert "layer 5 of 11" in titles and "layer 10 of 11" in titles  # the paper's choice
+    assert fig.axes[2].get_ylabel() == "cos(G, G′)"
+    _render(fig)
+
+    fig = render.ics_figure(runs, layers=["features.0.weight"])
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match="no layer 'conv99'"):
+        render.ics_figure(runs, layers=["conv99"])

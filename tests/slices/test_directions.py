@@ -1,0 +1,174 @@
+"""Directions: filter normalization, seeding, Gram-Schmidt, checkpoint and PCA directions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from landscape._params import dot, get_params, norm
+from landscape.slices import (
+    checkpoint_direction,
+    normalize_direction,
+    orthogonalize,
+    pca_directions,
+    project,
+    random_direction,
+    random_directions,
+)
+
+
+def conv_bn_mlp(dtype: torch.dtype = torch.float64) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 5),
+        nn.ReLU(),
+        nn.Linear(5, 3),
+    ).to(dtype)
+
+
+def rows(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(t.shape[0], -1).norm(dim=1)
+
+
+def test_filter_norms_equal_weight_filter_norms():
+    model = conv_bn_mlp()
+    params = get_params(model)
+    d = random_direction(model, seed=3)
+    for name in ("0.weight", "4.weight", "6.weight"):  # conv and linear layers
+        torch.testing.assert_close(rows(d[name]), rows(params[name]), rtol=0, atol=1e-12)
+    for name, p in params.items():
+        if p.ndim <= 1:  # biases, BN weight and bias: ignored
+            assert torch.count_nonzero(d[name]) == 0, name
+
+
+def test_layer_normalization_matches_whole_tensor_norm():
+    model = conv_bn_mlp()
+    params = get_params(model)
+    d = random_direction(model, seed=1, normalization="layer")
+    for name in ("0.weight", "4.weight"):
+        assert abs(float(d[name].norm() - params[name].norm())) < 1e-12
+        assert not torch.allclose(rows(d[name]), rows(params[name]))
+
+
+def test_fresh_batchnorm_with_ignore_none_is_finite():
+    """A fresh BN has bias exactly 0 and weight 1: no division by zero, zero bias direction."""
+    model = conv_bn_mlp()
+    bn = model[1]
+    assert torch.count_nonzero(bn.bias) == 0
+    with torch.no_grad():
+        model[0].weight[0].zero_()  # a dead filter: also a zero norm
+    for normalization in ("filter", "layer"):
+        d = random_direction(model, seed=0, normalization=normalization, ignore="none")
+        assert all(torch.isfinite(v).all() for v in d.values())
+        assert torch.count_nonzero(d["1.bias"]) == 0
+        if normalization == "filter":
+            assert torch.count_nonzero(d["0.weight"][0]) == 0
+        # 1-D parameters are one filter each: BN weight direction has the norm of ones(4)
+        assert abs(float(d["1.weight"].norm()) - 2.0) < 1e-12
+        assert torch.count_nonzero(d["0.bias"]) > 0
+
+
+def test_zero_direction_filter_gives_zero_not_nan():
+    d = {"w": torch.zeros(2, 3, dtype=torch.float64)}
+    p = {"w": torch.ones(2, 3, dtype=torch.float64)}
+    out = normalize_direction(d, p)
+    assert torch.equal(out["w"], torch.zeros(2, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_direction_dtype_device_and_seed(dtype):
+    model = conv_bn_mlp(dtype)
+    d1 = random_direction(model, seed=7)
+    d2 = random_direction(model, seed=7)
+    d3 = random_direction(model, seed=8)
+    assert list(d1) == [n for n, _ in model.named_parameters()]
+    for n, p in model.named_parameters():
+        assert d1[n].dtype == p.dtype and d1[n].device == p.device
+        assert torch.equal(d1[n], d2[n])
+    assert not torch.equal(d1["0.weight"], d3["0.weight"])
+    first, _ = random_directions(model, 2, seed=7)
+    assert all(torch.equal(first[n], d1[n]) for n in d1)
+
+
+def test_unknown_options_raise():
+    model = conv_bn_mlp()
+    with pytest.raises(ValueError, match="unknown normalization 'filtre'"):
+        random_direction(model, seed=0, normalization="filtre")
+    with pytest.raises(ValueError, match="unknown ignore 'bias'"):
+        random_direction(model, seed=0, ignore="bias")
+    with pytest.raises(ValueError, match="shape"):
+        normalize_direction({"w": torch.zeros(2)}, {"w": torch.zeros(3)})
+
+
+def test_orthogonalize_projects_out_and_keeps_norm():
+    model = conv_bn_mlp()
+    d1, d2 = random_directions(model, 2, seed=0, ignore="none")
+    o = orthogonalize(d2, d1)
+    assert abs(float(dot(o, d1))) < 1e-10 * float(norm(d1) * norm(o))
+    assert abs(float(norm(o) - norm(d2))) < 1e-10
+    with pytest.raises(ValueError, match="parallel"):
+        orthogonalize({n: 2 * v for n, v in d1.items()}, d1)
+
+
+def test_checkpoint_direction_is_difference():
+    a = {"w": torch.tensor([1.0, 2.0]), "b": torch.tensor(3.0)}
+    b = {"w": torch.tensor([0.5, 4.0]), "b": torch.tensor(1.0)}
+    d = checkpoint_direction(a, b)
+    assert torch.equal(d["w"], torch.tensor([-0.5, 2.0])) and torch.equal(
+        d["b"], torch.tensor(-2.0)
+    )
+    with pytest.raises(ValueError, match="names"):
+        checkpoint_direction(a, {"w": b["w"]})
+
+
+def planar_trajectory(t: int = 12):
+    g = torch.Generator().manual_seed(0)
+    shapes = {"layer.weight": (3, 4), "layer.bias": (3,), "out.weight": (2, 3)}
+
+    def rand():
+        return {n: torch.randn(s, generator=g, dtype=torch.float64) for n, s in shapes.items()}
+
+    final, u, v = rand(), rand(), rand()
+    alpha = torch.linspace(2.0, 0.0, t, dtype=torch.float64)
+    beta = torch.sin(torch.linspace(0.0, 3.0, t, dtype=torch.float64))
+    traj = [{n: final[n] + a * u[n] + b * v[n] for n in final} for a, b in zip(alpha, beta)]
+    return traj, final, u, v, alpha, beta
+
+
+def test_pca_plane_explained_variance_and_reconstruction():
+    traj, final, *_ = planar_trajectory()
+    for center in (True, False):
+        dirs, ratios = pca_directions(traj, final, k=2, center=center)
+        assert ratios.shape == (2,) and abs(ratios.sum() - 1.0) < 1e-12
+        assert ratios[0] >= ratios[1]
+        assert abs(float(norm(dirs[0])) - 1.0) < 1e-12 and abs(float(dot(*dirs))) < 1e-12
+        coords = project(traj, final, dirs)
+        assert coords.shape == (len(traj), 2)
+        for theta, (c1, c2) in zip(traj, coords):
+            rebuilt = {n: final[n] + c1 * dirs[0][n] + c2 * dirs[1][n] for n in final}
+            assert all(torch.allclose(rebuilt[n], theta[n], atol=1e-10) for n in final)
+
+
+def test_project_on_non_orthogonal_directions_recovers_coefficients():
+    traj, final, u, v, alpha, beta = planar_trajectory()
+    coords = project(traj, final, [u, v])
+    assert abs(coords[:, 0] - alpha.numpy()).max() < 1e-10
+    assert abs(coords[:, 1] - beta.numpy()).max() < 1e-10
+
+
+def test_pca_refuses_directions_the_trajectory_does_not_span():
+    """Two checkpoints, centered: rank 1, so a second 'principal' direction would be an
+    arbitrary null vector labelled 0 % of variance."""
+    traj, final, *_ = planar_trajectory(t=2)
+    with pytest.raises(ValueError, match=r"spans only 1 direction.*at least 3"):
+        pca_directions(traj, final, k=2, center=True)
+    _, ratios = pca_directions(traj, final, k=1, center=True)
+    assert ratios[0] == pytest.approx(1.0, abs=1e-12)
+    line = [{n: final[n] + a * traj[0][n] for n in final} for a in (0.5, 1.0, 2.0)]  # collinear
+    with pytest.raises(ValueError, match="spans only 1 direction"):
+        pca_directions(line, final, k=2, center=False)

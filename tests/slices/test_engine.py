@@ -1,0 +1,292 @@
+"""The slice engine against a slow reference: orientation, data forms, BN modes, precision."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from landscape.slices import (
+    evaluate_grid,
+    random_directions,
+)
+
+CE = nn.CrossEntropyLoss()
+
+
+def bn_net(seed: int = 0, dtype: torch.dtype = torch.float64) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(48, 4)
+    ).to(dtype)
+
+
+def batches(dtype: torch.dtype = torch.float64, sizes=(5, 7, 4)):
+    """Batches of unequal size, so that example-weighting matters."""
+    g = torch.Generator().manual_seed(1)
+    return [
+        (torch.randn(n, 1, 6, 6, generator=g, dtype=dtype), torch.randint(0, 4, (n,), generator=g))
+        for n in sizes
+    ]
+
+
+def state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: t.detach().clone() for n, t in model.state_dict().items()}
+
+
+def assert_same_state(model: nn.Module, before: dict[str, torch.Tensor]) -> None:
+    after = model.state_dict()
+    assert all(torch.equal(after[n], t) for n, t in before.items())
+
+
+def reference(model, data, directions, xs, ys=None):
+    """Obviously correct: a fresh copy per point, parameters moved by hand, one big batch."""
+    x_all = torch.cat([x for x, _ in data])
+    y_all = torch.cat([y for _, y in data])
+    shape = (len(xs),) if ys is None else (len(ys), len(xs))
+    loss, acc = np.full(shape, np.nan), np.full(shape, np.nan)
+    for cell in np.ndindex(*shape):
+        coeffs = [xs[cell[-1]]] + ([] if ys is None else [ys[cell[0]]])
+        m = copy.deepcopy(model).eval()
+        with torch.no_grad():
+            for n, p in m.named_parameters():
+                p.copy_(p + sum(c * d[n] for c, d in zip(coeffs, directions)))
+            out = m(x_all)
+        loss[cell] = float(CE(out, y_all))
+        acc[cell] = float((out.argmax(1) == y_all).double().mean())
+    return loss, acc
+
+
+class Analytic(nn.Module):
+    """Loss a*x^2 + b*y with x, y the two scalar parameters; ignores its inputs."""
+
+    def __init__(self, a: float, b: float) -> None:
+        super().__init__()
+        self.a, self.b = a, b
+        self.x = nn.Parameter(torch.tensor(0.0, dtype=torch.float64))
+        self.y = nn.Parameter(torch.tensor(0.0, dtype=torch.float64))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.a * self.x**2 + self.b * self.y
+
+
+def stale_bn_net() -> nn.Module:
+    model = bn_net()
+    with torch.no_grad():  # running statistics far from the data's
+        model[1].running_mean.fill_(2.0)
+        model[1].running_var.fill_(9.0)
+    return model
+
+
+def test_grid_matches_slow_reference_and_restores_model():
+    model, data = bn_net(), batches()
+    model.train()  # the caller's mode must come back too
+    with torch.no_grad():  # non-trivial running statistics
+        model[1].running_mean.uniform_(-0.3, 0.3)
+        model[1].running_var.uniform_(0.5, 2.0)
+    before = state(model)
+    dirs = random_directions(model, 2, seed=4)
+    xs, ys = np.linspace(-1, 1, 4), np.array([-0.5, 0.0, 1.0])
+    seen = []
+    res = evaluate_grid(model, CE, data, dirs, xs, ys, progress=lambda d, t: seen.append((d, t)))
+    loss, acc = reference(model, data, dirs, xs, ys)
+    assert res.values["loss"].shape == (3, 4) and res.computed.all()
+    np.testing.assert_allclose(res.values["loss"], loss, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(res.values["accuracy"], acc, rtol=0, atol=1e-12)
+    assert seen == [(k, 12) for k in range(1, 13)]
+    assert_same_state(model, before)
+    assert all(m.training for m in model.modules())
+    assert res.meta["bn_mode"] == "eval" and res.meta["eval_examples"] == 16
+
+
+def test_grid_orientation_on_non_square_grid():
+    a, b = 2.0, -3.0
+    model = Analytic(a, b)
+    one = torch.tensor(1.0, dtype=torch.float64)
+    zero = torch.zeros((), dtype=torch.float64)
+    dirs = [{"x": one, "y": zero}, {"x": zero, "y": one}]
+    xs, ys = np.linspace(-1.0, 1.0, 5), np.array([-1.0, 0.5, 2.0])
+    data = [(torch.zeros(1), torch.zeros(1))]  # float targets: no accuracy
+    res = evaluate_grid(model, lambda out, t: out, data, dirs, xs, ys)
+    assert set(res.values) == {"loss"} and res.shape == (3, 5)
+    expected = a * xs[None, :] ** 2 + b * ys[:, None]  # values[j, i] = f(x_i, y_j)
+    np.testing.assert_allclose(res.values["loss"], expected, rtol=0, atol=1e-12)
+    line = evaluate_grid(model, lambda out, t: out, data, dirs[:1], xs)
+    np.testing.assert_allclose(line.values["loss"], a * xs**2, rtol=0, atol=1e-12)
+
+
+def test_points_subset_on_point_and_extra_metrics():
+    model, data = bn_net(), batches()
+    dirs = random_directions(model, 2, seed=0)
+    got = {}
+    res = evaluate_grid(
+        model,
+        CE,
+        data,
+        dirs,
+        "-1:1:3",
+        "-1:1:2",
+        points=[4, 0],
+        metrics={"double_loss": lambda out, t: 2 * CE(out, t)},
+        on_point=lambda k, v: got.update({k: v}),
+    )
+    assert sorted(got) == [0, 4] and res.computed.sum() == 2
+    assert np.isnan(res.values["loss"][0, 1]) and not np.isnan(res.values["loss"][1, 1])
+    assert got[4]["loss"] == res.values["loss"][1, 1]
+    np.testing.assert_allclose(res.values["double_loss"], 2 * res.values["loss"], equal_nan=True)
+
+
+def test_data_forms():
+    model, data = bn_net(), batches()
+    d = random_directions(model, 1, seed=0)
+    ref = evaluate_grid(model, CE, data, d, "0:1:2").values["loss"]
+    for form in (lambda: iter(data), tuple(data)):
+        np.testing.assert_array_equal(
+            evaluate_grid(model, CE, form, d, "0:1:2").values["loss"], ref
+        )
+    one = evaluate_grid(model, CE, data[0], d, "0:0:1")
+    assert one.meta["eval_examples"] == 5
+    with pytest.raises(ValueError, match="one-shot"):
+        evaluate_grid(model, CE, iter(data), d, "0:1:2")
+
+
+def test_unknown_options_raise():
+    model, data = bn_net(), batches()
+    d = random_directions(model, 1, seed=0)
+    with pytest.raises(ValueError, match="unknown bn_mode 'test'"):
+        evaluate_grid(model, CE, data, d, "0:1:2", bn_mode="test")
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        evaluate_grid(model, CE, data, d, "0:1:2", precision="fp8")
+    with pytest.raises(ValueError, match="needs 2 directions"):
+        evaluate_grid(model, CE, data, d, "0:1:2", "0:1:2")
+
+
+def test_bn_recalibrate_reestimates_statistics_at_every_point():
+    model, data = stale_bn_net(), batches()
+    before = state(model)
+    d = random_directions(model, 1, seed=2)
+    means = []
+    res = evaluate_grid(
+        model,
+        CE,
+        data,
+        d,
+        "-1:1:3",
+        bn_mode="recalibrate",
+        recalibrate_batches=2,
+        on_point=lambda k, v: means.append(model[1].running_mean.clone()),
+    )
+    ev = evaluate_grid(model, CE, data, d, "-1:1:3", bn_mode="eval")
+    assert not np.allclose(res.values["loss"], ev.values["loss"])
+    assert not torch.allclose(means[0], means[1]) and not torch.allclose(means[1], means[2])
+    assert all(not torch.allclose(m, before["1.running_mean"]) for m in means)
+    assert res.meta["bn_mode"] == "recalibrate" and res.meta["recalibrate_batches"] == 2
+    assert_same_state(model, before)
+    assert model[1].momentum == 0.1
+    # reference at the origin: cumulative statistics of the first two batches, then eval
+    ref = copy.deepcopy(model)
+    ref[1].reset_running_stats()
+    ref[1].momentum = None
+    ref.train()
+    with torch.no_grad():
+        for x, _ in data[:2]:
+            ref(x)
+    ref.eval()
+    x_all, y_all = torch.cat([x for x, _ in data]), torch.cat([y for _, y in data])
+    with torch.no_grad():
+        assert abs(float(CE(ref(x_all), y_all)) - res.values["loss"][1]) < 1e-10
+
+
+def test_bn_train_uses_batch_statistics_and_leaves_running_stats():
+    model, data = stale_bn_net(), batches()
+    before = state(model)
+    d = random_directions(model, 1, seed=2)
+    untouched = []
+
+    def check(k, v):
+        untouched.append(all(torch.equal(t, before[n]) for n, t in model.named_buffers()))
+
+    res = evaluate_grid(model, CE, data, d, "-1:1:3", bn_mode="train", on_point=check)
+    assert untouched == [True, True, True]
+    assert res.meta["bn_mode"] == "train" and res.meta["recalibrate_batches"] is None
+    ref = copy.deepcopy(model).train()
+    with torch.no_grad():
+        total = sum(float(CE(ref(x), y)) * len(y) for x, y in data) / 16
+    assert abs(total - res.values["loss"][1]) < 1e-10
+    assert_same_state(model, before)
+    assert model[1].track_running_stats
+
+
+def test_bf16_autocast_is_close():
+    model, data = bn_net(dtype=torch.float32), batches(torch.float32)
+    d = random_directions(model, 1, seed=0)
+    native = evaluate_grid(model, CE, data, d, "-1:1:3").values["loss"]
+    bf16 = evaluate_grid(model, CE, data, d, "-1:1:3", precision="bf16").values["loss"]
+    np.testing.assert_allclose(bf16, native, rtol=5e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_directions_and_grid_match_cpu():
+    model, data = bn_net().cuda(), [(x.cuda(), y.cuda()) for x, y in batches()]
+    d = random_directions(model, 2, seed=0)
+    assert all(v.is_cuda for v in d[0].values())
+    res = evaluate_grid(model, CE, data, d, "-1:1:3", "-1:1:2")
+    cpu = evaluate_grid(
+        model.cpu(),
+        CE,
+        batches(),
+        [{n: v.cpu() for n, v in di.items()} for di in d],
+        "-1:1:3",
+        "-1:1:2",
+    )
+    np.testing.assert_allclose(res.values["loss"], cpu.values["loss"], rtol=1e-9)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_bf16_autocast_is_close_and_recalibrate_runs():
+    model = bn_net(dtype=torch.float32).cuda()
+    data = [(x.cuda(), y.cuda()) for x, y in batches(torch.float32)]
+    d = random_directions(model, 1, seed=0)
+    native = evaluate_grid(model, CE, data, d, "-1:1:3").values["loss"]
+    bf16 = evaluate_grid(model, CE, data, d, "-1:1:3", precision="bf16").values["loss"]
+    np.testing.assert_allclose(bf16, native, rtol=5e-2)
+    before = {n: b.clone() for n, b in model.named_buffers()}
+    recal = evaluate_grid(model, CE, data, d, "-1:1:3", bn_mode="recalibrate").values["loss"]
+    assert np.all(np.isfinite(recal))
+    assert all(torch.equal(b, before[n]) for n, b in model.named_buffers())
+
+
+def test_accuracy_is_nan_where_the_outputs_are_not_finite():
+    """A point whose logits overflow has no prediction: NaN accuracy, not argmax's class 0."""
+
+    class Blowup(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1, dtype=torch.float64))
+
+        def forward(self, x):
+            return x * torch.exp(1000.0 * self.w)  # inf for w = 1, finite for w <= 0.5
+
+    x = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+    y = torch.tensor([1, 0])
+    d = {"w": torch.ones(1, dtype=torch.float64)}
+    res = evaluate_grid(Blowup(), torch.nn.functional.cross_entropy, [(x, y)], [d], [-1.0, 0.0])
+    assert res.values["accuracy"][0] == 1.0
+    assert math.isnan(res.values["accuracy"][1])
+
+
+def test_meta_records_the_recalibration_batches_used():
+    model, data = stale_bn_net(), batches()
+    d = random_directions(model, 1, seed=2)
+    many = evaluate_grid(
+        model, CE, data, d, "0:0:1", bn_mode="recalibrate", recalibrate_batches=10**20
+    )
+    assert many.meta["recalibrate_batches"] == len(data)
+    every = evaluate_grid(model, CE, data, d, "0:0:1", bn_mode="recalibrate", recalibrate_batches=3)
+    assert many.values["loss"][0] == every.values["loss"][0]

@@ -1,0 +1,95 @@
+"""Random lines and planes, interpolation and the plane through three models."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+
+import numpy as np
+import torch
+from torch import nn
+
+from landscape.slices import (
+    interpolate,
+    plane_through,
+    random_line,
+    random_plane,
+)
+
+CE = nn.CrossEntropyLoss()
+
+
+def bn_net(seed: int = 0, dtype: torch.dtype = torch.float64) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(48, 4)
+    ).to(dtype)
+
+
+def batches(dtype: torch.dtype = torch.float64, sizes=(5, 7, 4)):
+    """Batches of unequal size, so that example-weighting matters."""
+    g = torch.Generator().manual_seed(1)
+    return [
+        (torch.randn(n, 1, 6, 6, generator=g, dtype=dtype), torch.randint(0, 4, (n,), generator=g))
+        for n in sizes
+    ]
+
+
+def state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: t.detach().clone() for n, t in model.state_dict().items()}
+
+
+def assert_same_state(model: nn.Module, before: dict[str, torch.Tensor]) -> None:
+    after = model.state_dict()
+    assert all(torch.equal(after[n], t) for n, t in before.items())
+
+
+def pair():
+    a, b = bn_net(0), bn_net(1)
+    with torch.no_grad():
+        for m, (mu, var) in ((a, (0.1, 1.5)), (b, (-0.4, 0.6))):
+            m[1].running_mean.fill_(mu)
+            m[1].running_var.fill_(var)
+    return a, b
+
+
+def full_loss(model, data) -> float:
+    m = copy.deepcopy(model).eval()
+    x_all, y_all = torch.cat([x for x, _ in data]), torch.cat([y for _, y in data])
+    with torch.no_grad():
+        return float(CE(m(x_all), y_all))
+
+
+def test_interpolate_endpoints_move_running_statistics():
+    (a, b), data = pair(), batches()
+    before_b = state(b)
+    res = interpolate(a, b, CE, data, "0:1:3")
+    assert res.meta["kind"] == "interpolate" and res.meta["moves_buffers"]
+    assert abs(res.values["loss"][0] - full_loss(a, data)) < 1e-10
+    assert abs(res.values["loss"][2] - full_loss(b, data)) < 1e-10
+    fixed = interpolate(a, b, CE, data, "0:1:3", move_buffers=False)
+    assert abs(fixed.values["loss"][2] - full_loss(b, data)) > 1e-6
+    assert_same_state(b, before_b)
+    assert inspect.signature(interpolate).parameters["x"].default == "-0.5:1.5:401"
+
+
+def test_plane_through_three_models():
+    (a, b), data = pair(), batches()
+    c = bn_net(2)
+    res = plane_through(a, b, c, CE, data, "0:1:2", "0:1:2")
+    assert abs(res.values["loss"][0, 0] - full_loss(a, data)) < 1e-10
+    assert abs(res.values["loss"][0, 1] - full_loss(b, data)) < 1e-10  # (x=1, y=0)
+    assert abs(res.values["loss"][1, 0] - full_loss(c, data)) < 1e-10  # (x=0, y=1)
+
+
+def test_random_line_is_plane_axis_and_meta():
+    model, data = bn_net(), batches()
+    line = random_line(model, CE, data, "-1:1:3", seed=5)
+    plane = random_plane(model, CE, data, "-1:1:3", "0:0:1", seed=5)
+    np.testing.assert_allclose(plane.values["loss"][0], line.values["loss"], rtol=0, atol=1e-12)
+    assert line.meta["kind"] == "random_line" and line.meta["seed"] == 5
+    assert plane.meta["kind"] == "random_plane"
+    assert plane.meta["seed"] == 5 and plane.meta["normalization"] == "filter"
+    ortho = random_plane(model, CE, data, "0:0:1", "0:0:1", seed=5, orthogonalize=True)
+    d1, d2 = ortho.directions
+    assert abs(sum(float((d1[n] * d2[n]).sum()) for n in d1)) < 1e-10

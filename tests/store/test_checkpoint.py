@@ -1,0 +1,284 @@
+"""Checkpoint files: exact round trips, atomic writes, hostile and foreign inputs."""
+
+from __future__ import annotations
+
+import builtins
+import pickle
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from landscape import store as ck
+from landscape.store import (
+    CheckpointError,
+    capture_rng,
+    checkpoint_path,
+    list_checkpoints,
+    load_checkpoint,
+    load_state_dict_file,
+    restore_rng,
+    save_checkpoint,
+)
+
+SPEC = {"name": "mlp", "bn": True, "input_shape": [1, 8, 8], "options": {"depth": 2}}
+CONFIG = {"lr": 0.1, "steps": 10, "seed": 0, "note": None, "nan_ok": float("nan")}
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 2))
+
+
+def _draws() -> tuple[torch.Tensor, np.ndarray, list[float], float]:
+    return (
+        torch.randn(5),
+        np.random.rand(5),
+        [random.random() for _ in range(5)],
+        random.gauss(0.0, 1.0),
+    )
+
+
+def _assert_same_draws(a, b) -> None:
+    assert torch.equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert a[2] == b[2] and a[3] == b[3]
+
+
+class _Evil:
+    """Unpickling this calls ``open(marker, "w")``, i.e. creates the marker file."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (builtins.open, (self.marker, "w"))
+
+
+def test_round_trip_model_optimizer_spec_config_rng(tmp_path):
+    model = _model()
+    model(torch.randn(8, 4)).sum().backward()  # moves BN running stats
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt.step()
+    path = checkpoint_path(tmp_path / "checkpoints" / "bn", 42)
+
+    random.gauss(0.0, 1.0)  # leaves a cached gaussian in Python's state
+    save_checkpoint(
+        path, model=model, step=42, spec=SPEC, config=CONFIG, optimizer=opt, extra={"k": [1, 2]}
+    )
+    expected = _draws()
+
+    loaded = load_checkpoint(path)
+    assert loaded.path == path and loaded.step == 42
+    assert loaded.spec == SPEC and loaded.extra == {"k": [1, 2]}
+    assert loaded.config.keys() == CONFIG.keys() and np.isnan(loaded.config["nan_ok"])
+    state = model.state_dict()
+    assert loaded.model_state.keys() == state.keys()
+    for k, v in state.items():
+        assert torch.equal(loaded.model_state[k], v)
+    assert loaded.optimizer_state is not None
+    opt2 = torch.optim.SGD(_model().parameters(), lr=0.1, momentum=0.9)
+    opt2.load_state_dict(loaded.optimizer_state)
+    assert opt2.state_dict()["param_groups"] == opt.state_dict()["param_groups"]
+
+    restore_rng(loaded.rng)
+    _assert_same_draws(_draws(), expected)
+
+
+def test_capture_restore_rng_in_memory_is_exact():
+    state = capture_rng()
+    first = _draws()
+    restore_rng(state)
+    _assert_same_draws(_draws(), first)
+
+
+def test_spec_object_with_to_dict_and_tuples_become_lists(tmp_path):
+    class Spec:
+        def to_dict(self):
+            return {"name": "vgg_small", "input_shape": (1, 8, 8)}
+
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, model=_model(), step=0, spec=Spec(), config={})
+    assert load_checkpoint(path).spec == {"name": "vgg_small", "input_shape": [1, 8, 8]}
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        ({"lr": np.int64(3)}, r"config\['lr'\] is a numpy.int64"),
+        ({"f": lambda x: x}, r"config\['f'\] is a builtins.function"),
+        ({1: "a"}, "JSON keys must be str"),
+        ({"nested": [{"p": object()}]}, r"config\['nested'\]\[0\]\['p'\]"),
+    ],
+)
+def test_non_json_config_is_rejected_and_nothing_written(tmp_path, config, match):
+    path = tmp_path / "c.pt"
+    with pytest.raises(CheckpointError, match=match):
+        save_checkpoint(path, model=_model(), step=0, spec=SPEC, config=config)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("step", [-1, 1.5, True])
+def test_bad_step_is_rejected(tmp_path, step):
+    with pytest.raises(ValueError, match="non-negative int"):
+        save_checkpoint(tmp_path / "c.pt", model=_model(), step=step, spec={}, config={})
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    d = tmp_path / "deep" / "dir"
+    for step in (0, 5):
+        save_checkpoint(checkpoint_path(d, step), model=_model(), step=step, spec={}, config={})
+    assert sorted(p.name for p in d.iterdir()) == ["step_0000000.pt", "step_0000005.pt"]
+
+
+def test_failed_save_keeps_existing_checkpoint(tmp_path, monkeypatch):
+    path = checkpoint_path(tmp_path, 7)
+    save_checkpoint(path, model=_model(), step=7, spec=SPEC, config={})
+    before = path.read_bytes()
+
+    def boom(obj, f, *args, **kwargs):
+        # Fail half-way through: whatever the save writes to is left truncated, so a
+        # non-atomic save (straight to ``path``) would corrupt the existing checkpoint.
+        if hasattr(f, "write"):
+            f.write(b"partial")
+        else:
+            Path(f).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, model=_model(), step=8, spec=SPEC, config={})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    monkeypatch.undo()
+    assert load_checkpoint(path).step == 7
+
+
+def test_evil_payload_works_under_plain_pickle(tmp_path):
+    """Control: the payload really runs code when unpickled unsafely."""
+    marker = tmp_path / "marker"
+    pickle.loads(pickle.dumps(_Evil(str(marker)))).close()
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("writer", ["pickle", "torch.save"])
+@pytest.mark.parametrize("loader", [load_checkpoint, load_state_dict_file])
+def test_malicious_pickle_is_refused_not_executed(tmp_path, writer, loader):
+    marker = tmp_path / "marker"
+    path = tmp_path / "evil.pt"
+    payload = {"format": "landscape-checkpoint", "model_state": _Evil(str(marker))}
+    if writer == "pickle":
+        path.write_bytes(pickle.dumps(payload))
+    else:
+        torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"not allowed.*nothing in it was executed"):
+        loader(path)
+    assert not marker.exists()
+
+
+def test_truncated_file_is_refused(tmp_path):
+    good = tmp_path / "good.pt"
+    save_checkpoint(good, model=_model(), step=1, spec={}, config={})
+    data = good.read_bytes()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"not a landscape checkpoint.*truncated"):
+        load_checkpoint(bad)
+
+
+@pytest.mark.parametrize("content", [b"hello, I am a text file\n", b""])
+def test_non_torch_file_is_refused(tmp_path, content):
+    path = tmp_path / "notes.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="not a landscape checkpoint"):
+        load_checkpoint(path)
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(CheckpointError, match="is a directory"):
+        load_checkpoint(tmp_path)
+
+
+def test_bare_state_dict_is_foreign_but_loads_as_weights(tmp_path):
+    model = _model()
+    path = tmp_path / "weights.pt"
+    torch.save(model.state_dict(), path)
+    with pytest.raises(CheckpointError, match=r"foreign checkpoint .*expected keys"):
+        load_checkpoint(path)
+    sd = load_state_dict_file(path)
+    assert all(torch.equal(sd[k], v) for k, v in model.state_dict().items())
+
+
+def test_load_state_dict_file_accepts_wrappers_and_our_format(tmp_path):
+    model = _model()
+    torch.save({"state_dict": model.state_dict(), "epoch": 3}, tmp_path / "w.pt")
+    assert load_state_dict_file(tmp_path / "w.pt").keys() == model.state_dict().keys()
+    save_checkpoint(tmp_path / "c.pt", model=model, step=0, spec={}, config={})
+    assert load_state_dict_file(tmp_path / "c.pt").keys() == model.state_dict().keys()
+    torch.save({"epoch": 3}, tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match="holds no state_dict"):
+        load_state_dict_file(tmp_path / "x.pt")
+
+
+def test_newer_format_version_is_refused(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, model=_model(), step=0, spec={}, config={})
+    obj = torch.load(path, weights_only=True)
+    obj["format_version"] = ck.CHECKPOINT_FORMAT_VERSION + 1
+    torch.save(obj, path)
+    with pytest.raises(CheckpointError, match="upgrade landscape"):
+        load_checkpoint(path)
+
+
+def test_list_checkpoints_sorted_and_ignores_other_files(tmp_path):
+    for step in (100, 3, 20, 10_000_000):
+        checkpoint_path(tmp_path, step).write_bytes(b"x")
+    (tmp_path / ".step_0000050.pt.abc123.tmp").write_bytes(b"x")
+    (tmp_path / "step_12.pt").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_bytes(b"x")
+    found = list_checkpoints(tmp_path)
+    assert [s for s, _ in found] == [3, 20, 100, 10_000_000]
+    assert found[0][1] == tmp_path / "step_0000003.pt"
+    assert list_checkpoints(tmp_path / "missing") == []
+
+
+def test_checkpoint_sha256_is_stable(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"abc")
+    expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert ck.checkpoint_sha256(path) == expected
+
+
+def test_training_record_reads_what_the_trainer_stores(tmp_path: Path) -> None:
+    """Every field of the record is a TrainConfig field, read back with its value."""
+    from dataclasses import asdict, fields
+
+    from landscape.train import TrainConfig
+
+    config = TrainConfig(model="mlp", dataset="synthetic", data_options={"n": 64}, lr=0.3,
+                         batch_size=16, seed=7, data_dir="somewhere")  # fmt: skip
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, model=_model(), step=0, spec=SPEC, config=config.to_dict())
+    record = ck.TrainingRecord.of(load_checkpoint(path))
+    assert {f.name for f in fields(record)} <= set(asdict(config))
+    assert asdict(record) == {k: getattr(config, k) for k in asdict(record)}
+
+
+def test_training_record_of_a_foreign_config(tmp_path: Path) -> None:
+    """Missing settings are None (the reader asks for them); a wrong type is named."""
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, model=_model(), step=0, spec=SPEC, config={"note": "mine", "lr": 1})
+    record = ck.TrainingRecord.of(load_checkpoint(path))
+    assert (record.lr, record.dataset, record.batch_size, record.seed) == (1.0, None, None, 0)
+    assert isinstance(record.lr, float) and record.data_options == {}
+    save_checkpoint(path, model=_model(), step=0, spec=SPEC, config={"batch_size": "128"})
+    with pytest.raises(CheckpointError, match="batch_size='128', which is not an integer"):
+        ck.TrainingRecord.of(load_checkpoint(path))
+    save_checkpoint(path, model=_model(), step=0, spec=SPEC, config={"lr": True})
+    with pytest.raises(CheckpointError, match="lr=True, which is not a number"):
+        ck.TrainingRecord.of(load_checkpoint(path))

@@ -1,0 +1,126 @@
+"""Append-only series: round trips, dtypes, column rules, truncation on resume."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from landscape.store import (
+    append_rows,
+    append_series,
+    read_series,
+    truncate_series,
+)
+
+
+@pytest.fixture
+def h5(tmp_path):
+    with h5py.File(tmp_path / "t.h5", "w") as f:
+        yield f
+
+
+def test_append_series_round_trip_values_and_dtypes(h5):
+    g = h5.create_group("train/bn")
+    rows = [(0, 2.5, np.float32(0.25), [1.0, 2.0]), (1, 2.25, np.float32(0.5), [3.0, np.nan])]
+    for step, loss, acc, vec in rows:
+        append_series(g, step=step, loss=loss, accuracy=acc, vec=np.array(vec))
+    out = read_series(g)
+    assert set(out) == {"step", "loss", "accuracy", "vec"}
+    assert out["step"].dtype == np.int64 and out["loss"].dtype == np.float64
+    assert out["accuracy"].dtype == np.float64 and out["vec"].shape == (2, 2)
+    np.testing.assert_array_equal(out["step"], [0, 1])
+    np.testing.assert_array_equal(out["loss"], [2.5, 2.25])
+    np.testing.assert_array_equal(out["accuracy"], [0.25, 0.5])
+    np.testing.assert_array_equal(out["vec"], [[1.0, 2.0], [3.0, np.nan]])
+    assert g["vec"].maxshape == (None, 2)
+
+
+def test_append_rows_matches_append_series(h5):
+    rng = np.random.default_rng(0)
+    step = np.arange(7)
+    loss = rng.standard_normal((7, 3, 2))
+    a, b = h5.create_group("a"), h5.create_group("b")
+    append_rows(a, step=step[:4], loss=loss[:4])
+    append_rows(a, step=step[4:], loss=loss[4:])
+    append_rows(a, step=step[:0], loss=loss[:0])  # zero rows: no-op
+    for s, row in zip(step, loss):
+        append_series(b, step=s, loss=row)
+    for g in (a, b):
+        out = read_series(g)
+        np.testing.assert_array_equal(out["step"], step)
+        np.testing.assert_array_equal(out["loss"], loss)
+
+
+def test_append_accepts_tensors(h5):
+    g = h5.create_group("g")
+    append_series(g, step=torch.tensor(3), loss=torch.tensor(0.5, requires_grad=True))
+    append_rows(g, step=torch.tensor([4]), loss=torch.tensor([0.25]))
+    np.testing.assert_array_equal(read_series(g)["loss"], [0.5, 0.25])
+
+
+@pytest.mark.parametrize(
+    ("columns", "match"),
+    [
+        ({"step": 1}, r"missing \['loss'\]"),
+        ({"step": 1, "loss": 1.0, "lr": 0.1}, r"adds \['lr'\]"),
+        ({"step": 1, "loss": np.zeros(2)}, "row shape"),
+        ({"step": 1.5, "loss": 1.0}, "got floats"),
+        ({"step": 1, "loss": "high"}, "numbers only"),
+    ],
+)
+def test_mismatched_columns_raise_and_write_nothing(h5, columns, match):
+    g = h5.create_group("g")
+    append_series(g, step=0, loss=1.0)
+    with pytest.raises(ValueError, match=match):
+        append_series(g, **columns)
+    assert {k: len(v) for k, v in read_series(g).items()} == {"step": 1, "loss": 1}
+
+
+def test_append_rows_unequal_counts_and_scalars(h5):
+    g = h5.create_group("g")
+    with pytest.raises(ValueError, match="unequal row counts"):
+        append_rows(g, step=np.arange(3), loss=np.zeros(2))
+    with pytest.raises(ValueError, match="no row axis"):
+        append_rows(g, step=1)
+    assert len(g) == 0
+
+
+def test_truncate_series_prefix_and_general(h5):
+    g = h5.create_group("g")
+    append_rows(g, step=np.arange(10), loss=np.arange(10.0), vec=np.ones((10, 3)))
+    truncate_series(g, "step", 6)
+    out = read_series(g)
+    np.testing.assert_array_equal(out["step"], np.arange(7))
+    assert out["vec"].shape == (7, 3)
+    truncate_series(g, "step", 100)  # nothing to drop
+    assert len(read_series(g)["step"]) == 7
+    append_rows(g, step=np.array([2, 9, 1]), loss=np.zeros(3), vec=np.zeros((3, 3)))
+    truncate_series(g, "step", 2)
+    np.testing.assert_array_equal(read_series(g)["step"], [0, 1, 2, 2, 1])
+    truncate_series(g, "step", -1)
+    assert all(len(v) == 0 for v in read_series(g).values())
+    append_series(g, step=0, loss=1.0, vec=np.zeros(3))  # still appendable
+    out = read_series(g)
+    assert len(out["step"]) == 1 and out["vec"].shape == (1, 3)
+
+
+def test_truncate_series_errors_and_empty_group(h5):
+    empty = h5.create_group("empty")
+    truncate_series(empty, "step", 3)
+    assert len(empty) == 0
+    g = h5.create_group("g")
+    append_series(g, step=0, vec=np.zeros(2))
+    with pytest.raises(ValueError, match="no column 'epoch'"):
+        truncate_series(g, "epoch", 3)
+    with pytest.raises(ValueError, match="not 1-D"):
+        truncate_series(g, "vec", 3)
+
+
+def test_read_series_detects_inconsistent_lengths(h5):
+    g = h5.create_group("g")
+    append_rows(g, step=np.arange(3), loss=np.zeros(3))
+    g["loss"].resize(2, axis=0)
+    with pytest.raises(ValueError, match="unequal lengths"):
+        read_series(g)

@@ -1,0 +1,64 @@
+"""TrainConfig: validation, schedules, the paper's probe grids, choices from Literal annotations."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from landscape.train import TrainConfig, checkpoint_schedule, lr_at
+
+TINY = dict(
+    model="mlp",
+    model_options={"depth": 2, "width": 32},
+    steps=30,
+    batch_size=64,
+    eval_every=10,
+    checkpoint_every=10,
+    device="cpu",
+)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"lr": -0.1}, "learning rate"),
+        ({"steps": 0}, "steps"),
+        ({"optimizer": "sgdd"}, "optimizer"),
+    ],
+)
+def test_bad_config(change, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**{**TINY, **change}).validate()
+
+
+def test_schedules():
+    c = TrainConfig(steps=1000, checkpoint_log=4, checkpoint_steps=[7])
+    assert checkpoint_schedule(c) == [0, 1, 7, 10, 100, 1000]
+    c = TrainConfig(lr=1.0, lr_milestones=[10, 20], lr_gamma=0.5)
+    assert [lr_at(c, s) for s in (0, 10, 19, 20)] == [1.0, 0.5, 0.5, 0.25]
+
+
+def test_probe_step_grid_follows_the_paper_per_model():
+    vgg = TrainConfig(model="vgg_small", lr=0.1).step_sizes()
+    assert (vgg.low, vgg.high, vgg.spacing) == (0.5, 4.0, "linear")
+    np.testing.assert_allclose(vgg.values()[[0, -1]], [0.05, 0.4])
+    dln = TrainConfig(model="dln", lr=1e-6).step_sizes()
+    assert (dln.low, dln.high, dln.spacing) == (0.01, 30.0, "log")
+    mine = TrainConfig(model="dln", lr=1e-6, probe_low=1.0, probe_spacing="linear").step_sizes()
+    assert (mine.low, mine.high, mine.spacing) == (1.0, 30.0, "linear")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("activation", "swish", "activation must be one of relu, sigmoid, tanh, got 'swish'"),
+        ("probe_spacing", "cubic", "probe_spacing must be one of linear, log, None"),
+        ("optimizer", "lbfgs", "optimizer must be one of sgd, momentum, adam"),
+    ],
+)
+def test_choices_come_from_the_literal_annotations(field, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainConfig(**{field: value}).validate()
+    TrainConfig(probe_spacing=None).validate()  # an optional Literal allows None

@@ -1,0 +1,328 @@
+"""Paired training: fairness, determinism, resume, divergence, logs, inline probes."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from landscape import store
+from landscape.train import TrainConfig, train_pair
+
+TINY = dict(
+    model="mlp",
+    model_options={"depth": 2, "width": 32},
+    steps=30,
+    batch_size=64,
+    eval_every=10,
+    checkpoint_every=10,
+    device="cpu",
+)
+
+
+def _final_state(run, variant, step):
+    ckpt = store.load_checkpoint(store.checkpoint_path(run / "checkpoints" / variant, step))
+    return ckpt.model_state
+
+
+@pytest.fixture
+def dropout_model():
+    from landscape.models import MODELS, register_model
+
+    @register_model("test_dropout_mlp")
+    def factory(*, bn, activation, init, init_scale, input_shape, num_classes):
+        layers = [torch.nn.Flatten(), torch.nn.Linear(64, 32)]
+        layers += [torch.nn.BatchNorm1d(32)] if bn else []
+        layers += [torch.nn.ReLU(), torch.nn.Dropout(0.5), torch.nn.Linear(32, num_classes)]
+        return torch.nn.Sequential(*layers)
+
+    yield "test_dropout_mlp"
+    MODELS.pop("test_dropout_mlp")
+
+
+def test_pair_starts_equal_and_logs(tmp_path, digits):
+    result = train_pair(TrainConfig(**TINY), tmp_path / "run", dataset=digits)
+    assert {v.status for v in result.variants.values()} == {"finished"}
+    bn0 = _final_state(tmp_path / "run", "bn", 0)
+    plain0 = _final_state(tmp_path / "run", "plain", 0)
+    assert set(plain0) < set(bn0)
+    for name, tensor in plain0.items():
+        assert torch.equal(tensor, bn0[name]), name
+    with h5py.File(tmp_path / "run" / "run.h5", "r") as f:
+        assert f.attrs["schema_version"] == store.SCHEMA_VERSION
+        for v in ("bn", "plain"):
+            train = store.read_series(f[f"train/{v}"])
+            np.testing.assert_array_equal(train["step"], np.arange(30))
+            assert np.all(np.isfinite(train["loss"])) and np.all(train["grad_norm"] > 0)
+            np.testing.assert_array_equal(
+                store.read_series(f[f"eval/{v}"])["step"], [0, 10, 20, 30]
+            )
+            assert f[f"train/{v}"].attrs["status"] == "finished"
+
+
+def test_same_seed_same_weights_and_different_seed_differs(tmp_path, digits):
+    a = train_pair(TrainConfig(**TINY, bn="plain"), tmp_path / "a", dataset=digits)
+    b = train_pair(TrainConfig(**TINY, bn="plain"), tmp_path / "b", dataset=digits)
+    c = train_pair(TrainConfig(**{**TINY, "seed": 1}, bn="plain"), tmp_path / "c", dataset=digits)
+    sa, sb, sc = (_final_state(r.out_dir, "plain", 30) for r in (a, b, c))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_resume_reaches_same_weights_bit_for_bit(tmp_path, digits):
+    config = TrainConfig(**{**TINY, "optimizer": "momentum"})
+    train_pair(config, tmp_path / "full", dataset=digits)
+    # An interrupted run: the same configuration, stopped after step 20's checkpoint.
+    train_pair(config, tmp_path / "cut", dataset=digits)
+    for v in ("bn", "plain"):
+        store.checkpoint_path(tmp_path / "cut" / "checkpoints" / v, 30).unlink()
+    result = train_pair(config, tmp_path / "cut", resume=True, dataset=digits)
+    assert all(r.status == "finished" for r in result.variants.values())
+    for v in ("bn", "plain"):
+        full, cut = _final_state(tmp_path / "full", v, 30), _final_state(tmp_path / "cut", v, 30)
+        assert all(torch.equal(full[k], cut[k]) for k in full), v
+        with (
+            h5py.File(tmp_path / "full" / "run.h5") as f,
+            h5py.File(tmp_path / "cut" / "run.h5") as g,
+        ):
+            for group in (f"train/{v}", f"eval/{v}"):
+                a, b = store.read_series(f[group]), store.read_series(g[group])
+                for k in a:
+                    np.testing.assert_array_equal(a[k], b[k], err_msg=f"{group}/{k}")
+
+
+def test_diverging_variant_stops_other_finishes(tmp_path, digits):
+    # A huge learning rate with large weights: the plain network blows up, BN survives.
+    config = TrainConfig(**{**TINY, "lr": 1e6, "init_scale": 10.0})
+    result = train_pair(config, tmp_path / "run", dataset=digits)
+    statuses = {v: r.status for v, r in result.variants.items()}
+    assert statuses == {"bn": "finished", "plain": "diverged"}
+    assert result.variants["bn"].steps_done == 30
+    diverged = ["plain"]
+    with h5py.File(tmp_path / "run" / "run.h5") as f:
+        for v in diverged:
+            loss = store.read_series(f[f"train/{v}"])["loss"]
+            assert not np.isfinite(loss[-1]) and np.all(np.isfinite(loss[:-1]))
+            assert "diverged" in f[f"train/{v}"].attrs["message"]
+
+
+def test_refuses_existing_run_without_flags(tmp_path, digits):
+    config = TrainConfig(**{**TINY, "steps": 2, "bn": "plain"})
+    train_pair(config, tmp_path / "run", dataset=digits)
+    before = (tmp_path / "run" / "run.h5").read_bytes()
+    with pytest.raises(ValueError, match="already holds a run"):
+        train_pair(config, tmp_path / "run", dataset=digits)
+    assert (tmp_path / "run" / "run.h5").read_bytes() == before
+
+
+def test_inline_probe_matches_direct_probe_on_checkpoint(tmp_path, digits):
+    """The row written at step 10 is the probe of checkpoint 10 on step 10's batch."""
+    from landscape.data import batch_indices
+    from landscape.models import ModelSpec
+    from landscape.probes import gradient_probe, ics
+
+    config = TrainConfig(**{**TINY, "dtype": "float64", "probe_every": 10, "ics_every": 10})
+    train_pair(config, tmp_path / "run", dataset=digits)
+    for v in ("bn", "plain"):
+        ckpt = store.load_checkpoint(
+            store.checkpoint_path(tmp_path / "run" / "checkpoints" / v, 10)
+        )
+        model = ModelSpec.from_dict(ckpt.spec).build().double()
+        model.load_state_dict(ckpt.model_state)
+        idx = batch_indices(len(digits.x_train), config.batch_size, 10, config.seed)
+        batch = (digits.x_train[idx].double(), digits.y_train[idx])
+        loss_fn = torch.nn.functional.cross_entropy
+        direct = gradient_probe(model, loss_fn, batch, config.step_sizes().values())
+        shift = ics(model, loss_fn, batch, config.lr)
+        with h5py.File(tmp_path / "run" / "run.h5") as f:
+            rows = store.read_series(f[f"probe/{v}"])
+            ics_rows = store.read_series(f[f"ics/{v}"])
+        np.testing.assert_array_equal(rows["step"], [0, 10, 20])
+        np.testing.assert_allclose(rows["grad_distance"][1], direct.grad_distance, rtol=1e-9)
+        np.testing.assert_allclose(rows["loss"][1], direct.loss, rtol=1e-9)
+        assert rows["beta"][1] == pytest.approx(direct.beta, rel=1e-9)
+        np.testing.assert_allclose(ics_rows["l2"][1], shift.l2, rtol=1e-9, atol=1e-15)
+
+
+def test_inline_ics_uses_the_optimizers_update_and_probes_follow_the_schedule(tmp_path, digits):
+    """With momentum, ICS of step 10 moves the earlier layers to checkpoint 11's values (the
+    update the optimizer made), not by -lr * g; probe step sizes scale with the step's lr."""
+    from landscape.data import batch_indices
+    from landscape.models import ModelSpec
+    from landscape.probes import ics
+
+    config = TrainConfig(
+        **{**TINY, "dtype": "float64", "optimizer": "momentum", "lr": 0.05},
+        probe_every=10,
+        ics_every=10,
+        checkpoint_steps=[11],
+        lr_milestones=[15],
+        lr_gamma=0.5,
+    )
+    train_pair(config, tmp_path / "run", dataset=digits)
+    loss_fn = torch.nn.functional.cross_entropy
+    idx = batch_indices(len(digits.x_train), config.batch_size, 10, config.seed)
+    batch = (digits.x_train[idx].double(), digits.y_train[idx])
+    for v in ("bn", "plain"):
+        ckpt_dir = tmp_path / "run" / "checkpoints" / v
+        c10, c11 = (store.load_checkpoint(store.checkpoint_path(ckpt_dir, s)) for s in (10, 11))
+        model = ModelSpec.from_dict(c10.spec).build().double()
+        model.load_state_dict(c10.model_state)
+        update = {n: c11.model_state[n] - c10.model_state[n] for n, _ in model.named_parameters()}
+        expected = ics(model, loss_fn, batch, update=update)
+        sgd = ics(model, loss_fn, batch, lr=config.lr)
+        with h5py.File(tmp_path / "run" / "run.h5") as f:
+            rows = store.read_series(f[f"ics/{v}"])
+            probes = store.read_series(f[f"probe/{v}"])
+            assert f[f"ics/{v}"].attrs["update"] == '"given"'
+        np.testing.assert_array_equal(rows["step"], [0, 10, 20])
+        np.testing.assert_allclose(rows["l2"][1], expected.l2, rtol=1e-9, atol=1e-15)
+        np.testing.assert_allclose(rows["cos"][1], expected.cos, rtol=1e-9)
+        assert np.max(np.abs(rows["l2"][1] - sgd.l2)) > 1e-6  # momentum: not the SGD step
+        multipliers = config.step_sizes().values() / config.lr
+        np.testing.assert_allclose(probes["step_sizes"][1], 0.05 * multipliers, rtol=1e-12)
+        np.testing.assert_allclose(probes["step_sizes"][2], 0.025 * multipliers, rtol=1e-12)
+
+
+def test_resume_keeps_a_diverged_variant_as_it_ended(tmp_path, digits):
+    config = TrainConfig(**{**TINY, "lr": 1e6, "init_scale": 10.0})
+    train_pair(config, tmp_path / "run", dataset=digits)
+    with h5py.File(tmp_path / "run" / "run.h5") as f:
+        before = store.read_series(f["train/plain"])["loss"]
+    result = train_pair(config, tmp_path / "run", resume=True, dataset=digits)
+    assert result.variants["plain"].status == "diverged"
+    assert result.variants["bn"].status == "finished"
+    with h5py.File(tmp_path / "run" / "run.h5") as f:
+        after = store.read_series(f["train/plain"])["loss"]
+    np.testing.assert_array_equal(before, after)  # the non-finite row is still there
+    assert not np.isfinite(after[-1])
+
+
+def test_eval_mode_inline_probe_is_an_eval_mode_probe(tmp_path, digits):
+    """The step's train-mode gradient must not stand in for an eval-mode probe's g."""
+    from landscape.data import batch_indices
+    from landscape.models import ModelSpec
+    from landscape.probes import gradient_probe
+
+    config = TrainConfig(
+        **{**TINY, "dtype": "float64", "bn": "bn", "probe_every": 10, "probe_bn_mode": "eval"}
+    )
+    train_pair(config, tmp_path / "run", dataset=digits)
+    ckpt = store.load_checkpoint(store.checkpoint_path(tmp_path / "run" / "checkpoints" / "bn", 10))
+    model = ModelSpec.from_dict(ckpt.spec).build().double()
+    model.load_state_dict(ckpt.model_state)
+    idx = batch_indices(len(digits.x_train), config.batch_size, 10, config.seed)
+    batch = (digits.x_train[idx].double(), digits.y_train[idx])
+    direct = gradient_probe(
+        model, torch.nn.functional.cross_entropy, batch, config.step_sizes(), bn_mode="eval"
+    )
+    with h5py.File(tmp_path / "run" / "run.h5") as f:
+        row = {k: v[1] for k, v in store.read_series(f["probe/bn"]).items()}
+    assert row["grad_norm"] == pytest.approx(direct.grad_norm, rel=1e-9)
+    np.testing.assert_allclose(row["grad_distance"], direct.grad_distance, rtol=1e-9)
+
+
+def test_inline_probe_with_a_frozen_parameter(tmp_path, digits, monkeypatch):
+    (tmp_path / "frozenmod.py").write_text(
+        "from landscape.models import create_model\n"
+        "def frozen(**spec):\n"
+        "    m = create_model('mlp', depth=1, width=16, **spec)\n"
+        "    m.layers[0].linear.bias.requires_grad_(False)\n"
+        "    return m\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = TrainConfig(**{**TINY, "model": "frozenmod:frozen", "model_options": {}})
+    config.probe_every = 5
+    result = train_pair(config, tmp_path / "run", dataset=digits)
+    assert {r.status for r in result.variants.values()} == {"finished"}
+    with h5py.File(tmp_path / "run" / "run.h5") as f:
+        rows = store.read_series(f["probe/bn"])
+        assert len(rows["step"]) == 6
+        assert np.all(np.isfinite(rows["beta"])) and np.all(np.isfinite(rows["grad_norm"]))
+    for v in ("bn", "plain"):
+        first, last = (_final_state(tmp_path / "run", v, s) for s in (0, 30))
+        name = "layers.0.linear.bias"
+        assert torch.equal(first[name], last[name])  # frozen: never updated
+        assert not torch.equal(first["layers.0.linear.weight"], last["layers.0.linear.weight"])
+
+
+@pytest.mark.parametrize("probe_bn_mode", ["train", "eval"])
+def test_inline_probes_and_ics_leave_training_unchanged(tmp_path, digits, probe_bn_mode):
+    """Probes and ICS (which writes theta_t back and restores theta_{t+1}) are evaluations:
+    the final weights, buffers and logged losses equal those of an unprobed run bit for bit."""
+    base = dict(TINY, optimizer="momentum")
+    plain = train_pair(TrainConfig(**base), tmp_path / "a", dataset=digits)
+    probed = TrainConfig(**base, probe_every=5, ics_every=5, probe_bn_mode=probe_bn_mode)
+    train_pair(probed, tmp_path / "b", dataset=digits)
+    for v in ("bn", "plain"):
+        a, b = (_final_state(tmp_path / r, v, 30) for r in ("a", "b"))
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), (v, k)
+        with h5py.File(tmp_path / "a" / "run.h5") as fa, h5py.File(tmp_path / "b" / "run.h5") as fb:
+            assert "probe" not in fa and len(fb[f"probe/{v}/step"]) == 6
+            assert len(fb[f"ics/{v}/step"]) == 6
+            la, lb = (store.read_series(f[f"train/{v}"]) for f in (fa, fb))
+            for k in ("loss", "accuracy", "grad_norm"):
+                np.testing.assert_array_equal(la[k], lb[k])
+    assert plain.variants["bn"].status == "finished"
+
+
+def test_step_hooks_run_after_backward_with_the_steps_gradient(tmp_path, digits):
+    """Whatever the probe settings, a user hook sees the step's own (loss, gradient)."""
+    seen = []
+
+    def hook(variant, step, model, loss_fn, batch, base):
+        loss, grads = base
+        grads_now = {n: p.grad for n, p in model.named_parameters()}
+        assert all(grads[n] is grads_now[n] for n in grads)
+        seen.append((variant, step, float(loss)))
+
+    config = TrainConfig(**{**TINY, "bn": "bn", "probe_every": 10, "probe_bn_mode": "eval"})
+    train_pair(config, tmp_path / "run", hooks=[hook], dataset=digits)
+    with h5py.File(tmp_path / "run" / "run.h5") as f:
+        losses = store.read_series(f["train/bn"])["loss"]
+    assert [s for _, s, _ in seen] == list(range(30))
+    np.testing.assert_array_equal([loss for _, _, loss in seen], losses)
+
+
+def test_resume_without_checkpoints_starts_over_without_duplicate_rows(tmp_path, digits):
+    import shutil
+
+    config = TrainConfig(**{**TINY, "probe_every": 10})
+    train_pair(config, tmp_path / "run", dataset=digits)
+    shutil.rmtree(tmp_path / "run" / "checkpoints")
+    train_pair(config, tmp_path / "run", resume=True, dataset=digits)
+    with h5py.File(tmp_path / "run" / "run.h5") as f:
+        np.testing.assert_array_equal(store.read_series(f["train/bn"])["step"], np.arange(30))
+        np.testing.assert_array_equal(store.read_series(f["probe/bn"])["step"], [0, 10, 20])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_train_pair_on_cuda_with_inline_probes(tmp_path, digits):
+    config = TrainConfig(
+        **{**TINY, "device": "cuda", "optimizer": "momentum"}, probe_every=10, ics_every=10
+    )
+    result = train_pair(config, tmp_path / "run", dataset=digits)
+    assert {v.status for v in result.variants.values()} == {"finished"}
+    with h5py.File(tmp_path / "run" / "run.h5") as f:
+        for v in ("bn", "plain"):
+            np.testing.assert_array_equal(store.read_series(f[f"ics/{v}"])["step"], [0, 10, 20])
+            assert np.all(np.isfinite(store.read_series(f[f"probe/{v}"])["beta"]))
+
+
+def test_dropout_runs_repeat_and_leave_the_callers_rng(tmp_path, digits, dropout_model):
+    config = TrainConfig(**{**TINY, "model": dropout_model, "model_options": {}})
+    before = torch.get_rng_state()
+    for name in ("a", "b"):
+        train_pair(config, tmp_path / name, dataset=digits)
+        torch.rand(3)  # the caller's own draws between runs change nothing
+    torch.set_rng_state(before)
+    train_pair(config, tmp_path / "c", dataset=digits)
+    assert torch.equal(torch.get_rng_state(), before)
+    for v in ("bn", "plain"):
+        a, b = (_final_state(tmp_path / n, v, 30) for n in ("a", "b"))
+        for name, t in a.items():
+            assert torch.equal(t, b[name]), (v, name)
