@@ -211,10 +211,8 @@ def _prepare(
 ) -> dict:
     """Done steps ``{variant: {step: sha256}}`` of ``out``; creates ``out`` when needed."""
     done: dict[str, dict[int, str]] = {v: {} for v in sources}
-    if out.exists() and not overwrite:
+    if store.check_output(out, "offline probe file") and not overwrite:  # never another kind
         with store.open_run(out, "r") as f:
-            if SETTINGS_ATTR not in f.attrs:
-                raise ValueError(f"{out} is not an offline probe file: pass --out or --overwrite")
             old = store.read_json_attr(f, SETTINGS_ATTR)
             new = json.loads(store.dumps(settings, "probe settings"))
             diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
@@ -234,6 +232,7 @@ def _prepare(
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:  # never a half-made file
         prov = store.provenance({"probe": settings, "checkpoints": hashes}, device=device)
         store.write_provenance(f, prov)
+        f.attrs[store.KIND_ATTR] = "offline probe file"
         store.write_json_attr(f, SETTINGS_ATTR, settings)
         f[BATCHES] = index.astype(np.int64)
     return done

@@ -29,7 +29,8 @@ class H5Sink:
     """Append each ``(kind, step, result)`` to ``path`` under ``/<kind>/<variant>``.
 
     Args:
-        path: the HDF5 file (created with provenance if it does not exist).
+        path: the HDF5 file (created with provenance if it does not exist); an existing one
+            must be a probe log or a run log (anything else is refused, never written).
         variant: the group name below each kind, e.g. ``bn`` or ``plain``.
         attrs: extra JSON-safe attributes recorded on each group (e.g. the step-size grid).
     """
@@ -38,9 +39,10 @@ class H5Sink:
         self, path: str | Path, variant: str = "model", attrs: Mapping[str, Any] | None = None
     ):
         self.path, self.variant, self.attrs = Path(path), variant, dict(attrs or {})
-        if not self.path.exists():
+        if not store.check_output(self.path, ("probe log", "run log"), option="path"):
             with h5py.File(self.path, "a") as f:
                 store.write_provenance(f, store.provenance(self.attrs))
+                f.attrs[store.KIND_ATTR] = "probe log"
 
     def __call__(self, kind: str, step: int, result: Any) -> None:
         row = result.to_dict() if hasattr(result, "to_dict") else dict(result)

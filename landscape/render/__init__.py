@@ -10,8 +10,9 @@ and text made fit to plot, shared by the builders), :mod:`.curves` (training cur
 :mod:`.santurkar` (gradient landscape, gradient change, ICS), :mod:`.lines` (1-D slices),
 :mod:`.surfaces` (2-D slices) and :mod:`.colour_scale` (levels shared by compared panels).
 
-May import: :mod:`landscape._files` (atomic writes of figures) and matplotlib. Never the
-store, the numerical wings or training: files are read in :mod:`landscape.figures`.
+May import: :mod:`landscape._files` (atomic writes of figures), the output guard of
+:mod:`landscape.store` and matplotlib. Never the numerical wings or training, and no file is
+read here: files become figures in :mod:`landscape.figures`.
 """
 
 from landscape.render.curves import divergence_step, moving_average, training_curves

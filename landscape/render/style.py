@@ -22,6 +22,7 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from landscape._files import atomic_path
+from landscape.store.outputs import check_output
 
 __all__ = [
     "BN_COLOR",
@@ -217,9 +218,12 @@ def save_figure(
         The written paths, in the order of ``formats``.
 
     Raises:
-        ValueError: If a format is not an image format matplotlib writes.
+        ValueError: If a format is not an image format matplotlib writes, or a target holds
+            something other than a figure (it is left as it is).
     """
     targets = _targets(path, formats)
+    for target in targets:
+        check_output(target, "figure")  # replaces figures only, never another kind of file
     written = []
     for target in targets:
         fmt = target.suffix.lstrip(".")

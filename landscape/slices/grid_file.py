@@ -49,6 +49,7 @@ from landscape.slices.engine import (
     evaluate_grid,
 )
 from landscape.store.hdf5 import dumps, open_run, read_json_attr
+from landscape.store.outputs import KIND_ATTR, check_output
 from landscape.store.provenance import provenance, write_provenance
 
 __all__ = ["SLICE_FORMAT", "read_grid", "run_grid", "slice_file_hash"]
@@ -115,6 +116,7 @@ def _create(
     try:
         with h5py.File(tmp, "w") as f:
             write_provenance(f, provenance(config, device=device))
+            f.attrs[KIND_ATTR] = "slice file"
             f.attrs["slice_format"] = SLICE_FORMAT
             f.attrs["config_hash"] = meta["config_hash"]
             f.attrs["meta"] = dumps(meta, "meta")
@@ -188,10 +190,8 @@ def slice_file_hash(path: Path, where: str = "output path") -> str | None:
         ValueError: If ``path`` holds anything else (never to be replaced: choose another
             ``where``) or is open for writing by another process.
     """
-    if not path.exists() or (path.is_file() and path.stat().st_size == 0):
+    if not check_output(path, "slice file", option=where):  # refuses any other kind of file
         return None
-    if path.is_dir() or not h5py.is_hdf5(path):
-        raise ValueError(f"{path} is not a slice file: choose another {where}")
     with open_run(path) as f:  # a file locked by a writer: "open for writing by another ..."
         if f.attrs.get("slice_format") != SLICE_FORMAT or "config_hash" not in f.attrs:
             raise ValueError(f"{path} is not a slice file: choose another {where}")

@@ -3,7 +3,8 @@
 Owns the HDF5 files (:mod:`.hdf5`: opening, JSON attributes; :mod:`.series`: append-only
 series; :mod:`.provenance`), the checkpoint format and files (:mod:`.checkpoint`,
 :mod:`.checkpoint_files`), the exact RNG states checkpoints carry (:mod:`.rng`), the layout
-of a run directory (:mod:`.layout`) and ``landscape info`` (:mod:`.info`). Layouts:
+of a run directory (:mod:`.layout`), the guard every output goes through (:mod:`.outputs`)
+and ``landscape info`` (:mod:`.info`). Layouts:
 ``docs/hdf5-schema.md``.
 
 May import: :mod:`landscape._files` and :mod:`landscape.models` (a checkpoint rebuilds its
@@ -53,6 +54,7 @@ from landscape.store.layout import (
     Variant,
     checkpoint_dir,
 )
+from landscape.store.outputs import KIND_ATTR, Kind, check_output, kind_of, remove_outputs
 from landscape.store.provenance import (
     PROVENANCE_KEYS,
     SCHEMA_VERSION,
@@ -113,6 +115,12 @@ __all__ = [
     "safe_torch_load",
     "save_checkpoint",
     "step_of_name",
+    # the output guard
+    "KIND_ATTR",
+    "Kind",
+    "check_output",
+    "kind_of",
+    "remove_outputs",
     # run directory
     "CHECKPOINTS",
     "FIGURES",

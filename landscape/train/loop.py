@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -275,13 +274,14 @@ def _train_variant(
     return VariantResult(variant, "finished", config.steps, last_loss, eval_loss, eval_acc)
 
 
-def run_exists(out_dir: Path) -> bool:
-    return (out_dir / RUN_FILE).exists() or (out_dir / CHECKPOINTS).exists()
-
-
 def _prepare_out_dir(out_dir: Path, config: TrainConfig, overwrite: bool, resume: bool) -> None:
+    """Check ``out_dir`` for this run; under ``overwrite`` remove the old run's outputs (and
+    only those: :func:`landscape.store.remove_outputs`)."""
+    if store.kind_of(out_dir) not in ("nothing", "directory"):
+        raise ValueError(f"{out_dir} is a file, not a run directory: choose another --out")
+    has_log = store.check_output(out_dir / RUN_FILE, "run log")  # refuses any other run.h5
     if resume:
-        if not (out_dir / RUN_FILE).exists():
+        if not has_log:
             raise ValueError(f"nothing to resume in {out_dir}: no {RUN_FILE}; drop --resume")
         with store.open_run(out_dir / RUN_FILE) as f:
             stored = store.read_json_attr(f, "config_json", {})
@@ -296,17 +296,29 @@ def _prepare_out_dir(out_dir: Path, config: TrainConfig, overwrite: bool, resume
                 "use the same options"
             )
         return
-    if run_exists(out_dir):
+    if has_log or (out_dir / CHECKPOINTS).exists():
         if not overwrite:
             raise ValueError(
                 f"{out_dir} already holds a run: "
                 "pass --overwrite to replace it or --resume to continue it"
             )
-        # Everything derived from the old run goes with it (other files are left alone).
-        for name in (RUN_FILE, PROBES_FILE):
-            (out_dir / name).unlink(missing_ok=True)
-        for name in (CHECKPOINTS, FIGURES, SLICES):
-            shutil.rmtree(out_dir / name, ignore_errors=True)
+        if not has_log:
+            raise ValueError(
+                f"{out_dir / CHECKPOINTS} exists but {out_dir} holds no {RUN_FILE}: it is not a "
+                "run of landscape train and is never replaced; choose another --out"
+            )
+        # Everything derived from the old run goes with it; other files are left alone.
+        kept = [
+            *store.remove_outputs(out_dir / CHECKPOINTS, "checkpoint"),
+            *store.remove_outputs(out_dir / FIGURES, "figure"),
+            *store.remove_outputs(out_dir / SLICES, "slice file"),
+        ]
+        if store.kind_of(out_dir / PROBES_FILE) == "offline probe file":
+            (out_dir / PROBES_FILE).unlink()
+        (out_dir / RUN_FILE).unlink()
+        if kept:
+            log.warning("%s: kept %d files that landscape did not write: %s", out_dir, len(kept),
+                        ", ".join(map(str, kept[:5])))  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -351,6 +363,7 @@ def train_pair(
     _prepare_out_dir(out, config, overwrite, resume)
     if not resume:
         with h5py.File(out / RUN_FILE, "w") as f:
+            f.attrs[store.KIND_ATTR] = "run log"
             store.write_provenance(f, store.provenance(config.to_dict(), device=str(device)))
             f.attrs["variants"] = json.dumps(list(config.variants))
             f.attrs["dataset_meta"] = json.dumps(data.meta, default=str)
