@@ -47,6 +47,52 @@ def literal_values(cls: type, field: str) -> tuple[Any, ...] | None:
     return tuple(values)
 
 
+#: (type, low, high) of every numeric field; a float range is open at a 0 low bound where 0
+#: is meaningless (a learning rate), and "[0, 1)" for momentum; None: unbounded.
+_NUMBERS: dict[str, tuple[type, float | None, float | None]] = {
+    "init_scale": (float, 0.0, None),
+    "lr": (float, 0.0, None),
+    "momentum": (float, 0.0, 1.0),
+    "weight_decay": (float, 0.0, None),
+    "lr_gamma": (float, 0.0, None),
+    "batch_size": (int, 1, None),
+    "steps": (int, 1, None),
+    "seed": (int, None, None),
+    "eval_every": (int, 1, None),
+    "eval_batch_size": (int, 1, None),
+    "checkpoint_every": (int, 0, None),
+    "checkpoint_log": (int, 0, None),
+    "probe_every": (int, 0, None),
+    "probe_low": (float, 0.0, None),
+    "probe_high": (float, 0.0, None),
+    "probe_count": (int, 1, None),
+    "ics_every": (int, 0, None),
+}
+#: Float fields whose lower bound is excluded (a zero learning rate or scale means nothing).
+_POSITIVE = {"init_scale", "lr", "lr_gamma", "probe_low", "probe_high"}
+
+
+def _check_number(name: str, value: Any, kind: type, low: float | None, high: float | None):
+    """Raise ValueError unless ``value`` is a finite ``kind`` in the field's range."""
+    option = f"--{name.replace('_', '-')}"
+    if value is None and name in ("probe_low", "probe_high"):
+        return
+    what = "an integer" if kind is int else "a number"
+    ok_type = isinstance(value, int) if kind is int else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or not math.isfinite(value):
+        raise ValueError(f"{name} ({option}) must be {what}, got {value!r}")
+    if name == "momentum":
+        bad, span = not 0 <= value < 1, "in [0, 1)"
+    elif name in _POSITIVE:
+        bad, span = not value > 0, "> 0"
+    else:
+        bad = (low is not None and value < low) or (high is not None and value > high)
+        span = f"in [{low}, {high}]" if high is not None else f">= {low}"
+    if bad:
+        label = "learning rate" if name == "lr" else name
+        raise ValueError(f"{label} ({option}) must be {span}, got {value!r}")
+
+
 @dataclass
 class TrainConfig:
     """Everything that determines a training run; saved as JSON with every output.
@@ -99,26 +145,23 @@ class TrainConfig:
     ics_every: int = 0  # internal covariate shift (Definition 2.1); 0: never
 
     def validate(self) -> None:
-        """Raise ValueError naming the first bad field and how to fix it."""
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"learning rate must be a positive number, got {self.lr}")
-        for name in ("batch_size", "steps", "eval_every", "eval_batch_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("checkpoint_every", "checkpoint_log", "probe_every", "ics_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if any(s < 0 or s > self.steps for s in self.checkpoint_steps):
-            raise ValueError(f"checkpoint steps must lie in [0, {self.steps}]")
-        if not (math.isfinite(self.init_scale) and self.init_scale > 0):
-            raise ValueError(f"init_scale must be positive, got {self.init_scale}")
+        """Raise ValueError naming the first bad field, its option and its valid range.
+
+        Every number is checked (a NaN passes ``x > 0`` checks silently, and an lr_gamma of
+        -1 turns descent into ascent), before anything is written.
+        """
+        for name, (kind, low, high) in _NUMBERS.items():
+            _check_number(name, getattr(self, name), kind, low, high)
+        for name in ("lr_milestones", "checkpoint_steps"):
+            for value in getattr(self, name):
+                _check_number(name, value, int, 0, self.steps)
         for f in fields(self):  # the choices are spelled once, in the Literal annotations
             allowed = literal_values(type(self), f.name)
             if allowed is not None and getattr(self, f.name) not in allowed:
                 shown = ", ".join(str(v) for v in allowed)
                 raise ValueError(f"{f.name} must be one of {shown}, got {getattr(self, f.name)!r}")
-        if self.probe_every or self.ics_every:
-            self.step_sizes()  # validates the grid
+        if self.probe_every or self.ics_every or self.probe_low or self.probe_high:
+            self.step_sizes()  # validates the grid: low <= high
 
     def step_sizes(self) -> StepSizes:
         """The probe's step-size grid, eta = lr x multipliers (the paper's per model family)."""

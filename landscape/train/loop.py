@@ -360,6 +360,8 @@ def train_pair(
     # Build both variants (even if only one trains) so that the shared layers start equal.
     models = {v: specs[v].build(seed=config.seed) for v in VARIANTS}
     copy_shared_parameters(models["bn"], models["plain"])
+    for v in config.variants:  # torch's own checks of the options, before anything is written
+        make_optimizer(config, models[v])
     _prepare_out_dir(out, config, overwrite, resume)
     if not resume:
         with h5py.File(out / RUN_FILE, "w") as f:
@@ -369,15 +371,21 @@ def train_pair(
             f.attrs["dataset_meta"] = json.dumps(data.meta, default=str)
     data = _to_dtype(data, dtype)
     results = {}
-    for v in config.variants:
-        model = models[v].to(device=device, dtype=dtype)
-        # Random layers (dropout) draw from torch's global generator: seeded per variant, so
-        # a run repeats and both variants see the same stream; the caller's state comes back.
-        with rng_preserved():
-            torch.manual_seed(config.seed)
-            results[v] = _train_variant(
-                v, model, specs[v], data, config, out, device, resume, hooks or [], progress
-            )
+    try:
+        for v in config.variants:
+            model = models[v].to(device=device, dtype=dtype)
+            # Random layers (dropout) draw from torch's global generator: seeded per variant,
+            # so a run repeats and both variants see the same stream; the caller's state
+            # comes back.
+            with rng_preserved():
+                torch.manual_seed(config.seed)
+                results[v] = _train_variant(
+                    v, model, specs[v], data, config, out, device, resume, hooks or [], progress
+                )
+    except BaseException:
+        if not resume and not any(store.list_checkpoints(checkpoint_dir(out, v)) for v in VARIANTS):
+            (out / RUN_FILE).unlink(missing_ok=True)  # a header only: the fixed command is new
+        raise
     return PairResult(out, results)
 
 

@@ -69,6 +69,49 @@ def test_bad_train_input_is_one_line_exit_2(runner, tmp_path, args, needle):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
+        (
+            ["--optimizer", "momentum", "--momentum", "nan"],
+            "momentum (--momentum) must be a number",
+        ),
+        (["--weight-decay", "nan"], "weight_decay (--weight-decay) must be a number"),
+        (["--weight-decay", "-1"], "weight_decay (--weight-decay) must be >= 0.0, got -1.0"),
+        (["--lr-milestones", "3", "--lr-gamma", "nan"], "lr_gamma (--lr-gamma) must be a number"),
+        (["--lr-milestones", "3", "--lr-gamma", "-1"], "lr_gamma (--lr-gamma) must be > 0"),
+        (["--lr", "inf"], "lr (--lr) must be a number, got inf"),
+        (["--probe-every", "2", "--probe-low", "nan"], "probe_low (--probe-low) must be a number"),
+    ],
+)
+def test_bad_numbers_are_refused_before_anything_is_written(runner, tmp_path, args, needle):
+    """Before: NaN momentum, weight decay or lr_gamma, and an lr_gamma of -1 (gradient
+    ascent), trained to the end; --weight-decay -1 left a run.h5 that blocked the fix."""
+    run = tmp_path / "run"
+    assert needle in _error_line(runner.invoke(main, ["train", *TINY, *args, "--out", str(run)]))
+    assert not run.exists()
+    assert runner.invoke(main, ["train", *TINY, "--out", str(run)]).exit_code == 0  # the fix
+
+
+def test_a_failure_before_the_first_checkpoint_leaves_no_run_log(tmp_path, monkeypatch):
+    """Refused late (here: the first checkpoint cannot be written), a new run leaves nothing
+    that would make its rerun "already hold a run"."""
+    from landscape import store
+    from landscape.train import TrainConfig, train_pair
+
+    def refuse(*args, **kwargs):
+        raise ValueError("refused late")
+
+    config = TrainConfig(model="mlp", model_options={"depth": 1, "width": 8}, steps=4,
+                         batch_size=32, eval_every=2, device="cpu")  # fmt: skip
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "save_checkpoint", refuse)
+        with pytest.raises(ValueError, match="refused late"):
+            train_pair(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "run.h5").exists()
+    assert train_pair(config, tmp_path / "run").variants["bn"].status == "finished"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
         (["slice"], "missing argument 'checkpoint'. (see landscape slice --help)"),
         (["plot", "slice"], "missing argument 'file'. (see landscape plot slice --help)"),
         (["nope"], "no such command 'nope'"),

@@ -33,6 +33,40 @@ def test_bad_config(change, match):
         TrainConfig(**{**TINY, **change}).validate()
 
 
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"momentum": NAN}, r"momentum \(--momentum\) must be a number, got nan"),
+        ({"momentum": 1.0}, r"momentum \(--momentum\) must be in \[0, 1\), got 1\.0"),
+        ({"momentum": -0.5}, r"must be in \[0, 1\)"),
+        ({"weight_decay": NAN}, r"weight_decay \(--weight-decay\) must be a number, got nan"),
+        ({"weight_decay": -1.0}, r"weight_decay \(--weight-decay\) must be >= 0\.0"),
+        ({"lr_gamma": NAN}, r"lr_gamma \(--lr-gamma\) must be a number"),
+        ({"lr_gamma": -1.0}, r"lr_gamma \(--lr-gamma\) must be > 0, got -1\.0"),
+        ({"lr_gamma": 0.0}, r"lr_gamma \(--lr-gamma\) must be > 0"),
+        ({"lr": INF}, r"lr \(--lr\) must be a number, got inf"),
+        ({"lr": 0.0}, r"learning rate \(--lr\) must be > 0"),
+        ({"init_scale": NAN}, r"--init-scale"),
+        ({"batch_size": 2.5}, r"batch_size \(--batch-size\) must be an integer, got 2\.5"),
+        ({"batch_size": True}, r"must be an integer, got True"),
+        ({"eval_every": 0}, r"eval_every \(--eval-every\) must be >= 1"),
+        ({"probe_every": -1}, r"--probe-every"),
+        ({"probe_low": NAN}, r"probe_low \(--probe-low\) must be a number"),
+        ({"probe_low": 4.0, "probe_high": 0.5}, r"low \(4\.0\) is larger than high"),
+        ({"probe_count": 0}, r"--probe-count"),
+        ({"lr_milestones": [5, NAN]}, r"lr_milestones \(--lr-milestones\) must be an integer"),
+        ({"lr_milestones": [31]}, r"must be in \[0, 30\]"),
+        ({"checkpoint_steps": [-1]}, r"--checkpoint-steps"),
+    ],
+)
+def test_every_number_is_finite_and_in_range(change, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**{**TINY, **change}).validate()
+
+
 def test_schedules():
     c = TrainConfig(steps=1000, checkpoint_log=4, checkpoint_steps=[7])
     assert checkpoint_schedule(c) == [0, 1, 7, 10, 100, 1000]
