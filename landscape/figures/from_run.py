@@ -30,9 +30,8 @@ def load_runs(run_dir: str | Path, analysis: str) -> dict[str, dict[str, np.ndar
     out: dict[str, dict[str, np.ndarray]] = {}
     with store.open_run(path) as f:
         for v in VARIANTS:
-            name = f"{analysis}/{v}"
-            if name in f and len(f[name]):
-                group = f[name]
+            group = store.group_of(f, f"{analysis}/{v}", path)
+            if group is not None and len(group):
                 series = store.read_series(group)
                 if analysis in ("probe", "ics"):  # H5Sink writes every attribute as JSON
                     series.update({k: store.read_json_attr(group, k) for k in group.attrs})

@@ -31,7 +31,7 @@ import torch
 
 from landscape import store
 from landscape._device import resolve_device
-from landscape._files import atomic_path
+from landscape._files import remove_stale_temporaries, writer_lock
 from landscape.data import Dataset, batch_indices, load_dataset, loss_function
 from landscape.probes.core import check_bn_mode
 from landscape.probes.covariate_shift import ics
@@ -145,11 +145,25 @@ def probe_checkpoints(
     index = torch.stack([batch_indices(n, size, b, cfg.batch_seed) for b in range(cfg.num_batches)])
     settings = {**asdict(cfg), "dataset": data.name, "n_train": n}
     store.build_model(first, trust_factory=trust_factory)  # fails before any file exists
-    done = _prepare(out, settings, index.numpy(), sources, overwrite, str(dev))
-    todo = [(v, *row) for v, rows in sources.items() for row in rows if row[0] not in done[v]]
-    if not todo:
-        log.info("nothing to do: %s holds every checkpoint", out)
-        return out
+    with writer_lock(out):  # one writer per file; readers open it whenever they like
+        remove_stale_temporaries(out)
+        done = _prepare(out, settings, index.numpy(), sources, overwrite, str(dev))
+        todo = [(v, *r) for v, rows in sources.items() for r in rows if r[0] not in done[v]]
+        if not todo:
+            log.info("nothing to do: %s holds every checkpoint", out)
+            return out
+        _probe_all(todo, data, config, dataset, train, first, cfg, index, out, settings, dev,
+                   progress, trust_factory)  # fmt: skip
+    return out
+
+
+def _probe_all(
+    todo: list, data: Dataset, config: OfflineProbeConfig, dataset: Dataset | None,
+    train: store.TrainingRecord, first: store.Checkpoint, cfg: OfflineProbeConfig,
+    index: torch.Tensor, out: Path, settings: dict, dev: torch.device,
+    progress: Callable[[int, int], None] | None, trust_factory: bool,
+) -> None:  # fmt: skip
+    """Probe each checkpoint of ``todo`` on the batches of ``index``; a row per checkpoint."""
     # training settings that every checkpoint must share with the first, where inherited
     inherited = {"lr": config.lr is None, "batch_size": config.batch_size is None}
     inherited |= dict.fromkeys(("dataset", "data_options", "seed"), dataset is None)
@@ -172,15 +186,15 @@ def probe_checkpoints(
         _write(out, variant, (step, sha, str(path)), probes, shifts, settings)
         if progress is not None:
             progress(done_count, len(todo))
-    return out
 
 
 def read_offline_probes(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     """Finished rows per variant, in probing order: ``/offline_probe`` + ``sha256``, ``file``."""
     result = {}
     with store.open_run(path) as f:
-        for variant, group in (f.get(PROBE) or {}).items():
-            if n := _committed(src := f[f"{SOURCES}/{variant}"]):
+        for variant, group in (store.group_of(f, PROBE, path) or {}).items():
+            src = store.group_of(f, f"{SOURCES}/{variant}", path)
+            if src is not None and (n := _committed(src)):
                 result[variant] = {k: v[:n] for k, v in store.read_series(group).items()}
                 result[variant] |= {k: src[k].asstr()[:n] for k in ("sha256", "file")}
     return result
@@ -229,7 +243,7 @@ def _prepare(
             raise ValueError(f"{changed[0]} changed since it was probed into {out}: --overwrite")
         return done
     hashes = {v: {str(s): h for s, _, h in rows} for v, rows in sources.items()}
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:  # never a half-made file
+    with store.edit(out, fresh=True) as f:  # replaces an old probe file (checked) only whole
         prov = store.provenance({"probe": settings, "checkpoints": hashes}, device=device)
         store.write_provenance(f, prov)
         f.attrs[store.KIND_ATTR] = "offline probe file"
@@ -268,9 +282,10 @@ def _probe_row(step: int, probes: list[ProbeResult]) -> dict[str, Any]:
 
 
 def _write(out: Path, variant: str, source: tuple, probes: list, shifts: list, attrs: dict) -> None:
-    """Append the rows of one checkpoint; its ``/offline_checkpoints`` row last (the commit)."""
+    """Append the rows of one checkpoint; its ``/offline_checkpoints`` row last (the commit
+    row), all in one copy-on-write edit (a failed write leaves the file as it was)."""
     step = source[0]
-    with h5py.File(out, "a") as f:
+    with store.edit(out) as f:
         src = f.require_group(f"{SOURCES}/{variant}")
         n = _committed(_cut(src, _committed(src)))
         group = _cut(f.require_group(f"{PROBE}/{variant}"), n)
@@ -288,4 +303,3 @@ def _write(out: Path, variant: str, source: tuple, probes: list, shifts: list, a
                 src.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(256,))
             src[name].resize(n + 1, axis=0)
             src[name][n] = value
-        f.flush()

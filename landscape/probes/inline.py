@@ -24,12 +24,12 @@ for any optimizer; with plain SGD it equals ``-lr_t * g``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from landscape import store
 from landscape._params import preserved
 from landscape.data import LossFn
 from landscape.probes.callback import ProbeCallback
@@ -45,20 +45,23 @@ class InlineProbes:
 
     Args:
         config: the run's ``TrainConfig`` (``probe_*`` and ``ics_every`` fields, ``seed``).
-        run_file: the run's HDF5 file.
+        log: the run file's :class:`~landscape.store.SeriesLog` (the trainer commits it).
         variant: ``"bn"`` or ``"plain"``.
         lr_of: the learning rate of a step (the trainer's schedule).
     """
 
-    def __init__(self, config: Any, run_file: Path, variant: str, lr_of: Callable[[int], float]):
+    def __init__(
+        self, config: Any, log: store.SeriesLog, variant: str, lr_of: Callable[[int], float]
+    ):
         self.grid: StepSizes = config.step_sizes()
         self.lr_of = lr_of
         self.ics_every: int = config.ics_every
         self.bn_mode: str = config.probe_bn_mode
         self.seed: int = config.seed
         # the grid is an attribute of /probe only; /ics rows are written by a plain sink
-        probe_sink = H5Sink(run_file, variant, attrs={"step_size_grid": self.grid.to_dict()})
-        self.ics_sink = H5Sink(run_file, variant)
+        grid = {"step_size_grid": self.grid.to_dict()}
+        probe_sink = H5Sink(log.path, variant, attrs=grid, log=log)
+        self.ics_sink = H5Sink(log.path, variant, log=log)
         self.probes = ProbeCallback(
             every=config.probe_every or None,
             step_sizes=self.grid,

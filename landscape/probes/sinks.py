@@ -28,21 +28,36 @@ __all__ = ["H5Sink"]
 class H5Sink:
     """Append each ``(kind, step, result)`` to ``path`` under ``/<kind>/<variant>``.
 
+    Each call commits its row at once (copy-on-write, :class:`landscape.store.SeriesLog`: a
+    full disk leaves the file as the previous row left it). Pass a ``log`` to buffer rows in
+    it instead and commit them on your own schedule (the trainer does, every 100 steps).
+
     Args:
         path: the HDF5 file (created with provenance if it does not exist); an existing one
             must be a probe log or a run log (anything else is refused, never written).
         variant: the group name below each kind, e.g. ``bn`` or ``plain``.
         attrs: extra JSON-safe attributes recorded on each group (e.g. the step-size grid).
+        log: a :class:`~landscape.store.SeriesLog` of ``path`` to buffer rows in.
     """
 
     def __init__(
-        self, path: str | Path, variant: str = "model", attrs: Mapping[str, Any] | None = None
+        self,
+        path: str | Path,
+        variant: str = "model",
+        attrs: Mapping[str, Any] | None = None,
+        *,
+        log: store.SeriesLog | None = None,
     ):
         self.path, self.variant, self.attrs = Path(path), variant, dict(attrs or {})
-        if not store.check_output(self.path, ("probe log", "run log"), option="path"):
-            with h5py.File(self.path, "a") as f:
-                store.write_provenance(f, store.provenance(self.attrs))
-                f.attrs[store.KIND_ATTR] = "probe log"
+        if log is not None and log.path != self.path:
+            raise ValueError(f"log writes {log.path}, not {self.path}: pass one file")
+        store.check_output(self.path, ("probe log", "run log"), option="path")
+        self.own = log is None
+        self.log = log or store.SeriesLog(self.path, header=self._header)
+
+    def _header(self, f: h5py.File) -> None:
+        store.write_provenance(f, store.provenance(self.attrs))
+        f.attrs[store.KIND_ATTR] = "probe log"
 
     def __call__(self, kind: str, step: int, result: Any) -> None:
         row = result.to_dict() if hasattr(result, "to_dict") else dict(result)
@@ -55,11 +70,11 @@ class H5Sink:
                 meta[key] = value
             else:
                 columns[key] = np.asarray(value, dtype=np.float64)
-        with h5py.File(self.path, "a") as f:
-            group = f.require_group(f"{kind}/{self.variant}")
-            store.append_series(group, **columns)
-            for key, value in meta.items():
-                store.write_json_attr(group, key, value)
+        group = f"{kind}/{self.variant}"
+        self.log.add(group, **columns)
+        self.log.set_attrs(group, as_json=True, **meta)
+        if self.own:
+            self.log.commit()
 
 
 def _numeric(value: Any) -> bool:

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape._device import resolve_device
+from landscape._files import writer_lock
 from landscape._params import flatten, get_params
 from landscape.data import (
     DEFAULT_BATCH_SIZE,
@@ -39,6 +40,7 @@ from landscape.store import (
     build_model,
     checkpoint_sha256,
     dumps,
+    edit,
     list_checkpoints,
     load_checkpoint,
     open_run,
@@ -110,10 +112,21 @@ def slice_checkpoint(
         ValueError: Bad settings, bad checkpoints, a file with other settings (unless
             ``overwrite``), or an ``out_path`` that is an input, is open for writing by another
             process, or holds anything but a slice (whatever ``overwrite``).
+        WriteError: the file system refused a write (what was written before is intact).
     """
     c = config or SliceConfig()
     _validate(c, to, third, trajectory)
-    path, device = Path(out_path), resolve_device(c.device)
+    with writer_lock(out_path):  # the slice and its trajectory: one writer
+        return _slice(checkpoint, Path(out_path), c, to, third, trajectory, overwrite, progress,
+                      trust_factory)  # fmt: skip
+
+
+def _slice(
+    checkpoint: Source, path: Path, c: SliceConfig, to: Source | None, third: Source | None,
+    trajectory: Source | Sequence[Source] | None, overwrite: bool,
+    progress: Callable[[int, int], None] | None, trust_factory: bool,
+) -> Path | None:  # fmt: skip
+    device = resolve_device(c.device)
     a, train = _load(checkpoint)
     others = [_load(p)[0] for p in (to, third) if p is not None]
     batch = c.eval_batch_size or (DEFAULT_BATCH_SIZE if c.bn_mode == "eval" else train.batch_size)
@@ -325,8 +338,11 @@ def _span(c: np.ndarray) -> str:
 
 
 def _write_trajectory(path: Path, traj: dict[str, Any]) -> None:
-    """``/trajectory``: coords (T, 2), steps (T,), attr explained_variance (2,); kept if there."""
-    with open_run(path, "r+") as f:
+    """``/trajectory``: coords (T, 2), steps (T,), attr explained_variance (2,); kept if there.
+
+    Copy-on-write (:func:`landscape.store.edit`): a new group changes the file's metadata.
+    """
+    with edit(path) as f:
         if "trajectory" in f:
             return
         g = f.create_group("trajectory")

@@ -22,13 +22,13 @@ uninterrupted run. Layout (``docs/hdf5-schema.md``)::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import math
-import os
-import socket
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape._device import device_of
+from landscape._files import WriteError, remove_stale_temporaries, write_atomically, writer_lock
 from landscape._params import Params
 from landscape.data.evaluation import Data, LossFn, Metric, as_batches
 from landscape.slices.coords import Coords
@@ -100,87 +101,51 @@ def _write_directions(f: h5py.File, root: str, dirs: Sequence[Mapping[str, Tenso
         _write_params(top.create_group(f"d{k}", track_order=True), d)
 
 
-def _create(
-    path: Path, first: SliceResult, config: dict, meta: dict, device: str, seen: str | None
-) -> None:
-    """Write the slice file with its first evaluated point atomically (temp file + publish).
+def _create(path: Path, first: SliceResult, config: dict, meta: dict, device: str) -> None:
+    """Write the slice file with its first evaluated point atomically (temp file + rename).
 
     Cells not computed read as the fill value (NaN, mask 0): no full-size array in memory.
-    ``seen`` is the ``config_hash`` found at ``path`` before the first point (None: no file):
-    if another run wrote ``path`` meanwhile, its file is kept (and continued when it holds
-    this very slice); a new file is published with a hard link, which fails if one appeared.
+    The caller holds the writer lock of ``path`` and has checked that ``path`` holds
+    nothing, or a slice file it may replace (``overwrite``).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(path)
-    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    remove_stale_temporaries(path)  # of runs killed while making it (we hold the lock)
+    image = io.BytesIO()  # built in memory, written by Python: a full disk is a clean error
+    with h5py.File(image, "w") as f:
+        write_provenance(f, provenance(config, device=device))
+        f.attrs[KIND_ATTR] = "slice file"
+        f.attrs["slice_format"] = SLICE_FORMAT
+        f.attrs["config_hash"] = meta["config_hash"]
+        f.attrs["meta"] = dumps(meta, "meta")
+        f.create_dataset("coords/x", data=first.x)
+        if first.y is not None:
+            f.create_dataset("coords/y", data=first.y)
+        done, early = first.computed, _allocated_now()
+        for name, v in first.values.items():
+            ds = f.create_dataset(f"values/{name}", first.shape, "f8", fillvalue=np.nan,
+                                  dcpl=early)  # fmt: skip
+            ds[done] = v[done]
+        f.create_dataset("computed", first.shape, "u1", fillvalue=0, dcpl=early)[done] = 1
+        _write_directions(f, "directions", first.directions)
+        if first.buffer_directions is not None:
+            _write_directions(f, "buffer_directions", first.buffer_directions)
+    write_atomically(path, image.getvalue())
+
+
+def _allocated_now() -> h5py.h5p.PropDCID:
+    """Dataset creation: the whole dataset allocated (and filled) when created, so that later
+    writes only overwrite bytes already in the file: no new space, no metadata change."""
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    return dcpl
+
+
+@contextlib.contextmanager
+def _as_write_error(path: Path) -> Iterator[None]:
+    """HDF5's write failures (OSError, or RuntimeError from a failed flush) as WriteError."""
     try:
-        with h5py.File(tmp, "w") as f:
-            write_provenance(f, provenance(config, device=device))
-            f.attrs[KIND_ATTR] = "slice file"
-            f.attrs["slice_format"] = SLICE_FORMAT
-            f.attrs["config_hash"] = meta["config_hash"]
-            f.attrs["meta"] = dumps(meta, "meta")
-            f.create_dataset("coords/x", data=first.x)
-            if first.y is not None:
-                f.create_dataset("coords/y", data=first.y)
-            done = first.computed
-            for name, v in first.values.items():
-                ds = f.create_dataset(f"values/{name}", first.shape, "f8", fillvalue=np.nan)
-                ds[done] = v[done]
-            f.create_dataset("computed", first.shape, "u1", fillvalue=0)[done] = 1
-            _write_directions(f, "directions", first.directions)
-            if first.buffer_directions is not None:
-                _write_directions(f, "buffer_directions", first.buffer_directions)
-        if _publish(tmp, path, seen, meta["config_hash"]):
-            log.info("%s: another run made this slice meanwhile; continuing it", path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _publish(tmp: Path, path: Path, seen: str | None, config_hash: str) -> bool:
-    """Move ``tmp`` to ``path`` unless another run wrote ``path`` since we looked (``seen``).
-
-    Returns True when ``path`` already holds this slice (ours is dropped); raises ValueError
-    when it holds another one.
-    """
-    now = slice_file_hash(path)  # also refuses a file being written by another process
-    if now == seen and path.exists() and (seen is not None or path.stat().st_size == 0):
-        os.replace(tmp, path)  # the file we decided to replace (overwrite, or empty)
-        return False
-    if now is None and not path.exists():
-        try:
-            os.link(tmp, path)  # atomic, and fails if a file appeared meanwhile
-            return False
-        except FileExistsError:
-            now = slice_file_hash(path)
-        except OSError:  # a file system without hard links
-            os.replace(tmp, path)
-            return False
-    if now == config_hash:
-        return True
-    raise ValueError(
-        f"{path} was written by another run meanwhile (other settings); it is kept: "
-        "choose another output, or pass overwrite to replace it"
-    )
-
-
-def _remove_stale_temporaries(path: Path) -> None:
-    """Delete temporary files of earlier runs on this host that were killed (dead PID)."""
-    host = socket.gethostname()
-    for tmp in path.parent.glob(f".{path.name}.{host}.*.tmp"):
-        pid = tmp.name[len(f".{path.name}.{host}.") : -len(".tmp")]
-        if pid.isdigit() and not _alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
+        yield
+    except (OSError, RuntimeError) as exc:
+        raise WriteError(path, exc) from exc
 
 
 def slice_file_hash(path: Path, where: str = "output path") -> str | None:
@@ -201,16 +166,17 @@ def slice_file_hash(path: Path, where: str = "output path") -> str | None:
 class _CellWriter:
     """Buffers evaluated points and writes them ``chunk`` at a time: values, then mask.
 
-    Each flush writes one block per dataset: the rows the pending cells cover are read,
-    the cells set, and the block written back. Cells not yet computed are written back as
-    read (the NaN / 0 fill), so the stored bytes are those of cell-by-cell writes; the file
-    is held ``r+`` by this process, so nothing else writes in between.
+    Each flush opens the file (without HDF5's file lock: the writer lock keeps other
+    writers off, and readers must not be able to stop a run), writes one block per dataset
+    and closes it again: the rows the pending cells cover are read, the cells set, and the
+    block written back. Cells not yet computed are written back as read (the NaN / 0 fill),
+    so the stored bytes are those of cell-by-cell writes. The datasets were allocated when
+    the file was made, so a flush only overwrites bytes in place: no metadata changes, and
+    a failed write leaves cells whose mask is still 0, evaluated again on resume.
     """
 
-    def __init__(self, f: h5py.File, shape: tuple[int, ...], chunk: int) -> None:
-        self.f, self.shape, self.chunk = f, shape, chunk
-        self.values: dict[str, h5py.Dataset] = {n: ds for n, ds in f["values"].items()}
-        self.computed: h5py.Dataset = f["computed"]
+    def __init__(self, path: Path, shape: tuple[int, ...], chunk: int) -> None:
+        self.path, self.shape, self.chunk = path, shape, chunk
         self.pending: list[tuple[int, dict[str, float]]] = []
 
     def add(self, k: int, point: dict[str, float]) -> None:
@@ -224,17 +190,19 @@ class _CellWriter:
         cells = np.unravel_index([k for k, _ in self.pending], self.shape)
         r0, r1 = int(cells[0].min()), int(cells[0].max()) + 1
         local = (cells[0] - r0, *cells[1:])
-        for name in dict.fromkeys(n for _, point in self.pending for n in point):
-            has = np.array([name in point for _, point in self.pending])
-            ds = self.values[name]
-            block = ds[r0:r1]
-            block[tuple(i[has] for i in local)] = [p[name] for _, p in self.pending if name in p]
-            ds[r0:r1] = block
-        self.f.flush()  # values reach the file before the mask says they are there
-        block = self.computed[r0:r1]
-        block[local] = 1
-        self.computed[r0:r1] = block
-        self.f.flush()
+        with _as_write_error(self.path), h5py.File(self.path, "r+", locking=False) as f:
+            for name in dict.fromkeys(n for _, point in self.pending for n in point):
+                has = np.array([name in point for _, point in self.pending])
+                ds = f["values"][name]
+                block = ds[r0:r1]
+                block[tuple(i[has] for i in local)] = [
+                    p[name] for _, p in self.pending if name in p
+                ]
+                ds[r0:r1] = block
+            f.flush()  # values reach the file before the mask says they are there
+            block = f["computed"][r0:r1]
+            block[local] = 1
+            f["computed"][r0:r1] = block
         self.pending.clear()
 
 
@@ -324,23 +292,22 @@ def run_grid(
     device = str(device_of(model))
     total = math.prod(plan.shape)
 
-    stored = slice_file_hash(path)  # refuses any other kind of file, even with overwrite
-    if stored not in (None, config_hash) and not overwrite:
-        raise ValueError(f"{path} holds a different slice; pass overwrite=True to replace it")
-    if stored != config_hash:  # the file is made once its first point is: a failure keeps the old
-        report = None if progress is None else (lambda done, _: progress(done, total))
-        first = evaluate_grid(*grid, points=[0], progress=report, **options)
-        _create(path, first, config, file_meta, device, stored)
-
-    with open_run(path, "r") as f:  # read-only first: a complete file is never reopened
-        todo = np.flatnonzero(f["computed"][()].reshape(-1) == 0)
-    if todo.size == 0:
-        log.info("%s: already complete", path)
-        return None
-    with open_run(path, "r+") as f:
+    with writer_lock(path):  # one writer per slice file; readers are never locked out
+        stored = slice_file_hash(path)  # refuses any other kind of file, even with overwrite
+        if stored not in (None, config_hash) and not overwrite:
+            raise ValueError(f"{path} holds a different slice; pass overwrite=True to replace it")
+        if stored != config_hash:  # made once its first point is: a failure keeps the old file
+            report = None if progress is None else (lambda done, _: progress(done, total))
+            first = evaluate_grid(*grid, points=[0], progress=report, **options)
+            _create(path, first, config, file_meta, device)
+        with open_run(path, "r") as f:
+            todo = np.flatnonzero(f["computed"][()].reshape(-1) == 0)
+        if todo.size == 0:
+            log.info("%s: already complete", path)
+            return None
         before = total - todo.size
         log.info("%s: evaluating %d of %d points", path, todo.size, total)
-        writer = _CellWriter(f, plan.shape, chunk)
+        writer = _CellWriter(path, plan.shape, chunk)
         report = None if progress is None else (lambda done, _: progress(before + done, total))
         try:
             evaluate_grid(

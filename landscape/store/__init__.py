@@ -35,7 +35,10 @@ from landscape.store.hdf5 import (
     as_numpy,
     attr_str,
     check_hdf5,
+    check_schema,
     dumps,
+    edit,
+    group_of,
     json_default,
     open_run,
     read_json_attr,
@@ -65,6 +68,7 @@ from landscape.store.provenance import (
 )
 from landscape.store.rng import capture_rng, restore_rng
 from landscape.store.series import (
+    SeriesLog,
     append_rows,
     append_series,
     read_series,
@@ -79,7 +83,10 @@ __all__ = [
     "as_numpy",
     "attr_str",
     "check_hdf5",
+    "check_schema",
     "dumps",
+    "edit",
+    "group_of",
     "json_default",
     "open_run",
     "package_version",
@@ -91,6 +98,7 @@ __all__ = [
     "write_json_attr",
     "write_provenance",
     # series
+    "SeriesLog",
     "append_rows",
     "append_series",
     "read_series",

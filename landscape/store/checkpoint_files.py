@@ -10,6 +10,7 @@ crash never leaves a half-written checkpoint under the final name. Reads use
 
 from __future__ import annotations
 
+import io
 import operator
 import re
 import warnings
@@ -18,7 +19,7 @@ from typing import Any
 
 import torch
 
-from landscape._files import atomic_path, sha256_of
+from landscape._files import sha256_of, write_atomically
 
 __all__ = [
     "CheckpointError",
@@ -90,9 +91,14 @@ def as_step(step: Any) -> int:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temp file in ``path``'s directory, fsync, then rename over it."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save`` into memory, then to a temp file beside ``path``, fsync, rename over it.
+
+    Raises:
+        WriteError: the file system refused the write (``path`` is as it was).
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_atomically(path, buffer.getvalue())
 
 
 def safe_torch_load(path: Path, map_location: Any) -> Any:

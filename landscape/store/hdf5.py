@@ -1,14 +1,23 @@
-"""HDF5 files and attributes: opening with clear errors, JSON attributes, fixed arrays.
+"""HDF5 files and attributes: opening with clear errors, safe edits, JSON attributes.
 
 The file layout is specified in ``docs/hdf5-schema.md``. Dicts, lists and ``None`` are stored
 as canonical JSON strings (:func:`dumps`); strings, numbers and arrays natively.
+
+A file that grows (a run's log, an offline probe file) is changed through :func:`edit`: the
+changes are made to an image in memory that replaces the file atomically, so a write the
+file system refuses (a full disk) leaves the file as the last edit left it, and the file is
+never open for writing under its own name: other processes read it whenever they like.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
+import io
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,11 +25,17 @@ import h5py
 import numpy as np
 import torch
 
+from landscape._files import write_atomically
+
 __all__ = [
+    "SCHEMA_VERSION",
     "as_numpy",
     "attr_str",
     "check_hdf5",
+    "check_schema",
     "dumps",
+    "edit",
+    "group_of",
     "json_default",
     "open_run",
     "read_json_attr",
@@ -30,6 +45,8 @@ __all__ = [
 ]
 
 OpenMode = Literal["r", "r+", "w", "w-", "x", "a"]
+#: MAJOR.MINOR of the file layouts (docs/hdf5-schema.md); readers refuse a newer MAJOR.
+SCHEMA_VERSION = "1.0"
 
 
 def json_default(obj: Any) -> Any:
@@ -145,14 +162,61 @@ def open_run(path: str | Path, mode: OpenMode = "r") -> h5py.File:
     else:
         raise ValueError(f"unknown mode {mode!r}: use r, r+, w, w-, x or a")
     try:
-        return h5py.File(path, mode)
+        f = h5py.File(path, mode)
     except OSError as exc:
-        if "lock" in str(exc).lower():
+        if _locked_by_a_writer(path):
             raise ValueError(
                 f"{path} is open for writing by another process (a run in progress?): "
                 "try again when it finishes"
             ) from exc
-        raise ValueError(f"cannot open {path} in mode {mode!r}: {exc}") from exc
+        why = " ".join(str(exc).split())[:200]
+        raise ValueError(f"{path} cannot be opened as HDF5 (truncated or damaged?): {why}") from exc
+    if mode in ("r", "r+"):
+        try:
+            check_schema(f, path)
+        except ValueError:
+            f.close()
+            raise
+    return f
+
+
+def _locked_by_a_writer(path: Path) -> bool:
+    """Whether another process holds HDF5's exclusive lock on ``path``: asked of the lock
+    itself (a shared ``flock`` that cannot be had), never guessed from an error's text."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # a file system without locks
+        return False
+    finally:
+        os.close(fd)  # also releases the shared lock, if we got it
+    return False
+
+
+def check_schema(f: h5py.File, path: str | Path) -> None:
+    """Refuse a file written with a newer major schema than this package reads.
+
+    Files without ``schema_version`` (not written by landscape) are left to the reader.
+
+    Raises:
+        ValueError: naming the file, the version it holds and what to do.
+    """
+    if "schema_version" not in f.attrs:
+        return
+    version = attr_str(f.attrs["schema_version"])
+    major = version.split(".")[0]
+    if not major.isdigit():
+        raise ValueError(f"{path} has schema_version {version!r}, not MAJOR.MINOR: it is damaged")
+    if int(major) > int(SCHEMA_VERSION.split(".")[0]):
+        raise ValueError(
+            f"{path} was written with schema {version}; this landscape reads schema "
+            f"{SCHEMA_VERSION} and older: upgrade landscape"
+        )
 
 
 def check_hdf5(path: Path) -> None:
@@ -160,3 +224,43 @@ def check_hdf5(path: Path) -> None:
         raise ValueError(f"no such file: {path}: check the path")
     if path.is_dir() or not h5py.is_hdf5(path):
         raise ValueError(f"{path} is not an HDF5 file: pass a run directory or a .h5 file")
+
+
+def group_of(f: h5py.File | h5py.Group, name: str, path: str | Path) -> h5py.Group | None:
+    """The group ``name`` of ``f`` (None when absent); anything else there is an error.
+
+    Raises:
+        ValueError: ``name`` is a dataset (or another object) where a group belongs.
+    """
+    obj = f.get(name)
+    if obj is None or isinstance(obj, h5py.Group):
+        return obj
+    raise ValueError(
+        f"{path}: /{name} is a {type(obj).__name__.lower()}, not a group: the file is "
+        "damaged or not a landscape file"
+    )
+
+
+@contextlib.contextmanager
+def edit(path: str | Path, *, fresh: bool = False) -> Iterator[h5py.File]:
+    """The HDF5 file at ``path`` for changes, copy-on-write (created when absent, or from
+    nothing with ``fresh``: then a successful block replaces the old file whole).
+
+    The block works on an image of the file in memory (HDF5 never writes to disk here);
+    when it ends normally the image is written next to ``path``, fsynced and renamed over
+    it (:func:`landscape._files.write_atomically`). If anything fails (the block raises, the
+    disk is full), ``path`` is exactly as it was and the process is unharmed: a failed write
+    inside the HDF5 library itself can leave it broken until the process ends in a crash.
+    Costs a read and a write of the whole file per edit: for the small files that grow by
+    rows (run logs, probe files), batch the rows.
+
+    Raises:
+        WriteError: the file system refused a write; ``path`` is unchanged.
+    """
+    path = Path(path)
+    existed = path.exists() and not fresh
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    image = io.BytesIO(path.read_bytes() if existed else b"")
+    with h5py.File(image, "r+" if existed else "w") as f:
+        yield f
+    write_atomically(path, image.getvalue(), mode=mode)

@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 import torch
 
-from landscape.store.hdf5 import attr_str, dumps
+from landscape.store.hdf5 import SCHEMA_VERSION, attr_str, dumps
 
 __all__ = [
     "PROVENANCE_KEYS",
@@ -34,7 +34,6 @@ __all__ = [
     "write_provenance",
 ]
 
-SCHEMA_VERSION = "1.0"
 PROVENANCE_KEYS = (
     "schema_version",
     "package",

@@ -2,20 +2,29 @@
 
 Time series (training log, probes, ICS) are appended with :func:`append_series` (one row)
 or :func:`append_rows` (a block), read with :func:`read_series`, and cut back to a
-checkpoint with :func:`truncate_series` when a run resumes.
+checkpoint with :func:`truncate_series` when a run resumes. :class:`SeriesLog` buffers rows
+of several groups and commits them together, copy-on-write.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from landscape.store.hdf5 import as_numpy
+from landscape.store.hdf5 import as_numpy, edit, set_attrs, write_json_attr
 
-__all__ = ["append_rows", "append_series", "read_series", "series_columns", "truncate_series"]
+__all__ = [
+    "SeriesLog",
+    "append_rows",
+    "append_series",
+    "read_series",
+    "series_columns",
+    "truncate_series",
+]
 
 # Rows per chunk aim at chunks of about this many bytes (HDF5 favours 10 KiB - 1 MiB).
 _CHUNK_BYTES = 1 << 16
@@ -138,11 +147,22 @@ def read_series(group: h5py.Group) -> dict[str, np.ndarray]:
     """Read all columns of a series group into memory (name -> array, name order).
 
     Raises:
-        ValueError: If the columns have unequal lengths.
+        ValueError: If the columns have unequal lengths, or a ``step`` column holds a value
+            that is not a step (NaN, infinite, negative or fractional): the file is damaged.
     """
     cols = series_columns(group)
     _n_rows(cols, group)
-    return {k: ds[()] for k, ds in cols.items()}
+    series = {k: ds[()] for k, ds in cols.items()}
+    step = series.get("step")
+    if step is not None and step.ndim == 1:
+        bad = ~np.isfinite(step) | (step < 0) | (step != np.round(step))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{group.file.filename}: {group.name}/step holds {step[row]!r} at row {row}, "
+                "not a step number: the file is damaged"
+            )
+    return series
 
 
 def truncate_series(group: h5py.Group, key: str, keep_upto: float) -> None:
@@ -175,3 +195,57 @@ def truncate_series(group: h5py.Group, key: str, keep_upto: float) -> None:
         ds.resize(n_keep, axis=0)
         if n_keep:
             ds[...] = kept
+
+
+class SeriesLog:
+    """Rows and attributes for the series groups of one HDF5 file, committed together.
+
+    Rows are buffered in memory; :meth:`commit` appends them (and sets the attributes) in
+    one :func:`~landscape.store.hdf5.edit`, a copy of the file that replaces it atomically:
+    a failed write (a full disk) leaves the file as the previous commit left it, and readers
+    can open the file at any time. A new file gets ``header(f)`` written first.
+
+    Args:
+        path: The HDF5 file.
+        header: Called on the new file before its first rows (provenance, kind, ...).
+    """
+
+    def __init__(self, path: str | Path, header: Callable[[h5py.File], None] | None = None):
+        self.path, self.header = Path(path), header
+        self.rows: dict[str, list[dict[str, Any]]] = {}
+        self.attrs: dict[str, dict[str, tuple[Any, bool]]] = {}
+
+    def add(self, group: str, **row: Any) -> None:
+        """Buffer one row of ``group`` (scalars, or arrays of a fixed row shape)."""
+        self.rows.setdefault(group, []).append(row)
+
+    def set_attrs(self, group: str, *, as_json: bool = False, **attrs: Any) -> None:
+        """Attributes for ``group``, set at the next commit: as :func:`set_attrs` does, or
+        every value as JSON text (:func:`write_json_attr`) with ``as_json``."""
+        self.attrs.setdefault(group, {}).update({k: (v, as_json) for k, v in attrs.items()})
+
+    def pending(self, group: str) -> int:
+        """Rows of ``group`` not committed yet."""
+        return len(self.rows.get(group, ()))
+
+    def commit(self) -> None:
+        """Write every pending row and attribute in one atomic replacement of the file.
+
+        Raises:
+            WriteError: the file system refused the write; the file and the pending rows
+                are kept as they were (a later commit may succeed).
+            ValueError: rows that do not fit the existing columns (nothing is written).
+        """
+        if not (self.rows or self.attrs):
+            return
+        with edit(self.path) as f:
+            if self.header is not None and not set(f.attrs):
+                self.header(f)
+            for group, rows in self.rows.items():
+                columns = {k: np.asarray([r[k] for r in rows]) for k in rows[0]}
+                append_rows(f.require_group(group), **columns)
+            for group, attrs in self.attrs.items():
+                g = f.require_group(group)
+                for name, (value, as_json) in attrs.items():
+                    write_json_attr(g, name, value) if as_json else set_attrs(g, {name: value})
+        self.rows, self.attrs = {}, {}

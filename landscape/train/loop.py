@@ -20,15 +20,14 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import h5py
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from landscape import store
 from landscape._device import resolve_device
+from landscape._files import remove_stale_temporaries, writer_lock
 from landscape._params import rng_preserved
 from landscape.data import (
     Dataset,
@@ -55,7 +54,8 @@ from landscape.train.config import TrainConfig, checkpoint_schedule, lr_at, make
 
 log = logging.getLogger(__name__)
 
-#: Log rows are buffered in memory and written in blocks of this many steps.
+#: Log rows are buffered in memory and committed (a copy of run.h5, renamed over it) in
+#: blocks of this many steps, and before each checkpoint.
 LOG_FLUSH_EVERY = 100
 
 __all__ = ["PairResult", "VariantResult", "evaluate", "train_pair"]
@@ -107,38 +107,13 @@ def evaluate(
 StepHook = Callable[..., None]
 
 
-class _SeriesBuffer:
-    """Rows kept in memory and appended to an HDF5 group in blocks."""
-
-    def __init__(self, path: Path, group: str):
-        self.path, self.group, self.rows = path, group, []
-
-    def add(self, **row: Any) -> None:
-        self.rows.append(row)
-
-    def flush(self) -> None:
-        if not self.rows:
-            return
-        cols = {k: np.asarray([r[k] for r in self.rows]) for k in self.rows[0]}
-        with h5py.File(self.path, "a") as f:
-            store.append_rows(f.require_group(self.group), **cols)
-        self.rows = []
-
-
-def _set_status(path: Path, variant: str, status: str, message: str = "") -> None:
-    with h5py.File(path, "a") as f:
-        g = f.require_group(f"train/{variant}")
-        g.attrs["status"] = status
-        g.attrs["message"] = message
-
-
 def _truncate(path: Path, variant: str, before_step: int) -> None:
     """Drop every logged row of ``variant`` whose step is ``>= before_step``."""
-    with h5py.File(path, "a") as f:
+    with store.edit(path) as f:
         for analysis in ("train", "eval", "probe", "ics"):
-            name = f"{analysis}/{variant}"
-            if name in f and "step" in f[name]:
-                store.truncate_series(f[name], "step", before_step - 1)
+            group = store.group_of(f, f"{analysis}/{variant}", path)
+            if group is not None and "step" in group:
+                store.truncate_series(group, "step", before_step - 1)
 
 
 def _batches(
@@ -163,14 +138,18 @@ def _train_variant(
     hooks: list[StepHook],
     progress: Callable[[str, int, int], None] | None,
 ) -> VariantResult:
+    """Train one variant; its rows are committed to ``run.h5`` every LOG_FLUSH_EVERY steps,
+    before each checkpoint and at the end (copy-on-write: a failed write keeps the last)."""
     run_file = out_dir / RUN_FILE
+    run_log = store.SeriesLog(run_file)
+    train_rows, eval_rows = f"train/{variant}", f"eval/{variant}"
     ckpt_dir = checkpoint_dir(out_dir, variant)
     loss_fn = loss_function(data.task)
     optimizer = make_optimizer(config, model)
     schedule = set(checkpoint_schedule(config))
     if resume:  # a diverged variant stays as it ended: its log keeps the non-finite row
-        with h5py.File(run_file, "r") as f:
-            status = f.get(f"train/{variant}")
+        with store.open_run(run_file) as f:
+            status = store.group_of(f, f"train/{variant}", run_file)
             if status is not None and status.attrs.get("status") == "diverged":
                 msg = str(status.attrs.get("message", ""))
                 steps_done = int(status["step"][-1]) if "step" in status else 0
@@ -187,22 +166,20 @@ def _train_variant(
         log.info("%s: resumed from step %d", variant, start)
     if resume:  # rows past the checkpoint (all of them without one) are written again
         _truncate(run_file, variant, start)
-    _set_status(run_file, variant, "running")
+    run_log.set_attrs(train_rows, status="running", message="")
+    run_log.commit()
 
     inline = (
-        InlineProbes(config, run_file, variant, lambda step: lr_at(config, step))
+        InlineProbes(config, run_log, variant, lambda step: lr_at(config, step))
         if config.probe_every or config.ics_every
         else None
     )
     if inline is not None:
         hooks = [*hooks, inline]  # the gradient probe, a step hook (see InlineProbes)
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
-    train_log = _SeriesBuffer(run_file, f"train/{variant}")
-    eval_log = _SeriesBuffer(run_file, f"eval/{variant}")
 
     def checkpoint(step: int) -> None:
-        train_log.flush()
-        eval_log.flush()
+        run_log.commit()  # the log reaches the checkpoint's step before the checkpoint exists
         store.save_checkpoint(
             store.checkpoint_path(ckpt_dir, step),
             model=model,
@@ -215,7 +192,7 @@ def _train_variant(
 
     def eval_row(step: int) -> tuple[float, float]:
         loss, acc = evaluate(model, loss_fn, x_test, y_test, config.eval_batch_size)
-        eval_log.add(step=step, loss=loss, accuracy=acc)
+        run_log.add(eval_rows, step=step, loss=loss, accuracy=acc)
         return loss, acc
 
     model.train()
@@ -248,12 +225,11 @@ def _train_variant(
         # one device -> host sync per step; float32 -> float64 is exact
         last_loss, grad_norm, *rest = torch.stack([t.double() for t in logged]).tolist()
         acc = rest[0] if rest else float("nan")
-        train_log.add(step=step, loss=last_loss, accuracy=acc, grad_norm=grad_norm, lr=lr)
+        run_log.add(train_rows, step=step, loss=last_loss, accuracy=acc, grad_norm=grad_norm, lr=lr)
         if not math.isfinite(last_loss):
-            train_log.flush()
-            eval_log.flush()
             msg = f"{variant} diverged at step {step}: loss is {last_loss}; lower the learning rate"
-            _set_status(run_file, variant, "diverged", msg)
+            run_log.set_attrs(train_rows, status="diverged", message=msg)
+            run_log.commit()
             log.warning(msg)
             return VariantResult(
                 variant, "diverged", step, last_loss, float("nan"), float("nan"), msg
@@ -261,16 +237,15 @@ def _train_variant(
         optimizer.step()
         if inline is not None:  # ICS with the update just made (Definition 2.1)
             inline.after_update(step, model, loss_fn, (xb, yb))
-        if len(train_log.rows) >= LOG_FLUSH_EVERY:
-            train_log.flush()
+        if run_log.pending(train_rows) >= LOG_FLUSH_EVERY:
+            run_log.commit()
         if progress is not None:
             progress(variant, step + 1, config.steps)
     eval_loss, eval_acc = eval_row(config.steps)
     if config.steps in schedule and not (resume and start == config.steps):
         checkpoint(config.steps)
-    train_log.flush()
-    eval_log.flush()
-    _set_status(run_file, variant, "finished")
+    run_log.set_attrs(train_rows, status="finished", message="")
+    run_log.commit()
     return VariantResult(variant, "finished", config.steps, last_loss, eval_loss, eval_acc)
 
 
@@ -296,7 +271,7 @@ def _prepare_out_dir(out_dir: Path, config: TrainConfig, overwrite: bool, resume
                 "use the same options"
             )
         return
-    if has_log or (out_dir / CHECKPOINTS).exists():
+    if has_log or any(p.is_file() for p in (out_dir / CHECKPOINTS).rglob("*")):
         if not overwrite:
             raise ValueError(
                 f"{out_dir} already holds a run: "
@@ -362,14 +337,28 @@ def train_pair(
     copy_shared_parameters(models["bn"], models["plain"])
     for v in config.variants:  # torch's own checks of the options, before anything is written
         make_optimizer(config, models[v])
-    _prepare_out_dir(out, config, overwrite, resume)
-    if not resume:
-        with h5py.File(out / RUN_FILE, "w") as f:
-            f.attrs[store.KIND_ATTR] = "run log"
-            store.write_provenance(f, store.provenance(config.to_dict(), device=str(device)))
-            f.attrs["variants"] = json.dumps(list(config.variants))
-            f.attrs["dataset_meta"] = json.dumps(data.meta, default=str)
-    data = _to_dtype(data, dtype)
+    with writer_lock(out / RUN_FILE):  # one writer per run directory
+        remove_stale_temporaries(out / RUN_FILE)  # of a run killed while it committed its log
+        _prepare_out_dir(out, config, overwrite, resume)
+        if not resume:
+            with store.edit(out / RUN_FILE) as f:
+                f.attrs[store.KIND_ATTR] = "run log"
+                store.write_provenance(f, store.provenance(config.to_dict(), device=str(device)))
+                f.attrs["variants"] = json.dumps(list(config.variants))
+                f.attrs["dataset_meta"] = json.dumps(data.meta, default=str)
+        results = _train_variants(config, models, specs, _to_dtype(data, dtype), out, device,
+                                  resume, hooks or [], progress)  # fmt: skip
+    return PairResult(out, results)
+
+
+def _train_variants(
+    config: TrainConfig, models: dict, specs: dict, data: Dataset, out: Path,
+    device: torch.device, resume: bool, hooks: list[StepHook],
+    progress: Callable[[str, int, int], None] | None,
+) -> dict[str, VariantResult]:  # fmt: skip
+    """Each variant of the run in turn; a new run that fails before its first checkpoint
+    leaves no run.h5 (it would make the fixed command "already hold a run")."""
+    dtype = getattr(torch, config.dtype)
     results = {}
     try:
         for v in config.variants:
@@ -380,13 +369,14 @@ def train_pair(
             with rng_preserved():
                 torch.manual_seed(config.seed)
                 results[v] = _train_variant(
-                    v, model, specs[v], data, config, out, device, resume, hooks or [], progress
+                    v, model, specs[v], data, config, out, device, resume, hooks, progress
                 )
     except BaseException:
         if not resume and not any(store.list_checkpoints(checkpoint_dir(out, v)) for v in VARIANTS):
-            (out / RUN_FILE).unlink(missing_ok=True)  # a header only: the fixed command is new
+            (out / RUN_FILE).unlink(missing_ok=True)
+            store.remove_outputs(out / CHECKPOINTS, "checkpoint")  # empty folders, partial files
         raise
-    return PairResult(out, results)
+    return results
 
 
 def _to_dtype(data: Dataset, dtype: torch.dtype) -> Dataset:

@@ -229,3 +229,37 @@ def test_probe_on_an_unbuildable_checkpoint_writes_nothing(runner, tmp_path):
     out = tmp_path / "p.h5"
     line = _error_line(runner.invoke(main, ["probe", "--checkpoint", str(bad), "--out", str(out)]))
     assert "cannot rebuild" in line and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        ("group is a dataset", "/train/bn is a dataset, not a group"),
+        ("newer schema", "written with schema 9.0; this landscape reads schema 1.0"),
+        ("truncated", "cannot be opened as HDF5 (truncated or damaged?)"),
+    ],
+)
+@pytest.mark.parametrize("command", ["plot training", "train --resume"])
+def test_damaged_run_logs_are_one_line(runner, tmp_path, damage, needle, command):
+    """Before: a group that is a dataset gave a traceback, a newer schema was read silently,
+    and a truncated file was "open for writing by another process"."""
+    import h5py
+    import numpy as np
+
+    run = tmp_path / "run"
+    assert runner.invoke(main, ["train", *TINY, "--out", str(run)]).exit_code == 0
+    log = run / "run.h5"
+    if damage == "truncated":
+        log.write_bytes(log.read_bytes()[:4000])
+    else:
+        with h5py.File(log, "a") as f:
+            if damage == "newer schema":
+                f.attrs["schema_version"] = "9.0"
+            else:
+                del f["train/bn"]
+                f["train/bn"] = np.zeros(3)
+    args = ["plot", "training", str(run)] if command == "plot training" else [
+        "train", *TINY, "--out", str(run), "--resume"]  # fmt: skip
+    if damage == "truncated" and command != "plot training":  # the output guard speaks first
+        needle = "run.h5 holds a damaged HDF5 file, not a run log"
+    assert needle in _error_line(runner.invoke(main, args))

@@ -245,3 +245,33 @@ def test_a_config_without_an_lr_asks_for_one(tmp_path):
     with pytest.raises(ValueError, match="records no training dataset: pass dataset="):
         probe_checkpoints({"mine": [path]}, tmp_path / "p.h5", replace(CONFIG, lr=0.1))
     assert not (tmp_path / "p.h5").exists()
+
+
+def test_a_full_disk_keeps_the_probed_checkpoints(run, tmp_path, monkeypatch):
+    """The third checkpoint's rows cannot be written: a WriteError naming the file, the two
+    before stay readable, and a rerun finishes with the values of an uninterrupted run."""
+    import errno
+    import os
+    from pathlib import Path
+
+    from landscape._files import WriteError
+
+    full = read_offline_probes(probe_checkpoints(files_of(run), tmp_path / "full.h5", CONFIG))
+    out, writes, write_bytes = tmp_path / "p.h5", [0], Path.write_bytes
+
+    def no_space(self, data):
+        if self.name.startswith(".p.h5."):
+            writes[0] += 1
+            if writes[0] >= 4:  # the file, two checkpoints, then the disk is full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_bytes(self, data)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "write_bytes", no_space)
+        with pytest.raises(WriteError, match=r"cannot write .*p\.h5: No space left on device"):
+            probe_checkpoints(files_of(run), out, CONFIG)
+    assert read_offline_probes(out)["bn"]["step"].tolist() == [0, 3]
+    resumed = read_offline_probes(probe_checkpoints(files_of(run), out, CONFIG))
+    for variant in VARIANTS:
+        for name, values in full[variant].items():
+            assert np.array_equal(resumed[variant][name], values), (variant, name)

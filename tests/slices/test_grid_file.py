@@ -305,53 +305,149 @@ def test_incomplete_files_name_the_missing_part(tmp_path, setup, edit, needle):
         read_grid(path)
 
 
-def test_a_file_another_run_made_meanwhile_is_kept(tmp_path, setup, monkeypatch):
-    """Two runs on one path: the one that publishes its first point last must not replace
-    the other's file. Same slice: it continues that file; other settings: refused, kept."""
-    import landscape.slices.grid_file as grids
-
+def test_a_second_writer_is_refused_and_the_file_kept(tmp_path, setup):
+    """Two runs on one path: the second is refused up front (the writer lock), whatever
+    overwrite says; once the first process is gone (here: killed), the lock is free."""
     model, data, dirs = setup
-    publish = grids._publish
-    rival_dirs, rival_meta = random_directions(model, 2, seed=4), {**META, "seed": 4}
-    made = {}
-
-    def rival_first(rival_dirs, rival_meta):
-        def racing_publish(tmp, path, seen, config_hash):  # the rival finishes in between
-            monkeypatch.setattr(grids, "_publish", publish)
-            made[path] = run_grid(path, model, CE, data, rival_dirs, XS, YS, meta=rival_meta)
-            return publish(tmp, path, seen, config_hash)
-
-        monkeypatch.setattr(grids, "_publish", racing_publish)
-
-    CE = nn.CrossEntropyLoss()
-    out = tmp_path / "race.h5"
-    rival_first(rival_dirs, rival_meta)
-    with pytest.raises(ValueError, match="written by another run meanwhile"):
-        run_grid(out, model, CE, data, dirs, XS, YS, meta=META)
-    kept = read_grid(out)
-    assert kept.meta["seed"] == 4 and kept.computed.all()
-    np.testing.assert_array_equal(kept.values["loss"], made[out].values["loss"])
-    assert list(tmp_path.glob(".*.tmp")) == []
-
-    same = tmp_path / "same.h5"
-    rival_first(dirs, META)
-    # the twin finished the whole grid before our publish: nothing is left to evaluate
-    assert run_grid(same, model, CE, data, dirs, XS, YS, meta=META) is None
-    np.testing.assert_array_equal(read_grid(same).values["loss"], made[same].values["loss"])
+    path = tmp_path / "slice.h5"
+    run_grid(path, model, CountingLoss(), data, dirs[:1], XS, meta=META)
+    raw = path.read_bytes()
+    hold = ("import sys, time; from landscape._files import writer_lock\n"
+            "with writer_lock(sys.argv[1]):\n    print(1, flush=True); time.sleep(60)")  # fmt: skip
+    writer = subprocess.Popen([sys.executable, "-c", hold, str(path)], stdout=subprocess.PIPE)
+    try:
+        assert writer.stdout.readline().strip() == b"1"
+        for overwrite in (False, True):
+            with pytest.raises(ValueError, match="is being written by another process"):
+                run_grid(path, model, CountingLoss(), data, dirs, XS, YS, meta=META,
+                         overwrite=overwrite)  # fmt: skip
+        assert path.read_bytes() == raw
+    finally:
+        writer.kill()
+        writer.wait()
+    res = run_grid(path, model, CountingLoss(), data, dirs, XS, YS, meta=META, overwrite=True)
+    assert res.computed.all() and list(tmp_path.glob(".*")) == []  # no lock file left
 
 
 def test_temporaries_of_killed_runs_are_removed(tmp_path, setup):
-    import socket
-
+    """A temporary of this file can only be a killed run's: the writer lock proves no other
+    run is making it. Other files' temporaries are left alone."""
     model, data, dirs = setup
     out = tmp_path / "t.h5"
-    host = socket.gethostname()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    stale = tmp_path / f".t.h5.{host}.{dead}.tmp"
-    live = tmp_path / f".t.h5.{host}.1.tmp"  # pid 1 is alive: another run's, left alone
-    other_host = tmp_path / f".t.h5.elsewhere.{dead}.tmp"  # another machine's: left alone
-    for f in (stale, live, other_host):
+    stale = [tmp_path / ".t.h5.host.123.tmp", tmp_path / ".t.h5.a8bx0.tmp"]
+    other = tmp_path / ".u.h5.a8bx0.tmp"
+    for f in (*stale, other):
         f.write_bytes(b"partial")
     run_grid(out, model, nn.CrossEntropyLoss(), data, dirs, XS, YS, meta=META)
-    assert not stale.exists() and live.exists() and other_host.exists()
+    assert not any(f.exists() for f in stale) and other.exists()
+
+
+def test_a_full_disk_while_the_grid_grows_keeps_what_was_computed(tmp_path, setup, monkeypatch):
+    """The third block of cells cannot be written: one WriteError naming the file, the cells
+    written before stay readable, and a rerun evaluates the rest to the uninterrupted values."""
+    import errno
+    import os
+
+    from landscape._files import WriteError
+
+    model, data, dirs = setup
+    full = run_grid(tmp_path / "full.h5", model, CountingLoss(), data, dirs, XS, YS, meta=META)
+    path, opens, real_file = tmp_path / "slice.h5", [0], h5py.File
+
+    def full_disk(name, mode="r", *args, **kwargs):
+        if str(name) == str(path) and mode == "r+":
+            opens[0] += 1
+            if opens[0] >= 3:  # full from the third block on
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_file(name, mode, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(h5py, "File", full_disk)
+        with pytest.raises(WriteError, match=r"cannot write .*slice\.h5: No space left on device"):
+            run_grid(path, model, CountingLoss(), data, dirs, XS, YS, meta=META, chunk=4)
+    part = read_grid(path)
+    assert part.computed.sum() == 1 + 2 * 4  # the first point, then two blocks of four
+    np.testing.assert_array_equal(
+        part.values["loss"][part.computed], full.values["loss"][part.computed]
+    )
+    resumed = run_grid(path, model, CountingLoss(), data, dirs, XS, YS, meta=META, chunk=4)
+    np.testing.assert_array_equal(resumed.values["loss"], full.values["loss"])
+
+
+def test_a_full_disk_when_the_file_is_made_keeps_the_old_file(tmp_path, setup, monkeypatch):
+    import errno
+    import os
+    from pathlib import Path
+
+    from landscape._files import WriteError
+
+    model, data, dirs = setup
+    path = tmp_path / "slice.h5"
+    run_grid(path, model, CountingLoss(), data, dirs[:1], XS, meta=META)
+    raw, write_bytes = path.read_bytes(), Path.write_bytes
+
+    def no_space(self, data):
+        if self.name.startswith(".slice.h5."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", no_space)
+    with pytest.raises(WriteError, match=r"cannot write .*slice\.h5: No space left on device"):
+        run_grid(path, model, CountingLoss(), data, dirs, XS, YS, meta=META, overwrite=True)
+    assert path.read_bytes() == raw and list(tmp_path.glob(".*")) == []
+
+
+GROWING = """
+import sys, time, torch
+from torch import nn
+sys.path.insert(0, sys.argv[2])
+from tests.slices.test_grid_file import META, XS, batches, bn_net
+from landscape.slices import random_directions, run_grid
+
+class SlowLoss(nn.CrossEntropyLoss):
+    def forward(self, out, target):
+        time.sleep(0.02)
+        return super().forward(out, target)
+
+model = bn_net()
+dirs = random_directions(model, 2, seed=3)
+run_grid(sys.argv[1], model, SlowLoss(), batches(), dirs, XS, "-1:1:6", meta=META, chunk=2)
+"""
+
+
+def test_a_growing_file_is_readable_from_another_process(tmp_path, setup):
+    """While a run writes a slice, other processes open it with plain h5py (file locking on
+    or off) and see the finished cells; a reader holding it open does not stop the writer."""
+    import time
+    from pathlib import Path
+
+    path, root = tmp_path / "growing.h5", str(Path(__file__).parents[2])
+    writer = subprocess.Popen([sys.executable, "-c", GROWING, str(path), root])
+    view = "import h5py, sys, time; f = h5py.File(sys.argv[1], 'r'); print(1, flush=True); "
+    seen, viewer = [], None
+    try:
+        while writer.poll() is None:
+            if path.exists():
+                for locking in (True, False):
+                    with h5py.File(path, "r", locking=locking) as f:
+                        done = f["computed"][()].astype(bool)
+                        loss = f["values/loss"][()]
+                    assert np.isfinite(loss[done]).all()
+                    seen.append((int(done.sum()), loss.copy(), done))
+                if viewer is None and seen[-1][0] > 2:  # a viewer left open while the run goes on
+                    viewer = subprocess.Popen([sys.executable, "-c", view + "time.sleep(60)",
+                                               str(path)], stdout=subprocess.PIPE)  # fmt: skip
+                    assert viewer.stdout.readline().strip() == b"1"
+            time.sleep(0.01)
+    finally:
+        writer.wait(timeout=120)
+        if viewer is not None:
+            viewer.kill()
+            viewer.wait()
+    assert writer.returncode == 0 and viewer is not None
+    final = read_grid(path)
+    assert final.computed.all()
+    counts = [n for n, _, _ in seen]
+    assert counts == sorted(counts) and any(0 < n < final.computed.size for n in counts)
+    for _, loss, done in seen:  # what a reader saw is what the run finished with
+        np.testing.assert_array_equal(loss[done], final.values["loss"][done])
