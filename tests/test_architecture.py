@@ -22,7 +22,8 @@ PACKAGE = Path(landscape.__file__).parent
 
 #: Wings (sub-packages) and the shared top-level modules, by rank: cli -> orchestration
 #: (train, figures) -> numerical (probes, slices, curvature) and pure rendering -> the
-#: parameter algebra -> data and store -> models and the file/device helpers.
+#: parameter algebra and torchrun sharding -> data and store -> models and the file/device
+#: helpers.
 RANKS: dict[str, int] = {
     "_files": 0,
     "_device": 0,
@@ -30,6 +31,7 @@ RANKS: dict[str, int] = {
     "data": 1,
     "store": 1,
     "_params": 2,
+    "distributed": 2,
     "probes": 3,
     "slices": 3,
     "curvature": 3,
@@ -148,7 +150,14 @@ def test_every_wing_has_a_rank() -> None:
 
 def test_the_top_level_holds_only_wings_and_a_few_shared_modules() -> None:
     files = sorted(p.name for p in PACKAGE.glob("*.py"))
-    assert files == ["__init__.py", "__main__.py", "_device.py", "_files.py", "_params.py"]
+    assert files == [
+        "__init__.py",
+        "__main__.py",
+        "_device.py",
+        "_files.py",
+        "_params.py",
+        "distributed.py",
+    ]
 
 
 @pytest.mark.parametrize("wing", sorted(RANKS))

@@ -11,12 +11,16 @@ May import: every wing of the library. Nothing in the library imports the CLI or
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
 
-from landscape.cli.common import LandscapeGroup
+from landscape.cli.common import BadInput, LandscapeGroup
 from landscape.store.provenance import package_version
+
+#: The commands torchrun can spread over processes (landscape.distributed).
+SHARDED = ("slice", "probe")
 
 
 @click.group(cls=LandscapeGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,6 +33,12 @@ def main(verbose: bool) -> None:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    command = click.get_current_context().invoked_subcommand
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and command not in SHARDED:
+        raise BadInput(
+            f"landscape {command} runs in one process: run it without torchrun (torchrun "
+            f"spreads {' and '.join(SHARDED)} over processes)"
+        )
 
 
 def _register() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from landscape import distributed
 from landscape.cli.common import BadInput, literal_choice, progress_bars, quiet_option
 from landscape.probes.from_checkpoints import (
     DEFAULT_OUT,
@@ -114,7 +115,7 @@ def register(main: click.Group) -> None:
             raise BadInput("pass --out PATH with --checkpoint files (or a RUN directory)")
         out = out or run / DEFAULT_OUT
         totals: list[int] = []
-        with progress_bars(quiet) as bars:
+        with distributed.session(device) as ranks, progress_bars(quiet or not ranks.main) as bars:
             bar = bars.simple("probe")
 
             def progress(done: int, total: int) -> None:
@@ -126,6 +127,8 @@ def register(main: click.Group) -> None:
                 files, out, config, device=device, overwrite=overwrite, progress=progress,
                 trust_factory=trust_factory,
             )  # fmt: skip
+        if not ranks.main:  # under torchrun: rank 0 reports
+            return
         if not totals:
             click.echo(f"nothing to do: {out} already holds every checkpoint")
         click.echo(summary_table(out))

@@ -9,6 +9,7 @@ from typing import Any
 import click
 import numpy as np
 
+from landscape import distributed
 from landscape.cli.common import BadInput, literal_choice, progress_bars, quiet_option
 from landscape.data import DEFAULT_EXAMPLES
 from landscape.figures.from_slices import (
@@ -96,10 +97,15 @@ def _slice_command(main: click.Group) -> None:
         b, c = plane_through or (to, None)
         config = SliceConfig(kind=kind, **kw)
         out = out or _default_out(checkpoint, kind, kw["y"] is not None)
-        with progress_bars(quiet) as bars:
+        with (
+            distributed.session(config.device) as ranks,
+            progress_bars(quiet or not ranks.main) as bars,
+        ):
             done = slice_checkpoint(checkpoint, out, config, to=b, third=c, trajectory=pca,
                                     overwrite=overwrite, progress=_this_run(bars.simple("slice")),
                                     trust_factory=trust_factory)  # fmt: skip
+        if not ranks.main:  # under torchrun: rank 0 reports
+            return
         if done is None:
             click.echo(f"already complete: {out}")
         res = read_grid(out)

@@ -17,10 +17,11 @@ settings (attribute ``offline_probe_settings``) and ``/offline_probe_batches`` (
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +30,7 @@ import h5py
 import numpy as np
 import torch
 
-from landscape import store
+from landscape import distributed, store
 from landscape._device import resolve_device
 from landscape._files import remove_stale_temporaries, writer_lock
 from landscape.data import Dataset, batch_indices, load_dataset, loss_function
@@ -145,47 +146,88 @@ def probe_checkpoints(
     index = torch.stack([batch_indices(n, size, b, cfg.batch_seed) for b in range(cfg.num_batches)])
     settings = {**asdict(cfg), "dataset": data.name, "n_train": n}
     store.build_model(first, trust_factory=trust_factory)  # fails before any file exists
-    with writer_lock(out):  # one writer per file; readers open it whenever they like
-        remove_stale_temporaries(out)
-        done = _prepare(out, settings, index.numpy(), sources, overwrite, str(dev))
-        todo = [(v, *r) for v, rows in sources.items() for r in rows if r[0] not in done[v]]
-        if not todo:
-            log.info("nothing to do: %s holds every checkpoint", out)
-            return out
-        _probe_all(todo, data, config, dataset, train, first, cfg, index, out, settings, dev,
-                   progress, trust_factory)  # fmt: skip
-    return out
-
-
-def _probe_all(
-    todo: list, data: Dataset, config: OfflineProbeConfig, dataset: Dataset | None,
-    train: store.TrainingRecord, first: store.Checkpoint, cfg: OfflineProbeConfig,
-    index: torch.Tensor, out: Path, settings: dict, dev: torch.device,
-    progress: Callable[[int, int], None] | None, trust_factory: bool,
-) -> None:  # fmt: skip
-    """Probe each checkpoint of ``todo`` on the batches of ``index``; a row per checkpoint."""
     # training settings that every checkpoint must share with the first, where inherited
     inherited = {"lr": config.lr is None, "batch_size": config.batch_size is None}
     inherited |= dict.fromkeys(("dataset", "data_options", "seed"), dataset is None)
-    shared = [k for k, on in inherited.items() if on]
-    loss_fn, grid, d = loss_function(data.task), cfg.step_sizes(), cfg.direction
-    x, y, opts = data.x_train, data.y_train, {"bn_mode": cfg.bn_mode, "seed": cfg.seed}
-    for done_count, (variant, step, path, sha) in enumerate(todo, 1):
-        ckpt = store.load_checkpoint(path, map_location=dev)
+    job = _Job(data, cfg, index, dev, first, train, [k for k, on in inherited.items() if on],
+               trust_factory)  # fmt: skip
+    r = distributed.ranks()  # under torchrun: checkpoints dealt out, rank 0 writes
+    with writer_lock(out) if r.main else contextlib.nullcontext():
+
+        def prepare() -> list[tuple]:  # rank 0: the file made or checked, what is left
+            remove_stale_temporaries(out)
+            done = _prepare(out, settings, index.numpy(), sources, overwrite, str(dev))
+            return [
+                (v, *row) for v, rows in sources.items() for row in rows if row[0] not in done[v]
+            ]
+
+        todo = distributed.on_main(prepare, r)
+        if not todo:
+            log.info("nothing to do: %s holds every checkpoint", out)
+            return out
+        for done_count, ((variant, step, path, sha), rows) in enumerate(job.run(todo, r), 1):
+            if r.main:
+                _write(out, variant, (step, sha, str(path)), *rows, settings)
+                if progress is not None:
+                    progress(done_count, len(todo))
+    return out
+
+
+@dataclass
+class _Job:
+    """What probing one checkpoint needs; :meth:`run` probes a list of them."""
+
+    data: Dataset
+    cfg: OfflineProbeConfig
+    index: torch.Tensor  # (B, batch_size) indices of the probe batches
+    device: torch.device
+    first: store.Checkpoint
+    train: store.TrainingRecord
+    shared: list[str]  # training settings every checkpoint must share with the first
+    trust_factory: bool
+
+    def probe(self, variant: str, step: int, path: Path, sha: str) -> tuple[list, list]:
+        """The probes (and ICS) of one checkpoint on every probe batch."""
+        ckpt = store.load_checkpoint(path, map_location=self.device)
         if ckpt.step != step:
             raise store.CheckpointError(f"{path} holds step {ckpt.step}, not {step}")
         other = store.TrainingRecord.of(ckpt)
-        if clash := [k for k in shared if getattr(other, k) != getattr(train, k)]:
-            raise ValueError(f"{path} and {first.path} differ in training {clash}: probe apart")
-        model = store.build_model(ckpt, device=dev, trust_factory=trust_factory)
+        if clash := [k for k in self.shared if getattr(other, k) != getattr(self.train, k)]:
+            raise ValueError(
+                f"{path} and {self.first.path} differ in training {clash}: probe apart"
+            )
+        model = store.build_model(ckpt, device=self.device, trust_factory=self.trust_factory)
+        cfg, x, y = self.cfg, self.data.x_train, self.data.y_train
         dtype = next(model.parameters()).dtype
-        y_dtype = dtype if data.task == "regression" else y.dtype  # class labels stay int64
-        batches = [(x[idx].to(dev, dtype), y[idx].to(dev, y_dtype)) for idx in index]
-        probes = [gradient_probe(model, loss_fn, b, grid, direction=d, **opts) for b in batches]
+        y_dtype = dtype if self.data.task == "regression" else y.dtype  # labels stay int64
+        batches = [(x[i].to(self.device, dtype), y[i].to(self.device, y_dtype)) for i in self.index]
+        loss_fn, grid = loss_function(self.data.task), cfg.step_sizes()
+        opts = {"bn_mode": cfg.bn_mode, "seed": cfg.seed}
+        probes = [gradient_probe(model, loss_fn, b, grid, direction=cfg.direction, **opts)
+                  for b in batches]  # fmt: skip
         shifts = [ics(model, loss_fn, b, cfg.lr, **opts) for b in batches if cfg.ics]
-        _write(out, variant, (step, sha, str(path)), probes, shifts, settings)
-        if progress is not None:
-            progress(done_count, len(todo))
+        return probes, shifts
+
+    def run(self, todo: list[tuple], r: distributed.Ranks) -> Iterator[tuple[tuple, tuple]]:
+        """``(item, (probes, shifts))`` for every item of ``todo``, in order, on rank 0 (on
+        the other ranks: their own items). Under torchrun every round deals one checkpoint
+        to each rank and gathers the results (one collective per round)."""
+        if r.world == 1:
+            yield from ((item, self.probe(*item)) for item in todo)
+            return
+        for start in range(0, len(todo), r.world):
+            mine = todo[start + r.rank] if start + r.rank < len(todo) else None
+            try:
+                result = ("ok", None if mine is None else self.probe(*mine))
+            except Exception as exc:  # every rank must hear of it
+                result = ("error", str(exc))
+            results: list = [None] * r.world
+            distributed.all_gather_object(results, result)
+            if failed := [msg for status, msg in results if status == "error"]:
+                raise ValueError(failed[0])
+            for k, (_, rows) in enumerate(results):
+                if start + k < len(todo) and (r.main or k == r.rank):
+                    yield todo[start + k], rows
 
 
 def read_offline_probes(path: str | Path) -> dict[str, dict[str, np.ndarray]]:

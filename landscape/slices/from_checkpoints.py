@@ -8,6 +8,7 @@ directions.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from landscape import distributed
 from landscape._device import resolve_device
 from landscape._files import writer_lock
 from landscape._params import flatten, get_params
@@ -106,7 +108,8 @@ def slice_checkpoint(
         trust_factory: Rebuild models whose spec names an import path (runs that code).
 
     Returns:
-        ``out_path``, or None when the file was already complete.
+        ``out_path``, or None when the file was already complete (and on every rank but 0
+        under torchrun: :mod:`landscape.distributed`).
 
     Raises:
         ValueError: Bad settings, bad checkpoints, a file with other settings (unless
@@ -116,7 +119,8 @@ def slice_checkpoint(
     """
     c = config or SliceConfig()
     _validate(c, to, third, trajectory)
-    with writer_lock(out_path):  # the slice and its trajectory: one writer
+    main = distributed.ranks().main  # under torchrun rank 0 writes; the others evaluate
+    with writer_lock(out_path) if main else contextlib.nullcontext():
         return _slice(checkpoint, Path(out_path), c, to, third, trajectory, overwrite, progress,
                       trust_factory)  # fmt: skip
 
@@ -169,14 +173,14 @@ def _slice(
         if stored is None:
             dirs, coords = traj["directions"], traj["coords"]
             xs, ys = c.x or _span(coords[:, 0]), c.y or _span(coords[:, 1])
-        else:
+        elif distributed.ranks().main:
             _write_trajectory(path, traj)
     result = run_grid(
         path, model, loss_function(task), data, dirs, xs, ys, meta=meta,
         buffer_directions=bdirs, bn_mode=c.bn_mode, recalibrate_batches=c.recalibrate_batches,
         precision=c.precision, overwrite=overwrite, chunk=c.chunk, progress=progress,
     )  # fmt: skip
-    if traj is not None:
+    if traj is not None and distributed.ranks().main:
         _write_trajectory(path, traj)
     return None if result is None else path
 

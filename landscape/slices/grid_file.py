@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from landscape import distributed
 from landscape._device import device_of
 from landscape._files import WriteError, remove_stale_temporaries, write_atomically, writer_lock
 from landscape._params import Params
@@ -292,30 +293,68 @@ def run_grid(
     device = str(device_of(model))
     total = math.prod(plan.shape)
 
-    with writer_lock(path):  # one writer per slice file; readers are never locked out
-        stored = slice_file_hash(path)  # refuses any other kind of file, even with overwrite
-        if stored not in (None, config_hash) and not overwrite:
-            raise ValueError(f"{path} holds a different slice; pass overwrite=True to replace it")
-        if stored != config_hash:  # made once its first point is: a failure keeps the old file
-            report = None if progress is None else (lambda done, _: progress(done, total))
-            first = evaluate_grid(*grid, points=[0], progress=report, **options)
-            _create(path, first, config, file_meta, device)
-        with open_run(path, "r") as f:
-            todo = np.flatnonzero(f["computed"][()].reshape(-1) == 0)
-        if todo.size == 0:
+    r = distributed.ranks()
+    with writer_lock(path) if r.main else contextlib.nullcontext():  # rank 0 writes
+
+        def prepare() -> list[int]:  # rank 0: the file made or checked, the points to do
+            stored = slice_file_hash(path)  # refuses any other kind of file, even overwrite
+            if stored not in (None, config_hash) and not overwrite:
+                raise ValueError(
+                    f"{path} holds a different slice; pass overwrite=True to replace it"
+                )
+            if stored != config_hash:  # made once its first point is: a failure keeps the old
+                report = None if progress is None else (lambda done, _: progress(done, total))
+                first = evaluate_grid(*grid, points=[0], progress=report, **options)
+                _create(path, first, config, file_meta, device)
+            with open_run(path, "r") as f:
+                return np.flatnonzero(f["computed"][()].reshape(-1) == 0).tolist()
+
+        todo = distributed.on_main(prepare, r)
+        if not todo:
             log.info("%s: already complete", path)
             return None
-        before = total - todo.size
-        log.info("%s: evaluating %d of %d points", path, todo.size, total)
-        writer = _CellWriter(path, plan.shape, chunk)
-        report = None if progress is None else (lambda done, _: progress(before + done, total))
-        try:
-            evaluate_grid(
-                *grid, points=todo.tolist(), on_point=writer.add, progress=report, **options
-            )
-        finally:
-            writer.flush()
+        before = total - len(todo)
+        log.info("%s: evaluating %d of %d points", path, len(todo), total)
+        if r.world == 1:
+            writer = _CellWriter(path, plan.shape, chunk)
+            report = None if progress is None else (lambda done, _: progress(before + done, total))
+            try:
+                evaluate_grid(*grid, points=todo, on_point=writer.add, progress=report, **options)
+            finally:
+                writer.flush()
+        else:
+            _run_sharded(path, grid, options, plan, todo, chunk, r, before, progress)
+    if not r.main:
+        return None
     return read_grid(path)
+
+
+def _run_sharded(
+    path: Path, grid: tuple, options: dict, plan: SliceResult, todo: list[int], chunk: int,
+    r: distributed.Ranks, before: int, progress: Callable[[int, int], None] | None,
+) -> None:  # fmt: skip
+    """Every rank evaluates its share of ``todo``; rank 0 gathers and writes blocks."""
+    names, total = plan.meta["metrics"], math.prod(plan.shape)
+    writer = _CellWriter(path, plan.shape, chunk * r.world) if r.main else None
+    received = [before]
+
+    def on_row(k: int, values: list[float]) -> None:  # rank 0
+        writer.add(k, dict(zip(names, values)))  # type: ignore[union-attr]
+        received[0] += 1
+        if progress is not None:
+            progress(received[0], total)
+
+    rounds = math.ceil(len(distributed.shard(todo, distributed.Ranks(0, r.world))) / chunk)
+    gatherer = distributed.RowGatherer(chunk, len(names), rounds, on_row if r.main else None, r)
+    try:
+        evaluate_grid(
+            *grid, points=distributed.shard(todo, r), **options,
+            on_point=lambda k, point: gatherer.add(k, [point[n] for n in names]),
+        )  # fmt: skip
+        gatherer.finish()
+    finally:
+        if writer is not None:
+            writer.flush()
 
 
 def read_grid(path: str | Path, *, device: str | torch.device = "cpu") -> SliceResult:

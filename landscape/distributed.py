@@ -1,0 +1,170 @@
+"""Scale-out with torchrun: PyTorch's own process groups, one writer, no per-point collective.
+
+Under ``torchrun --nproc_per_node N -m landscape slice|probe ...`` every process runs the
+same command. The work items (a slice's grid points, a run's checkpoints) are dealt out
+round-robin (:func:`shard`); rank 0 alone touches the output file: it prepares it, and the
+other ranks' finished results reach it in blocks (one ``all_gather`` per block of ``chunk``
+points or per checkpoint, :class:`RowGatherer`), never one collective per point and never a
+rewrite of the whole file. A rank that dies takes the group down (torchrun's default);
+the file then holds every finished block, and a rerun, with any number of processes,
+continues from it exactly as a single process would.
+
+Backends: gloo on CPUs, NCCL on GPUs (one device per process: ``LOCAL_RANK``). Outside
+torchrun (or ``WORLD_SIZE`` 1) nothing here does anything: rank 0 of 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["Ranks", "RowGatherer", "all_gather_object", "on_main", "ranks", "session", "shard"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place among the processes of a command: rank 0 of 1 alone."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one process that writes the output."""
+        return self.rank == 0
+
+
+def ranks() -> Ranks:
+    """The ranks of the default process group, or rank 0 of 1 when there is none."""
+    if dist.is_available() and dist.is_initialized():
+        return Ranks(dist.get_rank(), dist.get_world_size())
+    return Ranks()
+
+
+@contextlib.contextmanager
+def session(device: str) -> Iterator[Ranks]:
+    """Join torchrun's processes for the block (when ``WORLD_SIZE`` > 1), then leave.
+
+    ``device`` is the command's ``--device``: CUDA gives NCCL and this process's GPU
+    (``LOCAL_RANK``), anything else gloo.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or (dist.is_available() and dist.is_initialized()):
+        yield ranks()
+        return
+    if not dist.is_available():
+        raise ValueError("this torch build has no torch.distributed: run without torchrun")
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if cuda else "gloo")
+    try:
+        yield ranks()
+    finally:
+        dist.destroy_process_group()
+
+
+def shard(items: Sequence[T], r: Ranks) -> list[T]:
+    """This rank's share of ``items``: every ``world``-th, from position ``rank``."""
+    return list(items[r.rank :: r.world])
+
+
+def _device() -> torch.device:
+    """Where collectives take their tensors: the current GPU for NCCL, else the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def on_main(fn: Callable[[], T], r: Ranks) -> T:
+    """``fn()`` run on rank 0 only, its result given to every rank.
+
+    An error on rank 0 (bad input, a file that is refused) is raised on every rank with
+    the same one-line message, so that no rank waits forever for the others.
+    """
+    if r.world == 1:
+        return fn()
+    box: list[Any] = [None]
+    failure: Exception | None = None
+    if r.main:
+        try:
+            box = [("ok", fn())]
+        except Exception as exc:  # every rank must hear of it, whatever it is
+            failure, box = exc, [("error", str(exc))]
+    dist.broadcast_object_list(box, src=0, device=_device())
+    status, value = box[0]
+    if failure is not None:
+        raise failure
+    if status == "error":
+        raise ValueError(value)
+    return value
+
+
+def all_gather_object(out: list[Any], obj: Any) -> None:
+    """``out[k]`` = rank ``k``'s ``obj`` on every rank (results among the command's own
+    processes, never anything read from a file)."""
+    dist.all_gather_object(out, obj)
+
+
+class RowGatherer:
+    """Collects ``(index, values)`` rows of every rank on rank 0, a block at a time.
+
+    Each rank :meth:`add` s its rows; every ``chunk`` rows (and in :meth:`finish`, until all
+    ranks have done ``rounds`` blocks) one ``all_gather`` moves a block of each rank: rows
+    padded with index -1 in a float64 tensor ``(chunk, 1 + width)``. Rank 0 hands every
+    gathered row to ``on_row(index, values)``. Indices must be exact in float64 (< 2**53).
+
+    Args:
+        chunk: Rows per rank per block.
+        width: Values per row.
+        rounds: Blocks every rank takes part in (the same on every rank).
+        on_row: Called on rank 0 for each row of each block, in rank order.
+        r: The ranks.
+    """
+
+    def __init__(
+        self,
+        chunk: int,
+        width: int,
+        rounds: int,
+        on_row: Callable[[int, list[float]], None] | None,
+        r: Ranks,
+    ) -> None:
+        self.chunk, self.width, self.rounds, self.on_row, self.r = chunk, width, rounds, on_row, r
+        self.rows: list[list[float]] = []
+        self.done = 0
+
+    def add(self, index: int, values: Sequence[float]) -> None:
+        self.rows.append([float(index), *map(float, values)])
+        if len(self.rows) == self.chunk:
+            self._gather()
+
+    def finish(self) -> None:
+        """Take part in the blocks still due (with what is left, or nothing)."""
+        while self.done < self.rounds:
+            self._gather()
+        if self.rows:
+            raise ValueError(f"{len(self.rows)} rows left after {self.rounds} blocks")
+
+    def _gather(self) -> None:
+        if self.done >= self.rounds:
+            raise ValueError(f"more than {self.rounds} blocks of {self.chunk} rows")
+        block = torch.full((self.chunk, 1 + self.width), -1.0, dtype=torch.float64)
+        if self.rows:
+            block[: len(self.rows)] = torch.tensor(self.rows, dtype=torch.float64)
+        block = block.to(_device())
+        parts = [torch.empty_like(block) for _ in range(self.r.world)]
+        dist.all_gather(parts, block)
+        self.rows, self.done = [], self.done + 1
+        if self.r.main and self.on_row is not None:
+            for row in torch.cat(parts).cpu().tolist():
+                if row[0] >= 0:
+                    self.on_row(int(row[0]), row[1:])
