@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_probe.py --threads 1
 	$(BIN)/python benchmarks/bench_slices.py --threads 1 --quick
 	$(BIN)/python benchmarks/bench_grid_file.py --threads 1
+	$(BIN)/python benchmarks/bench_distributed.py --repeats 3
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
