@@ -72,9 +72,12 @@ def writer_lock(target: str | Path) -> Iterator[None]:
         finally:
             _HELD[target] -= 1
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
     lock = target.parent / f".{target.name}.lock"
-    fd = _take(lock, target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = _take(lock, target)
+    except OSError as exc:  # a read-only file system, a full disk, no permission
+        raise WriteError(target, exc) from exc
     _HELD[target] = 1
     try:
         yield

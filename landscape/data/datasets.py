@@ -7,6 +7,7 @@ by :mod:`landscape.data.formats`; the seeded batch order is :mod:`landscape.data
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -230,6 +231,9 @@ def _load_synthetic(*, seed: int, test_fraction: float, a_seed: int | None, **op
     for key in ("n", "dim", "num_classes"):
         if not isinstance(opt[key], int) or opt[key] < 1:
             raise DataError(f"synthetic option {key} must be a positive integer, got {opt[key]!r}")
+    noise = opt["noise"]
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < math.inf:
+        raise DataError(f"synthetic option noise must be a finite number >= 0, got {noise!r}")
     total = n + round(n * test_fraction / (1 - test_fraction))
     a_seed = seed if a_seed is None else a_seed
     param_gen = torch.Generator().manual_seed(a_seed)

@@ -109,6 +109,9 @@ def test_unknown_dataset_and_option():
         load_dataset("digits", colour=True)
     with pytest.raises(DataError, match="unknown synthetic kind"):
         load_dataset("synthetic", kind="spirals")
+    for noise in (float("nan"), -1.0, float("inf"), "loud"):
+        with pytest.raises(DataError, match="noise must be a finite number >= 0"):
+            load_dataset("synthetic", noise=noise)
     assert {"digits", "synthetic", "cifar10", "mnist", "fashion-mnist"} <= set(DATASETS)
 
 

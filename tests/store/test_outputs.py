@@ -76,3 +76,15 @@ def test_save_figure_replaces_figures_only(tmp_path):
     with pytest.raises(ValueError, match=r"fig\.pdf holds a file, not a figure"):
         save_figure(fig, target)
     assert (tmp_path / "fig.pdf").read_text() == "my paper's draft"
+
+
+def test_a_folder_that_cannot_be_made_is_a_write_error_naming_the_output(tmp_path):
+    """Whatever refuses the lock file beside an output (here: its folder would have to be
+    made where a file is; a read-only file system alike) is reported for the output."""
+    from landscape._files import WriteError, writer_lock
+
+    (tmp_path / "notes.txt").write_text("x")
+    target = tmp_path / "notes.txt" / "out.h5"
+    with pytest.raises(WriteError, match=r"cannot write .*notes\.txt/out\.h5: "):
+        with writer_lock(target):
+            pass
