@@ -17,26 +17,7 @@ from landscape.data import (
     load_dataset,
 )
 from landscape.data import datasets as data
-
-
-def _cifar_batch(n: int, seed: int) -> dict:
-    rng = np.random.default_rng(seed)
-    return {
-        b"batch_label": b"training batch",
-        b"labels": [int(v) for v in rng.integers(0, 10, n)],
-        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-        b"filenames": [b"img_%d.png" % i for i in range(n)],
-    }
-
-
-def _write_cifar(folder, n=4) -> dict:
-    folder.mkdir(parents=True, exist_ok=True)
-    batches = {}
-    for i, name in enumerate(formats.CIFAR_FILES):
-        batches[name] = _cifar_batch(n if name != "test_batch" else 3, seed=i)
-        with open(folder / name, "wb") as f:
-            pickle.dump(batches[name], f, protocol=2)  # as the originals
-    return batches
+from tests.data.helpers import write_cifar
 
 
 def test_digits_shapes_labels_and_standardisation():
@@ -145,7 +126,7 @@ def test_synthetic_linear_regression_is_y_equals_a_x():
 
 
 def test_cifar_reader_layout_and_split(tmp_path):
-    batches = _write_cifar(tmp_path / "cifar10" / "cifar-10-batches-py")
+    batches = write_cifar(tmp_path / "cifar10" / "cifar-10-batches-py")
     ds = load_dataset("cifar10", data_dir=tmp_path, standardize=False)
     assert ds.x_train.shape == (20, 3, 32, 32) and ds.x_test.shape == (3, 3, 32, 32)
     assert ds.input_shape == (3, 32, 32) and ds.meta["split"] == "official"
@@ -162,7 +143,7 @@ def test_cifar_reader_layout_and_split(tmp_path):
 
 
 def test_cifar_files_directly_in_data_dir_and_legacy_numpy_name(tmp_path, monkeypatch):
-    _write_cifar(tmp_path)
+    write_cifar(tmp_path)
     path = tmp_path / "data_batch_2"
     legacy = path.read_bytes().replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
     path.write_bytes(legacy)  # what numpy < 2 (and the real batches) write
@@ -172,7 +153,7 @@ def test_cifar_files_directly_in_data_dir_and_legacy_numpy_name(tmp_path, monkey
 
 def test_cifar_wrong_content_and_missing_files(tmp_path):
     folder = tmp_path / "cifar10" / "cifar-10-batches-py"
-    _write_cifar(folder)
+    write_cifar(folder)
     (folder / "test_batch").write_bytes(pickle.dumps({b"data": [1, 2]}, protocol=2))
     with pytest.raises(DataError, match="not a CIFAR-10 batch"):
         load_dataset("cifar10", data_dir=tmp_path)

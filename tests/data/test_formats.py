@@ -19,26 +19,7 @@ from landscape.data import (
     formats,
     load_dataset,
 )
-
-
-def _cifar_batch(n: int, seed: int) -> dict:
-    rng = np.random.default_rng(seed)
-    return {
-        b"batch_label": b"training batch",
-        b"labels": [int(v) for v in rng.integers(0, 10, n)],
-        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-        b"filenames": [b"img_%d.png" % i for i in range(n)],
-    }
-
-
-def _write_cifar(folder, n=4) -> dict:
-    folder.mkdir(parents=True, exist_ok=True)
-    batches = {}
-    for i, name in enumerate(formats.CIFAR_FILES):
-        batches[name] = _cifar_batch(n if name != "test_batch" else 3, seed=i)
-        with open(folder / name, "wb") as f:
-            pickle.dump(batches[name], f, protocol=2)  # as the originals
-    return batches
+from tests.data.helpers import write_cifar
 
 
 class _Payload:
@@ -118,7 +99,7 @@ def _tar_gz(members: dict[str, bytes]) -> bytes:
 def test_cifar_malicious_pickle_is_refused(tmp_path, make):
     marker = tmp_path / "pwned"
     folder = tmp_path / "cifar10" / "cifar-10-batches-py"
-    _write_cifar(folder)
+    write_cifar(folder)
     (folder / "data_batch_3").write_bytes(pickle.dumps(make(str(marker)), protocol=2))
     with pytest.raises(DataError, match="refusing to load"):
         load_dataset("cifar10", data_dir=tmp_path)
@@ -180,7 +161,7 @@ def test_download_checksum_mismatch_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_download_cifar_archive(tmp_path, monkeypatch):
-    _write_cifar(tmp_path / "batches")
+    write_cifar(tmp_path / "batches")
     members = {
         f"cifar-10-batches-py/{f}": (tmp_path / "batches" / f).read_bytes()
         for f in formats.CIFAR_FILES

@@ -2,63 +2,19 @@
 
 from __future__ import annotations
 
-import io
-
-import matplotlib
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
 from landscape import render
+from tests.render.helpers import BN, PNG_MAGIC, STD, figure_texts, render_png, train_run
 
 # Missing glyphs, layout failures and the like surface as warnings: treat them as failures.
 pytestmark = pytest.mark.filterwarnings("error")
 
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-STD, BN = "Standard", "Standard + BatchNorm"
-
-
-def _train_run(rng: np.random.Generator, n: int = 400, diverge_at: int | None = None) -> dict:
-    step = np.arange(n)
-    loss = (2.3 * np.exp(-step / 100) + 0.05) * np.exp(0.2 * rng.standard_normal(n))
-    acc = np.clip(1 - 0.9 * np.exp(-step / 80) + 0.02 * rng.standard_normal(n), 0, 1)
-    if diverge_at is not None:
-        loss[diverge_at] = np.inf
-        loss[diverge_at + 1 :] = np.nan
-        acc[diverge_at:] = 0.1
-    eval_step = np.arange(0, n, 50)
-    return {
-        "step": step,
-        "loss": loss,
-        "accuracy": acc,
-        "eval_step": eval_step,
-        "eval_loss": 1.1 * np.interp(eval_step, step, np.nan_to_num(loss, posinf=np.nan)),
-        "eval_accuracy": 0.9 * acc[eval_step],
-    }
-
-
-@pytest.fixture
-def rng() -> np.random.Generator:
-    return np.random.default_rng(0)
-
-
-def _render(fig: Figure) -> bytes:
-    """Draw the figure fully (layout, text, glyphs) and return PNG bytes."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=50)
-    return buf.getvalue()
-
-
-def _texts(fig: Figure) -> str:
-    """Every piece of text in the figure, legends and suptitle included."""
-    return "\n".join(t.get_text() for t in fig.findobj(matplotlib.text.Text))
-
-
 def test_training_curves_panels_and_divergence(rng: np.random.Generator) -> None:
-    runs = {"plain": _train_run(rng, diverge_at=250), "bn": _train_run(rng)}
+    runs = {"plain": train_run(rng, diverge_at=250), "bn": train_run(rng)}
     fig = render.training_curves(runs, title="VGG, lr 0.1", smooth=20)
     assert isinstance(fig, Figure)
     acc, held_out, loss = fig.axes
@@ -67,14 +23,14 @@ def test_training_curves_panels_and_divergence(rng: np.random.Generator) -> None
     assert held_out.get_ylabel() == "held-out accuracy (%)"
     assert loss.get_yscale() == "log"
     assert all(ax.get_xlabel() == "training step" for ax in fig.axes)
-    text = _texts(fig)
+    text = figure_texts(fig)
     assert STD in text and BN in text and "VGG, lr 0.1" in text
     assert "diverged at step 250" in text
-    assert _render(fig).startswith(PNG_MAGIC)
+    assert render_png(fig).startswith(PNG_MAGIC)
 
 
 def test_training_curves_without_eval_and_fully_nan_loss(rng: np.random.Generator) -> None:
-    run = _train_run(rng)
+    run = train_run(rng)
     empty = {**run, "eval_step": [], "eval_loss": [], "eval_accuracy": []}
     dead = {
         "step": run["step"],
@@ -82,14 +38,14 @@ def test_training_curves_without_eval_and_fully_nan_loss(rng: np.random.Generato
         "accuracy": run["accuracy"],
     }
     fig = render.training_curves({"bn": empty, "plain": dead})
-    text = _texts(fig)
+    text = figure_texts(fig)
     assert "no held-out evaluation recorded" in text and "diverged at step 0" in text
-    _render(fig)
+    render_png(fig)
 
 
 def test_training_curves_rejects_bad_input(rng: np.random.Generator) -> None:
     with pytest.raises(ValueError, match="smooth"):
-        render.training_curves({"bn": _train_run(rng)}, smooth=-1)
+        render.training_curves({"bn": train_run(rng)}, smooth=-1)
     with pytest.raises(ValueError, match="lacks 'accuracy'"):
         render.training_curves({"bn": {"step": [0, 1], "loss": [1.0, 0.5]}})
     with pytest.raises(ValueError, match="lengths differ"):

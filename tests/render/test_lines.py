@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import io
-
-import matplotlib
 import numpy as np
 import pytest
-from matplotlib.figure import Figure
 
 from landscape import render
+from tests.render.helpers import STD, figure_texts, render_png
 
 # Missing glyphs, layout failures and the like surface as warnings: treat them as failures.
 pytestmark = pytest.mark.filterwarnings("error")
-
-
-STD = "Standard"
-
-
-def _render(fig: Figure) -> bytes:
-    """Draw the figure fully (layout, text, glyphs) and return PNG bytes."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=50)
-    return buf.getvalue()
-
-
-def _texts(fig: Figure) -> str:
-    """Every piece of text in the figure, legends and suptitle included."""
-    return "\n".join(t.get_text() for t in fig.findobj(matplotlib.text.Text))
 
 
 def test_line_plot_twin_axes_and_log() -> None:
@@ -38,7 +20,7 @@ def test_line_plot_twin_axes_and_log() -> None:
     loss_ax, acc_ax = fig.axes
     assert loss_ax.get_yscale() == "log" and acc_ax.get_ylabel() == "accuracy (%)"
     assert np.nanmax(acc_ax.get_lines()[0].get_ydata()) == pytest.approx(100.0)
-    _render(fig)
+    render_png(fig)
     assert len(render.line_plot(a, {"loss": a**2}).axes) == 1
 
 
@@ -53,7 +35,7 @@ def test_compare_lines_overlays_variants() -> None:
     assert len(fig.axes[0].get_lines()) == 2 and len(fig.axes[1].get_lines()) == 2
     colours = {ln.get_color() for ln in fig.axes[0].get_lines()}
     assert colours == {"#D55E00", "#0072B2"}
-    _render(fig)
+    render_png(fig)
 
 
 def test_lines_mark_short_and_isolated_points_and_note_coverage() -> None:
@@ -72,5 +54,5 @@ def test_lines_mark_short_and_isolated_points_and_note_coverage() -> None:
     assert all(list(ln.get_markevery()) == [True] for ln in fig.axes[0].get_lines())
     assert f"{STD}: 0 of 1 points computed" in fig.get_suptitle()
     fig = render.line_plot(a, {"loss": np.full(41, np.nan)}, computed=np.ones(41, bool))
-    assert "no finite values" in _texts(fig)
-    _render(fig)
+    assert "no finite values" in figure_texts(fig)
+    render_png(fig)

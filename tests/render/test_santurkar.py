@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import io
-
-import matplotlib
 import numpy as np
 import pytest
-from matplotlib.figure import Figure
 
 from landscape import render
+from tests.render.helpers import BN, STD, figure_texts, render_png
 
 # Missing glyphs, layout failures and the like surface as warnings: treat them as failures.
 pytestmark = pytest.mark.filterwarnings("error")
-
-
-STD, BN = "Standard", "Standard + BatchNorm"
 
 
 def _probe_run(rng: np.random.Generator, scale: float, n: int = 60, k: int = 6) -> dict:
@@ -42,23 +36,6 @@ def _ics_run(rng: np.random.Generator, n: int = 50, layers: int = 11) -> dict:
     }
 
 
-@pytest.fixture
-def rng() -> np.random.Generator:
-    return np.random.default_rng(0)
-
-
-def _render(fig: Figure) -> bytes:
-    """Draw the figure fully (layout, text, glyphs) and return PNG bytes."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=50)
-    return buf.getvalue()
-
-
-def _texts(fig: Figure) -> str:
-    """Every piece of text in the figure, legends and suptitle included."""
-    return "\n".join(t.get_text() for t in fig.findobj(matplotlib.text.Text))
-
-
 def test_gradient_landscape_eta_range_follows_a_schedule(rng: np.random.Generator) -> None:
     """Per-row step sizes (an lr schedule halving the lr after step 30): the title gives
     the range over all rows, not the first row's grid."""
@@ -66,7 +43,7 @@ def test_gradient_landscape_eta_range_follows_a_schedule(rng: np.random.Generato
     etas = np.tile(run["step_sizes"], (60, 1))
     etas[30:] /= 2
     run["step_sizes"] = etas
-    assert "η ∈ [0.025, 0.4]" in _texts(render.gradient_landscape({"bn": run}))
+    assert "η ∈ [0.025, 0.4]" in figure_texts(render.gradient_landscape({"bn": run}))
 
 
 def test_gradient_landscape(rng: np.random.Generator) -> None:
@@ -80,9 +57,9 @@ def test_gradient_landscape(rng: np.random.Generator) -> None:
     assert loss_ax.get_yscale() == "log" and grad_ax.get_yscale() == "linear"
     assert "θ − η∇L" in loss_ax.get_ylabel() and "min–max over η" in loss_ax.get_ylabel()
     assert "β-smoothness" in beta_ax.get_title()
-    text = _texts(fig)
+    text = figure_texts(fig)
     assert STD in text and BN in text and "η ∈ [0.05, 0.4]" in text
-    _render(fig)
+    render_png(fig)
 
 
 def test_gradient_landscape_rejects_bad_shapes(rng: np.random.Generator) -> None:
@@ -102,17 +79,17 @@ def test_gradient_distance_vs_step(rng: np.random.Generator) -> None:
         assert len(ax.get_lines()) == 5
         assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     assert [ax.get_title() for ax in panels] == [STD, BN]
-    _render(fig)
+    render_png(fig)
 
 
 def test_ics_figure_default_and_named_layers(rng: np.random.Generator) -> None:
     runs = {"plain": _ics_run(rng), "bn": _ics_run(rng)}
     fig = render.ics_figure(runs)
     assert len(fig.axes) == 4  # 2 layers x (l2, cos)
-    titles = _texts(fig)
+    titles = figure_texts(fig)
     assert "layer 5 of 11" in titles and "layer 10 of 11" in titles  # the paper's choice
     assert fig.axes[2].get_ylabel() == "cos(G, G′)"
-    _render(fig)
+    render_png(fig)
 
     fig = render.ics_figure(runs, layers=["features.0.weight"])
     assert len(fig.axes) == 2

@@ -11,39 +11,10 @@ import pytest
 from matplotlib.figure import Figure
 
 from landscape import render
+from tests.render.helpers import BN, PNG_MAGIC, STD, train_run
 
 # Missing glyphs, layout failures and the like surface as warnings: treat them as failures.
 pytestmark = pytest.mark.filterwarnings("error")
-
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-STD, BN = "Standard", "Standard + BatchNorm"
-
-
-def _train_run(rng: np.random.Generator, n: int = 400, diverge_at: int | None = None) -> dict:
-    step = np.arange(n)
-    loss = (2.3 * np.exp(-step / 100) + 0.05) * np.exp(0.2 * rng.standard_normal(n))
-    acc = np.clip(1 - 0.9 * np.exp(-step / 80) + 0.02 * rng.standard_normal(n), 0, 1)
-    if diverge_at is not None:
-        loss[diverge_at] = np.inf
-        loss[diverge_at + 1 :] = np.nan
-        acc[diverge_at:] = 0.1
-    eval_step = np.arange(0, n, 50)
-    return {
-        "step": step,
-        "loss": loss,
-        "accuracy": acc,
-        "eval_step": eval_step,
-        "eval_loss": 1.1 * np.interp(eval_step, step, np.nan_to_num(loss, posinf=np.nan)),
-        "eval_accuracy": 0.9 * acc[eval_step],
-    }
-
-
-@pytest.fixture
-def rng() -> np.random.Generator:
-    return np.random.default_rng(0)
 
 
 def test_fixed_colours_and_labels() -> None:
@@ -66,7 +37,7 @@ def test_colors_for_gives_distinct_colours() -> None:
 
 def test_builders_leave_global_rcparams_alone(rng: np.random.Generator) -> None:
     before = dict(matplotlib.rcParams)
-    render.training_curves({"plain": _train_run(rng)})
+    render.training_curves({"plain": train_run(rng)})
     assert dict(matplotlib.rcParams) == before
 
 
@@ -81,7 +52,7 @@ def test_render_never_uses_pyplot() -> None:
 
 
 def test_save_figure_writes_png_and_pdf(tmp_path: Path, rng: np.random.Generator) -> None:
-    fig = render.training_curves({"plain": _train_run(rng), "bn": _train_run(rng)})
+    fig = render.training_curves({"plain": train_run(rng), "bn": train_run(rng)})
     paths = render.save_figure(fig, tmp_path / "sub" / "dir" / "curves.png")
     assert paths == [tmp_path / "sub/dir/curves.png", tmp_path / "sub/dir/curves.pdf"]
     png, pdf = (p.read_bytes() for p in paths)

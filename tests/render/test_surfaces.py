@@ -2,39 +2,22 @@
 
 from __future__ import annotations
 
-import io
-
-import matplotlib
 import numpy as np
 import pytest
 from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
 
 from landscape import render
+from tests.render.helpers import BN, STD, figure_texts, render_png
 
 # Missing glyphs, layout failures and the like surface as warnings: treat them as failures.
 pytestmark = pytest.mark.filterwarnings("error")
-
-
-STD, BN = "Standard", "Standard + BatchNorm"
 
 
 def _bowl(scale: float, nx: int = 21, ny: int = 17) -> tuple[np.ndarray, ...]:
     x, y = np.linspace(-1, 1, nx), np.linspace(-1, 1, ny)
     xx, yy = np.meshgrid(x, y)
     return x, y, 0.05 + scale * (xx**2 + 0.5 * yy**2)
-
-
-def _render(fig: Figure) -> bytes:
-    """Draw the figure fully (layout, text, glyphs) and return PNG bytes."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=50)
-    return buf.getvalue()
-
-
-def _texts(fig: Figure) -> str:
-    """Every piece of text in the figure, legends and suptitle included."""
-    return "\n".join(t.get_text() for t in fig.findobj(matplotlib.text.Text))
 
 
 def _contour_sets(fig: Figure) -> list[ContourSet]:
@@ -48,7 +31,7 @@ def test_surface_plot_kinds_with_nan(kind: str) -> None:
     fig = render.surface_plot(x, y, z, kind=kind, log=True, title="slice")
     assert len(fig.axes) == 2  # plot + colourbar
     assert "cells computed" in fig.axes[0].get_title()
-    _render(fig)
+    render_png(fig)
 
 
 def test_surface_plot_contour_levels_and_trajectory() -> None:
@@ -69,7 +52,7 @@ def test_surface_plot_contour_levels_and_trajectory() -> None:
     ax = fig.axes[0]
     assert ax.get_xlabel() == "PC 1 (72.1 % of variance)"
     assert len(ax.get_lines()) == 2  # path and final point
-    _render(fig)
+    render_png(fig)
 
 
 def test_surface_plot_rejects_bad_input() -> None:
@@ -87,8 +70,8 @@ def test_surface_plot_rejects_bad_input() -> None:
 def test_surface_plot_all_nan_is_a_blank_panel() -> None:
     x, y, z = _bowl(1.0)
     fig = render.surface_plot(x, y, np.full_like(z, np.nan))
-    assert "no computed values yet" in _texts(fig)
-    _render(fig)
+    assert "no computed values yet" in figure_texts(fig)
+    render_png(fig)
 
 
 @pytest.mark.parametrize("kind", ["contour", "contourf"])
@@ -110,7 +93,7 @@ def test_compare_surfaces_shares_levels_and_norm(kind: str, log: bool) -> None:
     assert a.norm.vmax == pytest.approx(np.nanmax(z_plain))
     note = f"{z_bn.size - 1} of {z_bn.size} cells computed"
     assert [ax.get_title() for ax in fig.axes[:2]] == [STD, f"{BN}\n{note}"]
-    _render(fig)
+    render_png(fig)
 
 
 @pytest.mark.parametrize("kind", ["heatmap", "surface"])
@@ -122,7 +105,7 @@ def test_compare_surfaces_shared_norm_other_kinds(kind: str) -> None:
     assert len(norms) == 2
     assert (norms[0].vmin, norms[0].vmax) == (norms[1].vmin, norms[1].vmax)
     assert norms[0].vmax == 5.0
-    _render(fig)
+    render_png(fig)
 
 
 def test_compare_refuses_two_panels_with_one_shown_label() -> None:
@@ -147,7 +130,7 @@ def test_compare_surfaces_per_panel_labels_and_notes() -> None:
     assert a.get_ylabel() == b.get_ylabel() == "β  (along direction d₂)"
     assert (a.get_title(), b.get_title()) == (STD, f"{BN}\n11×9 grid")
     assert fig.get_suptitle().count("\n") >= 1  # wrapped to the figure's width
-    _render(fig)
+    render_png(fig)
 
 
 @pytest.mark.parametrize("nx", [5, 1])
@@ -160,7 +143,7 @@ def test_single_row_grid(nx: int) -> None:
     assert np.ma.count(mesh.get_array()) == nx
     np.testing.assert_allclose(fig.axes[0].get_ylim(), [-0.5, 0.5])
     assert list(fig.axes[0].get_yticks()) == [0.0]  # the made-up cell height gets no ticks
-    _render(fig)
+    render_png(fig)
     for kind in ("contour", "contourf", "surface"):
         with pytest.raises(ValueError, match=f"a {nx}×1 grid has no area for a {kind} plot"):
             render.surface_plot(x, y, z, kind=kind)  # type: ignore[arg-type]
@@ -180,7 +163,7 @@ def test_coverage_note_follows_the_computed_mask() -> None:
     fig = render.compare_surfaces({"bn": (x, y, z)}, computed={"bn": done})
     assert "cells computed" in fig.axes[0].get_title()
     dead = np.full_like(z, np.nan)
-    assert "no finite values" in _texts(render.surface_plot(x, y, dead, computed=~done))
-    assert "no computed values yet" in _texts(render.surface_plot(x, y, dead))
+    assert "no finite values" in figure_texts(render.surface_plot(x, y, dead, computed=~done))
+    assert "no computed values yet" in figure_texts(render.surface_plot(x, y, dead))
     with pytest.raises(ValueError, match="computed must be shaped like the values"):
         render.surface_plot(x, y, z, computed=done.T)

@@ -13,8 +13,7 @@ import landscape.slices as S
 import landscape.slices.fold as F
 from landscape.models import create_model
 from landscape.slices import random_directions
-
-CE = nn.CrossEntropyLoss()
+from tests.slices.helpers import CE
 
 
 def trained_like(model: nn.Module, seed: int = 0) -> nn.Module:

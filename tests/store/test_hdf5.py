@@ -16,12 +16,6 @@ from landscape.store import (
 )
 
 
-@pytest.fixture
-def h5(tmp_path):
-    with h5py.File(tmp_path / "t.h5", "w") as f:
-        yield f
-
-
 def test_write_array_and_attrs_are_not_series(h5):
     g = h5.create_group("probe/bn")
     set_attrs(g, {"eta_grid": {"spacing": "log", "n": 8}, "status": "running", "n": 3})

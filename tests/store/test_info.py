@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -18,12 +17,6 @@ from landscape.store import (
     write_array,
     write_provenance,
 )
-
-
-@pytest.fixture
-def h5(tmp_path):
-    with h5py.File(tmp_path / "t.h5", "w") as f:
-        yield f
 
 
 def _make_run(run):

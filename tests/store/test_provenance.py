@@ -6,7 +6,6 @@ import dataclasses
 import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 
@@ -18,12 +17,6 @@ from landscape.store import (
     read_provenance,
     write_provenance,
 )
-
-
-@pytest.fixture
-def h5(tmp_path):
-    with h5py.File(tmp_path / "t.h5", "w") as f:
-        yield f
 
 
 def test_provenance_keys_and_config_json():

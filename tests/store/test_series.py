@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -13,12 +12,6 @@ from landscape.store import (
     read_series,
     truncate_series,
 )
-
-
-@pytest.fixture
-def h5(tmp_path):
-    with h5py.File(tmp_path / "t.h5", "w") as f:
-        yield f
 
 
 def test_append_series_round_trip_values_and_dtypes(h5):

@@ -8,16 +8,7 @@ import numpy as np
 import pytest
 
 from landscape.train import TrainConfig, checkpoint_schedule, lr_at
-
-TINY = dict(
-    model="mlp",
-    model_options={"depth": 2, "width": 32},
-    steps=30,
-    batch_size=64,
-    eval_every=10,
-    checkpoint_every=10,
-    device="cpu",
-)
+from tests.train.helpers import TINY
 
 
 @pytest.mark.parametrize(

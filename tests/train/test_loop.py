@@ -9,16 +9,7 @@ import torch
 
 from landscape import store
 from landscape.train import TrainConfig, train_pair
-
-TINY = dict(
-    model="mlp",
-    model_options={"depth": 2, "width": 32},
-    steps=30,
-    batch_size=64,
-    eval_every=10,
-    checkpoint_every=10,
-    device="cpu",
-)
+from tests.train.helpers import TINY
 
 
 def _final_state(run, variant, step):
