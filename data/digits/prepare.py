@@ -1,6 +1,7 @@
 """Convert scikit-learn's copy of the UCI optical-recognition digits into `digits.npz`.
 
-Run once by a maintainer (needs scikit-learn); the resulting file is committed, so
+Run once by a maintainer (needs scikit-learn); the resulting file,
+`landscape/data/digits.npz`, is committed and shipped inside the installed package, so
 `landscape` never needs scikit-learn at run time:
 
     python data/digits/prepare.py
@@ -25,7 +26,7 @@ def main() -> None:
     images = digits.images.astype(np.uint8)  # (1797, 8, 8), values 0..16
     targets = digits.target.astype(np.uint8)  # (1797,)
     assert images.shape == (1797, 8, 8) and images.max() == 16
-    out = Path(__file__).with_name("digits.npz")
+    out = Path(__file__).resolve().parents[2] / "landscape" / "data" / "digits.npz"
     np.savez_compressed(out, images=images, targets=targets)
     print(f"wrote {out} sha256={hashlib.sha256(out.read_bytes()).hexdigest()}")
 

@@ -35,7 +35,7 @@ __all__ = ["DATASETS", "DataError", "Dataset", "DatasetSource", "Task", "load_da
 
 Task = Literal["classification", "regression"]
 DIGITS_ENV = "LANDSCAPE_DIGITS"  # path of an alternative digits.npz
-DIGITS_FILE = Path(__file__).resolve().parents[2] / "data" / "digits" / "digits.npz"
+DIGITS_FILE = Path(__file__).resolve().with_name("digits.npz")  # package data
 COMMON_OPTIONS: dict[str, Any] = {"subset": None, "test_subset": None}  # every dataset
 _META_MAX_FLOATS = 1024  # bigger synthetic parameters are rebuilt from a_seed, not stored
 
@@ -177,8 +177,8 @@ def _load_digits(*, data_dir: Any, seed: int, test_fraction: float, **_: Any) ->
         path = Path(os.environ.get(DIGITS_ENV) or DIGITS_FILE)
     if not path.is_file():
         raise DataError(
-            f"digits file not found at {path}; restore data/digits/digits.npz "
-            f"(python data/digits/prepare.py) or point ${DIGITS_ENV} at a copy"
+            f"digits file not found at {path}: reinstall landscape (it ships "
+            f"landscape/data/digits.npz) or point ${DIGITS_ENV} at a copy"
         )
     with np.load(path, allow_pickle=False) as npz:
         images, targets = npz["images"], npz["targets"]
