@@ -6,6 +6,7 @@ CLI and ``scripts/`` share one way of turning a run into figures.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ from landscape.render import (
 )
 from landscape.store import FIGURES, RUN_FILE, VARIANTS
 
+log = logging.getLogger(__name__)
+
 __all__ = ["load_runs", "offline_runs", "plot_santurkar", "plot_training", "run_title"]
 
 
@@ -33,6 +36,11 @@ def load_runs(run_dir: str | Path, analysis: str) -> dict[str, dict[str, np.ndar
             group = store.group_of(f, f"{analysis}/{v}", path)
             if group is not None and len(group):
                 series = store.read_series(group)
+                if "step" in series and np.any(np.diff(series["step"]) <= 0):
+                    log.warning(
+                        "%s: /%s/%s has steps out of order (two runs' rows in one file?): "
+                        "the figure draws them in file order", path, analysis, v,
+                    )  # fmt: skip
                 if analysis in ("probe", "ics"):  # H5Sink writes every attribute as JSON
                     series.update({k: store.read_json_attr(group, k) for k in group.attrs})
                 else:

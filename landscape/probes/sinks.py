@@ -13,6 +13,7 @@ lists (direction, BN mode, layer names) and the ``seed`` become JSON attributes 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,19 @@ class H5Sink:
     full disk leaves the file as the previous row left it). Pass a ``log`` to buffer rows in
     it instead and commit them on your own schedule (the trainer does, every 100 steps).
 
+    A file that already holds rows of a kind for this variant (a script run a second time)
+    is refused, instead of getting a second run's rows appended to the first's; with
+    ``resume`` the rows continue after the last stored step (earlier steps are skipped).
+
     Args:
         path: the HDF5 file (created with provenance if it does not exist); an existing one
             must be a probe log or a run log (anything else is refused, never written).
-        variant: the group name below each kind, e.g. ``bn`` or ``plain``.
+        variant: the group name below each kind (default ``"model"``; ``bn``, ``plain``
+            for a pair).
         attrs: extra JSON-safe attributes recorded on each group (e.g. the step-size grid).
-        log: a :class:`~landscape.store.SeriesLog` of ``path`` to buffer rows in.
+        log: a :class:`~landscape.store.SeriesLog` of ``path`` to buffer rows in (its
+            owner then decides what a rerun keeps: the trainer cuts its log on resume).
+        resume: continue a file's rows of this variant after their last step.
     """
 
     def __init__(
@@ -47,13 +55,15 @@ class H5Sink:
         attrs: Mapping[str, Any] | None = None,
         *,
         log: store.SeriesLog | None = None,
+        resume: bool = False,
     ):
         self.path, self.variant, self.attrs = Path(path), variant, dict(attrs or {})
         if log is not None and log.path != self.path:
             raise ValueError(f"log writes {log.path}, not {self.path}: pass one file")
         store.check_output(self.path, ("probe log", "run log"), option="path")
-        self.own = log is None
+        self.own, self.resume = log is None, resume
         self.log = log or store.SeriesLog(self.path, header=self._header)
+        self.last: dict[str, float] = {}  # group -> last step stored before this sink
 
     def _header(self, f: h5py.File) -> None:
         store.write_provenance(f, store.provenance(self.attrs))
@@ -71,10 +81,30 @@ class H5Sink:
             else:
                 columns[key] = np.asarray(value, dtype=np.float64)
         group = f"{kind}/{self.variant}"
+        if self.own and group not in self.last:
+            self.last[group] = self._last_stored(group)
+        if step <= self.last.get(group, -math.inf):
+            return  # resume: stored already
         self.log.add(group, **columns)
         self.log.set_attrs(group, as_json=True, **meta)
         if self.own:
             self.log.commit()
+
+    def _last_stored(self, group: str) -> float:
+        """The last step the file holds in ``group`` (-inf: none); refused unless resume."""
+        if not self.path.exists():
+            return -math.inf
+        with store.open_run(self.path) as f:
+            g = store.group_of(f, group, self.path)
+            steps = store.read_series(g).get("step") if g is not None else None
+        if steps is None or len(steps) == 0:
+            return -math.inf
+        if not self.resume:
+            raise ValueError(
+                f"{self.path} already holds {group} rows (steps {steps[0]:g}..{steps[-1]:g}): "
+                "pass resume=True to continue after the last step, or another variant or file"
+            )
+        return float(steps[-1])
 
 
 def _numeric(value: Any) -> bool:

@@ -110,3 +110,29 @@ def test_sink_keeps_each_rows_lr(tmp_path):
         assert store.read_json_attr(f["ics/bn"], "layers") == ["0", "3", "6"]
         assert store.read_json_attr(f["probe/bn"], "seed") == 3
         assert "seed" not in f["probe/bn"]
+
+
+def test_a_second_run_into_one_probe_file_is_refused_or_resumed(tmp_path):
+    """Before: running a training script twice appended its rows to the first run's, and the
+    figure zigzagged between the two."""
+    from landscape import store
+    from landscape.probes import H5Sink
+
+    path = tmp_path / "probes.h5"
+
+    def run(sink, steps):
+        for step in steps:
+            sink("probe", step, {"beta": float(step), "loss": [1.0, 2.0]})
+
+    run(H5Sink(path), range(0, 50, 10))
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=r"already holds probe/model rows \(steps 0\.\.40\)"):
+        run(H5Sink(path), range(0, 50, 10))
+    assert path.read_bytes() == before
+    run(H5Sink(path, resume=True), range(0, 80, 10))  # a rerun from the start: 50, 60, 70 new
+    run(H5Sink(path, variant="other"), range(0, 20, 10))  # another variant: its own rows
+    with store.open_run(path) as f:
+        steps = store.read_series(f["probe/model"])["step"]
+        betas = store.read_series(f["probe/model"])["beta"]
+        assert steps.tolist() == list(range(0, 80, 10)) and betas.tolist() == steps.tolist()
+        assert store.read_series(f["probe/other"])["step"].tolist() == [0, 10]
