@@ -8,7 +8,7 @@ exactly as found (:func:`landscape._params.preserved`).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from landscape._params import preserved
 from landscape.data import Batch, LossFn
 from landscape.probes.core import BNMode, by_name, cosine, loss_and_grad, place, saved, setup
 
-__all__ = ["ICSResult", "ics"]
+__all__ = ["ICSResult", "Layers", "ics"]
 
 
 @dataclass
@@ -46,13 +46,13 @@ def ics(
     lr: float | None = None,
     *,
     update: Mapping[str, Tensor] | None = None,
-    layers: Sequence[str] | None = None,
+    layers: Layers = None,
     bn_mode: BNMode = "train",
     seed: int = 0,
 ) -> ICSResult:
     """Internal covariate shift, Santurkar et al. (2018) Definition 2.1.
 
-    For layer i with weight W_i, at theta on batch B::
+    For layer i with weights W_i, at theta on batch B::
 
         G  = grad_{W_i} L_B(theta)
         G' = grad_{W_i} L_B(theta'),  theta'_j = theta_j + u_j  for j earlier,
@@ -86,8 +86,11 @@ def ics(
         lr: the learning rate of a plain SGD update of the earlier layers; or
         update: the earlier layers' actual update, by parameter name (missing names: no
             update). Give exactly one of the two.
-        layers: module names to measure, in this order; default every module with a
-            trainable ``weight`` of ndim >= 2 (conv and linear layers), in registration order.
+        layers: module names to measure, in this order, or a predicate ``(name, module) ->
+            bool``; default every module that owns a trainable parameter of ndim >= 2 (conv
+            and linear layers, recurrent layers, attention), in registration order. G is the
+            gradient of all the layer's weights together (an LSTM's input and recurrent
+            matrices; its biases, like every layer's, stay at theta).
 
     Returns:
         An :class:`ICSResult`.
@@ -106,15 +109,16 @@ def ics(
         steps, alpha = (g_list, -float(lr)) if given is None else (given, 1.0)  # type: ignore[arg-type]
         moved = [False] * len(params)
         rows = []
-        for _, module_index, k in chosen:
+        for _, module_index, ks in chosen:
             for j, p in enumerate(params):
                 earlier = owner[j] < module_index
                 if earlier != moved[j]:
                     place([p], [theta0[j]], [steps[j]], alpha if earlier else 0.0)
                     moved[j] = earlier
-            G = g_list[k]
+            G = torch.cat([g_list[k].reshape(-1) for k in ks])
             if any(moved):
-                _, (G2,) = loss_and_grad(model, loss_fn, batch, [params[k]], seed)
+                _, g2 = loss_and_grad(model, loss_fn, batch, [params[k] for k in ks], seed)
+                G2 = torch.cat([g.reshape(-1) for g in g2])
             else:
                 G2 = G
             G_norm = G.norm()
@@ -128,32 +132,42 @@ def ics(
 
 # --- helpers -----------------------------------------------------------------------------
 
+#: Which layers :func:`ics` measures: module names, a predicate ``(name, module) -> bool``,
+#: or None (every module owning a trainable parameter of ndim >= 2).
+Layers = Sequence[str] | Callable[[str, nn.Module], bool] | None
+
 
 def _layers(
-    model: nn.Module, params: list[nn.Parameter], layers: Sequence[str] | None
-) -> tuple[list[tuple[str, int, int]], dict[int, int]]:
-    """Layers as (module name, module index, weight's index in ``params``), and for each
-    parameter index the index of its owning module; modules counted in named_modules() order."""
+    model: nn.Module, params: list[nn.Parameter], layers: Layers
+) -> tuple[list[tuple[str, int, list[int]]], dict[int, int]]:
+    """Layers as (module name, module index, indices in ``params`` of its weights), and for
+    each parameter index the index of its owning module (named_modules() order).
+
+    A module's weights are the trainable parameters it owns itself (not its children's) of
+    ndim >= 2: a conv's or linear layer's ``weight``, an LSTM's ``weight_ih_l0`` and
+    ``weight_hh_l0``..., attention's ``in_proj_weight``. A module chosen by name or predicate
+    that owns none (a BatchNorm) is measured on its ``weight``, else on all it owns.
+    """
     position = {id(p): k for k, p in enumerate(params)}
     owner: dict[int, int] = {}
-    found: dict[str, tuple[int, int, int]] = {}  # name -> (module index, weight index, ndim)
+    found: dict[str, tuple[int, list[int], nn.Module]] = {}  # name -> (index, weights, module)
     for idx, (mn, m) in enumerate(model.named_modules()):
-        for pn, p in m._parameters.items():
-            k = position.get(id(p))
-            if k is not None:
-                owner.setdefault(k, idx)  # a shared parameter belongs to its first module
-                if pn == "weight":
-                    found[mn] = (idx, k, p.ndim)
+        own = [(pn, position[id(p)]) for pn, p in m._parameters.items() if id(p) in position]
+        own = [(pn, k) for pn, k in own if owner.setdefault(k, idx) == idx]  # shared: first owner
+        if own:
+            matrices = [k for _, k in own if params[k].ndim >= 2]
+            found[mn] = (idx, matrices or [k for pn, k in own if pn == "weight"] or
+                         [k for _, k in own], m)  # fmt: skip
     if layers is None:
-        chosen = [(mn, idx, k) for mn, (idx, k, ndim) in found.items() if ndim >= 2]
+        chosen = [mn for mn, (_, ks, _) in found.items() if params[ks[0]].ndim >= 2]
+    elif callable(layers):
+        chosen = [mn for mn, (_, _, m) in found.items() if layers(mn, m)]
     else:
-        unknown = [mn for mn in layers if mn not in found]
-        if unknown:
-            known = [mn for mn, (_, _, ndim) in found.items() if ndim >= 2]
+        chosen = list(layers)
+        if unknown := [mn for mn in chosen if mn not in found]:
             raise ValueError(
-                f"layers {unknown[:3]} have no trainable weight; layers with one: {known[:6]}"
+                f"layers {unknown[:3]} own no trainable weight; layers that do: {list(found)[:6]}"
             )
-        chosen = [(mn, found[mn][0], found[mn][1]) for mn in layers]
     if not chosen:
-        raise ValueError("no layers to measure: the model has no trainable weight of ndim >= 2")
-    return chosen, owner
+        raise ValueError("no layers to measure: no module owns a trainable weight of ndim >= 2")
+    return [(mn, found[mn][0], found[mn][1]) for mn in chosen], owner

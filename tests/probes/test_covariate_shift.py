@@ -135,3 +135,86 @@ def test_ics_layer_subset_and_unknown_layer():
         ics(model, sq_loss, batch, lr=0.1, layers=["2"])
     with pytest.raises(ValueError, match="lr must be positive"):
         ics(model, sq_loss, batch, lr=0.0)
+
+
+def ics_reference_by_module(model: nn.Module, loss_fn, batch, lr: float, names) -> np.ndarray:
+    """Definition 2.1 with deep copies for any model: a layer's weights are the parameters
+    of ndim >= 2 its module owns; "earlier" = owned by a module registered before it."""
+    x, y = batch
+    order = {mn: i for i, (mn, _) in enumerate(model.named_modules())}
+    owner = {}
+    for mn, m in model.named_modules():
+        for pn, _ in m.named_parameters(recurse=False):
+            owner[f"{mn}.{pn}" if mn else pn] = mn
+    base = copy.deepcopy(model).train()
+    named = dict(base.named_parameters())
+    g = dict(zip(named, torch.autograd.grad(loss_fn(base(x), y), list(named.values()))))
+    rows = []
+    for layer in names:
+        mine = [n for n, p in named.items() if owner[n] == layer and p.ndim >= 2]
+        moved = copy.deepcopy(model).train()
+        with torch.no_grad():
+            for n, p in moved.named_parameters():
+                if order[owner[n]] < order[layer]:
+                    p -= lr * g[n]
+        moved_params = dict(moved.named_parameters())
+        g2 = torch.autograd.grad(loss_fn(moved(x), y), [moved_params[n] for n in mine])
+        G = torch.cat([g[n].reshape(-1) for n in mine])
+        G2 = torch.cat([t.reshape(-1) for t in g2])
+        rows.append([(G - G2).norm().item(), (G @ G2 / (G.norm() * G2.norm())).item()])
+    return np.array(rows)
+
+
+class Recurrent(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(3, 5, num_layers=2, batch_first=True)
+        self.head = nn.Linear(5, 4)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        return self.head(out[:, -1])
+
+
+class Attention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0,
+                                              batch_first=True)  # fmt: skip
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.head(self.enc(x).mean(dim=1))
+
+
+@pytest.mark.parametrize(
+    ("make", "shape", "layers"),
+    [
+        (Recurrent, (6, 7, 3), ["lstm", "head"]),
+        (
+            Attention,
+            (6, 5, 8),
+            ["enc.self_attn", "enc.self_attn.out_proj", "enc.linear1", "enc.linear2", "head"],
+        ),
+    ],
+)
+def test_ics_sees_recurrent_and_attention_layers(make, shape, layers):
+    """Before: only modules with a 2-D ``weight`` counted; an LSTM and attention's
+    in_proj_weight were invisible and ``layers=["lstm"]`` was refused."""
+    torch.manual_seed(0)
+    model = make().to(F64)
+    x = torch.randn(*shape, dtype=F64)
+    y = torch.randint(0, 4, (shape[0],))
+    batch, ce = (x, y), nn.functional.cross_entropy
+    fast = ics(model, ce, batch, lr=0.3)
+    assert fast.layers == layers
+    slow = ics_reference_by_module(model, ce, batch, 0.3, layers)
+    np.testing.assert_allclose(fast.l2, slow[:, 0], rtol=RTOL, atol=1e-13)
+    np.testing.assert_allclose(fast.cos, slow[:, 1], rtol=RTOL)
+    assert np.all(fast.l2[1:] > 1e-8)  # every layer after the first sees a shift
+    named = ics(model, ce, batch, lr=0.3, layers=[layers[0]])
+    assert named.layers == [layers[0]] and named.l2[0] == fast.l2[0]
+    picked = ics(model, ce, batch, lr=0.3, layers=lambda name, m: isinstance(m, nn.Linear))
+    assert picked.layers == [n for n in layers if n not in ("lstm", "enc.self_attn")]
+    np.testing.assert_allclose(picked.l2, fast.l2[[layers.index(n) for n in picked.layers]],
+                               rtol=1e-12)  # fmt: skip
