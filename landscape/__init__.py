@@ -7,7 +7,14 @@ package is laid out in wings by concept (``docs/architecture.md``).
 
 from __future__ import annotations
 
-from landscape.data import DataError, Dataset, batch_indices, dataset_batches, load_dataset
+from landscape.data import (
+    DataError,
+    Dataset,
+    batch_indices,
+    batch_loss,
+    dataset_batches,
+    load_dataset,
+)
 from landscape.models import MODELS, ModelSpec, create_model, register_model
 from landscape.probes import (
     H5Sink,
@@ -72,7 +79,8 @@ __all__ = [
     "random_plane",
     "read_grid",
     "run_grid",
-    # data
+    # data, and batches of any form
+    "batch_loss",
     "DataError",
     "Dataset",
     "batch_indices",

@@ -79,7 +79,8 @@ PUBLIC_API = [
     "random_plane",
     "read_grid",
     "run_grid",
-    # data
+    # data, and batches of any form
+    "batch_loss",
     "DataError",
     "Dataset",
     "batch_indices",

@@ -1,16 +1,24 @@
-"""The evaluation protocol: what a slice (and any measurement that averages a loss over
-data) is evaluated on, and with which loss.
+"""The batch/loss protocol: what a probe, a slice (any measurement of a loss) is evaluated
+on, and with which loss.
 
-Evaluation data are re-iterable ``(inputs, targets)`` batches: one pass over them is one
-evaluation, so a one-shot iterator is refused (:func:`as_batches`). A dataset name stands
-for a fixed seeded subset of it (:func:`dataset_batches`). ``loss_fn(outputs, targets)``
-returns the batch mean; :func:`loss_function` is the one a data set's task implies.
+Two forms, accepted by every entry point:
+
+- ``(inputs, targets)`` batches with ``loss_fn(model(inputs), targets)`` -> the batch mean;
+- any batch (a dict with ``input_ids``, ``attention_mask``, ``labels``; tuple inputs;
+  keyword arguments; masks) with ``batch_loss(fn)``, ``fn(model, batch)`` -> the batch mean,
+  and ``size(batch)`` the number of examples that weight it (default: the leading dimension
+  of the first tensor found).
+
+Evaluation data are re-iterable batches: one pass over them is one evaluation, so a one-shot
+iterator is refused (:func:`as_batches`). A dataset name stands for a fixed seeded subset
+of it (:func:`dataset_batches`); :func:`loss_function` is the loss a data set's task implies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -23,22 +31,139 @@ __all__ = [
     "DEFAULT_EXAMPLES",
     "SUBSET_SEED",
     "Batch",
+    "BatchLoss",
     "Batches",
     "Data",
     "DataSummary",
+    "Loss",
     "LossFn",
     "Metric",
     "accuracy",
     "as_batches",
+    "batch_loss",
     "dataset_batches",
     "describe_data",
     "loss_function",
+    "move",
+    "objective",
+    "pair",
 ]
 
 Batch = tuple[Tensor, Tensor]  # (inputs, targets)
 Data = Iterable[Batch] | Callable[[], Iterable[Batch]] | str  # str: a dataset name
 Metric = Callable[[Tensor, Tensor], Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]  # (outputs, targets) -> batch mean
+
+
+@dataclass(frozen=True)
+class BatchLoss:
+    """A loss of a whole batch, for batches that are not ``(inputs, targets)``.
+
+    ``fn(model, batch)`` returns the mean loss over the batch's examples (a scalar tensor);
+    ``size(batch)`` their number, which weights the batch in averages over several batches
+    (None: the leading dimension of the first tensor in the batch). Make one with
+    :func:`batch_loss`; metrics and accuracy take the same form.
+    """
+
+    fn: Callable[[nn.Module, Any], Tensor]
+    size: Callable[[Any], int] | None = None
+
+    def __call__(self, model: nn.Module, batch: Any) -> Tensor:
+        return self.fn(model, batch)
+
+    def count(self, batch: Any) -> int:
+        """The batch's number of examples (``size``, else the first tensor's length)."""
+        if self.size is not None:
+            return int(self.size(batch))
+        t = _first_tensor(batch)
+        if t is None or t.ndim == 0:
+            raise ValueError("cannot tell how many examples the batch holds: pass "
+                             "batch_loss(fn, size=lambda batch: ...)")  # fmt: skip
+        return int(t.shape[0])
+
+
+def batch_loss(fn: Callable[[nn.Module, Any], Tensor], size: Callable[[Any], int] | None = None
+               ) -> BatchLoss:  # fmt: skip
+    """The loss of batches of any form: ``fn(model, batch)`` -> the batch's mean loss.
+
+    Example, a HuggingFace-style model whose batches are dicts::
+
+        loss = batch_loss(lambda model, b: model(**b).loss)
+        gradient_probe(model, loss, {"input_ids": ids, "attention_mask": mask, "labels": y},
+                       StepSizes.vgg(1e-3))
+
+    Args:
+        fn: ``fn(model, batch)`` -> scalar tensor, the mean over the batch's examples.
+        size: ``size(batch)`` -> the number of examples (weights the batch in averages);
+            default the leading dimension of the first tensor found in the batch.
+    """
+    if not callable(fn) or (size is not None and not callable(size)):
+        raise ValueError("batch_loss needs fn(model, batch) and, optionally, size(batch)")
+    return BatchLoss(fn, size)
+
+
+Loss = LossFn | BatchLoss
+
+
+def _first_tensor(batch: Any) -> Tensor | None:
+    if isinstance(batch, Tensor):
+        return batch
+    items = batch.values() if isinstance(batch, Mapping) else batch
+    if isinstance(items, (list, tuple)) or isinstance(batch, Mapping):
+        for item in items:
+            if (t := _first_tensor(item)) is not None:
+                return t
+    return None
+
+
+def move(batch: Any, device: torch.device | str | None, dtype: torch.dtype | None = None) -> Any:
+    """``batch`` with every tensor in it on ``device`` (floating ones in ``dtype`` if given);
+    dicts, lists and tuples are walked, anything else is kept as it is."""
+    if isinstance(batch, Tensor):
+        floating = dtype if dtype is not None and batch.is_floating_point() else None
+        return batch.to(device=device, dtype=floating, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return type(batch)({k: move(v, device, dtype) for k, v in batch.items()})
+    if isinstance(batch, (list, tuple)) and not hasattr(batch, "_fields"):
+        return type(batch)(move(v, device, dtype) for v in batch)
+    return batch
+
+
+def objective(loss: Loss, batch: Any) -> tuple[Callable[[nn.Module], Tensor], int]:
+    """``batch``'s loss as a function of the model, and its number of examples.
+
+    Raises:
+        ValueError: a dict (or anything but a pair) given with a plain ``loss_fn``: it names
+            :func:`batch_loss`.
+    """
+    if isinstance(loss, BatchLoss):
+        return (lambda model: loss(model, batch)), loss.count(batch)
+    inputs, targets = pair(batch)
+    return (lambda model: loss(model(inputs), targets)), _length(targets)
+
+
+def pair(batch: Any) -> tuple[Any, Any]:
+    """``(inputs, targets)`` of a plain batch; anything else is refused, naming
+    :func:`batch_loss` (a 2-key dict would otherwise unpack into its keys)."""
+    if isinstance(batch, Mapping):
+        raise ValueError(
+            f"the batch is a dict (keys {list(batch)[:4]}): pass "
+            "loss_fn=landscape.batch_loss(fn) with fn(model, batch) -> the batch's mean loss"
+        )
+    try:
+        inputs, targets = batch
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            "batch must be a pair (inputs, targets); for any other batch pass "
+            "loss_fn=landscape.batch_loss(fn) with fn(model, batch) -> the mean loss"
+        ) from err
+    return inputs, targets
+
+
+def _length(targets: Any) -> int:
+    t = _first_tensor(targets)
+    return int(t.shape[0]) if t is not None and t.ndim > 0 else 1
+
 
 #: A dataset given by name is evaluated on this many training examples, drawn with this seed.
 DEFAULT_EXAMPLES = 1000
@@ -125,6 +250,8 @@ def as_batches(data: Data, model: nn.Module | None = None) -> Iterable[Batch]:
         return dataset_batches(data, device=device, dtype=dtype)
     if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
         return [data]  # a single (inputs, targets) batch
+    if isinstance(data, Mapping):
+        return [data]  # a single dict batch
     if callable(data):
         return data()
     if iter(data) is data:
@@ -139,14 +266,19 @@ def _is_labels(t: Tensor) -> bool:
     return t.ndim == 1 and not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
 
 
-def describe_data(data: Data) -> DataSummary:
-    """Count examples and batches and check whether targets are class labels."""
+def describe_data(data: Data, loss: Loss | None = None) -> DataSummary:
+    """Count examples and batches and check whether targets are class labels (never, for
+    batches of a :class:`BatchLoss`: their form is the loss's business)."""
     examples = batches = 0
-    labels = True
-    for _, targets in as_batches(data):
-        examples += int(targets.shape[0])
+    labels = not isinstance(loss, BatchLoss)
+    for batch in as_batches(data):
+        if isinstance(loss, BatchLoss):
+            examples += loss.count(batch)
+        else:
+            _, targets = pair(batch)
+            examples += _length(targets)
+            labels = labels and isinstance(targets, Tensor) and _is_labels(targets)
         batches += 1
-        labels = labels and _is_labels(targets)
     if batches == 0 or examples == 0:
         raise ValueError("the evaluation data is empty")
     return DataSummary(examples, batches, labels, getattr(data, "source", None))

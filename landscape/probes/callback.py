@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from landscape.data.evaluation import Batch, LossFn
+from landscape.data.evaluation import Loss
 from landscape.probes.core import BNMode, check_bn_mode
 from landscape.probes.covariate_shift import ics
 from landscape.probes.gradient import Direction, Steps, StepSizes, as_step_sizes, gradient_probe
@@ -78,8 +78,8 @@ class ProbeCallback:
         self,
         step: int,
         model: nn.Module,
-        loss_fn: LossFn,
-        batch: Batch,
+        loss_fn: Loss,
+        batch: Any,
         base: tuple[Tensor, Mapping[str, Tensor]] | None = None,
         lr: float | None = None,
     ) -> None:

@@ -8,13 +8,13 @@ the common arguments, the BN mode among them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from landscape._params import ModelSnapshot
-from landscape.data.evaluation import Batch, LossFn
+from landscape.data.evaluation import BatchLoss, Loss, pair
 
 #: BatchNorm during a probe: "train" uses batch statistics (the landscape the optimizer
 #: sees), "eval" the running statistics. Slices add "recalibrate" (``SliceBNMode``).
@@ -31,17 +31,18 @@ def check_bn_mode(bn_mode: str) -> bool:
         raise ValueError(f"unknown bn_mode {bn_mode!r}; expected 'train' or 'eval'")
 
 
-def setup(model: nn.Module, batch: Batch, bn_mode: str) -> tuple[bool, tuple, list, list]:
-    """Validate; return the train flag, (inputs, targets), trainable names and parameters."""
+def setup(
+    model: nn.Module, batch: Any, bn_mode: str, loss_fn: Loss
+) -> tuple[bool, Any, list, list]:
+    """Validate; return the train flag, the batch (a plain one as the pair ``(inputs,
+    targets)``), the trainable parameters' names and the parameters."""
     train_mode = check_bn_mode(bn_mode)
-    try:
-        inputs, targets = batch
-    except (TypeError, ValueError) as err:
-        raise ValueError("batch must be a pair (inputs, targets)") from err
+    if not isinstance(loss_fn, BatchLoss):
+        batch = pair(batch)  # a dict is refused, naming batch_loss
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
         raise ValueError("the model has no parameters with requires_grad=True")
-    return train_mode, (inputs, targets), [n for n, _ in named], [p for _, p in named]
+    return train_mode, batch, [n for n, _ in named], [p for _, p in named]
 
 
 def saved(snap: ModelSnapshot, names: list[str], params: list[nn.Parameter]) -> list[Tensor]:
@@ -89,19 +90,25 @@ def first_line(err: Exception) -> str:
 
 
 def loss_and_grad(
-    model: nn.Module, loss_fn: LossFn, batch: tuple, wrt: list[nn.Parameter], seed: int
+    model: nn.Module, loss_fn: Loss, batch: Any, wrt: list[nn.Parameter], seed: int
 ) -> tuple[Tensor, list[Tensor]]:
     """L_B at the model's current parameters (0-d, detached) and its gradient w.r.t. ``wrt``."""
-    inputs, targets = batch
     seed_device(wrt[0].device, seed)  # identical draws in stochastic layers at every evaluation
-    try:
-        out = model(inputs)
-    except (RuntimeError, ValueError, TypeError, IndexError) as err:
-        raise ValueError(f"batch does not fit the model: {first_line(err)}") from err
-    try:
-        loss = loss_fn(out, targets)
-    except (RuntimeError, ValueError, TypeError, IndexError) as err:
-        raise ValueError(f"batch targets do not fit loss_fn: {first_line(err)}") from err
+    if isinstance(loss_fn, BatchLoss):
+        try:
+            loss = loss_fn(model, batch)
+        except (RuntimeError, ValueError, TypeError, IndexError, KeyError) as err:
+            raise ValueError(f"the batch_loss fn fails on the batch: {first_line(err)}") from err
+    else:
+        inputs, targets = batch
+        try:
+            out = model(inputs)
+        except (RuntimeError, ValueError, TypeError, IndexError) as err:
+            raise ValueError(f"batch does not fit the model: {first_line(err)}") from err
+        try:
+            loss = loss_fn(out, targets)
+        except (RuntimeError, ValueError, TypeError, IndexError) as err:
+            raise ValueError(f"batch targets do not fit loss_fn: {first_line(err)}") from err
     if not isinstance(loss, Tensor) or loss.numel() != 1:
         shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
         raise ValueError(f"loss_fn must return a scalar, got {shape}; reduce it (e.g. mean)")

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape._params import preserved
-from landscape.data import Batch, LossFn
+from landscape.data.evaluation import Loss
 from landscape.probes.core import BNMode, by_name, cosine, loss_and_grad, place, saved, setup
 
 __all__ = ["ICSResult", "Layers", "ics"]
@@ -41,8 +41,8 @@ class ICSResult:
 
 def ics(
     model: nn.Module,
-    loss_fn: LossFn,
-    batch: Batch,
+    loss_fn: Loss,
+    batch: Any,
     lr: float | None = None,
     *,
     update: Mapping[str, Tensor] | None = None,
@@ -99,7 +99,7 @@ def ics(
         raise ValueError("give ics() either lr (a plain SGD step) or update (the actual step)")
     if lr is not None and not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be positive and finite, got {lr!r}")
-    train_mode, batch, names, params = setup(model, batch, bn_mode)
+    train_mode, batch, names, params = setup(model, batch, bn_mode, loss_fn)
     chosen, owner = _layers(model, params, layers)
     given = None if update is None else by_name(update, names, params, "update")
     with preserved(model) as snap, torch.enable_grad():

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from landscape._params import Params, flatten, norm, preserved
-from landscape.data.evaluation import Batch, LossFn
+from landscape.data.evaluation import Loss
 from landscape.probes.core import (
     BNMode,
     by_name,
@@ -149,8 +149,8 @@ class ProbeResult:
 
 def gradient_probe(
     model: nn.Module,
-    loss_fn: LossFn,
-    batch: Batch,
+    loss_fn: Loss,
+    batch: Any,
     step_sizes: Steps | StepSizes,
     *,
     direction: Direction = "gradient",
@@ -175,8 +175,11 @@ def gradient_probe(
 
     Args:
         model: the network; left exactly as found.
-        loss_fn: ``loss_fn(model(inputs), targets)`` must be a scalar tensor.
-        batch: ``(inputs, targets)``, already on the model's device.
+        loss_fn: ``loss_fn(model(inputs), targets)`` -> a scalar tensor; or, for batches of
+            any other form (dicts, tuple inputs, keyword arguments),
+            :func:`~landscape.batch_loss` ``(fn)`` with ``fn(model, batch)`` -> the loss.
+        batch: ``(inputs, targets)``, or what ``loss_fn``'s ``fn`` takes; already on the
+            model's device.
         step_sizes: positive step sizes, or a :class:`StepSizes` grid.
         direction: ``"gradient"`` (d = g); ``"random"`` (seeded Gaussian drawn on the
             parameters' device, rescaled to ||d|| = ||g|| so a step size moves as far as along
@@ -208,7 +211,7 @@ def gradient_probe(
         3.0
     """
     etas = as_step_sizes(step_sizes)
-    train_mode, batch, names, params = setup(model, batch, bn_mode)
+    train_mode, batch, names, params = setup(model, batch, bn_mode, loss_fn)
     with preserved(model) as snap, torch.enable_grad():
         model.train(train_mode)
         theta0 = saved(snap, names, params)

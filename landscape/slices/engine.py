@@ -36,7 +36,15 @@ from torch.nn.modules.batchnorm import _NormBase
 
 from landscape._device import device_of
 from landscape._params import Params, preserved
-from landscape.data import Data, LossFn, Metric, as_batches, describe_data
+from landscape.data.evaluation import (
+    BatchLoss,
+    Data,
+    Loss,
+    Metric,
+    as_batches,
+    describe_data,
+    move,
+)
 from landscape.slices import fold
 from landscape.slices.coords import MAX_POINTS, Coords, as_coords
 
@@ -125,7 +133,7 @@ def _set_point(targets: Sequence[Target], coeffs: Sequence[float]) -> None:
 
 
 @torch.no_grad()
-def _recalibrate(model, norms, data, n_batches, precision) -> None:
+def _recalibrate(model, norms, data, n_batches, precision, loss_fn) -> None:
     """Reset running statistics and re-estimate them as a cumulative average."""
     device = device_of(model)
     model.eval()
@@ -135,41 +143,62 @@ def _recalibrate(model, norms, data, n_batches, precision) -> None:
             m.momentum = None  # cumulative moving average over the batches seen
             m.train()
     with _precision_ctx(precision, device):
-        for i, (inputs, _) in enumerate(as_batches(data)):
+        for i, batch in enumerate(as_batches(data)):
             if i >= n_batches:
                 break
-            model(_to(inputs, device))
+            if isinstance(loss_fn, BatchLoss):
+                loss_fn(model, move(batch, device))  # its forward passes update the statistics
+            else:
+                model(_to(batch[0], device))
 
 
 def _evaluate(forward, device, loss_fn, data, metrics, accuracy, precision) -> list[float]:
-    """[loss, (accuracy), *metrics] averaged over examples: one pass over the data."""
+    """[loss, (accuracy), *metrics] averaged over examples: one pass over the data.
+
+    Plain batches: one forward per batch, ``loss_fn(outputs, targets)`` and the metrics on
+    it. :class:`BatchLoss` batches: ``fn(forward, batch)`` for the loss and each metric.
+    Each batch mean is weighted by the batch's number of examples.
+    """
     acc_dtype = torch.float32 if device.type == "mps" else torch.float64
     sums, n_total = None, 0
     with torch.inference_mode(), _precision_ctx(precision, device):
-        for inputs, targets in as_batches(data):
-            inputs, targets = _to(inputs, device), _to(targets, device)
-            out = forward(inputs)
-            n = int(targets.shape[0])
-            means = [loss_fn(out, targets), *(fn(out, targets) for fn in metrics.values())]
+        for batch in as_batches(data):
+            if isinstance(loss_fn, BatchLoss):
+                batch = move(batch, device)
+                n = loss_fn.count(batch)
+                means = [loss_fn(forward, batch), *(fn(forward, batch) for fn in metrics.values())]
+                if isinstance(accuracy, BatchLoss):
+                    means.insert(1, accuracy(forward, batch))
+            else:
+                inputs, targets = _to(batch[0], device), _to(batch[1], device)
+                out = forward(inputs)
+                n = int(targets.shape[0])
+                means = [loss_fn(out, targets)]
+                for fn in metrics.values():
+                    plain = not isinstance(fn, BatchLoss)
+                    means.append(fn(out, targets) if plain else fn(forward, (inputs, targets)))
+                if isinstance(accuracy, BatchLoss):
+                    means.insert(1, accuracy(forward, (inputs, targets)))
+            means = [torch.as_tensor(t, device=device) for t in means]
             if any(t.ndim != 0 for t in means):
                 raise ValueError("loss_fn and metrics must return the batch mean (a scalar)")
             sums_b = [t.to(acc_dtype) * n for t in means]  # batch sums: weight by batch size
-            if accuracy:
+            if accuracy is True:
                 if out.ndim != 2:
                     raise ValueError("accuracy needs (N, C) logits; pass accuracy=False")
                 correct = (out.argmax(dim=1) == targets).sum().to(acc_dtype)
                 # argmax of non-finite logits is no prediction: accuracy undefined (NaN)
                 nan = torch.tensor(math.nan, dtype=acc_dtype, device=correct.device)
                 sums_b.insert(1, torch.where(torch.isfinite(out).all(), correct, nan))
-            batch = torch.stack(sums_b)
-            sums = batch if sums is None else sums + batch
+            batch_sums = torch.stack(sums_b)
+            sums = batch_sums if sums is None else sums + batch_sums
             n_total += n
     return (sums / n_total).tolist()
 
 
 def evaluate_grid(
     model: nn.Module,
-    loss_fn: LossFn,
+    loss_fn: Loss,
     data: Data,
     directions: Sequence[Mapping[str, Tensor]],
     x: Coords,
@@ -179,8 +208,8 @@ def evaluate_grid(
     buffer_directions: Sequence[Mapping[str, Tensor]] | None = None,
     bn_mode: SliceBNMode = "eval",
     recalibrate_batches: int = DEFAULT_RECALIBRATE_BATCHES,
-    metrics: Mapping[str, Metric] | None = None,
-    accuracy: bool | None = None,
+    metrics: Mapping[str, Metric | BatchLoss] | None = None,
+    accuracy: bool | BatchLoss | None = None,
     precision: Precision = "native",
     points: Iterable[int] | None = None,
     on_point: Callable[[int, dict[str, float]], None] | None = None,
@@ -190,9 +219,13 @@ def evaluate_grid(
 
     Args:
         model: The network; used as the evaluation vehicle and restored exactly afterwards.
-        loss_fn: ``loss_fn(outputs, targets)`` -> batch mean (e.g. ``nn.CrossEntropyLoss()``).
-        data: Re-iterable ``(inputs, targets)`` batches (list, DataLoader, a single
-            ``(x, y)`` tuple, or a callable returning a fresh iterable), or a dataset name:
+        loss_fn: ``loss_fn(outputs, targets)`` -> batch mean (e.g. ``nn.CrossEntropyLoss()``);
+            or, for batches of another form (dicts, tuple inputs), :func:`~landscape.batch_loss`
+            ``(fn)`` with ``fn(model, batch)`` -> the batch mean (the BN fold, which needs plain
+            inputs, is then not used).
+        data: Re-iterable ``(inputs, targets)`` batches, or batches of ``loss_fn``'s form
+            (list, DataLoader, a single ``(x, y)`` tuple or dict, or a callable returning a
+            fresh iterable), or a dataset name:
             its fixed default subset (:func:`landscape.data.dataset_batches`) on
             the model's device and dtype. ``meta["data"]`` records a subset's source.
         directions: ``[d1]`` or ``[d1, d2]``, keyed by parameter name (a subset is fine).
@@ -203,8 +236,10 @@ def evaluate_grid(
             per direction; buffers are moved like parameters, from the model's buffers.
         bn_mode: BatchNorm mode, ``"eval"``, ``"train"`` or ``"recalibrate"``.
         recalibrate_batches: Batches used per point by ``bn_mode="recalibrate"``.
-        metrics: Extra per-batch metrics ``fn(outputs, targets)`` -> batch mean.
-        accuracy: Report accuracy; None means "when the targets are class labels".
+        metrics: Extra per-batch metrics ``fn(outputs, targets)`` -> batch mean, or
+            :func:`~landscape.batch_loss` ``(fn)`` (required with a batch_loss ``loss_fn``).
+        accuracy: Report accuracy; None means "when the targets are class labels"; a
+            :func:`~landscape.batch_loss` ``(fn)`` gives the batch's fraction correct itself.
         precision: ``"native"`` (the model's dtype) or ``"bf16"`` (autocast).
         points: Flat indices to evaluate (``k = j * nx + i``); default all. An empty
             iterable validates the arguments and returns the metadata only.
@@ -236,10 +271,20 @@ def evaluate_grid(
     if {"loss", "accuracy"} & set(metrics):
         raise ValueError("extra metrics may not be named 'loss' or 'accuracy'")
     data = as_batches(data, model) if isinstance(data, str) else data  # loaded once
-    summary = describe_data(data)
-    if accuracy and not summary.classification:
+    summary = describe_data(data, loss_fn)
+    if isinstance(loss_fn, BatchLoss):
+        if plain := [n for n, fn in metrics.items() if not isinstance(fn, BatchLoss)]:
+            raise ValueError(f"with batch_loss, metrics take the same form: pass "
+                             f"batch_loss(fn) for {plain[0]!r}")  # fmt: skip
+        if accuracy is True:
+            raise ValueError("with batch_loss, pass accuracy=batch_loss(fn) (the batch's "
+                             "fraction correct) instead of accuracy=True")  # fmt: skip
+    elif accuracy is True and not summary.classification:
         raise ValueError("accuracy needs 1-D integer class labels as targets")
-    use_acc = summary.classification if accuracy is None else bool(accuracy)
+    if isinstance(accuracy, BatchLoss):
+        use_acc: bool | BatchLoss = accuracy
+    else:
+        use_acc = summary.classification if accuracy is None else bool(accuracy)
     names = ["loss", *(["accuracy"] if use_acc else []), *metrics]
 
     own = dict(model.named_parameters())
@@ -292,7 +337,12 @@ def evaluate_grid(
                 for m in norms:
                     m.track_running_stats = False
             forward = model.eval()
-            folded = fold.FoldedBN.build(model, cl) if fold.FOLD_BN and bn_mode != "train" else None
+            plain = not isinstance(loss_fn, BatchLoss)  # the fold is checked on plain inputs
+            folded = (
+                fold.FoldedBN.build(model, cl)
+                if fold.FOLD_BN and bn_mode != "train" and plain
+                else None
+            )
             if folded is not None:
                 inputs = _to(next(iter(as_batches(data)))[0], device)
                 if isinstance(inputs, Tensor) and inputs.ndim > 0:
@@ -306,7 +356,7 @@ def evaluate_grid(
                 coeffs = [float(xs[cell[-1]])] + ([] if ys is None else [float(ys[cell[0]])])
                 _set_point(targets, coeffs)
                 if bn_mode == "recalibrate":
-                    _recalibrate(model, norms, data, recalibrate_batches, precision)
+                    _recalibrate(model, norms, data, recalibrate_batches, precision, loss_fn)
                 model.eval()  # dropout off; BN in train mode only under bn_mode="train"
                 for m in norms if bn_mode == "train" else ():
                     m.train()

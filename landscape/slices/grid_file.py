@@ -41,7 +41,7 @@ from landscape import distributed
 from landscape._device import device_of
 from landscape._files import WriteError, remove_stale_temporaries, write_atomically, writer_lock
 from landscape._params import Params
-from landscape.data.evaluation import Data, LossFn, Metric, as_batches
+from landscape.data.evaluation import BatchLoss, Data, Loss, Metric, as_batches
 from landscape.slices.coords import Coords
 from landscape.slices.engine import (
     DEFAULT_RECALIBRATE_BATCHES,
@@ -210,7 +210,7 @@ class _CellWriter:
 def run_grid(
     path: str | Path,
     model: nn.Module,
-    loss_fn: LossFn,
+    loss_fn: Loss,
     data: Data,
     directions: Sequence[Mapping[str, Tensor]],
     x: Coords,
@@ -221,8 +221,8 @@ def run_grid(
     buffer_directions: Sequence[Mapping[str, Tensor]] | None = None,
     bn_mode: SliceBNMode = "eval",
     recalibrate_batches: int = DEFAULT_RECALIBRATE_BATCHES,
-    metrics: Mapping[str, Metric] | None = None,
-    accuracy: bool | None = None,
+    metrics: Mapping[str, Metric | BatchLoss] | None = None,
+    accuracy: bool | BatchLoss | None = None,
     precision: Precision = "native",
     overwrite: bool = False,
     chunk: int = 32,

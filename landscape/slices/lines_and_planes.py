@@ -18,7 +18,7 @@ from typing import Any
 from torch import nn
 
 from landscape._params import get_params
-from landscape.data.evaluation import Data, LossFn, Metric
+from landscape.data.evaluation import BatchLoss, Data, Loss, Metric
 from landscape.slices.coords import Coords
 from landscape.slices.directions import (
     Ignore,
@@ -35,7 +35,7 @@ __all__ = ["interpolate", "plane_through", "random_line", "random_plane"]
 
 def random_line(
     model: nn.Module,
-    loss_fn: LossFn,
+    loss_fn: Loss,
     data: Data,
     x: Coords = "-1:1:51",
     *,
@@ -43,7 +43,7 @@ def random_line(
     normalization: Normalization = "filter",
     ignore: Ignore = "biasbn",
     bn_mode: SliceBNMode = "eval",
-    metrics: Mapping[str, Metric] | None = None,
+    metrics: Mapping[str, Metric | BatchLoss] | None = None,
     progress: Callable[[int, int], None] | None = None,
     **options: Any,
 ) -> SliceResult:
@@ -60,7 +60,7 @@ def random_line(
 
 def random_plane(
     model: nn.Module,
-    loss_fn: LossFn,
+    loss_fn: Loss,
     data: Data,
     x: Coords = "-1:1:51",
     y: Coords = "-1:1:51",
@@ -70,7 +70,7 @@ def random_plane(
     normalization: Normalization = "filter",
     ignore: Ignore = "biasbn",
     bn_mode: SliceBNMode = "eval",
-    metrics: Mapping[str, Metric] | None = None,
+    metrics: Mapping[str, Metric | BatchLoss] | None = None,
     progress: Callable[[int, int], None] | None = None,
     **options: Any,
 ) -> SliceResult:
@@ -92,13 +92,13 @@ def random_plane(
 def interpolate(
     model_a: nn.Module,
     model_b: nn.Module,
-    loss_fn: LossFn,
+    loss_fn: Loss,
     data: Data,
     x: Coords = "-0.5:1.5:401",
     *,
     move_buffers: bool = True,
     bn_mode: SliceBNMode = "eval",
-    metrics: Mapping[str, Metric] | None = None,
+    metrics: Mapping[str, Metric | BatchLoss] | None = None,
     progress: Callable[[int, int], None] | None = None,
     **options: Any,
 ) -> SliceResult:
@@ -121,14 +121,14 @@ def plane_through(
     model_a: nn.Module,
     model_b: nn.Module,
     model_c: nn.Module,
-    loss_fn: LossFn,
+    loss_fn: Loss,
     data: Data,
     x: Coords = "-0.5:1.5:51",
     y: Coords = "-0.5:1.5:51",
     *,
     move_buffers: bool = True,
     bn_mode: SliceBNMode = "eval",
-    metrics: Mapping[str, Metric] | None = None,
+    metrics: Mapping[str, Metric | BatchLoss] | None = None,
     progress: Callable[[int, int], None] | None = None,
     **options: Any,
 ) -> SliceResult:
