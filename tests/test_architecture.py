@@ -44,6 +44,9 @@ RANKS: dict[str, int] = {
 #: Third-party packages only some wings may use.
 ONLY_IN = {"click": {"cli"}, "matplotlib": {"render", "figures"}}
 MAX_LINES = 400
+#: The one import against the direction: a result's picture in a notebook (IPython calls
+#: ``_repr_png_``) is drawn by rendering, imported inside that method only, when asked.
+DISPLAY_HOOK = ("_repr_png_", "landscape.render.notebook")
 LONG_MODULE_REASON = "Longer than 400 lines because"
 
 #: The public API: every name here is importable from ``landscape`` (README, docs).
@@ -116,7 +119,17 @@ def imported(path: Path) -> list[tuple[int, str]]:
     if path.name != "__init__.py":
         package = package[:-1]
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    hooks = {
+        id(inner)
+        for fn in ast.walk(tree)
+        if isinstance(fn, ast.FunctionDef) and fn.name == DISPLAY_HOOK[0]
+        for inner in ast.walk(fn)
+        if isinstance(inner, ast.ImportFrom) and inner.module == DISPLAY_HOOK[1]
+    }
+    for node in ast.walk(tree):
+        if id(node) in hooks:
+            continue
         if isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -125,7 +125,7 @@ class StepSizes:
         )
 
 
-@dataclass
+@dataclass(repr=False)
 class ProbeResult:
     """Output of :func:`gradient_probe`; arrays have shape (K,) = one entry per step size."""
 
@@ -145,6 +145,22 @@ class ProbeResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def __repr__(self) -> str:
+        """One line: the step sizes, the loss and gradient-change ranges, beta."""
+        eta, loss, dist = self.step_sizes, self.loss, self.grad_distance
+        return (f"ProbeResult({len(eta)} step sizes {eta.min():.3g}..{eta.max():.3g} along "
+                f"{self.direction} (bn_mode {self.bn_mode}): loss {np.nanmin(loss):.4g}.."
+                f"{np.nanmax(loss):.4g} (at theta {self.base_loss:.4g}), gradient change "
+                f"{np.nanmin(dist):.3g}..{np.nanmax(dist):.3g}, beta {self.beta:.4g}, "
+                f"|g| {self.grad_norm:.3g})")  # fmt: skip
+
+    def _repr_png_(self) -> bytes:
+        """Loss and gradient change over the step sizes, for notebooks (drawn by
+        :mod:`landscape.render` only then)."""
+        from landscape.render.notebook import png_of  # display only: see docs/architecture.md
+
+        return png_of(self)
 
 
 def gradient_probe(

@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 DEFAULT_RECALIBRATE_BATCHES = 10  # enough for stable running statistics on CIFAR-sized batches
 
 
-@dataclass
+@dataclass(repr=False)
 class SliceResult:
     """Values of a 1D or 2D slice.
 
@@ -93,6 +93,30 @@ class SliceResult:
     def shape(self) -> tuple[int, ...]:
         return (len(self.x),) if self.y is None else (len(self.y), len(self.x))
 
+    def __repr__(self) -> str:
+        """One line: what, where, the value ranges, how much is computed (no tensors)."""
+        grid = "×".join(map(str, self.shape[::-1]))
+        axes = f"x {_span(self.x)}" + ("" if self.y is None else f", y {_span(self.y)}")
+        values = ", ".join(f"{k} {_span(v)}" for k, v in self.values.items())
+        done = "?" if self.computed is None else int(np.sum(self.computed))
+        tensors = sum(len(d) for d in self.directions)
+        return (f"SliceResult({self.meta.get('kind', 'grid')} {grid} over {axes}; {values}; "
+                f"{done} of {int(np.prod(self.shape))} computed; bn_mode "
+                f"{self.meta.get('bn_mode', '?')}; {len(self.directions)} direction(s), {tensors} "
+                "tensors)")  # fmt: skip
+
+    def _repr_png_(self) -> bytes:
+        """The slice as a picture, for notebooks (drawn by :mod:`landscape.render` only then)."""
+        from landscape.render.notebook import png_of  # display only: see docs/architecture.md
+
+        return png_of(self)
+
+
+def _span(values: np.ndarray) -> str:
+    """``lo..hi`` of the finite values (3 significant digits), or "no finite value"."""
+    finite = np.asarray(values, dtype=float)[np.isfinite(np.asarray(values, dtype=float))]
+    return f"{finite.min():.3g}..{finite.max():.3g}" if finite.size else "no finite value"
+
 
 def _precision_ctx(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     if precision == "native":
@@ -101,10 +125,6 @@ def _precision_ctx(precision: str, device: torch.device) -> contextlib.AbstractC
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     else:
         raise ValueError(f"unknown precision {precision!r}; use 'native' or 'bf16'")
-
-
-def _to(t: Any, device: torch.device) -> Any:
-    return t.to(device, non_blocking=True) if isinstance(t, Tensor) else t
 
 
 Target = tuple[Tensor, Tensor, list[tuple[int, Tensor]]]  # (live tensor, base, [(k, d_k)])
@@ -149,7 +169,7 @@ def _recalibrate(model, norms, data, n_batches, precision, loss_fn) -> None:
             if isinstance(loss_fn, BatchLoss):
                 loss_fn(model, move(batch, device))  # its forward passes update the statistics
             else:
-                model(_to(batch[0], device))
+                model(move(batch[0], device))
 
 
 def _evaluate(forward, device, loss_fn, data, metrics, accuracy, precision) -> list[float]:
@@ -170,7 +190,7 @@ def _evaluate(forward, device, loss_fn, data, metrics, accuracy, precision) -> l
                 if isinstance(accuracy, BatchLoss):
                     means.insert(1, accuracy(forward, batch))
             else:
-                inputs, targets = _to(batch[0], device), _to(batch[1], device)
+                inputs, targets = move(batch[0], device), move(batch[1], device)
                 out = forward(inputs)
                 n = int(targets.shape[0])
                 means = [loss_fn(out, targets)]
@@ -344,7 +364,7 @@ def evaluate_grid(
                 else None
             )
             if folded is not None:
-                inputs = _to(next(iter(as_batches(data)))[0], device)
+                inputs = move(next(iter(as_batches(data)))[0], device)
                 if isinstance(inputs, Tensor) and inputs.ndim > 0:
                     inputs = inputs[: fold.CHECK_EXAMPLES]
                 if folded.agrees(model, inputs):

@@ -7,12 +7,16 @@
 
 Each picks its directions (:mod:`.directions`: random and filter-normalized, or between
 models) and hands them to :func:`~landscape.slices.engine.evaluate_grid`, which evaluates
-``L`` on the grid and documents the BatchNorm modes and the fast paths.
+``L`` on the grid and documents the BatchNorm modes and the fast paths. With ``out=``, the
+slice goes to a resumable HDF5 file (:func:`~landscape.slices.grid_file.run_grid`, the
+directions and all settings with it): a killed run continues where it stopped, and a call on
+a complete file returns the stored slice without evaluating anything.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -29,6 +33,7 @@ from landscape.slices.directions import (
 )
 from landscape.slices.directions import orthogonalize as _orthogonalize
 from landscape.slices.engine import SliceBNMode, SliceResult, evaluate_grid
+from landscape.slices.grid_file import read_grid, run_grid
 
 __all__ = ["interpolate", "plane_through", "random_line", "random_plane"]
 
@@ -45,17 +50,19 @@ def random_line(
     bn_mode: SliceBNMode = "eval",
     metrics: Mapping[str, Metric | BatchLoss] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    out: str | Path | None = None,
     **options: Any,
 ) -> SliceResult:
     """``f(a) = L(theta + a d)`` along a random (filter-normalized) direction.
 
-    ``options`` go to :func:`evaluate_grid` (precision, recalibrate_batches, accuracy, ...).
+    ``options`` go to :func:`evaluate_grid` (precision, recalibrate_batches, accuracy, ...);
+    with ``out`` (a ``.h5`` path) the slice is written there, resumably (``overwrite``,
+    ``chunk`` go to :func:`run_grid`).
     """
     dirs = random_directions(model, 1, seed=seed, normalization=normalization, ignore=ignore)
+    meta = dict(kind="random_line", seed=seed, normalization=normalization, ignore=ignore)
     opts = dict(bn_mode=bn_mode, metrics=metrics, progress=progress, **options)
-    res = evaluate_grid(model, loss_fn, data, dirs, x, **opts)
-    res.meta.update(kind="random_line", seed=seed, normalization=normalization, ignore=ignore)
-    return res
+    return _evaluate(out, meta, model, loss_fn, data, dirs, x, None, **opts)
 
 
 def random_plane(
@@ -72,6 +79,7 @@ def random_plane(
     bn_mode: SliceBNMode = "eval",
     metrics: Mapping[str, Metric | BatchLoss] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    out: str | Path | None = None,
     **options: Any,
 ) -> SliceResult:
     """``f(a, b) = L(theta + a d1 + b d2)`` on a random (filter-normalized) plane.
@@ -82,11 +90,10 @@ def random_plane(
     d1, d2 = random_directions(model, 2, seed=seed, normalization=normalization, ignore=ignore)
     if orthogonalize:
         d2 = _orthogonalize(d2, d1)
+    meta = dict(kind="random_plane", seed=seed, normalization=normalization, ignore=ignore,
+                orthogonalize=orthogonalize)  # fmt: skip
     opts = dict(bn_mode=bn_mode, metrics=metrics, progress=progress, **options)
-    res = evaluate_grid(model, loss_fn, data, [d1, d2], x, y, **opts)
-    res.meta.update(kind="random_plane", seed=seed, normalization=normalization, ignore=ignore)
-    res.meta["orthogonalize"] = orthogonalize
-    return res
+    return _evaluate(out, meta, model, loss_fn, data, [d1, d2], x, y, **opts)
 
 
 def interpolate(
@@ -100,6 +107,7 @@ def interpolate(
     bn_mode: SliceBNMode = "eval",
     metrics: Mapping[str, Metric | BatchLoss] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    out: str | Path | None = None,
     **options: Any,
 ) -> SliceResult:
     """``f(a) = L((1 - a) theta + a theta')`` between two models of one architecture.
@@ -111,10 +119,9 @@ def interpolate(
     """
     d = checkpoint_direction(get_params(model_a), get_params(model_b))
     bd = [buffer_direction(model_a, model_b)] if move_buffers else None
-    opts = dict(bn_mode=bn_mode, metrics=metrics, progress=progress, **options)
-    res = evaluate_grid(model_a, loss_fn, data, [d], x, buffer_directions=bd, **opts)
-    res.meta["kind"] = "interpolate"
-    return res
+    opts = dict(bn_mode=bn_mode, metrics=metrics, progress=progress, buffer_directions=bd)
+    meta = {"kind": "interpolate"}
+    return _evaluate(out, meta, model_a, loss_fn, data, [d], x, None, **opts, **options)
 
 
 def plane_through(
@@ -130,6 +137,7 @@ def plane_through(
     bn_mode: SliceBNMode = "eval",
     metrics: Mapping[str, Metric | BatchLoss] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    out: str | Path | None = None,
     **options: Any,
 ) -> SliceResult:
     """``f(a, b) = L(theta_a + a (theta_b - theta_a) + b (theta_c - theta_a))``.
@@ -139,7 +147,20 @@ def plane_through(
     pa = get_params(model_a)
     dirs = [checkpoint_direction(pa, get_params(m)) for m in (model_b, model_c)]
     bd = [buffer_direction(model_a, m) for m in (model_b, model_c)] if move_buffers else None
-    opts = dict(bn_mode=bn_mode, metrics=metrics, progress=progress, **options)
-    res = evaluate_grid(model_a, loss_fn, data, dirs, x, y, buffer_directions=bd, **opts)
-    res.meta["kind"] = "plane_through"
-    return res
+    opts = dict(bn_mode=bn_mode, metrics=metrics, progress=progress, buffer_directions=bd)
+    meta = {"kind": "plane_through"}
+    return _evaluate(out, meta, model_a, loss_fn, data, dirs, x, y, **opts, **options)
+
+
+def _evaluate(
+    out: str | Path | None, meta: dict[str, Any], model: nn.Module, loss_fn: Loss, data: Data,
+    dirs: list, x: Coords, y: Coords | None, **options: Any,
+) -> SliceResult:  # fmt: skip
+    """The slice in memory, or with ``out`` in its resumable file (the stored one if the
+    file is complete already)."""
+    if out is None:
+        res = evaluate_grid(model, loss_fn, data, dirs, x, y, **options)
+        res.meta.update(meta)
+        return res
+    res = run_grid(out, model, loss_fn, data, dirs, x, y, meta=meta, **options)
+    return read_grid(out) if res is None else res

@@ -6,6 +6,7 @@ import copy
 import inspect
 
 import numpy as np
+import pytest
 import torch
 
 from landscape.slices import (
@@ -66,3 +67,29 @@ def test_random_line_is_plane_axis_and_meta():
     ortho = random_plane(model, CE, data, "0:0:1", "0:0:1", seed=5, orthogonalize=True)
     d1, d2 = ortho.directions
     assert abs(sum(float((d1[n] * d2[n]).sum()) for n in d1)) < 1e-10
+
+
+def test_out_writes_the_resumable_file_and_a_second_call_returns_it(tmp_path):
+    """Before: random_plane could not write its file, and run_grid returned None on a
+    complete one."""
+    calls = []
+
+    def counting(out, target):
+        calls.append(1)
+        return CE(out, target)
+
+    model, data, path = bn_net(), batches(), tmp_path / "plane.h5"
+    first = random_plane(model, counting, data, "-1:1:4", "-1:1:3", seed=7, out=path)
+    assert first.computed.all() and calls
+    assert {k: first.meta[k] for k in ("kind", "seed", "normalization", "ignore", "bn_mode")} == {
+        "kind": "random_plane", "seed": 7, "normalization": "filter", "ignore": "biasbn",
+        "bn_mode": "eval"}  # fmt: skip
+    calls.clear()
+    again = random_plane(model, counting, data, "-1:1:4", "-1:1:3", seed=7, out=path)
+    assert calls == [] and np.array_equal(again.values["loss"], first.values["loss"])
+    memory = random_plane(model, CE, data, "-1:1:4", "-1:1:3", seed=7)
+    np.testing.assert_array_equal(memory.values["loss"], first.values["loss"])
+    line = interpolate(bn_net(0), bn_net(1), CE, data, "-0.5:1.5:5", out=tmp_path / "line.h5")
+    assert line.meta["kind"] == "interpolate" and line.computed.all()
+    with pytest.raises(ValueError, match="holds a different slice"):
+        random_plane(model, CE, data, "-1:1:4", "-1:1:3", seed=8, out=path)
