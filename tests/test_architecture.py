@@ -10,6 +10,7 @@ print the wing-to-wing imports the package has today.
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -230,9 +231,16 @@ def test_long_modules_say_why() -> None:
 
 
 def test_every_wing_says_what_it_owns_and_may_import() -> None:
+    """Each wing's docstring names every wing it imports in its "May import" paragraph."""
+    imports = wing_imports()
     for init in sorted(PACKAGE.glob("*/__init__.py")):
         doc = ast.get_docstring(ast.parse(init.read_text())) or ""
         assert "May import" in doc, f"{init}: say what the wing owns and what it may import"
+        allowed = doc[doc.index("May import") :].split("\n\n")[0]
+        named = set(re.findall(r"landscape\.(\w+)", allowed))
+        if "every wing" not in allowed:
+            used = set(imports.get(init.parent.name, {})) - {init.parent.name}
+            assert used <= named, f"{init}: May import does not name {sorted(used - named)}"
 
 
 def test_the_public_api_is_pinned() -> None:

@@ -11,12 +11,11 @@ import numpy as np
 from landscape import distributed
 from landscape.cli.common import BadInput, literal_choice, progress_bars, quiet_option
 from landscape.probes.from_checkpoints import (
-    DEFAULT_OUT,
     OfflineProbeConfig,
     probe_checkpoints,
     read_offline_probes,
 )
-from landscape.store import VARIANTS, checkpoint_dir, list_checkpoints, load_checkpoint
+from landscape.store import PROBES_FILE, VARIANTS, checkpoint_dir, list_checkpoints, load_checkpoint
 
 
 def run_files(run: Path, variants: Sequence[str]) -> dict[str, list[Path]]:
@@ -87,7 +86,7 @@ def register(main: click.Group) -> None:
         "--out",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
-        help=f"HDF5 output [RUN/{DEFAULT_OUT}].",
+        help=f"HDF5 output [RUN/{PROBES_FILE}].",
     )
     @click.option("--overwrite", is_flag=True, help="Replace --out instead of resuming it.")
     @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
@@ -113,7 +112,7 @@ def register(main: click.Group) -> None:
             raise BadInput("nothing to probe: pass a RUN directory or --checkpoint FILE")
         if out is None and run is None:
             raise BadInput("pass --out PATH with --checkpoint files (or a RUN directory)")
-        out = out or run / DEFAULT_OUT
+        out = out or run / PROBES_FILE
         totals: list[int] = []
         with distributed.session(device) as ranks, progress_bars(quiet or not ranks.main) as bars:
             bar = bars.simple("probe")

@@ -3,7 +3,7 @@
 Owns :mod:`.from_run` (``run.h5`` and offline probe files -> Santurkar et al. Figs. 1, 3, 4,
 10) and :mod:`.from_slices` (slice files -> one slice with its PCA trajectory, or two side
 by side on one colour scale). The one place that joins the store and the pure builders of
-:mod:`landscape.render`, shared by the CLI and ``scripts/``.
+:mod:`landscape.render`, used by the CLI and the demo (and by your own scripts).
 
 May import: :mod:`landscape.render`, the readers of :mod:`landscape.probes` and
 :mod:`landscape.slices`, and :mod:`landscape.store`. Never trains or evaluates a model.

@@ -1,7 +1,7 @@
 """Run directory -> paper-style figures: reads the HDF5 store, calls ``render``, saves.
 
-The only module that joins storage and rendering, so that ``render`` stays pure and the
-CLI and ``scripts/`` share one way of turning a run into figures.
+With :mod:`.from_slices`, the one place that joins the store and rendering, so that
+``render`` stays pure and the CLI and the demo share one way of turning a run into figures.
 """
 
 from __future__ import annotations

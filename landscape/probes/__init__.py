@@ -9,9 +9,10 @@ predictiveness and effective beta-smoothness along the gradient or any direction
 :mod:`.from_checkpoints` (``landscape probe``: offline, resumable probes of saved
 checkpoints).
 
-May import: :mod:`landscape._params`, :mod:`landscape._device`, :mod:`landscape.data`,
-:mod:`landscape.store` and :mod:`landscape.models`. Never training (which imports the
-probes), rendering or the CLI.
+May import: :mod:`landscape._params`, :mod:`landscape._device`, :mod:`landscape._files`,
+:mod:`landscape.distributed`, :mod:`landscape.data`, :mod:`landscape.store` and
+:mod:`landscape.models`. Never training (which imports the probes), rendering (but for a
+result's notebook picture) or the CLI.
 """
 
 from landscape.probes.callback import ProbeCallback, Sink

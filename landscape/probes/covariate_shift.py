@@ -66,6 +66,8 @@ def ics(
     the BN running statistics, which ``bn_mode="eval"`` uses) and call after
     ``optimizer.step()`` (as :meth:`landscape.probes.inline.InlineProbes.after_update` does)::
 
+        from landscape._params import preserved  # exact restore of params, buffers, flags, RNGs
+
         state = lambda: [*model.named_parameters(), *model.named_buffers()]
         before = {n: t.detach().clone() for n, t in state()}
         ...  # forward, backward, optimizer.step()

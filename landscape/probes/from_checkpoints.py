@@ -37,13 +37,12 @@ from landscape.data import Dataset, batch_indices, load_dataset, loss_function
 from landscape.probes.core import check_bn_mode
 from landscape.probes.covariate_shift import ics
 from landscape.probes.gradient import DEFAULT_STEP_COUNT, ProbeResult, StepSizes, gradient_probe
-from landscape.store import PROBES_FILE, step_of_name
+from landscape.store import step_of_name
 
-__all__ = ["DEFAULT_OUT", "OfflineProbeConfig", "probe_checkpoints", "read_offline_probes"]
+__all__ = ["OfflineProbeConfig", "probe_checkpoints", "read_offline_probes"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OUT = PROBES_FILE  # in the run directory
 PROBE, ICS, SOURCES = "offline_probe", "offline_ics", "offline_checkpoints"
 BATCHES, SETTINGS_ATTR = "offline_probe_batches", "offline_probe_settings"
 _PER_BATCH = ("loss", "grad_distance", "ratio", "grad_cosine", "beta", "grad_norm", "base_loss")

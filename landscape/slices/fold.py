@@ -1,7 +1,7 @@
 """Evaluation fast paths for slices: BatchNorm folded into the preceding layer, channels_last.
 
 Both change only rounding (float32: ~1e-7 relative); ``benchmarks/bench_slices.py``
-measures them and ``tests/test_slices_fast.py`` checks them against the plain model.
+measures them and ``tests/slices/test_fold.py`` checks them against the plain model.
 """
 
 from __future__ import annotations

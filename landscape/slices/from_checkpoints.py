@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -52,7 +52,7 @@ from landscape.store import (
 __all__ = ["KINDS", "SliceConfig", "SliceKind", "slice_checkpoint"]
 
 SliceKind = Literal["random", "interpolate", "plane", "pca"]
-KINDS: tuple[str, ...] = ("random", "interpolate", "plane", "pca")
+KINDS: tuple[str, ...] = get_args(SliceKind)
 #: Default ranges (Li et al.: [-1, 1] around a point, [-0.5, 1.5] between checkpoints).
 DEFAULT_X = {"random": "-1:1:51", "interpolate": "-0.5:1.5:51", "plane": "-0.5:1.5:51"}
 #: A default PCA axis spans the trajectory plus this share of its extent on each side.
@@ -84,7 +84,7 @@ class SliceConfig:
     examples: int = DEFAULT_EXAMPLES  # fixed seeded evaluation subset; 0: the whole split
     eval_batch_size: int | None = None  # None: 1024 with bn_mode="eval", else the training batch
     precision: Precision = "native"  # or "bf16" (autocast)
-    device: str = "auto"  # auto, cpu or cuda
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     chunk: int = 32  # points per write-and-flush of the file
 
 

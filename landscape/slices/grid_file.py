@@ -1,10 +1,10 @@
 """Resumable slice grids in HDF5: evaluate what is missing, never rewrite what is there.
 
 A slice file is created complete in shape (coordinates, directions, NaN values, a zero
-``computed`` mask) with its first point evaluated, in a temporary file that is then
-published at the path (a hard link for a new file; a rename replaces an old one): a run
-that fails before then leaves the path as it was. Evaluation then only changes value cells
-and mask cells, a chunk at a time: values first, flush, then the mask, flush (each flush
+``computed`` mask, the grid allocated in full) with its first point evaluated, built in
+memory and written atomically (temporary file + rename) under the writer lock: a run that
+fails before then leaves the path as it was. Evaluation then only changes value cells and
+mask cells in place, a chunk at a time: values first, flush, then the mask (each flush
 rewrites the rows it touches, cells not yet computed with their fill). An interrupted run
 loses at most one chunk, and a second call with the same configuration evaluates exactly
 the points whose mask is still 0, so its final values are identical to those of an

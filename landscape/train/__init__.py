@@ -5,8 +5,9 @@ every output; the checkpoint schedule, the lr of a step, the optimizer) and :mod
 (``train_pair``: one readable loop writing one run directory, resumable bit for bit).
 
 May import: the numerical wings (:mod:`landscape.probes` for the inline probes), and below
-them :mod:`landscape._params`, :mod:`landscape._device`, :mod:`landscape.data`,
-:mod:`landscape.models` and :mod:`landscape.store`. The probes never import training.
+them :mod:`landscape._params`, :mod:`landscape._device`, :mod:`landscape._files`,
+:mod:`landscape.data`, :mod:`landscape.models` and :mod:`landscape.store`. The probes
+never import training.
 """
 
 from landscape.train.config import (

@@ -1,7 +1,7 @@
 """What determines a training run: :class:`TrainConfig`, saved as JSON with every output.
 
-Also the pure functions of a configuration the trainer and the probes share: the checkpoint
-schedule, the learning rate of a step and the optimizer.
+Also the pure functions of a configuration the trainer uses: the checkpoint schedule, the
+learning rate of a step and the optimizer.
 """
 
 from __future__ import annotations

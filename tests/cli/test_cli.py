@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from landscape import __version__
 from landscape.cli import main
+from tests.cli.helpers import error_line
 
 TINY = ["--model", "mlp", "--model-option", "depth=1", "--model-option", "width=16", "--steps",
         "6", "--batch-size", "32", "--eval-every", "3", "--device", "cpu", "-q"]  # fmt: skip
@@ -40,14 +41,6 @@ def test_train_info_plot(runner, tmp_path):
     assert (run / "figures" / "fig1_training.png").stat().st_size > 1000
 
 
-def _error_line(result):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
-    return lines[0]
-
-
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -63,7 +56,7 @@ def _error_line(result):
 )
 def test_bad_train_input_is_one_line_exit_2(runner, tmp_path, args, needle):
     result = runner.invoke(main, ["train", *TINY, *args, "--out", str(tmp_path / "run")])
-    assert needle.lower() in _error_line(result).lower()
+    assert needle.lower() in error_line(result).lower()
 
 
 @pytest.mark.parametrize(
@@ -85,7 +78,7 @@ def test_bad_numbers_are_refused_before_anything_is_written(runner, tmp_path, ar
     """Before: NaN momentum, weight decay or lr_gamma, and an lr_gamma of -1 (gradient
     ascent), trained to the end; --weight-decay -1 left a run.h5 that blocked the fix."""
     run = tmp_path / "run"
-    assert needle in _error_line(runner.invoke(main, ["train", *TINY, *args, "--out", str(run)]))
+    assert needle in error_line(runner.invoke(main, ["train", *TINY, *args, "--out", str(run)]))
     assert not run.exists()
     assert runner.invoke(main, ["train", *TINY, "--out", str(run)]).exit_code == 0  # the fix
 
@@ -118,14 +111,14 @@ def test_a_failure_before_the_first_checkpoint_leaves_no_run_log(tmp_path, monke
     ],
 )
 def test_usage_errors_are_one_line_naming_the_help(runner, args, needle):
-    assert needle in _error_line(runner.invoke(main, args, prog_name="landscape")).lower()
+    assert needle in error_line(runner.invoke(main, args, prog_name="landscape")).lower()
 
 
 def test_existing_run_refused_and_kept(runner, tmp_path):
     run = tmp_path / "run"
     assert runner.invoke(main, ["train", *TINY, "--out", str(run)]).exit_code == 0
     before = (run / "run.h5").read_bytes()
-    line = _error_line(runner.invoke(main, ["train", *TINY, "--out", str(run)]))
+    line = error_line(runner.invoke(main, ["train", *TINY, "--out", str(run)]))
     assert "--overwrite" in line and "--resume" in line
     assert (run / "run.h5").read_bytes() == before
     assert runner.invoke(main, ["train", *TINY, "--out", str(run), "--resume"]).exit_code == 0
@@ -140,13 +133,13 @@ def test_corrupt_and_malicious_checkpoints(runner, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     bad = tmp_path / "evil.pt"
     bad.write_bytes(pickle.dumps(_Boom()))
-    line = _error_line(runner.invoke(main, ["info", str(bad)]))
+    line = error_line(runner.invoke(main, ["info", str(bad)]))
     assert "evil.pt" in line
     assert not (tmp_path / "PWNED").exists()
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint at all")
-    _error_line(runner.invoke(main, ["info", str(junk)]))
-    _error_line(runner.invoke(main, ["info", str(tmp_path / "missing.pt")]))
+    error_line(runner.invoke(main, ["info", str(junk)]))
+    error_line(runner.invoke(main, ["info", str(tmp_path / "missing.pt")]))
 
 
 def test_demo_end_to_end_short(runner, tmp_path):
@@ -174,7 +167,7 @@ def test_offline_probe_figures(runner, tmp_path):
     assert plot.exit_code == 0, plot.output
     assert (run / "figures" / "fig4_gradient_landscape_offline.png").stat().st_size > 1000
     # Without inline probes in the run, the error says how to get them.
-    line = _error_line(runner.invoke(main, ["plot", "santurkar", str(run)]))
+    line = error_line(runner.invoke(main, ["plot", "santurkar", str(run)]))
     assert "--probe-every" in line
 
 
@@ -193,9 +186,9 @@ def test_checkpoint_cannot_pick_code_to_run(runner, tmp_path, monkeypatch):
     spec = {"name": "evilmod:factory", "bn": True, "input_shape": [1, 8, 8], "options": {}}
     config = {"model": "evilmod:factory", "dataset": "digits", "lr": 0.1, "batch_size": 32}
     save_checkpoint(ckpt, model=torch.nn.Linear(2, 2), step=0, spec=spec, config=config)
-    line = _error_line(runner.invoke(main, ["slice", str(ckpt), "--x", "-1:1:3", "-q"]))
+    line = error_line(runner.invoke(main, ["slice", str(ckpt), "--x", "-1:1:3", "-q"]))
     assert "--trust-factory" in line
-    line = _error_line(runner.invoke(main, ["probe", "--checkpoint", str(ckpt), "--out", "p.h5"]))
+    line = error_line(runner.invoke(main, ["probe", "--checkpoint", str(ckpt), "--out", "p.h5"]))
     assert "--trust-factory" in line
     assert not (tmp_path / "PWNED").exists()
 
@@ -204,16 +197,16 @@ def test_checkpoint_cannot_pick_code_to_run(runner, tmp_path, monkeypatch):
 def test_corrupt_run_file_is_one_line(runner, tmp_path, command):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "run.h5").write_text("not hdf5")
-    _error_line(runner.invoke(main, [*command, str(tmp_path / "run")]))
+    error_line(runner.invoke(main, [*command, str(tmp_path / "run")]))
     args = ["train", *TINY, "--out", str(tmp_path / "run"), "--resume"]
-    _error_line(runner.invoke(main, args))
+    error_line(runner.invoke(main, args))
     assert (tmp_path / "run" / "run.h5").read_text() == "not hdf5"
 
 
 @pytest.mark.parametrize("option", ["width=0", "width=1.5", "depth=-1"])
 def test_bad_model_option_values_are_one_line(runner, tmp_path, option):
     args = ["train", *TINY, "--model-option", option, "--out", str(tmp_path / "r")]
-    assert "positive integer" in _error_line(runner.invoke(main, args))
+    assert "positive integer" in error_line(runner.invoke(main, args))
 
 
 def test_probe_on_an_unbuildable_checkpoint_writes_nothing(runner, tmp_path):
@@ -227,7 +220,7 @@ def test_probe_on_an_unbuildable_checkpoint_writes_nothing(runner, tmp_path):
     bad = tmp_path / "step_0000006.pt"
     save_checkpoint(bad, model=torch.nn.Linear(2, 2), step=6, spec=good.spec, config=good.config)
     out = tmp_path / "p.h5"
-    line = _error_line(runner.invoke(main, ["probe", "--checkpoint", str(bad), "--out", str(out)]))
+    line = error_line(runner.invoke(main, ["probe", "--checkpoint", str(bad), "--out", str(out)]))
     assert "cannot rebuild" in line and not out.exists()
 
 
@@ -262,4 +255,4 @@ def test_damaged_run_logs_are_one_line(runner, tmp_path, damage, needle, command
         "train", *TINY, "--out", str(run), "--resume"]  # fmt: skip
     if damage == "truncated" and command != "plot training":  # the output guard speaks first
         needle = "run.h5 holds a damaged HDF5 file, not a run log"
-    assert needle in _error_line(runner.invoke(main, args))
+    assert needle in error_line(runner.invoke(main, args))

@@ -5,24 +5,12 @@ RUN --out RUN/run.h5 --overwrite`` replaced the run's log and exited 0)."""
 from __future__ import annotations
 
 import pytest
-from click.testing import CliRunner
 
-from landscape.cli import main
+from tests.cli.helpers import error_line, invoke
 
 TINY = ["--model", "mlp", "--model-option", "depth=1", "--model-option", "width=8",
         "--steps", "4", "--batch-size", "32", "--eval-every", "2", "--device", "cpu",
         "-q"]  # fmt: skip
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

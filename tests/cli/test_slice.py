@@ -8,14 +8,13 @@ import warnings
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from landscape.cli import main
 from landscape.cli.slice import _this_run
 from landscape.figures import slice_figure
 from landscape.slices import SliceConfig, read_grid, slice_checkpoint
 from landscape.store import checkpoint_sha256
 from landscape.train import TrainConfig, train_pair
+from tests.cli.helpers import error_line, invoke
 
 # A non-square grid (5 x-points, 3 y-points) on a small evaluation subset.
 CPU = ["--device", "cpu"]
@@ -40,10 +39,6 @@ def run(tmp_path_factory):
 
 def ckpt(run, variant: str, step: int = 6):
     return run / "checkpoints" / variant / f"step_{step:07d}.pt"
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def assert_plotted(result, out):
@@ -152,13 +147,6 @@ def test_pca_stores_trajectory_and_explained_variance(run, tmp_path):
     np.testing.assert_allclose(np.column_stack(line.get_data()), coords)
 
 
-def _error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
-    return lines[0]
-
-
 @pytest.mark.parametrize(
     ("case", "needle"),
     [
@@ -197,13 +185,13 @@ def test_bad_input_is_one_line_exit_2(run, planes, tmp_path, case, needle):
     }[case]
     inputs = [good, ckpt(run, "bn", 0), ckpt(run, "bn", 3), run / "run.h5", planes["bn"]]
     before = [p.read_bytes() for p in inputs]
-    assert needle in _error_line(invoke("slice", *args))
+    assert needle in error_line(invoke("slice", *args))
     assert not out.exists()
     assert [p.read_bytes() for p in inputs] == before
 
 
 def test_plot_kind_must_fit_the_slice(planes):
-    line = _error_line(invoke("plot", "slice", planes["bn"], "--kind", "line"))
+    line = error_line(invoke("plot", "slice", planes["bn"], "--kind", "line"))
     assert "contour" in line
 
 
@@ -240,10 +228,10 @@ def test_degenerate_plane_and_interpolation_are_refused(run, tmp_path):
 def test_a_failed_overwrite_keeps_the_old_file_and_a_failed_run_leaves_none(run, planes, tmp_path):
     before = planes["bn"].read_bytes()
     bad = ["--bn", "train", "--batch-size", "1", "--device", "cpu", "-q"]  # BatchNorm1d fails
-    line = _error_line(invoke("slice", ckpt(run, "bn"), *bad, "--out", planes["bn"], "--overwrite"))
+    line = error_line(invoke("slice", ckpt(run, "bn"), *bad, "--out", planes["bn"], "--overwrite"))
     assert "batch of 1" in line and planes["bn"].read_bytes() == before
     out = tmp_path / "new.h5"
-    assert "batch of 1" in _error_line(invoke("slice", ckpt(run, "bn"), *bad, "--out", out))
+    assert "batch of 1" in error_line(invoke("slice", ckpt(run, "bn"), *bad, "--out", out))
     assert list(tmp_path.iterdir()) == []
     result = invoke("slice", ckpt(run, "bn"), *GRID, "--bn", "train", "--out", out)
     assert result.exit_code == 0, result.output  # the corrected command is not blocked

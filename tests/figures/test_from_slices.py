@@ -1,4 +1,4 @@
-"""landscape.slice_figures: slice files -> figures, checked on the returned Figure.
+"""landscape.figures.from_slices: slice files -> figures, checked on the returned Figure.
 
 The files are written by the public ``landscape.run_grid`` (a tiny model, so their meta has
 none of what ``landscape slice`` adds); tests that need particular values or a partial

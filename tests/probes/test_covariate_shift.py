@@ -1,4 +1,4 @@
-"""Tests for landscape.covariate_shift: Definition 2.1 against deep-copy references."""
+"""Tests for landscape.probes.covariate_shift: Definition 2.1 against deep-copy references."""
 
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ from landscape.probes import (
 )
 from landscape.store import VARIANTS, checkpoint_sha256, list_checkpoints, load_checkpoint
 from landscape.train import TrainConfig, train_pair
+from tests.cli.helpers import error_line
 
 TINY = TrainConfig(
     model="mlp",
@@ -185,13 +186,6 @@ def test_bad_config_is_refused_before_writing(run, tmp_path):
 # --- CLI ----------------------------------------------------------------------------------
 
 FAST = ["--count", "3", "--batches", "2", "--device", "cpu", "-q"]
-
-
-def error_line(result):
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
-    return lines[0]
 
 
 def test_cli_probe_and_rerun(run, tmp_path):

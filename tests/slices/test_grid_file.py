@@ -14,24 +14,12 @@ from torch import nn
 
 from landscape.slices import evaluate_grid, random_directions, read_grid, run_grid
 from landscape.slices.coords import MAX_POINTS
-
-
-def bn_net() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(48, 4)
-    ).double()
+from tests.slices.helpers import batches as shared_batches
+from tests.slices.helpers import bn_net
 
 
 def batches():
-    g = torch.Generator().manual_seed(1)
-    return [
-        (
-            torch.randn(n, 1, 6, 6, generator=g, dtype=torch.float64),
-            torch.randint(0, 4, (n,), generator=g),
-        )
-        for n in (6, 5)
-    ]
+    return shared_batches(sizes=(6, 5))
 
 
 class CountingLoss:
