@@ -23,24 +23,25 @@ PACKAGE = Path(landscape.__file__).parent
 
 #: Wings (sub-packages) and the shared top-level modules, by rank: cli -> orchestration
 #: (train, figures) -> numerical (probes, slices, curvature) and pure rendering -> the
-#: parameter algebra and torchrun sharding -> data and store -> models and the file/device
-#: helpers.
+#: parameter algebra and torchrun sharding -> data and store -> models -> the file, device
+#: and import helpers.
 RANKS: dict[str, int] = {
     "_files": 0,
     "_device": 0,
-    "models": 0,
-    "data": 1,
-    "store": 1,
-    "_params": 2,
-    "distributed": 2,
-    "probes": 3,
-    "slices": 3,
-    "curvature": 3,
-    "render": 3,
-    "train": 4,
-    "figures": 4,
-    "cli": 5,
-    "__main__": 6,  # python -m landscape (and torchrun -m landscape): runs the CLI
+    "_imports": 0,
+    "models": 1,
+    "data": 2,
+    "store": 2,
+    "_params": 3,
+    "distributed": 3,
+    "probes": 4,
+    "slices": 4,
+    "curvature": 4,
+    "render": 4,
+    "train": 5,
+    "figures": 5,
+    "cli": 6,
+    "__main__": 7,  # python -m landscape (and torchrun -m landscape): runs the CLI
 }
 #: Third-party packages only some wings may use.
 ONLY_IN = {"click": {"cli"}, "matplotlib": {"render", "figures"}}
@@ -170,6 +171,7 @@ def test_the_top_level_holds_only_wings_and_a_few_shared_modules() -> None:
         "__main__.py",
         "_device.py",
         "_files.py",
+        "_imports.py",
         "_params.py",
         "distributed.py",
     ]

@@ -117,3 +117,18 @@ def literal_choice(cls: type, field: str) -> click.Choice:
     if values is None:
         raise TypeError(f"{cls.__name__}.{field} is not a Literal")
     return click.Choice([v for v in values if v is not None])
+
+
+#: Your own weights: the options ``probe``, ``slice`` and ``info`` share.
+MODEL_HELP = ("Your own weights (a state_dict file): package.module:factory builds their model "
+              "(the current directory is importable).")  # fmt: skip
+
+
+def own_model_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--model``, ``--model-option KEY=VALUE`` (the factory's keywords), ``--trust-pickle``."""
+    f = click.option("--trust-pickle", is_flag=True, help="With --model, also load a whole "
+                     "pickled model (torch.save(model)): that runs code the file names; only "
+                     "for files you made or trust.")(f)  # fmt: skip
+    f = click.option("--model-option", "model_option", multiple=True, metavar="KEY=VALUE",
+                     help="A keyword of the --model factory (repeatable).")(f)  # fmt: skip
+    return click.option("--model", "model", metavar="PKG.MODULE:FACTORY", help=MODEL_HELP)(f)

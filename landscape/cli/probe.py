@@ -9,7 +9,15 @@ import click
 import numpy as np
 
 from landscape import distributed
-from landscape.cli.common import BadInput, literal_choice, progress_bars, quiet_option
+from landscape.cli.common import (
+    BadInput,
+    literal_choice,
+    own_model_options,
+    parse_key_values,
+    progress_bars,
+    quiet_option,
+)
+from landscape.data import load_dataset
 from landscape.probes.from_checkpoints import (
     OfflineProbeConfig,
     probe_checkpoints,
@@ -28,11 +36,14 @@ def run_files(run: Path, variants: Sequence[str]) -> dict[str, list[Path]]:
     return {v: paths for v, paths in found.items() if paths}
 
 
-def file_groups(files: Sequence[Path], variants: Sequence[str] | None) -> dict[str, list[Path]]:
-    """Checkpoint files grouped by ``extra["variant"]`` (``"model"`` when absent)."""
+def file_groups(
+    files: Sequence[Path], variants: Sequence[str] | None, own: bool = False
+) -> dict[str, list[Path]]:
+    """Checkpoint files grouped by ``extra["variant"]`` (``"model"`` when absent, and for
+    your ``own`` weights)."""
     groups: dict[str, list[Path]] = {}
     for path in files:
-        variant = str(load_checkpoint(path).extra.get("variant", "model"))
+        variant = "model" if own else str(load_checkpoint(path).extra.get("variant", "model"))
         if variants is None or variant in variants:
             groups.setdefault(variant, []).append(path)
     if not groups:
@@ -91,6 +102,13 @@ def register(main: click.Group) -> None:
     @click.option("--overwrite", is_flag=True, help="Replace --out instead of resuming it.")
     @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
     @quiet_option
+    @click.option(
+        "--data",
+        "data",
+        help="The data set to probe on, by name or your own "
+        "(package.module:factory returning a Dataset) [default: the checkpoint's]",
+    )
+    @own_model_options
     def probe_cmd(
         run: Path | None,
         checkpoint_files: tuple[Path, ...],
@@ -100,12 +118,19 @@ def register(main: click.Group) -> None:
         device: str,
         quiet: bool,
         trust_factory: bool,
+        data: str | None,
+        model: str | None,
+        model_option: tuple[str, ...],
+        trust_pickle: bool,
         **settings,
     ) -> None:
-        """Probe every checkpoint of RUN on fixed batches (resumable; writes HDF5)."""
+        """Probe every checkpoint of RUN (or --checkpoint files: yours with --model) on fixed
+        batches (resumable; writes HDF5)."""
         variants = None if variant == "both" else (variant,)
+        if model is not None and not checkpoint_files:
+            raise BadInput("--model goes with --checkpoint FILE (your own weights)")
         if checkpoint_files:
-            files = file_groups(checkpoint_files, variants)
+            files = file_groups(checkpoint_files, variants, own=model is not None)
         elif run is not None:
             files = run_files(run, variants or VARIANTS)
         else:
@@ -124,7 +149,9 @@ def register(main: click.Group) -> None:
             config = OfflineProbeConfig(**settings)
             probe_checkpoints(
                 files, out, config, device=device, overwrite=overwrite, progress=progress,
-                trust_factory=trust_factory,
+                trust_factory=trust_factory, dataset=None if data is None else load_dataset(data),
+                model=model, model_options=parse_key_values(model_option, "model-option"),
+                trust_pickle=trust_pickle,
             )  # fmt: skip
         if not ranks.main:  # under torchrun: rank 0 reports
             return

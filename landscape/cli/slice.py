@@ -10,7 +10,14 @@ import click
 import numpy as np
 
 from landscape import distributed
-from landscape.cli.common import BadInput, literal_choice, progress_bars, quiet_option
+from landscape.cli.common import (
+    BadInput,
+    literal_choice,
+    own_model_options,
+    parse_key_values,
+    progress_bars,
+    quiet_option,
+)
 from landscape.data import DEFAULT_EXAMPLES
 from landscape.figures.from_slices import (
     AUTO_LOG_RATIO,
@@ -50,7 +57,12 @@ SLICE_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
                                             "the batch, or re-estimated per point.")),
     (("--recalibrate-batches",), dict(type=click.IntRange(min=1),
                                       default=DEFAULT_RECALIBRATE_BATCHES)),
-    (("--dataset",), dict(help="[default: the checkpoint's training data set]")),
+    (("--dataset", "--data", "dataset"), dict(help="A data set by name, or your own: "
+                                              "package.module:factory returning a Dataset or "
+                                              "batches [default: the checkpoint's]")),
+    (("--loss",), dict(metavar="PKG.MODULE:NAME", help="Your loss: a loss_fn(outputs, targets) "
+                       "or a landscape.batch_loss [default: the data's task: cross-entropy or "
+                       "MSE]")),
     (("--split",), dict(type=literal_choice(SliceConfig, "split"), default="train")),
     (("--examples",), dict(type=click.IntRange(min=0), default=DEFAULT_EXAMPLES,
                            help="Fixed evaluation subset (0: all).")),
@@ -89,14 +101,16 @@ def _this_run(report: Callable[[int, int], None]) -> Callable[[int, int], None]:
 def _slice_command(main: click.Group) -> None:
     def slice_cmd(checkpoint: Path, to: Path | None, plane_through: tuple[Path, Path] | None,
                   pca: Path | None, out: Path | None, overwrite: bool, quiet: bool,
-                  trust_factory: bool, **kw: Any) -> None:  # fmt: skip
+                  trust_factory: bool, model: str | None, model_option: tuple[str, ...],
+                  trust_pickle: bool, **kw: Any) -> None:  # fmt: skip
         """Loss around CHECKPOINT: along random directions, towards other checkpoints or on
         the PCA plane of its run (Li et al. 2018), into a resumable HDF5 file."""
         if sum(v is not None for v in (to, plane_through, pca)) > 1:
             raise BadInput("--to, --plane-through and --pca exclude each other: pick one")
         kind = "pca" if pca else "plane" if plane_through else "interpolate" if to else "random"
         b, c = plane_through or (to, None)
-        config = SliceConfig(kind=kind, **kw)
+        options = parse_key_values(model_option, "model-option")
+        config = SliceConfig(kind=kind, model=model, model_options=options, **kw)
         out = out or _default_out(checkpoint, kind, kw["y"] is not None)
         with (
             distributed.session(config.device) as ranks,
@@ -104,7 +118,8 @@ def _slice_command(main: click.Group) -> None:
         ):
             done = slice_checkpoint(checkpoint, out, config, to=b, third=c, trajectory=pca,
                                     overwrite=overwrite, progress=_this_run(bars.simple("slice")),
-                                    trust_factory=trust_factory)  # fmt: skip
+                                    trust_factory=trust_factory,
+                                    trust_pickle=trust_pickle)  # fmt: skip
         if not ranks.main:  # under torchrun: rank 0 reports
             return
         if done is None:
@@ -114,7 +129,7 @@ def _slice_command(main: click.Group) -> None:
         span = f"min {finite.min():.4g}, max {finite.max():.4g}" if finite.size else "not finite"
         click.echo(f"{out}: {grid_text(res.shape)}, loss {span}")
 
-    cmd = quiet_option(slice_cmd)
+    cmd = own_model_options(quiet_option(slice_cmd))
     for decls, settings in reversed(SLICE_OPTIONS):
         show = "default" in settings and not settings.get("is_flag")
         cmd = click.option(*decls, show_default=show, **settings)(cmd)

@@ -77,9 +77,12 @@ def train_options(f):
         ),
         click.option(
             "--dataset",
+            "--data",
+            "dataset",
             default="digits",
             show_default=True,
-            help=f"{', '.join(DATASETS)}.",
+            help=f"{', '.join(DATASETS)}, or your own: package.module:factory returning a "
+            "landscape Dataset.",
         ),
         click.option(
             "--data-dir",

@@ -6,7 +6,8 @@ nothing is unpickled with the stock unpickler), :mod:`.batches` (training batche
 function of seed and step) and :mod:`.evaluation` (the batches a measurement averages over,
 a dataset by name as a fixed seeded subset, the loss a task implies).
 
-May import: :mod:`landscape._files` only.
+May import: :mod:`landscape._files` and :mod:`landscape._imports` (your own data set by
+import path).
 """
 
 from landscape.data.batches import batch_indices, eval_batches, mix_seed, steps_per_epoch

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from landscape._files import sha256_of
+from landscape._imports import import_object, is_import_path
 from landscape.data.batches import mix_seed
 from landscape.data.formats import (
     CIFAR_FILES,
@@ -30,7 +31,15 @@ from landscape.data.formats import (
     read_idx,
 )
 
-__all__ = ["DATASETS", "DataError", "Dataset", "DatasetSource", "Task", "load_dataset"]
+__all__ = [
+    "DATASETS",
+    "DataError",
+    "Dataset",
+    "DatasetSource",
+    "Task",
+    "dataset_from_factory",
+    "load_dataset",
+]
 
 
 Task = Literal["classification", "regression"]
@@ -114,7 +123,9 @@ def load_dataset(
     """Load a registered dataset whole into CPU float32 tensors.
 
     Args:
-        name: a key of :data:`DATASETS`.
+        name: a key of :data:`DATASETS`, or an import path ``package.module:factory`` of your
+            own: ``factory(**options)`` returns a :class:`Dataset` (the current directory is
+            importable; the other arguments do not apply).
         data_dir: folder of the files (default ``$LANDSCAPE_DATA_DIR``, else
             ``~/.cache/landscape``); for ``digits`` the folder holding ``digits.npz``.
         download: fetch missing files from their canonical URL (md5 verified).
@@ -128,6 +139,8 @@ def load_dataset(
     Raises:
         DataError: unknown dataset or option, bad value, missing or corrupt files.
     """
+    if is_import_path(name):  # your own: package.module:factory() -> Dataset
+        return dataset_from_factory(name, **options)
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
     allowed = {**COMMON_OPTIONS, **DATASETS[name].options}
@@ -157,6 +170,24 @@ def load_dataset(
     shape = tuple(x_train.shape[1:])
     x_train, x_test = x_train.contiguous(), x_test.contiguous()
     return Dataset(name, raw.task, x_train, y_train, x_test, y_test, shape, raw.num_classes, meta)
+
+
+def dataset_from_factory(path: str, **options: Any) -> Dataset:
+    """The :class:`Dataset` that ``package.module:factory(**options)`` returns.
+
+    Raises:
+        DataError: the path does not import, the call fails, or it returns something else.
+    """
+    try:
+        made = import_object(path, "data factory")(**options)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"data factory {path!r} fails: {exc}") from None
+    if not isinstance(made, Dataset):
+        raise DataError(
+            f"data factory {path!r} returns a {type(made).__name__}, not a landscape Dataset; "
+            "slices also take a factory of batches: see dataset_batches"
+        )
+    return made
 
 
 def _first(x: Tensor, y: Tensor, n: int | None, what: str) -> tuple[Tensor, Tensor]:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from landscape._imports import import_object, is_import_path
 from landscape.data.batches import eval_batches
 from landscape.data.datasets import Dataset, load_dataset
 
@@ -206,8 +207,12 @@ def dataset_batches(
     of different models (BN and plain) see the same data.
 
     Args:
-        dataset: A name for :func:`landscape.data.load_dataset` (default options), or a
-            loaded :class:`~landscape.data.Dataset` (e.g. with the training run's options).
+        dataset: A name for :func:`landscape.data.load_dataset` (default options), a loaded
+            :class:`~landscape.data.Dataset` (e.g. with the training run's options), or an
+            import path ``package.module:factory`` of your own whose ``factory()`` returns a
+            Dataset, or batches (taken as they are: ``examples`` and ``split`` then do not
+            apply; ``source["examples"]`` counts the leading dimension of each batch's targets,
+            or of a dict batch's first tensor).
         examples: Size of the subset (drawn without replacement, kept in dataset order);
             0 or more than the split holds: the whole split.
         batch_size: Examples per batch; the last batch may be shorter.
@@ -223,6 +228,14 @@ def dataset_batches(
                          f"got {examples} and {batch_size}")  # fmt: skip
     if split not in ("train", "test"):
         raise ValueError(f"unknown split {split!r}; use 'train' or 'test'")
+    if isinstance(dataset, str) and is_import_path(dataset):
+        made = import_object(dataset, "data factory")()
+        if not isinstance(made, Dataset):  # your batches, as they are
+            batches = [move(b, device, dtype) for b in as_batches(made)]
+            count = sum(_length(b if isinstance(b, Mapping) else pair(b)[1]) for b in batches)
+            return Batches(batches, {"dataset": dataset, "split": None, "examples": count,
+                                     "subset_seed": None})  # fmt: skip
+        dataset = made
     d = load_dataset(dataset) if isinstance(dataset, str) else dataset
     x, y = (d.x_train, d.y_train) if split == "train" else (d.x_test, d.y_test)
     if 0 < examples < len(x):

@@ -6,7 +6,7 @@ act`` blocks, initialisation), :mod:`.families` (vgg, vgg11, vgg_small, mlp, dln
 registered on import) and :mod:`.pairs` (the BN and plain twins of a pair differ only by
 BatchNorm layers).
 
-May import: nothing else of landscape (torch only).
+May import: :mod:`landscape._imports` (factories by import path); torch.
 """
 
 # The families register themselves in MODELS when imported: this import fills the registry.

@@ -11,7 +11,6 @@ the global RNG untouched.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import inspect
 import json
 import math
@@ -22,6 +21,7 @@ from typing import Any, get_args
 import torch
 from torch import nn
 
+from landscape._imports import import_object
 from landscape.models.blocks import Activation, Init, make_activation
 
 __all__ = [
@@ -57,13 +57,7 @@ def _resolve(name: str) -> Callable[..., nn.Module]:
                 "or give an import path package.module:factory"
             )
         return MODELS[name]
-    module_name, _, attr = name.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise ValueError(f"cannot import model factory '{name}': {e}") from e
+    obj = import_object(name, "model factory")
     if not callable(obj):
         raise ValueError(f"model factory '{name}' is not callable")
     return obj

@@ -95,6 +95,9 @@ def probe_checkpoints(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     trust_factory: bool = False,
+    model: str | None = None,
+    model_options: Mapping[str, Any] | None = None,
+    trust_pickle: bool = False,
 ) -> Path:
     """Probe every checkpoint on the same ``B`` batches; write one row per checkpoint.
 
@@ -110,6 +113,12 @@ def probe_checkpoints(
         overwrite: replace an existing ``out_path`` instead of resuming it.
         progress: ``progress(done, total)`` over the checkpoints still to probe.
         trust_factory: rebuild models whose spec names an import path (runs that code).
+        model: your own weights: ``package.module:factory`` builds the model of the files,
+            which are state_dicts (:func:`landscape.store.weights_checkpoint`; the step of a
+            file is the number of a ``step_XXXXXXX.pt`` name, else its place in the list).
+            Pass ``dataset`` and ``config.lr`` and ``config.batch_size`` with it.
+        model_options: the factory's keyword arguments.
+        trust_pickle: with ``model``, also unpickle whole pickled models (runs code).
 
     Returns:
         ``out_path``.
@@ -119,10 +128,16 @@ def probe_checkpoints(
             existing file written with different settings (it is left unchanged).
         CheckpointError: a checkpoint cannot be read or rebuilt.
     """
-    out, sources = Path(out_path), _sources(checkpoint_files_by_variant)
+
+    def load(path: Path, map_location: Any = "cpu") -> store.Checkpoint:
+        if model is None:
+            return store.load_checkpoint(path, map_location=map_location)
+        return store.weights_checkpoint(path, model, model_options, trust_pickle=trust_pickle)
+
+    out, sources = Path(out_path), _sources(checkpoint_files_by_variant, mine=model is not None)
     dev = resolve_device(device) if device in ("auto", "cpu", "cuda") else torch.device(device)
-    first = store.load_checkpoint(next(iter(sources.values()))[0][1])
-    if not first.config:
+    first = load(next(iter(sources.values()))[0][1])
+    if not first.config and model is None:
         raise store.CheckpointError(f"{first.path} holds no training config to probe with")
     train = store.TrainingRecord.of(first)
     size = train.batch_size if config.batch_size is None else config.batch_size
@@ -149,7 +164,7 @@ def probe_checkpoints(
     inherited = {"lr": config.lr is None, "batch_size": config.batch_size is None}
     inherited |= dict.fromkeys(("dataset", "data_options", "seed"), dataset is None)
     job = _Job(data, cfg, index, dev, first, train, [k for k, on in inherited.items() if on],
-               trust_factory)  # fmt: skip
+               trust_factory, load)  # fmt: skip
     r = distributed.ranks()  # under torchrun: checkpoints dealt out, rank 0 writes
     with writer_lock(out) if r.main else contextlib.nullcontext():
 
@@ -184,11 +199,12 @@ class _Job:
     train: store.TrainingRecord
     shared: list[str]  # training settings every checkpoint must share with the first
     trust_factory: bool
+    load: Callable[..., store.Checkpoint]  # a landscape checkpoint, or your own weights
 
     def probe(self, variant: str, step: int, path: Path, sha: str) -> tuple[list, list]:
         """The probes (and ICS) of one checkpoint on every probe batch."""
-        ckpt = store.load_checkpoint(path, map_location=self.device)
-        if ckpt.step != step:
+        ckpt = self.load(path, map_location=self.device)
+        if ckpt.step != step and ckpt.builder is None:  # your own weights: step from the name
             raise store.CheckpointError(f"{path} holds step {ckpt.step}, not {step}")
         other = store.TrainingRecord.of(ckpt)
         if clash := [k for k in self.shared if getattr(other, k) != getattr(self.train, k)]:
@@ -241,11 +257,19 @@ def read_offline_probes(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     return result
 
 
-def _sources(files: Mapping[str, Sequence[str | Path]]) -> dict[str, list[tuple[int, Path, str]]]:
-    """(step, path, sha256) per variant, sorted by step; steps unique within a variant."""
+def _sources(
+    files: Mapping[str, Sequence[str | Path]], mine: bool = False
+) -> dict[str, list[tuple[int, Path, str]]]:
+    """(step, path, sha256) per variant, sorted by step; steps unique within a variant. Your
+    own weights (``mine``): the step of a ``step_XXXXXXX.pt`` name, else the place in the list."""
     out = {}
     for variant, paths in files.items():
-        rows = sorted((_step_of(p), Path(p)) for p in paths)
+        if mine:
+            steps = [step_of_name(Path(p).name) for p in paths]
+            steps = steps if None not in steps else list(range(len(paths)))
+            rows = sorted(zip(steps, map(Path, paths)))
+        else:
+            rows = sorted((_step_of(p), Path(p)) for p in paths)
         if len({s for s, _ in rows}) != len(rows):
             raise ValueError(f"two {variant} checkpoints of the same step: pass one file per step")
         if rows:

@@ -8,9 +8,9 @@ three models), :mod:`.grid_file` (resumable HDF5 slice files) and
 :mod:`.from_checkpoints` (``landscape slice``: saved checkpoints -> slice file).
 
 May import: :mod:`landscape._params`, :mod:`landscape._device`, :mod:`landscape._files`,
-:mod:`landscape.distributed`, :mod:`landscape.data`, :mod:`landscape.store` and
-:mod:`landscape.models`. Never the probes, rendering (but for a result's notebook picture),
-training or the CLI.
+:mod:`landscape._imports` (your loss by import path), :mod:`landscape.distributed`,
+:mod:`landscape.data`, :mod:`landscape.store` and :mod:`landscape.models`. Never the probes,
+rendering (but for a result's notebook picture), training or the CLI.
 """
 
 from landscape.slices.coords import MAX_POINTS, MAX_POINTS_PER_AXIS, Coords, as_coords, parse_range

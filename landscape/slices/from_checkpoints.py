@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -22,15 +22,19 @@ from torch import Tensor, nn
 from landscape import distributed
 from landscape._device import resolve_device
 from landscape._files import writer_lock
+from landscape._imports import import_object, is_import_path
 from landscape._params import flatten, get_params
 from landscape.data import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EXAMPLES,
     SUBSET_SEED,
     Batches,
+    Loss,
     dataset_batches,
+    describe_data,
     load_dataset,
     loss_function,
+    objective,
 )
 from landscape.slices import directions as D
 from landscape.slices.coords import as_coords
@@ -47,6 +51,7 @@ from landscape.store import (
     load_checkpoint,
     open_run,
     read_json_attr,
+    weights_checkpoint,
 )
 
 __all__ = ["KINDS", "SliceConfig", "SliceKind", "slice_checkpoint"]
@@ -79,7 +84,10 @@ class SliceConfig:
     orthogonalize: bool = False  # random plane: d2 made orthogonal to d1
     bn_mode: SliceBNMode = "eval"  # running statistics, Li's choice; "train": batch statistics
     recalibrate_batches: int = DEFAULT_RECALIBRATE_BATCHES  # per point, bn_mode="recalibrate"
-    dataset: str | None = None  # None: the checkpoint's training data set
+    model: str | None = None  # your own weights: package.module:factory builds their model
+    model_options: dict[str, Any] = field(default_factory=dict)  # the factory's keywords
+    dataset: str | None = None  # None: the checkpoint's; or your own: package.module:factory
+    loss: str | None = None  # package.module:name, a loss_fn or batch_loss; None: the task's
     split: Literal["train", "test"] = "train"  # Li et al. evaluate the training loss
     examples: int = DEFAULT_EXAMPLES  # fixed seeded evaluation subset; 0: the whole split
     eval_batch_size: int | None = None  # None: 1024 with bn_mode="eval", else the training batch
@@ -93,8 +101,13 @@ def slice_checkpoint(
     to: Source | None = None, third: Source | None = None,
     trajectory: Source | Sequence[Source] | None = None, overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None, trust_factory: bool = False,
+    trust_pickle: bool = False,
 ) -> Path | None:  # fmt: skip
     """Evaluate a slice around ``checkpoint`` into the HDF5 file ``out_path``.
+
+    ``checkpoint`` (and ``to``, ``third``, ``trajectory``) are landscape checkpoints, or,
+    with ``config.model = "package.module:factory"``, your own weights: a state_dict file
+    (:func:`landscape.store.weights_checkpoint`); then pass ``config.dataset`` too.
 
     Args:
         checkpoint: The origin ``theta`` (``checkpoints/<variant>/step_XXXXXXX.pt``).
@@ -106,6 +119,8 @@ def slice_checkpoint(
         overwrite: Replace a slice file that holds other settings.
         progress: ``progress(done, total)`` over the whole grid.
         trust_factory: Rebuild models whose spec names an import path (runs that code).
+        trust_pickle: With ``config.model``, also unpickle whole pickled models (runs code
+            the file names: only for files you made or trust).
 
     Returns:
         ``out_path``, or None when the file was already complete (and on every rank but 0
@@ -122,17 +137,21 @@ def slice_checkpoint(
     main = distributed.ranks().main  # under torchrun rank 0 writes; the others evaluate
     with writer_lock(out_path) if main else contextlib.nullcontext():
         return _slice(checkpoint, Path(out_path), c, to, third, trajectory, overwrite, progress,
-                      trust_factory)  # fmt: skip
+                      trust_factory, trust_pickle)  # fmt: skip
 
 
 def _slice(
     checkpoint: Source, path: Path, c: SliceConfig, to: Source | None, third: Source | None,
     trajectory: Source | Sequence[Source] | None, overwrite: bool,
-    progress: Callable[[int, int], None] | None, trust_factory: bool,
+    progress: Callable[[int, int], None] | None, trust_factory: bool, trust_pickle: bool,
 ) -> Path | None:  # fmt: skip
     device = resolve_device(c.device)
-    a, train = _load(checkpoint)
-    others = [_load(p)[0] for p in (to, third) if p is not None]
+
+    def load(p: Source) -> tuple[Checkpoint, TrainingRecord]:
+        return _load(p, c, trust_pickle)
+
+    a, train = load(checkpoint)
+    others = [load(p)[0] for p in (to, third) if p is not None]
     batch = c.eval_batch_size or (DEFAULT_BATCH_SIZE if c.bn_mode == "eval" else train.batch_size)
     if batch is None:
         raise ValueError(f"{checkpoint} records no training batch size: pass eval_batch_size "
@@ -144,8 +163,8 @@ def _slice(
     meta = _meta(c, [a, *others], traj_paths, train.dataset, batch, device.type)
     stored, has_traj = _stored(path, meta, device, overwrite)
     model = _build(a, a, trust_factory).to(device)
-    data, task = _eval_data(c, train, a.spec, next(model.parameters()).dtype, batch, device)
-    if c.bn_mode == "train" and min(len(t) for t, _ in data) < 2:
+    data, loss = _eval_data(c, train, a.spec, next(model.parameters()).dtype, batch, device)
+    if c.bn_mode == "train" and min(objective(loss, b)[1] for b in data) < 2:
         raise ValueError(f"--bn-mode train needs >= 2 examples per batch, but "
                          f"{data.source['examples']} examples in batches of {batch} leave a "
                          "batch of 1: change --examples or --batch-size")  # fmt: skip
@@ -169,14 +188,14 @@ def _slice(
         dirs = bdirs = None
     traj = None
     if c.kind == "pca" and not has_traj:
-        traj = _pca(model, traj_paths, a, c.ignore, dirs, trust_factory)
+        traj = _pca(model, traj_paths, a, c.ignore, dirs, trust_factory, load)
         if stored is None:
             dirs, coords = traj["directions"], traj["coords"]
             xs, ys = c.x or _span(coords[:, 0]), c.y or _span(coords[:, 1])
         elif distributed.ranks().main:
             _write_trajectory(path, traj)
     result = run_grid(
-        path, model, loss_function(task), data, dirs, xs, ys, meta=meta,
+        path, model, loss, data, dirs, xs, ys, meta=meta,
         buffer_directions=bdirs, bn_mode=c.bn_mode, recalibrate_batches=c.recalibrate_batches,
         precision=c.precision, overwrite=overwrite, chunk=c.chunk, progress=progress,
     )  # fmt: skip
@@ -207,7 +226,11 @@ def _validate(c: SliceConfig, to: Any, third: Any, trajectory: Any) -> None:
         raise ValueError(f"eval_batch_size (--batch-size) must be >= 1, got {c.eval_batch_size}")
 
 
-def _load(path: Source) -> tuple[Checkpoint, TrainingRecord]:
+def _load(path: Source, c: SliceConfig, trust_pickle: bool) -> tuple[Checkpoint, TrainingRecord]:
+    """A landscape checkpoint, or with ``c.model`` your own weights, and their training."""
+    if c.model is not None:
+        ckpt = weights_checkpoint(path, c.model, c.model_options, trust_pickle=trust_pickle)
+        return ckpt, TrainingRecord.of(ckpt)
     ckpt = load_checkpoint(path)  # weights only; CheckpointError (a ValueError) on bad files
     if not ckpt.spec or "name" not in ckpt.spec:
         raise ValueError(f"{path}: cannot rebuild the model from it (no model spec)")
@@ -260,7 +283,8 @@ def _meta(
                 "step": k.step, "variant": k.extra.get("variant")}
                for role, k in zip(("origin", "to", "third"), ckpts)]  # fmt: skip
     return {
-        "kind": c.kind, "variant": a.extra.get("variant"), "model": a.spec["name"],
+        "kind": c.kind, "variant": a.extra.get("variant"),
+        "model": a.spec.get("name") or a.spec.get("factory"),
         "spec": a.spec, "step": a.step, "x": x, "y": y, "sources": sources,
         "trajectory": [{"file": p.name, "sha256": checkpoint_sha256(p)} for p in traj] or None,
         "seed": c.seed if rand else None, "normalization": c.normalization if rand else None,
@@ -268,7 +292,8 @@ def _meta(
         "orthogonalize": c.orthogonalize if rand and y is not None else None,
         "bn_mode": c.bn_mode,
         "recalibrate_batches": c.recalibrate_batches if c.bn_mode == "recalibrate" else None,
-        "dataset": c.dataset or dataset, "split": c.split, "examples": c.examples,
+        "dataset": c.dataset or dataset, "loss": c.loss, "split": c.split,
+        "examples": c.examples,
         "subset_seed": SUBSET_SEED, "eval_batch_size": batch, "precision": c.precision,
         "device": device,
     }  # fmt: skip
@@ -295,25 +320,43 @@ def _stored(
 
 def _eval_data(
     c: SliceConfig, train: TrainingRecord, spec: dict, dtype: torch.dtype, batch: int, device: Any
-) -> tuple[Batches, str]:
-    """The fixed seeded subset of the split (:func:`dataset_batches`) and the task."""
+) -> tuple[Batches, Loss]:
+    """The fixed seeded subset of the split (:func:`dataset_batches`), or your own data
+    factory's batches, and the loss (``c.loss``, else the one the data's task implies)."""
     name = c.dataset or train.dataset
     if name is None:
         raise ValueError("the checkpoint records no training data set: pass dataset (--dataset)")
-    own = name == train.dataset  # the training data: same options, same split seed
-    d = load_dataset(name, data_dir=train.data_dir if own else None, seed=train.seed,
-                     **(train.data_options if own else {}))  # fmt: skip
-    have, want = [*d.input_shape, d.num_classes], [*spec["input_shape"], spec["num_classes"]]
-    if have != want:
-        raise ValueError(f"{name}: (*input shape, classes) = {have}; the model takes {want}")
-    batches = dataset_batches(d, examples=c.examples, batch_size=batch, split=c.split,
-                              device=device, dtype=dtype)  # fmt: skip
-    return batches, d.task
+    if is_import_path(name):  # your own: a Dataset (subset as usual) or batches (as they are)
+        data = dataset_batches(name, examples=c.examples, batch_size=batch, split=c.split,
+                               device=device, dtype=dtype)  # fmt: skip
+        task = "classification"
+        if c.loss is None:
+            task = "classification" if describe_data(data).classification else "regression"
+    else:
+        own = name == train.dataset  # the training data: same options, same split seed
+        d = load_dataset(name, data_dir=train.data_dir if own else None, seed=train.seed,
+                         **(train.data_options if own else {}))  # fmt: skip
+        if "input_shape" in spec:  # a registry model: its input shape and classes are known
+            have, want = (
+                [*d.input_shape, d.num_classes],
+                [*spec["input_shape"], spec["num_classes"]],
+            )
+            if have != want:
+                raise ValueError(
+                    f"{name}: (*input shape, classes) = {have}; the model takes {want}"
+                )
+        data = dataset_batches(d, examples=c.examples, batch_size=batch, split=c.split,
+                               device=device, dtype=dtype)  # fmt: skip
+        task = d.task
+    loss = loss_function(task) if c.loss is None else import_object(c.loss, "loss")
+    if not callable(loss):
+        raise ValueError(f"loss {c.loss!r} is not callable: name a loss_fn or a batch_loss")
+    return data, loss
 
 
 def _pca(
     model: nn.Module, paths: list[Path], origin: Checkpoint, ignore: str, dirs: list | None,
-    trust_factory: bool,
+    trust_factory: bool, load: Callable[[Source], tuple[Checkpoint, TrainingRecord]],
 ) -> dict[str, Any]:  # fmt: skip
     """PCA of ``theta_t - theta_origin`` (Li et al. Sec. 7) and the path's coordinates.
 
@@ -321,7 +364,7 @@ def _pca(
     """
     final, points, steps = get_params(model), [], []
     for p in paths:
-        ckpt = _load(p)[0]
+        ckpt = load(p)[0]
         _build(ckpt, origin, trust_factory)  # same architecture, loadable
         theta = {n: ckpt.model_state[n].to(t.device, t.dtype) for n, t in final.items()}
         if ignore == "biasbn":  # Li et al. leave biases and BN parameters out of the PCA

@@ -1,14 +1,15 @@
 """The store: everything the toolkit writes to disk and reads back.
 
-Owns the HDF5 files (:mod:`.hdf5`: opening, JSON attributes; :mod:`.series`: append-only
-series; :mod:`.provenance`), the checkpoint format and files (:mod:`.checkpoint`,
-:mod:`.checkpoint_files`), the exact RNG states checkpoints carry (:mod:`.rng`), the layout
-of a run directory (:mod:`.layout`), the guard every output goes through (:mod:`.outputs`)
-and ``landscape info`` (:mod:`.info`). Layouts:
-``docs/hdf5-schema.md``.
+Owns the HDF5 files (:mod:`.hdf5`: opening, safe edits, JSON attributes; :mod:`.series`:
+append-only series; :mod:`.provenance`), the checkpoint format and files
+(:mod:`.checkpoint`, :mod:`.checkpoint_files`; your own weights as a checkpoint:
+:mod:`.weights`), the exact RNG states checkpoints carry (:mod:`.rng`), the layout of a run
+directory (:mod:`.layout`), the guard every output goes through (:mod:`.outputs`) and
+``landscape info`` (:mod:`.info`). Layouts: ``docs/hdf5-schema.md``.
 
-May import: :mod:`landscape._files` and :mod:`landscape.models` (a checkpoint rebuilds its
-model). Nothing numerical, no rendering, no CLI.
+May import: :mod:`landscape._files`, :mod:`landscape._imports` (your model factory) and
+:mod:`landscape.models` (a checkpoint rebuilds its model). Nothing numerical, no rendering,
+no CLI.
 """
 
 from landscape.store.checkpoint import (
@@ -18,11 +19,11 @@ from landscape.store.checkpoint import (
     TrainingRecord,
     build_model,
     load_checkpoint,
-    load_state_dict_file,
     save_checkpoint,
 )
 from landscape.store.checkpoint_files import (
     CheckpointError,
+    PickledObjectsError,
     as_step,
     atomic_torch_save,
     checkpoint_path,
@@ -75,6 +76,7 @@ from landscape.store.series import (
     series_columns,
     truncate_series,
 )
+from landscape.store.weights import load_state_dict_file, weights_checkpoint
 
 __all__ = [
     # HDF5 files, attributes and provenance
@@ -109,6 +111,7 @@ __all__ = [
     "CHECKPOINT_FORMAT_VERSION",
     "Checkpoint",
     "CheckpointError",
+    "PickledObjectsError",
     "TrainingRecord",
     "as_step",
     "atomic_torch_save",
@@ -123,6 +126,7 @@ __all__ = [
     "safe_torch_load",
     "save_checkpoint",
     "step_of_name",
+    "weights_checkpoint",
     # the output guard
     "KIND_ATTR",
     "Kind",

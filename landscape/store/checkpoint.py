@@ -13,7 +13,7 @@ File names, atomic writes and weights-only reads are in
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,6 @@ __all__ = [
     "TrainingRecord",
     "build_model",
     "load_checkpoint",
-    "load_state_dict_file",
     "save_checkpoint",
 ]
 
@@ -54,8 +53,6 @@ CHECKPOINT_KEYS = (
     "config",
     "extra",
 )
-# Wrapper keys under which third-party files commonly keep their state_dict.
-_STATE_DICT_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model_state", "model")
 
 
 @dataclass
@@ -81,6 +78,8 @@ class Checkpoint:
     config: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    # The caller's own model builder (weights_checkpoint): never read from a file.
+    builder: Callable[[], nn.Module] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -262,7 +261,8 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
         )
         raise CheckpointError(
             f"foreign checkpoint at {path}: {what} (expected keys {list(CHECKPOINT_KEYS)}); "
-            "for a bare state_dict use load_state_dict_file"
+            "for your own weights (a state_dict) pass --model package.module:factory "
+            "(weights_checkpoint)"
         )
     version = obj.get("format_version")
     if not isinstance(version, int) or version > CHECKPOINT_FORMAT_VERSION:
@@ -285,41 +285,6 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
     )
 
 
-def _is_state_dict(obj: Any) -> bool:
-    return (
-        isinstance(obj, Mapping)
-        and len(obj) > 0
-        and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
-    )
-
-
-def load_state_dict_file(path: str | Path, map_location: Any = "cpu") -> dict[str, Tensor]:
-    """Load user-supplied weights safely (``weights_only=True``).
-
-    Accepts a bare state_dict (``torch.save(model.state_dict(), path)``), a landscape
-    checkpoint (its ``model_state`` is returned), or a dict wrapping the state_dict under
-    one of ``state_dict``, ``model_state_dict``, ``model_state``, ``model``. Key prefixes
-    such as ``module.`` are left as they are.
-
-    Raises:
-        CheckpointError: If the file is missing, unsafe, unreadable, or holds no state_dict.
-    """
-    path = Path(path)
-    obj = safe_torch_load(path, map_location)
-    if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
-        return dict(obj["model_state"])
-    if _is_state_dict(obj):
-        return dict(obj)
-    if isinstance(obj, Mapping):
-        for key in _STATE_DICT_WRAPPER_KEYS:
-            if _is_state_dict(obj.get(key)):
-                return dict(obj[key])
-    raise CheckpointError(
-        f"{path} holds no state_dict (a mapping of parameter names to tensors): save one with "
-        "torch.save(model.state_dict(), path)"
-    )
-
-
 def build_model(ckpt: Checkpoint, *, device: Any = "cpu", trust_factory: bool = False) -> nn.Module:
     """The checkpoint's model, rebuilt from its stored spec, in its stored dtype, with its
     weights and buffers.
@@ -332,21 +297,29 @@ def build_model(ckpt: Checkpoint, *, device: Any = "cpu", trust_factory: bool = 
         CheckpointError: an untrusted import path, a spec that does not build, or weights
             that do not fit it.
     """
+    if ckpt.builder is not None:
+        return _load_into(ckpt, ckpt.builder, device)
     name = str(ckpt.spec.get("name", ""))
     if ":" in name and not trust_factory:
         raise CheckpointError(
             f"{ckpt.path} names its model by the import path {name!r}: rebuilding it would run "
             "that code; pass --trust-factory (trust_factory=True) only if you trust the file"
         )
+    # seeded: the global RNG is left as it was
+    return _load_into(ckpt, lambda: ModelSpec.from_dict(ckpt.spec).build(seed=0), device)
+
+
+def _load_into(ckpt: Checkpoint, build: Callable[[], nn.Module], device: Any) -> nn.Module:
+    """``build()``'s model in the weights' dtype on ``device``, with ``ckpt``'s weights."""
     try:
-        model = ModelSpec.from_dict(ckpt.spec).build(seed=0)  # seeded: global RNG untouched
+        model = build()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"the model factory returned a {type(model).__name__}, not a module")
         floats = [t.dtype for t in ckpt.model_state.values() if t.is_floating_point()]
         model.to(device=device, dtype=floats[0] if floats else torch.float32)
         model.load_state_dict(ckpt.model_state)
     # ModelSpec.build already turns a factory's ZeroDivisionError/OverflowError into ValueError.
     except (TypeError, ValueError, RuntimeError) as exc:
         why = " ".join(str(exc).split())[:300]
-        raise CheckpointError(
-            f"{ckpt.path}: cannot rebuild its model from its spec: {why}"
-        ) from None
+        raise CheckpointError(f"{ckpt.path}: cannot rebuild its model: {why}") from None
     return model

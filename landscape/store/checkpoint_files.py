@@ -23,6 +23,7 @@ from landscape._files import sha256_of, write_atomically
 
 __all__ = [
     "CheckpointError",
+    "PickledObjectsError",
     "as_step",
     "atomic_torch_save",
     "checkpoint_path",
@@ -38,6 +39,10 @@ _STEP_DIGITS = 7
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable, unsafe or not a landscape checkpoint."""
+
+
+class PickledObjectsError(CheckpointError):
+    """A torch file holds objects a weights-only load refuses (a whole pickled model)."""
 
 
 def checkpoint_path(directory: str | Path, step: int) -> Path:
@@ -118,7 +123,7 @@ def safe_torch_load(path: Path, map_location: Any) -> Any:
         # torch reports a disallowed object as "Unsupported global"; any other refusal of
         # the weights-only unpickler (e.g. "Unsupported operand") is a file it cannot parse.
         if "unsupported global" in str(exc).lower():
-            raise CheckpointError(
+            raise PickledObjectsError(
                 f"refused to load {path}: it holds objects that are not allowed in a weights-only "
                 "file and nothing in it was executed; if you trust it, re-save its tensors with "
                 "torch.save(model.state_dict(), ...) and load that instead"

@@ -9,6 +9,7 @@ model spec, tensor count and extra metadata.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,12 @@ import h5py
 import numpy as np
 
 from landscape.store.checkpoint import load_checkpoint
-from landscape.store.checkpoint_files import list_checkpoints
+from landscape.store.checkpoint_files import CheckpointError, list_checkpoints
 from landscape.store.hdf5 import attr_str, open_run
 from landscape.store.layout import CHECKPOINTS, FIGURES, RUN_FILE
 from landscape.store.provenance import PROVENANCE_KEYS, read_provenance
 from landscape.store.series import series_columns
+from landscape.store.weights import load_state_dict_file, weights_checkpoint
 
 _NAN_COUNT_LIMIT = 50_000_000  # larger float datasets are not scanned for NaN
 _ATTR_PREVIEW = 70  # characters of an attribute shown
@@ -129,13 +131,38 @@ def _describe_run_dir(path: Path) -> list[str]:
     return lines
 
 
-def describe_checkpoint(path: str | Path) -> str:
-    """Step, model spec, tensor count, optimizer state and extra metadata of a checkpoint.
+def describe_checkpoint(
+    path: str | Path,
+    model: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    *,
+    trust_pickle: bool = False,
+) -> str:
+    """Step, model spec, tensor count, optimizer state and extra metadata of a checkpoint;
+    for your own weights (a state_dict), their tensors, and with ``model`` whether they
+    load into the model its factory builds.
 
     Raises:
-        CheckpointError: If the file is not a readable landscape checkpoint.
+        CheckpointError: If the file is neither a readable checkpoint nor a state_dict, or
+            its weights do not fit ``model``.
     """
-    ckpt = load_checkpoint(path)
+    if model is not None:
+        ckpt = weights_checkpoint(path, model, options, trust_pickle=trust_pickle)
+        n = sum(t.numel() for t in ckpt.model_state.values())
+        return (f"weights {path} ({ckpt.extra['form']})\n  tensors: {len(ckpt.model_state)} "
+                f"({n:,} numbers)\n  model: {model} {json.dumps(dict(options or {}))}: they "
+                "load into it")  # fmt: skip
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError as exc:
+        if "foreign checkpoint" not in str(exc):
+            raise
+        state = load_state_dict_file(path)
+        n = sum(t.numel() for t in state.values())
+        shown = ", ".join(f"{k} {tuple(t.shape)}" for k, t in list(state.items())[:4])
+        return (f"weights {path} (a state_dict, not a landscape checkpoint)\n  tensors: "
+                f"{len(state)} ({n:,} numbers): {shown}{', ...' if len(state) > 4 else ''}\n"
+                "  to probe or slice them, pass --model package.module:factory")  # fmt: skip
     n = sum(t.numel() for t in ckpt.model_state.values())
     lines = [
         f"checkpoint {path}",
