@@ -1,12 +1,14 @@
 """Figures of files: a run directory or slice files in, paper-style figures out.
 
 Owns :mod:`.from_run` (``run.h5`` and offline probe files -> Santurkar et al. Figs. 1, 3, 4,
-10) and :mod:`.from_slices` (slice files -> one slice with its PCA trajectory, or two side
-by side on one colour scale). The one place that joins the store and the pure builders of
-:mod:`landscape.render`, used by the CLI and the demo (and by your own scripts).
+10), :mod:`.from_slices` (slice files -> one slice with its PCA trajectory, or two side by
+side on one colour scale) and :mod:`.vtk` (slice files -> VTK XML for ParaView). The one
+place that joins the store and the pure builders of :mod:`landscape.render`, used by the CLI
+and the demo (and by your own scripts).
 
 May import: :mod:`landscape.render`, the readers of :mod:`landscape.probes` and
-:mod:`landscape.slices`, and :mod:`landscape.store`. Never trains or evaluates a model.
+:mod:`landscape.slices`, :mod:`landscape.store` and :mod:`landscape._files`. Never trains
+or evaluates a model.
 """
 
 from landscape.figures.from_run import (
@@ -24,12 +26,14 @@ from landscape.figures.from_slices import (
     grid_text,
     slice_figure,
 )
+from landscape.figures.vtk import export_vtk
 
 __all__ = [
     "AUTO_LOG_RATIO",
     "NARROW_SHARE",
     "SURFACES",
     "compare_figure",
+    "export_vtk",
     "grid_text",
     "load_runs",
     "offline_runs",

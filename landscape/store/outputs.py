@@ -28,7 +28,9 @@ __all__ = [
 
 #: Root attribute naming what an HDF5 file of the toolkit is.
 KIND_ATTR = "landscape_kind"
-Kind = Literal["run log", "offline probe file", "probe log", "slice file", "figure", "checkpoint"]
+Kind = Literal[
+    "run log", "offline probe file", "probe log", "slice file", "figure", "checkpoint", "VTK file"
+]
 
 _FIGURE_MAGIC = (
     b"\x89PNG\r\n\x1a\n",  # PNG
@@ -66,6 +68,8 @@ def kind_of(path: str | Path) -> str:
         return "checkpoint"
     if head.startswith(_FIGURE_MAGIC) or b"<svg" in head[:_SNIFF_BYTES]:
         return "figure"
+    if head.startswith(b"<?xml") and b"<VTKFile" in head:
+        return "VTK file"
     return "file"
 
 
