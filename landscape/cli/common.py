@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -9,6 +10,7 @@ from typing import Any
 
 import click
 
+from landscape.render.style import FigureOptions
 from landscape.train import literal_values
 
 #: Exit code for bad input, as for click's own usage errors.
@@ -132,3 +134,38 @@ def own_model_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--model-option", "model_option", multiple=True, metavar="KEY=VALUE",
                      help="A keyword of the --model factory (repeatable).")(f)  # fmt: skip
     return click.option("--model", "model", metavar="PKG.MODULE:FACTORY", help=MODEL_HELP)(f)
+
+
+def comma_list(text: str | None) -> list[str] | None:
+    """``"a,b"`` -> ``["a", "b"]`` (None stays None; blanks dropped)."""
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def figure_flags(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--format``, ``--size``, ``--dpi``, ``--font-size``, ``--style``, handed to the command
+    as one ``options`` (:class:`~landscape.render.style.FigureOptions`)."""
+
+    @functools.wraps(f)
+    def command(*args: Any, formats: str, size: str | None, dpi: int, font_size: float | None,
+                style: str | None, **kwargs: Any) -> Any:  # fmt: skip
+        try:
+            w, h = (float(v) for v in size.split(",")) if size else (None, None)
+        except ValueError:
+            raise BadInput(
+                f"--size {size!r} is not W,H in inches: write e.g. --size 7,2.5"
+            ) from None
+        sized = None if w is None or h is None else (w, h)
+        options = FigureOptions(tuple(comma_list(formats) or ()), sized, dpi, font_size, style)
+        return f(*args, options=options, **kwargs)
+
+    command = click.option("--style", metavar="NAME|FILE", help="A matplotlib style (name or "
+                           ".mplstyle file) over the project's look.")(command)  # fmt: skip
+    command = click.option("--font-size", type=float, help="Base font size in points; titles, "
+                           "ticks and legends scale with it.")(command)  # fmt: skip
+    command = click.option("--dpi", type=int, default=150, show_default=True,
+                           help="Resolution of PNG and other raster files.")(command)  # fmt: skip
+    command = click.option("--size", metavar="W,H", help="Figure size in inches [default: "
+                           "each figure's own].")(command)  # fmt: skip
+    return click.option("--format", "formats", default="png,pdf", show_default=True,
+                        metavar="FMT[,FMT...]", help="Files to write: png, pdf, svg, eps, "
+                        "jpg, tif.")(command)  # fmt: skip

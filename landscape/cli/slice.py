@@ -12,6 +12,7 @@ import numpy as np
 from landscape import distributed
 from landscape.cli.common import (
     BadInput,
+    figure_flags,
     literal_choice,
     own_model_options,
     parse_key_values,
@@ -28,6 +29,7 @@ from landscape.figures.from_slices import (
     slice_figure,
 )
 from landscape.render import save_figure
+from landscape.render.style import FigureOptions, figure_options
 from landscape.slices import DEFAULT_RECALIBRATE_BATCHES, SliceConfig, read_grid, slice_checkpoint
 from landscape.store import CHECKPOINTS, SLICES
 
@@ -145,7 +147,7 @@ def _tag(kind: str, log: bool | None, metric: str | None) -> str:
 
 def _plot_commands(plot: click.Group) -> None:
     def common(f: Any) -> Any:
-        f = click.option("--out", type=_PATH, help="Output path without suffix (PNG and PDF).")(f)
+        f = click.option("--out", type=_PATH, help="Output path without suffix.")(f)
         f = click.option("--metric", help="loss or accuracy [default: loss; 1-D: both]")(f)
         f = click.option("--log/--linear", default=None, help="Loss scale [default: log when "
                          f"max/min > {AUTO_LOG_RATIO:g}, or, comparing, when one file spans "
@@ -157,27 +159,32 @@ def _plot_commands(plot: click.Group) -> None:
     @plot.command("slice")
     @click.argument("file", type=_FILE)
     @common
+    @figure_flags
     def plot_slice(file: Path, kind: str | None, log: bool | None, metric: str | None,
-                   out: Path | None) -> None:  # fmt: skip
+                   out: Path | None, options: FigureOptions) -> None:  # fmt: skip
         """A slice file: 1-D loss and accuracy, or 2-D contours, heatmap or surface."""
-        fig, kind = slice_figure(file, kind, log, metric)
-        for p in save_figure(fig, out or file.with_name(f"{file.stem}_{_tag(kind, log, metric)}")):
-            click.echo(p)
+        with figure_options(options):
+            fig, kind = slice_figure(file, kind, log, metric)
+            target = out or file.with_name(f"{file.stem}_{_tag(kind, log, metric)}")
+            for p in save_figure(fig, target):
+                click.echo(p)
 
     @plot.command("compare")
     @click.argument("file_a", type=_FILE)
     @click.argument("file_b", type=_FILE)
     @click.option("--labels", nargs=2, metavar="A B", help="[default: from the files' variants]")
     @common
+    @figure_flags
     def plot_compare(file_a: Path, file_b: Path, labels: tuple[str, str] | None,
                      kind: str | None, log: bool | None, metric: str | None,
-                     out: Path | None) -> None:  # fmt: skip
+                     out: Path | None, options: FigureOptions) -> None:  # fmt: skip
         """Two slices (BN and plain) side by side with one colour scale and the same levels."""
-        fig, kind = compare_figure((file_a, file_b), labels, kind, log, metric)
-        tag = _tag(kind, log, metric)
-        target = out or file_a.with_name(f"compare_{file_a.stem}_{file_b.stem}_{tag}")
-        for p in save_figure(fig, target):
-            click.echo(p)
+        with figure_options(options):
+            fig, kind = compare_figure((file_a, file_b), labels, kind, log, metric)
+            tag = _tag(kind, log, metric)
+            target = out or file_a.with_name(f"compare_{file_a.stem}_{file_b.stem}_{tag}")
+            for p in save_figure(fig, target):
+                click.echo(p)
 
 
 def register(main: click.Group) -> None:

@@ -17,6 +17,8 @@ from landscape.figures.from_run import (
     plot_santurkar,
     plot_training,
     run_title,
+    santurkar_figures,
+    training_figure,
 )
 from landscape.figures.from_slices import (
     AUTO_LOG_RATIO,
@@ -40,5 +42,7 @@ __all__ = [
     "plot_santurkar",
     "plot_training",
     "run_title",
+    "santurkar_figures",
     "slice_figure",
+    "training_figure",
 ]

@@ -18,7 +18,14 @@ from landscape.render.common import (
     positive_or_nan,
     require_keys,
 )
-from landscape.render.style import colors_for, display_label, figure_style, new_figure
+from landscape.render.style import (
+    colors_for,
+    display_label,
+    figure_style,
+    fit_titles,
+    legend_columns,
+    new_figure,
+)
 
 __all__ = ["divergence_step", "moving_average", "training_curves"]
 
@@ -246,8 +253,12 @@ def training_curves(
             f"moving average over {smooth} steps (raw values faint)" if smooth > 1 else None
         )
         fig.legend(
-            handles=handles, loc="outside lower center", ncols=len(handles), title=legend_title
+            handles=handles,
+            loc="outside lower center",
+            ncols=legend_columns([h.get_label() for h in handles], fig.get_figwidth()),
+            title=legend_title,
         )
         if title:
             fig.suptitle(title)
+        fit_titles(fig)
     return fig

@@ -21,10 +21,10 @@ from landscape.render.common import (
     wrap,
 )
 from landscape.render.style import (
-    RC_PARAMS,
     colors_for,
     display_label,
     figure_style,
+    font_points,
     new_figure,
     unique_labels,
 )
@@ -168,7 +168,7 @@ def _draw_lines(
             notes += [f"{label}: {note}" if legend_variants and note else note]
         heading = "\n".join(s for s in (title, *notes) if s)
         if heading:
-            fig.suptitle(wrap(heading, _WIDTH, RC_PARAMS["figure.titlesize"]))
+            fig.suptitle(wrap(heading, fig.get_figwidth(), font_points("figure.titlesize")))
     return fig
 
 

@@ -26,7 +26,14 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from numpy.typing import ArrayLike
 
 from landscape.render.common import finite_or_nan, has_positive, positive_or_nan, require_keys
-from landscape.render.style import colors_for, display_label, figure_style, new_figure
+from landscape.render.style import (
+    colors_for,
+    display_label,
+    figure_style,
+    fit_titles,
+    legend_columns,
+    new_figure,
+)
 
 __all__ = ["gradient_distance_vs_step", "gradient_landscape", "ics_figure"]
 
@@ -169,10 +176,12 @@ def gradient_landscape(
             )
             for lab in labels.values()
         ]
-        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
+        ncols = legend_columns([h.get_label() for h in handles], fig.get_figwidth())
+        fig.legend(handles=handles, loc="outside lower center", ncols=ncols)
         head = title or "Gradient-direction probes"
         note = _eta_note(etas)
         fig.suptitle(f"{head}\n{note}" if note else head)
+        fit_titles(fig)
     return fig
 
 
@@ -257,6 +266,7 @@ def gradient_distance_vs_step(
         sm = ScalarMappable(norm=norm, cmap=cmap)
         fig.colorbar(sm, ax=list(axes), label="training step", shrink=0.95)
         fig.suptitle("Gradient change along the gradient vs step size")
+        fit_titles(fig)
     return fig
 
 
@@ -354,9 +364,11 @@ def ics_figure(
             ax_cos.set(xlabel="training step", ylabel="cos(G, G′)")
             ax_cos.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
         handles = [Line2D([], [], color=colors[lab], label=lab) for lab in labels.values()]
-        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
+        ncols = legend_columns([h.get_label() for h in handles], fig.get_figwidth())
+        fig.legend(handles=handles, loc="outside lower center", ncols=ncols)
         fig.suptitle(
             "Internal covariate shift: gradient G of a layer vs G′ after the earlier layers "
             "are updated"
         )
+        fit_titles(fig)
     return fig

@@ -6,35 +6,53 @@ vermillion and "Standard + BatchNorm" is blue. Any other label gets a palette co
 depends only on the label text, so the same label keeps its colour across figures.
 
 Style is applied per figure through :func:`figure_style` (a ``matplotlib.rc_context``), so
-importing or calling the renderers never changes the caller's global ``rcParams``.
+importing or calling the renderers never changes the caller's global ``rcParams``. What a
+paper needs on top (size, font size, a style file, formats, dpi) is a :class:`FigureOptions`
+in force for a block (``with figure_options(FigureOptions(size=(7, 2.5))): ...``): every
+builder and :func:`save_figure` inside it follow it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.style
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.transforms import Bbox
 
 from landscape._files import atomic_path
+from landscape.render.common import wrap
 from landscape.store.outputs import check_output
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "BN_COLOR",
     "LABELS",
+    "FigureOptions",
     "PALETTE",
     "PLAIN_COLOR",
     "RC_PARAMS",
     "color_for",
     "colors_for",
     "display_label",
+    "figure_options",
     "figure_style",
+    "fit_titles",
+    "font_points",
+    "legend_columns",
     "new_figure",
+    "overflow",
     "save_figure",
     "unique_labels",
 ]
@@ -169,37 +187,147 @@ def colors_for(labels: Iterable[str]) -> dict[str, str]:
     return {lab: out[lab] for lab in labels}
 
 
-def figure_style() -> contextlib.AbstractContextManager[Any]:
-    """Context in which a figure is built with the project's rc settings (global rc untouched)."""
-    return matplotlib.rc_context(RC_PARAMS)
+def _format_of(fmt: str) -> str:
+    fmt = fmt.lower().lstrip(".")
+    if fmt not in _KNOWN_SUFFIXES:
+        raise ValueError(f"unknown figure format {fmt!r}; use one of {sorted(_KNOWN_SUFFIXES)}")
+    return fmt
+
+
+@dataclass(frozen=True)
+class FigureOptions:
+    """What a paper author sets on every figure; ``None`` keeps each figure's own choice.
+
+    Attributes:
+        formats: Files written by :func:`save_figure` (``png``, ``pdf``, ``svg``, ...).
+        size: Figure width and height in inches (each builder's default otherwise);
+            constrained layout keeps every label inside it.
+        dpi: Resolution of raster formats.
+        font_size: Base font size in points; titles, ticks and legends scale with it.
+        style: A matplotlib style name (``matplotlib.style.available``) or a ``.mplstyle``
+            file, applied over the project's look (it wins where both set a value).
+    """
+
+    formats: tuple[str, ...] = ("png", "pdf")
+    size: tuple[float, float] | None = None
+    dpi: int = 150
+    font_size: float | None = None
+    style: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "formats", tuple(_format_of(f) for f in self.formats))
+        if not self.formats:
+            raise ValueError("formats is empty: give at least one, e.g. png")
+        if self.size is not None and (
+            len(self.size) != 2 or not all(0 < float(v) < 100 for v in self.size)
+        ):
+            raise ValueError(f"size must be two lengths in inches, W,H in (0, 100): {self.size}")
+        if not 10 <= self.dpi <= 2400:
+            raise ValueError(f"dpi must be in [10, 2400], got {self.dpi}")
+        if self.font_size is not None and not 2 <= self.font_size <= 72:
+            raise ValueError(f"font size must be in [2, 72] points, got {self.font_size}")
+        if self.style is not None and self.style not in matplotlib.style.available:
+            if not Path(self.style).is_file():
+                raise ValueError(
+                    f"style {self.style!r} is neither a file nor a matplotlib style: give a "
+                    ".mplstyle file or one of matplotlib.style.available"
+                )
+
+
+_OPTIONS: ContextVar[FigureOptions | None] = ContextVar("figure_options", default=None)
+_DEFAULTS = FigureOptions()
+_FONT_KEYS = (
+    "font.size", "axes.titlesize", "axes.labelsize", "xtick.labelsize", "ytick.labelsize",
+    "legend.fontsize", "legend.title_fontsize", "figure.titlesize",
+)  # fmt: skip
+
+
+@contextlib.contextmanager
+def figure_options(options: FigureOptions) -> Iterator[FigureOptions]:
+    """Within the block, every figure is built and saved with ``options``."""
+    token = _OPTIONS.set(options)
+    try:
+        yield options
+    finally:
+        _OPTIONS.reset(token)
+
+
+@contextlib.contextmanager
+def figure_style() -> Iterator[None]:
+    """Context in which a figure is built: the project's rc settings, then the options' style
+    and font size (the caller's global rc untouched)."""
+    opts = _options()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(matplotlib.rc_context(RC_PARAMS))
+        if opts.style is not None:
+            stack.enter_context(matplotlib.style.context(opts.style))
+        if opts.font_size is not None:
+            scale = opts.font_size / font_points("font.size")
+            sizes = {k: scale * font_points(k) for k in _FONT_KEYS}
+            stack.enter_context(matplotlib.rc_context(sizes))
+        yield
+
+
+def _options() -> FigureOptions:
+    return _OPTIONS.get() or _DEFAULTS
+
+
+def font_points(key: str) -> float:
+    """The size in points of an rc font setting in force (``"large"`` and the like resolved)."""
+    value = matplotlib.rcParams[key]
+    if key == "legend.title_fontsize" and value is None:
+        value = matplotlib.rcParams["legend.fontsize"]
+    return float(FontProperties(size=value).get_size_in_points())
+
+
+def legend_columns(labels: Sequence[str], width_in: float) -> int:
+    """Columns for a figure legend of ``labels`` that fits in ``width_in`` inches (>= 1)."""
+    per_char = 0.6 * font_points("legend.fontsize") / 72
+    entry = max((len(lab) for lab in labels), default=1) * per_char + 0.6  # handle and gaps
+    return max(1, min(len(labels), int(0.95 * width_in / entry)))
+
+
+def fit_titles(fig: Figure) -> None:
+    """Wrap the figure's title to its width and each panel's title to the panel's, so that a
+    small ``size`` or a large font never pushes them off the canvas (call it inside
+    :func:`figure_style`, after the titles are set)."""
+    for ax in fig.axes:
+        spec = ax.get_subplotspec()
+        if spec is None or not ax.title.get_text():
+            continue
+        share = len(spec.colspan) / spec.get_gridspec().ncols
+        text = wrap(
+            ax.title.get_text(), fig.get_figwidth() * share - 0.5, font_points("axes.titlesize")
+        )
+        ax.title.set_text(text)
+    if title := fig.get_suptitle():
+        wrapped = wrap(title, fig.get_figwidth() - 0.2, font_points("figure.titlesize"))
+        if wrapped != title:
+            fig.suptitle(wrapped)
 
 
 def new_figure(figsize: tuple[float, float]) -> Figure:
     """A pyplot-free :class:`~matplotlib.figure.Figure` with constrained layout.
 
-    Call it inside :func:`figure_style` so that the axes pick up the project's style.
+    Call it inside :func:`figure_style` so that the axes pick up the project's style. The
+    size in force through :func:`figure_options`, if any, replaces ``figsize``.
     """
-    return Figure(figsize=figsize, layout="constrained")
+    size = _options().size
+    return Figure(figsize=figsize if size is None else size, layout="constrained")
 
 
 def _targets(path: str | os.PathLike[str], formats: Sequence[str]) -> list[Path]:
     path = Path(path)
     if path.suffix.lower().lstrip(".") in _KNOWN_SUFFIXES:
         path = path.with_suffix("")
-    out = []
-    for fmt in formats:
-        fmt = fmt.lower().lstrip(".")
-        if fmt not in _KNOWN_SUFFIXES:
-            raise ValueError(f"unknown figure format {fmt!r}; use one of {sorted(_KNOWN_SUFFIXES)}")
-        out.append(path.with_name(f"{path.name}.{fmt}"))
-    return out
+    return [path.with_name(f"{path.name}.{_format_of(fmt)}") for fmt in formats]
 
 
 def save_figure(
     fig: Figure,
     path: str | os.PathLike[str],
-    formats: Sequence[str] = ("png", "pdf"),
-    dpi: int = 150,
+    formats: Sequence[str] | None = None,
+    dpi: int | None = None,
 ) -> list[Path]:
     """Write a figure in several formats, atomically, creating parent directories.
 
@@ -211,8 +339,12 @@ def save_figure(
     Args:
         fig: The figure to save.
         path: Target path with or without an image suffix.
-        formats: File formats to write.
-        dpi: Resolution of raster formats.
+        formats: File formats to write (default: those of the :class:`FigureOptions` in
+            force, PNG and PDF unless set).
+        dpi: Resolution of raster formats (default: the options', 150 unless set).
+
+    Figures whose labels do not fit their size (a small ``size`` in the options, a large font)
+    are written just large enough to hold them, never clipped, with a logged warning.
 
     Returns:
         The written paths, in the order of ``formats``.
@@ -221,15 +353,48 @@ def save_figure(
         ValueError: If a format is not an image format matplotlib writes, or a target holds
             something other than a figure (it is left as it is).
     """
-    targets = _targets(path, formats)
+    opts = _options()
+    targets = _targets(path, opts.formats if formats is None else formats)
+    dpi = opts.dpi if dpi is None else dpi
     for target in targets:
         check_output(target, "figure")  # replaces figures only, never another kind of file
-    written = []
+    written: list[Path] = []
+    fit: dict[str, Any] = {}
     for target in targets:
-        fmt = target.suffix.lstrip(".")
-        metadata = {"CreationDate": None} if fmt == "pdf" else None
-        # mkstemp creates 0600; figures are meant to be shared.
-        with atomic_path(target, mode=_FILE_MODE) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata)
+        _save(fig, target, dpi, fit)
+        if not written and (drawn := overflow(fig, draw=False)) is not None:
+            c, pad = fig.bbox_inches, 0.04  # grow the canvas where needed, never crop it
+            grown = Bbox.union([c, drawn.padded(pad)])
+            fit = {"bbox_inches": grown}
+            log.warning(
+                "%s: the labels do not fit %.3g x %.3g in at this font size; written %.3g x "
+                "%.3g in instead (a larger --size or a smaller --font-size keeps the size)",
+                target.stem, c.width, c.height, grown.width, grown.height,
+            )  # fmt: skip
+            _save(fig, target, dpi, fit)
         written.append(target)
     return written
+
+
+def _save(fig: Figure, target: Path, dpi: int, fit: dict[str, Any]) -> None:
+    fmt = target.suffix.lstrip(".")
+    metadata = {"CreationDate": None} if fmt == "pdf" else None
+    # mkstemp creates 0600; figures are meant to be shared.
+    with atomic_path(target, mode=_FILE_MODE) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata, **fit)
+
+
+def overflow(fig: Figure, *, draw: bool = True) -> Bbox | None:
+    """The extent (inches) of what is drawn when some of it sticks out of the canvas (a
+    figure too small for its labels even after constrained layout), else None.
+
+    ``draw=False`` measures the layout of the figure's last draw (after a save) instead of
+    laying it out again (constrained layout can settle a pixel differently on a second pass).
+    """
+    if draw:
+        fig.draw_without_rendering()
+    drawn, canvas = fig.get_tightbbox(), fig.bbox_inches
+    tol = 0.01
+    inside = (drawn.x0 >= canvas.x0 - tol and drawn.y0 >= canvas.y0 - tol
+              and drawn.x1 <= canvas.x1 + tol and drawn.y1 <= canvas.y1 + tol)  # fmt: skip
+    return None if inside else drawn

@@ -31,7 +31,7 @@ from landscape.render.colour_scale import (
     shared_scale,
 )
 from landscape.render.common import coverage_note, finite_or_nan, positive_or_nan, wrap
-from landscape.render.style import RC_PARAMS, colors_for, figure_style, new_figure, unique_labels
+from landscape.render.style import colors_for, figure_style, font_points, new_figure, unique_labels
 
 __all__ = ["SurfaceKind", "compare_surfaces", "surface_plot"]
 
@@ -300,7 +300,7 @@ def surface_plot(
         _label_axes(ax, kind, xlabel, ylabel, colorbar_label(zlabel, kind, log))
         heading = "\n".join(s for s in (title, note) if s)
         if heading:  # the axes is about 0.8 of the figure's width (colourbar)
-            ax.set_title(wrap(heading, 0.8 * 6.0, RC_PARAMS["axes.titlesize"]))
+            ax.set_title(wrap(heading, 0.8 * fig.get_figwidth(), font_points("axes.titlesize")))
     return fig
 
 
@@ -360,9 +360,9 @@ def compare_surfaces(
     zs = [g[2] for g in grids.values()]
     scale = shared_scale(zs, levels, log, vmin, vmax)
     colors = colors_for(shown.values())
-    width = 4.6 * len(grids) + 1.2
     with figure_style():
-        fig = new_figure((width, 4.4))
+        fig = new_figure((4.6 * len(grids) + 1.2, 4.4))
+        width, panel = fig.get_figwidth(), (fig.get_figwidth() - 1.2) / len(grids) - 0.2
         axes = _new_axes(fig, kind, len(grids))
         artist = None
         for ax, (key, (x, y, z)) in zip(axes, grids.items()):
@@ -383,7 +383,7 @@ def compare_surfaces(
                 )
             label = shown[key]
             head = [label, (notes or {}).get(key), coverage_note(masks[key], z.shape, "cells")]
-            text = wrap("\n".join(s for s in head if s), 4.4, RC_PARAMS["axes.titlesize"])
+            text = wrap("\n".join(s for s in head if s), panel, font_points("axes.titlesize"))
             ax.set_title(text, color=colors[label])
             _label_axes(ax, kind, xlabels[key], ylabels[key], colorbar_label(zlabel, kind, log))
         if artist is not None:
@@ -396,5 +396,5 @@ def compare_surfaces(
                 label=colorbar_label(zlabel, kind, log),
             )
         if title:
-            fig.suptitle(wrap(title, width, RC_PARAMS["figure.titlesize"]))
+            fig.suptitle(wrap(title, width, font_points("figure.titlesize")))
     return fig

@@ -6,13 +6,14 @@ import json
 import warnings
 
 import h5py
+import matplotlib.image
 import numpy as np
 import pytest
 
 from landscape.cli.slice import _this_run
 from landscape.figures import slice_figure
 from landscape.slices import SliceConfig, read_grid, slice_checkpoint
-from landscape.store import checkpoint_sha256
+from landscape.store import SCHEMA_VERSION, checkpoint_sha256
 from landscape.train import TrainConfig, train_pair
 from tests.cli.helpers import error_line, invoke
 
@@ -81,7 +82,7 @@ def test_slice_file_holds_values_and_provenance(run, planes):
         assert res.meta["kind"] == "random" and res.meta["eval_examples"] == 200
         with h5py.File(path) as f:
             # command_line is this process's argv (pytest's here, the CLI's in real use)
-            assert f.attrs["schema_version"] == "1.0" and f.attrs["command_line"]
+            assert f.attrs["schema_version"] == SCHEMA_VERSION and f.attrs["command_line"]
             meta = json.loads(f.attrs["config_json"])["meta"]
         assert meta["sources"][0]["sha256"] == checkpoint_sha256(ckpt(run, v))
 
@@ -103,6 +104,15 @@ def test_plot_slice_2d(planes, tmp_path, kind):
 def test_plot_compare(planes, tmp_path):
     result = invoke("plot", "compare", planes["bn"], planes["plain"], "--out", tmp_path / "cmp")
     assert_plotted(result, tmp_path / "cmp")
+
+
+def test_plot_compare_paper_options(planes, tmp_path):
+    """--format, --size and --dpi reach the slice figures too."""
+    args = ["--format", "svg,png", "--size", "9,4", "--dpi", "40", "--out", tmp_path / "cmp"]
+    result = invoke("plot", "compare", planes["bn"], planes["plain"], *args)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cmp.png", "cmp.svg"]
+    assert matplotlib.image.imread(tmp_path / "cmp.png").shape[:2] == (160, 360)
 
 
 def test_interpolation_line_plot(run, tmp_path):
