@@ -22,9 +22,11 @@ from landscape.render.style import (
     LABELS,
     PALETTE,
     RC_PARAMS,
+    FigureOptions,
     color_for,
     colors_for,
     display_label,
+    figure_options,
     figure_style,
     save_figure,
 )
@@ -35,9 +37,11 @@ __all__ = [
     "LABELS",
     "PALETTE",
     "RC_PARAMS",
+    "FigureOptions",
     "color_for",
     "colors_for",
     "display_label",
+    "figure_options",
     "figure_style",
     "save_figure",
     # training curves (Santurkar et al. Fig. 1)

@@ -175,13 +175,12 @@ def colors_for(labels: Iterable[str]) -> dict[str, str]:
     for lab in labels:
         if lab in out:
             continue
-        start = _FREE_COLORS.index(color_for(lab))
-        for i in range(len(_FREE_COLORS)):
-            cand = _FREE_COLORS[(start + i) % len(_FREE_COLORS)]
-            if cand not in used:
-                break
-        else:  # more labels than colours: reuse, starting from the preferred one
-            cand = _FREE_COLORS[start]
+        start = _FIRST_CHOICES.index(color_for(lab))
+        order = [*_FIRST_CHOICES[start:], *_FIRST_CHOICES[:start], BN_COLOR, PLAIN_COLOR,
+                 _FREE_COLORS[-1]]  # fmt: skip
+        # the preferred colour, the next free one, then the fixed two's where they are not
+        # drawn, yellow only when all others are taken; then reuse from the preferred one
+        cand = next((c for c in order if c not in used), order[0])
         out[lab] = cand
         used.add(cand)
     return {lab: out[lab] for lab in labels}

@@ -35,6 +35,19 @@ def test_colors_for_gives_distinct_colours() -> None:
     assert colours[STD] == "#D55E00" and colours[BN] == "#0072B2"
 
 
+def test_yellow_only_when_every_other_colour_is_taken() -> None:
+    """Four runs' series (as several runs drawn together give) never get the faint yellow."""
+    labels = [f"lr {lr}: {v}" for lr in ("0.1", "0.05") for v in (BN, STD)]
+    for extra in ([], ["a"], ["a", "b"], ["a", "b", "c"]):
+        colours = render.colors_for([*labels, *extra])
+        assert "#F0E442" not in colours.values()
+        assert len(set(colours.values())) == len(colours)
+    eight = render.colors_for([*labels, "a", "b", "c", "d"])  # 8 labels: all 8 colours
+    assert len(set(eight.values())) == 8
+    with_bn = render.colors_for([BN, *labels])  # a fixed label keeps its colour to itself
+    assert with_bn[BN] == "#0072B2" and list(with_bn.values()).count("#0072B2") == 1
+
+
 def test_builders_leave_global_rcparams_alone(rng: np.random.Generator) -> None:
     before = dict(matplotlib.rcParams)
     render.training_curves({"plain": train_run(rng)})
