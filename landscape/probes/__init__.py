@@ -5,6 +5,7 @@ Owns :mod:`.gradient` (``gradient_probe``, ``StepSizes``: loss variation, gradie
 predictiveness and effective beta-smoothness along the gradient or any direction),
 :mod:`.covariate_shift` (``ics``, Definition 2.1), :mod:`.core` (what both share), :mod:`.callback`
 (``ProbeCallback`` for any training loop), :mod:`.sinks` (``H5Sink``: results -> HDF5),
+:mod:`.columns` (what each column written means: its ``description``),
 :mod:`.inline` (the trainer's probes, with the optimizer's actual update) and
 :mod:`.from_checkpoints` (``landscape probe``: offline, resumable probes of saved
 checkpoints).

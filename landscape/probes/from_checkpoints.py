@@ -34,6 +34,12 @@ from landscape import distributed, store
 from landscape._device import resolve_device
 from landscape._files import remove_stale_temporaries, writer_lock
 from landscape.data import Dataset, batch_indices, load_dataset, loss_function
+from landscape.probes.columns import (
+    OFFLINE_BATCHES,
+    OFFLINE_ICS_COLUMNS,
+    OFFLINE_PROBE_COLUMNS,
+    OFFLINE_SOURCE_COLUMNS,
+)
 from landscape.probes.core import check_bn_mode
 from landscape.probes.covariate_shift import ics
 from landscape.probes.gradient import DEFAULT_STEP_COUNT, ProbeResult, StepSizes, gradient_probe
@@ -292,7 +298,7 @@ def _prepare(
     done: dict[str, dict[int, str]] = {v: {} for v in sources}
     if store.check_output(out, "offline probe file") and not overwrite:  # never another kind
         with store.open_run(out, "r") as f:
-            old = store.read_json_attr(f, SETTINGS_ATTR)
+            old = store.read_attr(f, SETTINGS_ATTR)
             new = json.loads(store.dumps(settings, "probe settings"))
             diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
             if not (diff or np.array_equal(f[BATCHES][()], index)):
@@ -311,9 +317,8 @@ def _prepare(
     with store.edit(out, fresh=True) as f:  # replaces an old probe file (checked) only whole
         prov = store.provenance({"probe": settings, "checkpoints": hashes}, device=device)
         store.write_provenance(f, prov)
-        f.attrs[store.KIND_ATTR] = "offline probe file"
-        store.write_json_attr(f, SETTINGS_ATTR, settings)
-        f[BATCHES] = index.astype(np.int64)
+        store.write_attrs(f, {store.KIND_ATTR: "offline probe file", SETTINGS_ATTR: settings})
+        store.write_array(f, BATCHES, index.astype(np.int64), {"description": OFFLINE_BATCHES})
     return done
 
 
@@ -355,16 +360,19 @@ def _write(out: Path, variant: str, source: tuple, probes: list, shifts: list, a
         n = _committed(_cut(src, _committed(src)))
         group = _cut(f.require_group(f"{PROBE}/{variant}"), n)
         store.append_series(group, **_probe_row(step, probes))
-        store.set_attrs(group, attrs | {"std_ddof": 1})
+        store.describe_datasets(group, OFFLINE_PROBE_COLUMNS)
+        store.write_attrs(group, attrs | {"std_ddof": 1})
         if shifts:
             group = _cut(f.require_group(f"{ICS}/{variant}"), n)
             arr = {k: np.stack([getattr(s, k) for s in shifts]) for k in ("l2", "cos", "grad_norm")}
             spread = _spread("l2", arr["l2"]) | _spread("cos", arr["cos"])
             store.append_series(group, step=step, **arr, **spread)
-            store.set_attrs(group, attrs | {"std_ddof": 1, "layers": shifts[0].layers})
+            store.describe_datasets(group, OFFLINE_ICS_COLUMNS)
+            store.write_attrs(group, attrs | {"std_ddof": 1, "layers": shifts[0].layers})
         for name, value in zip(_SOURCE_COLUMNS, source):
             if name not in src:
                 dtype = np.int64 if name == "step" else h5py.string_dtype()
                 src.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(256,))
             src[name].resize(n + 1, axis=0)
             src[name][n] = value
+        store.describe_datasets(src, OFFLINE_SOURCE_COLUMNS)

@@ -7,8 +7,9 @@ The bridge between the numerical probes (which never touch storage) and the run 
     cb(step, model, loss_fn, (x, y))  # in your loop, before optimizer.step()
 
 Rows go to ``/<kind>/<variant>`` (kind ``probe`` or ``ics``); numbers become float64 columns
-(one value per row: ``lr`` follows the schedule, NaN where not applicable), while strings and
-lists (direction, BN mode, layer names) and the ``seed`` become JSON attributes of that group.
+(one value per row: ``lr`` follows the schedule, NaN where not applicable), each with its
+``description`` (:mod:`.columns`), while strings and lists (direction, BN mode, layer names)
+and the ``seed`` become attributes of that group (text and numbers native, lists as JSON).
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ import h5py
 import numpy as np
 
 from landscape import store
+from landscape.probes.columns import ICS_COLUMNS, PROBE_COLUMNS
 
 __all__ = ["H5Sink"]
+
+_COLUMNS = {"probe": PROBE_COLUMNS, "ics": ICS_COLUMNS}
 
 
 class H5Sink:
@@ -42,7 +46,8 @@ class H5Sink:
             must be a probe log or a run log (anything else is refused, never written).
         variant: the group name below each kind (default ``"model"``; ``bn``, ``plain``
             for a pair).
-        attrs: extra JSON-safe attributes recorded on each group (e.g. the step-size grid).
+        attrs: extra attributes recorded on each group (e.g. the step-size grid): text,
+            numbers, and dicts or lists of them (stored as JSON).
         log: a :class:`~landscape.store.SeriesLog` of ``path`` to buffer rows in (its
             owner then decides what a rerun keeps: the trainer cuts its log on resume).
         resume: continue a file's rows of this variant after their last step.
@@ -67,7 +72,7 @@ class H5Sink:
 
     def _header(self, f: h5py.File) -> None:
         store.write_provenance(f, store.provenance(self.attrs))
-        f.attrs[store.KIND_ATTR] = "probe log"
+        store.write_attrs(f, {store.KIND_ATTR: "probe log"})
 
     def __call__(self, kind: str, step: int, result: Any) -> None:
         row = result.to_dict() if hasattr(result, "to_dict") else dict(result)
@@ -86,7 +91,10 @@ class H5Sink:
         if step <= self.last.get(group, -math.inf):
             return  # resume: stored already
         self.log.add(group, **columns)
-        self.log.set_attrs(group, as_json=True, **meta)
+        known = _COLUMNS.get(kind, {})
+        generic = f"{{}} of the {kind} result given to H5Sink, one row per step"
+        self.log.describe(group, {k: known.get(k) or generic.format(k) for k in columns})
+        self.log.set_attrs(group, **meta)
         if self.own:
             self.log.commit()
 

@@ -39,7 +39,7 @@ from landscape.data import (
 from landscape.slices import directions as D
 from landscape.slices.coords import as_coords
 from landscape.slices.engine import DEFAULT_RECALIBRATE_BATCHES, Precision, SliceBNMode, SliceResult
-from landscape.slices.grid_file import read_grid, run_grid, slice_file_hash
+from landscape.slices.grid_file import DATASETS, read_grid, run_grid, slice_file_hash
 from landscape.store import (
     Checkpoint,
     TrainingRecord,
@@ -50,8 +50,10 @@ from landscape.store import (
     list_checkpoints,
     load_checkpoint,
     open_run,
-    read_json_attr,
+    read_attr,
     weights_checkpoint,
+    write_array,
+    write_attrs,
 )
 
 __all__ = ["KINDS", "SliceConfig", "SliceKind", "slice_checkpoint"]
@@ -310,7 +312,7 @@ def _stored(
         return None, False
     with open_run(path) as f:
         has_traj = "trajectory" in f
-        old = read_json_attr(f, "config_json", {}).get("meta", {})
+        old = read_attr(f, "config_json", {}).get("meta", {})
     new = json.loads(dumps(meta, "meta"))  # as run_grid stores it
     if diff := _differ(old, new):
         hint = "use --overwrite to replace it or --out for a new file"
@@ -386,13 +388,12 @@ def _span(c: np.ndarray) -> str:
 
 def _write_trajectory(path: Path, traj: dict[str, Any]) -> None:
     """``/trajectory``: coords (T, 2), steps (T,), attr explained_variance (2,); kept if there.
-
-    Copy-on-write (:func:`landscape.store.edit`): a new group changes the file's metadata.
-    """
+    Copy-on-write (:func:`landscape.store.edit`): a new group changes the file's metadata."""
     with edit(path) as f:
         if "trajectory" in f:
             return
         g = f.create_group("trajectory")
-        g.create_dataset("coords", data=np.asarray(traj["coords"], dtype=np.float64))
-        g.create_dataset("steps", data=np.asarray(traj["steps"], dtype=np.int64))
-        g.attrs["explained_variance"] = np.asarray(traj["ratios"], dtype=np.float64)
+        for name, dtype in (("coords", np.float64), ("steps", np.int64)):
+            text = DATASETS[f"trajectory/{name}"]
+            write_array(g, name, np.asarray(traj[name], dtype=dtype), {"description": text})
+        write_attrs(g, {"explained_variance": np.asarray(traj["ratios"], dtype=np.float64)})

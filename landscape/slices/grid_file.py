@@ -8,16 +8,9 @@ mask cells in place, a chunk at a time: values first, flush, then the mask (each
 rewrites the rows it touches, cells not yet computed with their fill). An interrupted run
 loses at most one chunk, and a second call with the same configuration evaluates exactly
 the points whose mask is still 0, so its final values are identical to those of an
-uninterrupted run. Layout (``docs/hdf5-schema.md``)::
-
-    /                      provenance attrs (config_json = the full slice config),
-                           slice_format, config_hash, meta (JSON)
-    /coords/x              (nx,) float64
-    /coords/y              (ny,) float64            2D slices only
-    /values/<metric>       (ny, nx) or (nx,) float64, NaN until computed
-    /computed              (ny, nx) or (nx,) uint8, 1 once the point's values are written
-    /directions/d1, d2     one dataset per parameter; attr name = parameter name
-    /buffer_directions/d1  the same for floating buffers, when they move
+uninterrupted run. Layout: :data:`DATASETS` and ``docs/hdf5-schema.md``; the root holds the
+provenance (``config_json`` = the full slice configuration), ``slice_format``,
+``config_hash`` and ``meta`` (JSON).
 """
 
 from __future__ import annotations
@@ -50,15 +43,29 @@ from landscape.slices.engine import (
     SliceResult,
     evaluate_grid,
 )
-from landscape.store.hdf5 import dumps, open_run, read_json_attr
+from landscape.store.hdf5 import describe_datasets, dumps, open_run, read_attr, write_attrs
 from landscape.store.outputs import KIND_ATTR, check_output
 from landscape.store.provenance import provenance, write_provenance
 
-__all__ = ["SLICE_FORMAT", "read_grid", "run_grid", "slice_file_hash"]
+__all__ = ["DATASETS", "SLICE_FORMAT", "read_grid", "run_grid", "slice_file_hash"]
 
 log = logging.getLogger(__name__)
 
 SLICE_FORMAT = "landscape.slice/1"
+#: Every dataset of a slice file and its ``description``; ``values/<metric>`` (other metrics)
+#: and ``[buffer_]directions/d<k>/<parameter or buffer>`` fill in ``{name}`` and ``{k}``.
+DATASETS = {
+    "coords/x": "coordinates x along d1 (the columns of the grid)",
+    "coords/y": "coordinates y along d2 (the rows of the grid); 2-D slices only",
+    "values/loss": "mean loss over the evaluation examples at θ + x d1 + y d2; NaN until computed",
+    "values/accuracy": "accuracy over the evaluation examples at each point; NaN until computed",
+    "values": "metric {name} at each point of the grid; NaN until computed",
+    "computed": "1 once the point's values are written, 0 until then",
+    "directions": "direction d{k}: its part in parameter {name}",
+    "buffer_directions": "direction d{k}: its part in buffer {name} (moved with the parameters)",
+    "trajectory/coords": "(x, y) of each trajectory checkpoint: θ_t − θ projected on d1, d2",
+    "trajectory/steps": "step of each trajectory checkpoint (the origin is the last)",
+}
 
 
 def _digest(dicts: Iterable[Mapping[str, Tensor]] | None) -> str | None:
@@ -79,13 +86,13 @@ def _key(name: str) -> str:
     return name.replace("%", "%25").replace("/", "%2F")
 
 
-def _write_params(group: h5py.Group, params: Mapping[str, Tensor]) -> None:
+def _write_params(group: h5py.Group, params: Mapping[str, Tensor], text: str) -> None:
     for name, t in params.items():
         t = t.detach().cpu()
         arr = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
         ds = group.create_dataset(_key(name), data=arr)
-        ds.attrs["name"] = name
-        ds.attrs["dtype"] = str(t.dtype).removeprefix("torch.")
+        dtype = str(t.dtype).removeprefix("torch.")
+        write_attrs(ds, {"name": name, "dtype": dtype, "description": text.format(name=name)})
 
 
 def _read_params(group: h5py.Group, device: str | torch.device) -> Params:
@@ -99,7 +106,8 @@ def _read_params(group: h5py.Group, device: str | torch.device) -> Params:
 def _write_directions(f: h5py.File, root: str, dirs: Sequence[Mapping[str, Tensor]]) -> None:
     top = f.create_group(root)
     for k, d in enumerate(dirs, 1):
-        _write_params(top.create_group(f"d{k}", track_order=True), d)
+        text = DATASETS[root].replace("{k}", str(k))
+        _write_params(top.create_group(f"d{k}", track_order=True), d, text)
 
 
 def _create(path: Path, first: SliceResult, config: dict, meta: dict, device: str) -> None:
@@ -113,10 +121,8 @@ def _create(path: Path, first: SliceResult, config: dict, meta: dict, device: st
     image = io.BytesIO()  # built in memory, written by Python: a full disk is a clean error
     with h5py.File(image, "w") as f:
         write_provenance(f, provenance(config, device=device))
-        f.attrs[KIND_ATTR] = "slice file"
-        f.attrs["slice_format"] = SLICE_FORMAT
-        f.attrs["config_hash"] = meta["config_hash"]
-        f.attrs["meta"] = dumps(meta, "meta")
+        write_attrs(f, {KIND_ATTR: "slice file", "slice_format": SLICE_FORMAT,
+                        "config_hash": meta["config_hash"], "meta": meta})  # fmt: skip
         f.create_dataset("coords/x", data=first.x)
         if first.y is not None:
             f.create_dataset("coords/y", data=first.y)
@@ -126,6 +132,8 @@ def _create(path: Path, first: SliceResult, config: dict, meta: dict, device: st
                                   dcpl=early)  # fmt: skip
             ds[done] = v[done]
         f.create_dataset("computed", first.shape, "u1", fillvalue=0, dcpl=early)[done] = 1
+        other = {f"values/{n}": DATASETS["values"].format(name=n) for n in first.values}
+        describe_datasets(f, other | DATASETS)
         _write_directions(f, "directions", first.directions)
         if first.buffer_directions is not None:
             _write_directions(f, "buffer_directions", first.buffer_directions)
@@ -264,15 +272,9 @@ def run_grid(
         raise ValueError(f"metric name {bad[0]!r} cannot be an HDF5 name: rename it without '/'")
     path = Path(path)
     data = as_batches(data, model) if isinstance(data, str) else data  # loaded once
-    options = dict(
-        origin=origin,
-        buffer_directions=buffer_directions,
-        bn_mode=bn_mode,
-        recalibrate_batches=recalibrate_batches,
-        metrics=metrics,
-        accuracy=accuracy,
-        precision=precision,
-    )
+    options = dict(origin=origin, buffer_directions=buffer_directions, bn_mode=bn_mode,
+                   recalibrate_batches=recalibrate_batches, metrics=metrics, accuracy=accuracy,
+                   precision=precision)  # fmt: skip
     grid = (model, loss_fn, data, directions, x, y)
     plan = evaluate_grid(*grid, points=[], **options)
     config = {
@@ -368,7 +370,7 @@ def read_grid(path: str | Path, *, device: str | torch.device = "cpu") -> SliceR
         if f.attrs.get("slice_format") != SLICE_FORMAT:
             raise ValueError(f"{path} is not a landscape slice file")
         try:
-            meta = read_json_attr(f, "meta", {})
+            meta = read_attr(f, "meta", {})
             metrics = list(meta["metrics"])
         except (ValueError, TypeError, KeyError):  # no meta, not JSON, no metric list
             meta, metrics = {}, []

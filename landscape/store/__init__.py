@@ -1,6 +1,6 @@
 """The store: everything the toolkit writes to disk and reads back.
 
-Owns the HDF5 files (:mod:`.hdf5`: opening, safe edits, JSON attributes; :mod:`.series`:
+Owns the HDF5 files (:mod:`.hdf5`: opening, safe edits, the one attribute encoding; :mod:`.series`:
 append-only series; :mod:`.provenance`), the checkpoint format and files
 (:mod:`.checkpoint`, :mod:`.checkpoint_files`; your own weights as a checkpoint:
 :mod:`.weights`), the exact RNG states checkpoints carry (:mod:`.rng`), the layout of a run
@@ -37,14 +37,19 @@ from landscape.store.hdf5 import (
     attr_str,
     check_hdf5,
     check_schema,
+    describe_datasets,
     dumps,
     edit,
+    encode_attr,
     group_of,
     json_default,
     open_run,
+    read_attr,
+    read_attrs,
     read_json_attr,
     set_attrs,
     write_array,
+    write_attrs,
     write_json_attr,
 )
 from landscape.store.info import describe, describe_checkpoint
@@ -86,17 +91,22 @@ __all__ = [
     "attr_str",
     "check_hdf5",
     "check_schema",
+    "describe_datasets",
     "dumps",
     "edit",
+    "encode_attr",
     "group_of",
     "json_default",
     "open_run",
     "package_version",
     "provenance",
+    "read_attr",
+    "read_attrs",
     "read_json_attr",
     "read_provenance",
     "set_attrs",
     "write_array",
+    "write_attrs",
     "write_json_attr",
     "write_provenance",
     # series

@@ -1,7 +1,12 @@
-"""HDF5 files and attributes: opening with clear errors, safe edits, JSON attributes.
+"""HDF5 files and attributes: opening with clear errors, safe edits, the one attribute codec.
 
-The file layout is specified in ``docs/hdf5-schema.md``. Dicts, lists and ``None`` are stored
-as canonical JSON strings (:func:`dumps`); strings, numbers and arrays natively.
+The file layouts are specified in ``docs/hdf5-schema.md``. Every attribute the toolkit writes
+goes through :func:`write_attrs` and is read back by :func:`read_attrs` (one encoding in
+every file; schema 1.1): ``str`` as variable-length UTF-8 text, ``int`` as int64, ``float``
+as float64, ``bool`` as HDF5's boolean (h5py's ``numpy.bool_`` enum), NumPy arrays natively;
+dicts, lists, tuples and ``None`` as canonical JSON text (:func:`dumps`). Schema 1.0 wrote
+the attributes of ``/probe`` and ``/ics`` groups all as JSON (``bn_mode = '"train"'``,
+``seed = '0'``); :func:`read_attrs` reads those files too.
 
 A file that grows (a run's log, an offline probe file) is changed through :func:`edit`: the
 changes are made to an image in memory that replaces the file atomically, so a write the
@@ -33,20 +38,25 @@ __all__ = [
     "attr_str",
     "check_hdf5",
     "check_schema",
+    "describe_datasets",
     "dumps",
     "edit",
+    "encode_attr",
     "group_of",
     "json_default",
     "open_run",
+    "read_attr",
+    "read_attrs",
     "read_json_attr",
     "set_attrs",
     "write_array",
+    "write_attrs",
     "write_json_attr",
 ]
 
 OpenMode = Literal["r", "r+", "w", "w-", "x", "a"]
 #: MAJOR.MINOR of the file layouts (docs/hdf5-schema.md); readers refuse a newer MAJOR.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 def json_default(obj: Any) -> Any:
@@ -87,30 +97,101 @@ def attr_str(value: Any) -> str:
     return str(value)
 
 
-def write_json_attr(obj: h5py.HLObject, name: str, value: Any) -> None:
-    """Store a dict/list (or any JSON value) as a JSON string attribute."""
-    obj.attrs[name] = json.dumps(value, default=json_default)
+def encode_attr(value: Any, name: str = "attribute") -> Any:
+    """The stored form of one attribute value (see the module docstring).
+
+    Raises:
+        ValueError: ``value`` is neither a scalar, text, an array nor JSON-serialisable.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return np.bool_(value)
+    if isinstance(value, (int, np.integer)):
+        return np.int64(value)
+    if isinstance(value, (float, np.floating)):
+        return np.float64(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (np.ndarray, torch.Tensor)) and as_numpy(value).dtype.kind in "biuf":
+        return as_numpy(value)
+    return dumps(value, f"attribute {name!r}")  # dicts, lists, tuples, None, dataclasses
 
 
-def read_json_attr(obj: h5py.HLObject, name: str, default: Any = None) -> Any:
-    """Decode an attribute written by :func:`write_json_attr`; ``default`` if absent."""
-    if name not in obj.attrs:
-        return default
-    return json.loads(attr_str(obj.attrs[name]))
+def write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
+    """Set attributes of a file, group or dataset: the toolkit's one attribute writer.
 
-
-def set_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
-    """Set attributes: str, numbers and arrays natively; dicts, lists, tuples, None as JSON.
-
-    Read JSON-encoded ones back with :func:`read_json_attr`.
+    Text, numbers and booleans are stored natively, dicts and lists as JSON text (module
+    docstring); read them back with :func:`read_attrs`.
     """
     for name, value in attrs.items():
-        if isinstance(value, (Mapping, list, tuple)) or value is None:
-            write_json_attr(obj, name, value)
-        elif isinstance(value, Path):
-            obj.attrs[name] = str(value)
-        else:
-            obj.attrs[name] = value
+        obj.attrs[name] = encode_attr(value, name)
+
+
+def _decode(value: Any, legacy: bool) -> Any:
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return value
+    if legacy or value == "null" or value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except ValueError:  # text that only looks like JSON, or 1.0's native text
+            return value
+    return value
+
+
+def _legacy_json(obj: h5py.HLObject) -> bool:
+    """Whether ``obj`` may hold schema 1.0's JSON-encoded scalars: a group below the root
+    of a file of schema 1.0 (its H5Sink groups wrote every attribute as JSON)."""
+    if not isinstance(obj, h5py.Group) or obj.name == "/":
+        return False
+    version = obj.file.attrs.get("schema_version")
+    return version is not None and attr_str(version) == "1.0"
+
+
+def read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
+    """Every attribute of ``obj`` decoded: the reader of :func:`write_attrs`.
+
+    Numbers and booleans come back as Python ``int``, ``float`` and ``bool``, arrays as
+    NumPy arrays, text as ``str``, JSON objects and arrays (text beginning with ``{`` or
+    ``[``) and ``null`` as dicts, lists and None. Files of schema 1.0 are read as well: there
+    the attributes of groups below the root were JSON text of any value (``'"train"'``,
+    ``'0'``), decoded as such, and text that is not JSON is the text itself.
+    """
+    legacy = _legacy_json(obj)
+    return {name: _decode(value, legacy) for name, value in obj.attrs.items()}
+
+
+def read_attr(obj: h5py.HLObject, name: str, default: Any = None) -> Any:
+    """One attribute decoded as :func:`read_attrs` does; ``default`` if absent."""
+    if name not in obj.attrs:
+        return default
+    return _decode(obj.attrs[name], _legacy_json(obj))
+
+
+def describe_datasets(group: h5py.Group, descriptions: Mapping[str, str]) -> None:
+    """Set the ``description`` attribute of the datasets of ``group`` named in
+    ``descriptions`` (names may hold ``/``); names absent from the group are skipped."""
+    for name, text in descriptions.items():
+        if isinstance(group.get(name), h5py.Dataset):
+            write_attrs(group[name], {"description": text})
+
+
+#: Names of the schema 1.0 API, kept for callers: the same writer and reader.
+set_attrs = write_attrs
+read_json_attr = read_attr
+
+
+def write_json_attr(obj: h5py.HLObject, name: str, value: Any) -> None:
+    """One attribute, written by :func:`write_attrs` (kept from schema 1.0)."""
+    write_attrs(obj, {name: value})
 
 
 def write_array(
@@ -122,7 +203,7 @@ def write_array(
         group: Parent group.
         name: Dataset name (may contain ``/``; intermediate groups are created).
         array: Array-like; tensors are converted through NumPy.
-        attrs: Attributes, written with :func:`set_attrs`.
+        attrs: Attributes, written with :func:`write_attrs`.
 
     Returns:
         The dataset.
@@ -132,7 +213,7 @@ def write_array(
         del group[name]
     ds = group.create_dataset(name, data=data)
     if attrs:
-        set_attrs(ds, attrs)
+        write_attrs(ds, attrs)
     return ds
 
 

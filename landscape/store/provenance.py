@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 import torch
 
-from landscape.store.hdf5 import SCHEMA_VERSION, attr_str, dumps
+from landscape.store.hdf5 import SCHEMA_VERSION, attr_str, dumps, write_attrs
 
 __all__ = [
     "PROVENANCE_KEYS",
@@ -113,9 +113,8 @@ def provenance(
 
 
 def write_provenance(obj: h5py.Group | h5py.File, prov: Mapping[str, str]) -> None:
-    """Write ``prov`` as string attributes on ``obj`` (normally the file root)."""
-    for key, value in prov.items():
-        obj.attrs[key] = str(value)
+    """Write ``prov`` as text attributes on ``obj`` (normally the file root)."""
+    write_attrs(obj, {key: str(value) for key, value in prov.items()})
 
 
 def read_provenance(obj: h5py.Group | h5py.File) -> dict[str, str]:

@@ -15,7 +15,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from landscape.store.hdf5 import as_numpy, edit, set_attrs, write_json_attr
+from landscape.store.hdf5 import as_numpy, describe_datasets, edit, write_attrs
 
 __all__ = [
     "SeriesLog",
@@ -205,6 +205,8 @@ class SeriesLog:
     a failed write (a full disk) leaves the file as the previous commit left it, and readers
     can open the file at any time. A new file gets ``header(f)`` written first.
 
+    Every column gets the ``description`` given to :meth:`describe` for its group.
+
     Args:
         path: The HDF5 file.
         header: Called on the new file before its first rows (provenance, kind, ...).
@@ -213,16 +215,21 @@ class SeriesLog:
     def __init__(self, path: str | Path, header: Callable[[h5py.File], None] | None = None):
         self.path, self.header = Path(path), header
         self.rows: dict[str, list[dict[str, Any]]] = {}
-        self.attrs: dict[str, dict[str, tuple[Any, bool]]] = {}
+        self.attrs: dict[str, dict[str, Any]] = {}
+        self.descriptions: dict[str, dict[str, str]] = {}
 
     def add(self, group: str, **row: Any) -> None:
         """Buffer one row of ``group`` (scalars, or arrays of a fixed row shape)."""
         self.rows.setdefault(group, []).append(row)
 
-    def set_attrs(self, group: str, *, as_json: bool = False, **attrs: Any) -> None:
-        """Attributes for ``group``, set at the next commit: as :func:`set_attrs` does, or
-        every value as JSON text (:func:`write_json_attr`) with ``as_json``."""
-        self.attrs.setdefault(group, {}).update({k: (v, as_json) for k, v in attrs.items()})
+    def set_attrs(self, group: str, **attrs: Any) -> None:
+        """Attributes for ``group``, set at the next commit (:func:`write_attrs`)."""
+        self.attrs.setdefault(group, {}).update(attrs)
+
+    def describe(self, group: str, descriptions: dict[str, str]) -> None:
+        """What the columns of ``group`` mean: each column's ``description`` attribute,
+        written with its rows (kept for every later commit)."""
+        self.descriptions.setdefault(group, {}).update(descriptions)
 
     def pending(self, group: str) -> int:
         """Rows of ``group`` not committed yet."""
@@ -244,8 +251,7 @@ class SeriesLog:
             for group, rows in self.rows.items():
                 columns = {k: np.asarray([r[k] for r in rows]) for k in rows[0]}
                 append_rows(f.require_group(group), **columns)
+                describe_datasets(f[group], self.descriptions.get(group, {}))
             for group, attrs in self.attrs.items():
-                g = f.require_group(group)
-                for name, (value, as_json) in attrs.items():
-                    write_json_attr(g, name, value) if as_json else set_attrs(g, {name: value})
+                write_attrs(f.require_group(group), attrs)
         self.rows, self.attrs = {}, {}

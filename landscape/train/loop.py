@@ -18,7 +18,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -57,6 +57,19 @@ log = logging.getLogger(__name__)
 #: Log rows are buffered in memory and committed (a copy of run.h5, renamed over it) in
 #: blocks of this many steps, and before each checkpoint.
 LOG_FLUSH_EVERY = 100
+#: What the columns of ``/train/<variant>`` and ``/eval/<variant>`` hold (``description``).
+TRAIN_COLUMNS = {
+    "step": "updates applied before this row's batch (0-based)",
+    "loss": "mini-batch training loss at that step",
+    "accuracy": "mini-batch accuracy (NaN for regression)",
+    "grad_norm": "Euclidean norm of the full mini-batch gradient (all parameters)",
+    "lr": "learning rate of this step's update",
+}
+EVAL_COLUMNS = {
+    "step": "training step at which the model was evaluated",
+    "loss": "mean loss over the test set",
+    "accuracy": "accuracy over the test set (NaN for regression)",
+}
 
 __all__ = ["PairResult", "VariantResult", "evaluate", "train_pair"]
 
@@ -166,6 +179,8 @@ def _train_variant(
         log.info("%s: resumed from step %d", variant, start)
     if resume:  # rows past the checkpoint (all of them without one) are written again
         _truncate(run_file, variant, start)
+    run_log.describe(train_rows, TRAIN_COLUMNS)
+    run_log.describe(eval_rows, EVAL_COLUMNS)
     run_log.set_attrs(train_rows, status="running", message="")
     run_log.commit()
 
@@ -261,11 +276,8 @@ def _prepare_out_dir(out_dir: Path, config: TrainConfig, overwrite: bool, resume
         with store.open_run(out_dir / RUN_FILE) as f:
             stored = store.read_json_attr(f, "config_json", {})
         if stored != config.to_dict():
-            diff = sorted(
-                k
-                for k in set(stored) | set(config.to_dict())
-                if stored.get(k) != config.to_dict().get(k)
-            )
+            new = config.to_dict()
+            diff = sorted(k for k in set(stored) | set(new) if stored.get(k) != new.get(k))
             raise ValueError(
                 f"cannot resume {out_dir}: its configuration differs in {diff}; "
                 "use the same options"
@@ -342,10 +354,10 @@ def train_pair(
         _prepare_out_dir(out, config, overwrite, resume)
         if not resume:
             with store.edit(out / RUN_FILE) as f:
-                f.attrs[store.KIND_ATTR] = "run log"
                 store.write_provenance(f, store.provenance(config.to_dict(), device=str(device)))
-                f.attrs["variants"] = json.dumps(list(config.variants))
-                f.attrs["dataset_meta"] = json.dumps(data.meta, default=str)
+                meta = json.dumps(data.meta, sort_keys=True, default=str)  # JSON text: any meta
+                store.write_attrs(f, {store.KIND_ATTR: "run log", "variants": list(config.variants),
+                                      "dataset_meta": meta})  # fmt: skip
         results = _train_variants(config, models, specs, _to_dtype(data, dtype), out, device,
                                   resume, hooks or [], progress)  # fmt: skip
     return PairResult(out, results)
@@ -382,13 +394,6 @@ def _train_variants(
 def _to_dtype(data: Dataset, dtype: torch.dtype) -> Dataset:
     if data.x_train.dtype == dtype:
         return data
-    from dataclasses import replace
-
     conv = (lambda t: t.to(dtype)) if data.task == "regression" else (lambda t: t)
-    return replace(
-        data,
-        x_train=data.x_train.to(dtype),
-        x_test=data.x_test.to(dtype),
-        y_train=conv(data.y_train),
-        y_test=conv(data.y_test),
-    )
+    return replace(data, x_train=data.x_train.to(dtype), x_test=data.x_test.to(dtype),
+                   y_train=conv(data.y_train), y_test=conv(data.y_test))  # fmt: skip

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from landscape import __version__
 from landscape.cli import main
+from landscape.store import SCHEMA_VERSION
 from tests.cli.helpers import error_line
 
 TINY = ["--model", "mlp", "--model-option", "depth=1", "--model-option", "width=16", "--steps",
@@ -228,7 +229,7 @@ def test_probe_on_an_unbuildable_checkpoint_writes_nothing(runner, tmp_path):
     ("damage", "needle"),
     [
         ("group is a dataset", "/train/bn is a dataset, not a group"),
-        ("newer schema", "written with schema 9.0; this landscape reads schema 1.0"),
+        ("newer schema", f"written with schema 9.0; this landscape reads schema {SCHEMA_VERSION}"),
         ("truncated", "cannot be opened as HDF5 (truncated or damaged?)"),
     ],
 )

@@ -106,9 +106,13 @@ def test_sink_keeps_each_rows_lr(tmp_path):
         np.testing.assert_array_equal(rows["step"], [0, 10, 20])
         np.testing.assert_array_equal(rows["lr"], [0.1, 0.05, np.nan])
         assert "lr" not in f["ics/bn"].attrs
-        assert store.read_json_attr(f["ics/bn"], "update") == "given"
-        assert store.read_json_attr(f["ics/bn"], "layers") == ["0", "3", "6"]
-        assert store.read_json_attr(f["probe/bn"], "seed") == 3
+        assert store.read_attrs(f["ics/bn"]) == {
+            "update": "given", "layers": ["0", "3", "6"], "bn_mode": "train"
+        }  # fmt: skip
+        assert f["ics/bn"].attrs["update"] == "given"  # text and numbers natively, lists JSON
+        assert f["probe/bn"].attrs["seed"] == 3 and f["probe/bn"].attrs["seed"].dtype == np.int64
+        assert f["ics/bn"].attrs["layers"] == '["0", "3", "6"]'
+        assert f["ics/bn/l2"].attrs["description"].startswith("‖G − G′‖₂ per layer")
         assert "seed" not in f["probe/bn"]
 
 

@@ -1,24 +1,30 @@
-"""HDF5 files and attributes: fixed arrays, JSON attributes, opening modes and errors."""
+"""HDF5 files and attributes: fixed arrays, the attribute encoding, opening modes and errors."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
 from landscape.store import (
+    SCHEMA_VERSION,
     append_series,
     open_run,
+    read_attr,
+    read_attrs,
     read_json_attr,
     read_series,
-    set_attrs,
     write_array,
+    write_attrs,
 )
 
 
 def test_write_array_and_attrs_are_not_series(h5):
     g = h5.create_group("probe/bn")
-    set_attrs(g, {"eta_grid": {"spacing": "log", "n": 8}, "status": "running", "n": 3})
+    write_attrs(g, {"eta_grid": {"spacing": "log", "n": 8}, "status": "running", "n": 3})
     write_array(g, "step_sizes", np.linspace(0.05, 0.4, 8), attrs={"layers": ["a", "b"]})
     write_array(g, "step_sizes", np.linspace(0.05, 0.4, 4))  # overwrite
     append_series(g, step=0, loss=np.zeros(4))
@@ -27,6 +33,74 @@ def test_write_array_and_attrs_are_not_series(h5):
     assert read_json_attr(g, "eta_grid") == {"spacing": "log", "n": 8}
     assert read_json_attr(g, "absent", default=[]) == []
     assert g.attrs["status"] == "running" and g.attrs["n"] == 3
+
+
+VALUES = {
+    "text": "train",
+    "empty": "",
+    "unicode": "‖G − G′‖₂",
+    "int": 3,
+    "numpy int": np.int32(-2),
+    "float": 0.5,
+    "nan": float("nan"),
+    "bool": True,
+    "numpy bool": np.bool_(False),
+    "dict": {"lr": 0.1, "spacing": "log"},
+    "list": ["features.0", "classifier"],
+    "tuple": (1, 2),
+    "none": None,
+    "path": Path("runs/demo"),
+}
+
+
+def test_attributes_are_native_and_json_only_for_structures(h5):
+    """The one encoding (docs/hdf5-schema.md, "Attributes"): what h5py hands any reader."""
+    g = h5.create_group("probe/bn")
+    write_attrs(g, VALUES)
+    stored = dict(g.attrs)
+    assert stored["text"] == "train" and stored["unicode"] == "‖G − G′‖₂"
+    assert h5py.check_string_dtype(g.attrs.get_id("text").dtype).encoding == "utf-8"
+    assert type(stored["int"]) is np.int64 and type(stored["numpy int"]) is np.int64
+    assert type(stored["float"]) is np.float64 and np.isnan(stored["nan"])
+    assert type(stored["bool"]) is np.bool_ and type(stored["numpy bool"]) is np.bool_
+    assert json.loads(stored["dict"]) == {"lr": 0.1, "spacing": "log"}
+    assert stored["dict"] == '{"lr": 0.1, "spacing": "log"}'  # sorted keys
+    assert json.loads(stored["list"]) == VALUES["list"] and stored["tuple"] == "[1, 2]"
+    assert stored["none"] == "null" and stored["path"] == "runs/demo"
+    back = read_attrs(g)
+    expected = {**VALUES, "numpy int": -2, "tuple": [1, 2], "path": "runs/demo"}
+    assert {k: v for k, v in back.items() if k != "nan"} == {
+        k: v for k, v in expected.items() if k != "nan"
+    }
+    assert [type(back[k]) for k in ("int", "float", "bool")] == [int, float, bool]
+    write_array(g, "ratios", np.arange(2.0), {"explained_variance": np.array([0.9, 0.1])})
+    assert read_attrs(g["ratios"])["explained_variance"].tolist() == [0.9, 0.1]
+    assert read_attr(g, "absent", default=[]) == [] and read_json_attr(g, "list") == VALUES["list"]
+
+
+def test_text_that_only_looks_like_json_stays_text(h5):
+    write_attrs(h5, {"a": "[warning] not JSON", "b": "{", "c": "0", "d": '"quoted"'})
+    assert read_attrs(h5) == {"a": "[warning] not JSON", "b": "{", "c": "0", "d": '"quoted"'}
+
+
+def test_schema_1_0_files_are_read_as_they_were_written(tmp_path):
+    """Schema 1.0 wrote the attributes of the probe groups all as JSON text ('"train"', '0');
+    provenance and the trainer's status were text then too."""
+    path = tmp_path / "old.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"schema_version": "1.0", "variants": '["bn"]', "config_hash": "12"})
+        f.create_group("probe/bn").attrs.update(
+            {"bn_mode": '"train"', "seed": "0", "step_size_grid": '{"lr": 0.1}', "x": "null"}
+        )
+        f.create_group("train/bn").attrs.update({"status": "finished", "message": ""})
+    with open_run(path) as f:
+        assert read_attrs(f["probe/bn"]) == {
+            "bn_mode": "train", "seed": 0, "step_size_grid": {"lr": 0.1}, "x": None
+        }  # fmt: skip
+        assert read_attrs(f["train/bn"]) == {"status": "finished", "message": ""}
+        assert read_attrs(f) == {"schema_version": "1.0", "variants": ["bn"], "config_hash": "12"}
+        assert read_json_attr(f["probe/bn"], "bn_mode") == "train"  # the 1.0 name still reads
+        assert SCHEMA_VERSION == "1.1"
 
 
 def test_open_run_modes(tmp_path):
@@ -77,7 +151,7 @@ def test_a_held_lock_is_named_for_what_it_is(tmp_path):
 @pytest.mark.parametrize(
     ("version", "match"),
     [
-        ("2.0", r"written with schema 2\.0; this landscape reads schema 1\.0 and older: upgrade"),
+        ("2.0", r"written with schema 2\.0; this landscape reads schema 1\.1 and older: upgrade"),
         ("one", r"schema_version 'one', not MAJOR\.MINOR: it is damaged"),
     ],
 )
