@@ -75,10 +75,7 @@ def load_runs(
                     "%s: /%s/%s has steps out of order (two runs' rows in one file?): "
                     "the figure draws them in file order", path, analysis, v,
                 )  # fmt: skip
-            if analysis in ("probe", "ics"):  # H5Sink writes every attribute as JSON
-                series.update({k: store.read_json_attr(group, k) for k in group.attrs})
-            else:
-                series.update({k: store.attr_str(val) for k, val in group.attrs.items()})
+            series.update(store.read_attrs(group))
             out[display_label(v)] = series
     return out
 
@@ -114,7 +111,7 @@ def _run_file(run: str | Path) -> Path:
 
 def _config(run: str | Path) -> dict[str, Any]:
     with store.open_run(_run_file(run)) as f:
-        return store.read_json_attr(f, "config_json", {}) or {}
+        return store.read_attr(f, "config_json", {}) or {}
 
 
 def run_title(run: str | Path, *, skip: Sequence[str] = ()) -> str:

@@ -148,9 +148,10 @@ def probe_checkpoints(
     train = store.TrainingRecord.of(first)
     size = train.batch_size if config.batch_size is None else config.batch_size
     lr = train.lr if config.lr is None else config.lr
-    for name, value in (("lr", lr), ("batch_size", size), ("dataset", dataset or train.dataset)):
+    for name, flag, value in (("lr", "lr", lr), ("batch_size", "batch-size", size),
+                              ("dataset", "data", dataset or train.dataset)):  # fmt: skip
         if value is None:
-            raise ValueError(f"{first.path} records no training {name}: pass {name}=")
+            raise ValueError(f"{first.path} records no training {name}: pass {name}= (--{flag})")
     grid = StepSizes.for_model(
         train.model or "", lr, config.count, low=config.low, high=config.high,
         spacing=config.spacing,

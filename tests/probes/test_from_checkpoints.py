@@ -234,9 +234,9 @@ def test_a_config_without_an_lr_asks_for_one(tmp_path):
     spec = ModelSpec("mlp", input_shape=(1, 8, 8), options={"depth": 1, "width": 8})
     path = tmp_path / "mine.pt"
     save_checkpoint(path, model=spec.build(seed=0), step=0, spec=spec, config={"batch_size": 8})
-    with pytest.raises(ValueError, match="records no training lr: pass lr="):
+    with pytest.raises(ValueError, match=r"records no training lr: pass lr= \(--lr\)"):
         probe_checkpoints({"mine": [path]}, tmp_path / "p.h5", OfflineProbeConfig(num_batches=1))
-    with pytest.raises(ValueError, match="records no training dataset: pass dataset="):
+    with pytest.raises(ValueError, match=r"records no training dataset: pass dataset= \(--data\)"):
         probe_checkpoints({"mine": [path]}, tmp_path / "p.h5", replace(CONFIG, lr=0.1))
     assert not (tmp_path / "p.h5").exists()
 
