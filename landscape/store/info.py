@@ -26,6 +26,7 @@ from landscape.store.weights import load_state_dict_file, weights_checkpoint
 
 _NAN_COUNT_LIMIT = 50_000_000  # larger float datasets are not scanned for NaN
 _ATTR_PREVIEW = 70  # characters of an attribute shown
+_FOLD_AFTER, _FOLD_SHOWN = 8, 3  # a group of more plain datasets shows its first three
 
 __all__ = ["describe", "describe_checkpoint"]
 
@@ -53,6 +54,18 @@ def _dataset_line(name: str, ds: h5py.Dataset, series: bool) -> str:
     return line
 
 
+def _dataset_lines(name: str, ds: h5py.Dataset, series: bool, pad: str) -> list[str]:
+    """The dataset's line with its description (ends the line) and its other attributes
+    below, leaving out ``name`` and ``dtype`` where they repeat the dataset's own."""
+    line = _dataset_line(name, ds, series)
+    if "description" in ds.attrs:
+        line += f"  # {attr_str(ds.attrs['description'])}"
+    redundant = {"description": None, "name": name, "dtype": str(ds.dtype)}
+    extra = [f"{pad}  @{k}: {_preview(v)}" for k, v in ds.attrs.items()
+             if k not in redundant or redundant[k] not in (None, attr_str(v))]  # fmt: skip
+    return [pad + line, *extra]
+
+
 def _group_lines(group: h5py.Group, depth: int, skip_attrs: tuple[str, ...]) -> list[str]:
     pad = "  " * depth
     lines = []
@@ -60,7 +73,11 @@ def _group_lines(group: h5py.Group, depth: int, skip_attrs: tuple[str, ...]) -> 
     for k, v in attrs.items():
         lines.append(f"{pad}@{k}: {_preview(v)}")
     cols = series_columns(group)
+    plain = [n for n, item in group.items() if isinstance(item, h5py.Dataset) and n not in cols]
+    folded = plain[_FOLD_SHOWN:] if len(plain) > _FOLD_AFTER else []  # e.g. a direction's tensors
     for name, item in group.items():
+        if name in folded:
+            continue
         if isinstance(item, h5py.Group):
             sub_cols = series_columns(item)
             head = f"{pad}{name}/"
@@ -71,9 +88,10 @@ def _group_lines(group: h5py.Group, depth: int, skip_attrs: tuple[str, ...]) -> 
             lines.append(head)
             lines.extend(_group_lines(item, depth + 1, ()))
         elif isinstance(item, h5py.Dataset):
-            lines.append(pad + _dataset_line(name, item, series=name in cols))
-            for k, v in item.attrs.items():
-                lines.append(f"{pad}  @{k}: {_preview(v)}")
+            lines.extend(_dataset_lines(name, item, name in cols, pad))
+    if folded:
+        values = sum(group[n].size for n in folded)
+        lines.append(f"{pad}... {len(folded)} more datasets like these ({values:,} values)")
     return lines
 
 

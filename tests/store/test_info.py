@@ -82,3 +82,23 @@ def test_describe_bad_paths(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="not a run directory"):
         describe(tmp_path / "empty")
+
+
+def test_descriptions_inline_and_long_groups_folded(tmp_path):
+    """A slice-like file: descriptions end the dataset's line, attributes repeating the
+    dataset's own name and dtype are left out, a direction's many tensors are folded."""
+    path = tmp_path / "s.h5"
+    with open_run(path, "w") as f:
+        write_provenance(f, provenance())
+        for i in range(10):
+            ds = f.create_dataset(f"directions/d1/layer{i}.weight", data=np.zeros(i + 1))
+            ds.attrs.update(description=f"part {i}", name=f"layer{i}.weight", dtype="float64")
+        ds = f.create_dataset("values/loss", data=np.ones(3))
+        ds.attrs.update(description="mean loss", name="other", dtype="float32")
+    lines = describe(path).splitlines()
+    assert "      layer0.weight  float64 (1)  1/1 computed  # part 0" in lines
+    assert "      ... 7 more datasets like these (49 values)" in lines  # 4 + 5 + ... + 10
+    assert not any("layer3" in line for line in lines)
+    assert "    loss  float64 (3)  3/3 computed  # mean loss" in lines
+    assert "      @name: other" in lines and "      @dtype: float32" in lines  # they differ
+    assert sum("@name" in line or "@dtype" in line for line in lines) == 2
