@@ -160,6 +160,7 @@ def test_labels_stay_inside_the_figure(runs, size) -> None:
             assert inside, (size, artist, ext, box)
 
 
+@pytest.mark.filterwarnings("ignore:constrained_layout not applied")  # matplotlib's own note
 def test_too_small_a_size_grows_the_file_not_clips_it(runs, tmp_path, caplog) -> None:
     with figure_options(FigureOptions(size=(4.0, 2.6), font_size=14, dpi=50, formats=("png",))):
         fig = training_figure(runs)
