@@ -1,12 +1,20 @@
 """landscape: loss landscapes of neural networks, BatchNorm vs plain.
 
-Probes of Santurkar et al. (2018), slices of Li et al. (2018), a fair paired trainer and a
-self-describing HDF5 store. The public API is re-exported here, grouped by theme; the
-package is laid out in wings by concept (``docs/architecture.md``).
+Probes of Santurkar et al. (2018), slices of Li et al. (2018), the Hessian's eigenvalues,
+trace and spectral density, a fair paired trainer and a self-describing HDF5 store. The
+public API is re-exported here, grouped by theme; the package is laid out in wings by
+concept (``docs/architecture.md``).
 """
 
 from __future__ import annotations
 
+from landscape.curvature import (
+    HessianOperator,
+    curvature_along,
+    hessian_density,
+    hessian_eigenvalues,
+    hessian_trace,
+)
 from landscape.data import (
     DataError,
     Dataset,
@@ -79,6 +87,12 @@ __all__ = [
     "random_plane",
     "read_grid",
     "run_grid",
+    # curvature (Ghorbani et al. 2019; Yao et al. 2020)
+    "HessianOperator",
+    "curvature_along",
+    "hessian_density",
+    "hessian_eigenvalues",
+    "hessian_trace",
     # data, and batches of any form
     "batch_loss",
     "DataError",

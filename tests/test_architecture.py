@@ -84,6 +84,12 @@ PUBLIC_API = [
     "random_plane",
     "read_grid",
     "run_grid",
+    # curvature (Ghorbani et al. 2019; Yao et al. 2020)
+    "HessianOperator",
+    "curvature_along",
+    "hessian_density",
+    "hessian_eigenvalues",
+    "hessian_trace",
     # data, and batches of any form
     "batch_loss",
     "DataError",

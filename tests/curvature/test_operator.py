@@ -1,0 +1,132 @@
+"""HessianOperator: exact products (dense reference, finite differences), both methods,
+every data form, BN modes, parameter subsets, and the model left exactly as found."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import landscape as L
+from landscape.curvature import HessianOperator
+from tests.curvature.helpers import (
+    F64,
+    bn_cnn,
+    dense_hessian,
+    frozen_mlp,
+    full_loss,
+    image_data,
+    mlp,
+    vector_data,
+)
+
+CASES = [
+    ("mlp", mlp, vector_data, "train"),
+    ("bn_cnn_train", bn_cnn, image_data, "train"),
+    ("bn_cnn_eval", bn_cnn, image_data, "eval"),
+    ("frozen", frozen_mlp, vector_data, "train"),
+]
+
+
+def _dense_of(op: HessianOperator) -> torch.Tensor:
+    eye = torch.eye(op.size, dtype=F64)
+    return torch.stack([op.flat_matvec(eye[i]) for i in range(op.size)], dim=1)
+
+
+@pytest.mark.parametrize(("name", "make", "data", "bn_mode"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("method", ["graph", "func"])
+def test_products_equal_the_dense_hessian(name, make, data, bn_mode, method) -> None:
+    model, batches = make(), data()
+    reference = dense_hessian(model, batches, train=bn_mode == "train")
+    with HessianOperator(model, F.cross_entropy, batches, bn_mode=bn_mode, method=method) as op:
+        h = _dense_of(op)
+        assert op.products == op.size
+    assert h.shape == reference.shape
+    torch.testing.assert_close(h, reference, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(h, h.T, rtol=1e-10, atol=1e-12)  # symmetric, BN train included
+
+
+@pytest.mark.parametrize("bn_mode", ["train", "eval"])
+def test_products_equal_central_differences_of_gradients(bn_mode) -> None:
+    model, batches = bn_cnn(), image_data()
+    params = list(model.parameters())
+    v = [torch.randn(p.shape, generator=torch.Generator().manual_seed(4), dtype=F64)
+         for p in params]  # fmt: skip
+    with HessianOperator(model, F.cross_entropy, batches, bn_mode=bn_mode) as op:
+        hv = torch.cat([t.reshape(-1) for t in op.matvec(v)])
+        eps = 1e-5
+
+        def grad_at(sign: float) -> torch.Tensor:
+            with torch.no_grad():
+                for p, d in zip(params, v):
+                    p.add_(d, alpha=sign * eps)
+            g = torch.cat([t.reshape(-1) for t in op.gradient()])
+            with torch.no_grad():
+                for p, d in zip(params, v):
+                    p.sub_(d, alpha=sign * eps)
+            return g
+
+        fd = (grad_at(1.0) - grad_at(-1.0)) / (2 * eps)
+    torch.testing.assert_close(hv, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_the_model_is_left_exactly_as_found() -> None:
+    model, batches = bn_cnn(), image_data()
+    model.train()
+    full_loss(model, batches).backward()  # .grad set: must survive
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    grads = [p.grad.clone() for p in model.parameters()]
+    rng = torch.get_rng_state()
+    for method in ("graph", "func"):
+        with HessianOperator(model, F.cross_entropy, batches, bn_mode="train",
+                             method=method) as op:  # fmt: skip
+            op.matvec([torch.ones_like(p) for p in op.params])
+            # batch statistics are used, the running ones never move
+            assert torch.equal(model[1].running_mean, state["1.running_mean"])
+            assert torch.equal(model[1].num_batches_tracked, state["1.num_batches_tracked"])
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads))
+    assert model.training and model[1].track_running_stats
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_a_subset_by_name_or_predicate_is_that_block_of_the_hessian() -> None:
+    model, batches = mlp(), vector_data()
+    full = dense_hessian(model, batches, train=True)
+    sizes = [p.numel() for p in model.parameters()]
+    start = sum(sizes[:2])  # "2.weight" and "2.bias": the last layer's block
+    block = full[start:, start:]
+    for chosen in (["2.weight", "2.bias"], lambda name, p: name.startswith("2.")):
+        with HessianOperator(model, F.cross_entropy, batches, params=chosen) as op:
+            assert op.names == ["2.weight", "2.bias"]
+            torch.testing.assert_close(_dense_of(op), block, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["graph", "func"])
+def test_dict_batches_through_batch_loss_equal_the_plain_route(method) -> None:
+    model, batches = mlp(), vector_data()
+    v = [torch.randn_like(p) for p in model.parameters()]
+    with HessianOperator(model, F.cross_entropy, batches, method=method) as op:
+        plain = op.matvec(v)
+    dicts = [{"features": x, "labels": y} for x, y in batches]
+    loss = L.batch_loss(lambda m, b: F.cross_entropy(m(b["features"]), b["labels"]))
+    with HessianOperator(model, loss, dicts, method=method) as op:
+        mine = op.matvec(v)
+    for a, b in zip(plain, mine):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_bad_arguments_are_named() -> None:
+    model, batches = mlp(), vector_data()
+    with pytest.raises(ValueError, match="unknown bn_mode 'recalibrate'"):
+        HessianOperator(model, F.cross_entropy, batches, bn_mode="recalibrate")
+    with pytest.raises(ValueError, match="unknown method"):
+        HessianOperator(model, F.cross_entropy, batches, method="jacfwd")
+    with pytest.raises(ValueError, match=r"params \['nope'\] are not trainable"):
+        HessianOperator(model, F.cross_entropy, batches, params=["nope"])
+    with pytest.raises(ValueError, match="dict"):
+        with HessianOperator(model, F.cross_entropy, [{"x": batches[0][0]}]):
+            pass
+    op = HessianOperator(model, F.cross_entropy, batches)
+    with pytest.raises(RuntimeError, match="inside `with"):
+        op.matvec([torch.ones_like(p) for p in model.parameters()])
