@@ -7,7 +7,8 @@ every figure.
 
 Owns :mod:`.style` (colours, labels, rc settings, ``save_figure``), :mod:`.common` (values
 and text made fit to plot, shared by the builders), :mod:`.curves` (training curves),
-:mod:`.santurkar` (gradient landscape, gradient change, ICS), :mod:`.lines` (1-D slices),
+:mod:`.santurkar` (gradient landscape, gradient change, ICS), :mod:`.curvature` (the Hessian
+over training, spectral densities), :mod:`.lines` (1-D slices),
 :mod:`.surfaces` (2-D slices) and :mod:`.colour_scale` (levels shared by compared panels).
 
 May import: :mod:`landscape._files` (atomic writes of figures), the output guard of
@@ -15,6 +16,7 @@ May import: :mod:`landscape._files` (atomic writes of figures), the output guard
 read here: files become figures in :mod:`landscape.figures`.
 """
 
+from landscape.render.curvature import hessian_over_training, spectral_densities
 from landscape.render.curves import divergence_step, moving_average, training_curves
 from landscape.render.lines import compare_lines, line_plot
 from landscape.render.santurkar import gradient_distance_vs_step, gradient_landscape, ics_figure
@@ -52,6 +54,9 @@ __all__ = [
     "gradient_distance_vs_step",
     "gradient_landscape",
     "ics_figure",
+    # curvature (Ghorbani et al. 2019; Yao et al. 2020)
+    "hessian_over_training",
+    "spectral_densities",
     # loss-landscape slices (Li et al.)
     "SurfaceKind",
     "compare_lines",
