@@ -32,6 +32,7 @@ from matplotlib.transforms import Bbox
 
 from landscape._files import atomic_path
 from landscape.render.common import wrap
+from landscape.store.figure_stamp import savefig_kwargs
 from landscape.store.outputs import check_output
 
 log = logging.getLogger(__name__)
@@ -333,7 +334,9 @@ def save_figure(
     An image suffix on ``path`` (``fig.png``) is dropped and every format in ``formats`` is
     written next to it (``fig.png``, ``fig.pdf``). Each file is first written to a temporary
     file in the same directory and then renamed, so a reader never sees a half-written
-    figure. PDFs carry no creation date, so identical figures give identical files.
+    figure. PDFs carry no creation date, so identical figures give identical files. Every
+    file carries landscape's stamp (:mod:`landscape.store.figure_stamp`); a target is
+    replaced only when it holds a stamped figure, never another image.
 
     Args:
         fig: The figure to save.
@@ -350,7 +353,7 @@ def save_figure(
 
     Raises:
         ValueError: If a format is not an image format matplotlib writes, or a target holds
-            something other than a figure (it is left as it is).
+            something other than a figure landscape drew (it is left as it is).
     """
     opts = _options()
     targets = _targets(path, opts.formats if formats is None else formats)
@@ -376,11 +379,9 @@ def save_figure(
 
 
 def _save(fig: Figure, target: Path, dpi: int, fit: dict[str, Any]) -> None:
-    fmt = target.suffix.lstrip(".")
-    metadata = {"CreationDate": None} if fmt == "pdf" else None
-    # mkstemp creates 0600; figures are meant to be shared.
-    with atomic_path(target, mode=_FILE_MODE) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata, **fit)
+    fmt = target.suffix.lstrip(".")  # stamped: only figures landscape drew are ever replaced
+    with atomic_path(target, mode=_FILE_MODE) as tmp:  # mkstemp makes 0600: figures are shared
+        fig.savefig(tmp, format=fmt, dpi=dpi, **savefig_kwargs(fmt), **fit)
 
 
 def overflow(fig: Figure, *, draw: bool = True) -> Bbox | None:

@@ -4,8 +4,9 @@ Owns the HDF5 files (:mod:`.hdf5`: opening, safe edits, the one attribute encodi
 append-only series; :mod:`.provenance`), the checkpoint format and files
 (:mod:`.checkpoint`, :mod:`.checkpoint_files`; your own weights as a checkpoint:
 :mod:`.weights`), the exact RNG states checkpoints carry (:mod:`.rng`), the layout of a run
-directory (:mod:`.layout`), the guard every output goes through (:mod:`.outputs`) and
-``landscape info`` (:mod:`.info`). Layouts: ``docs/hdf5-schema.md``.
+directory (:mod:`.layout`), the guard every output goes through (:mod:`.outputs`; the stamp
+that tells landscape's figures from other images: :mod:`.figure_stamp`) and ``landscape
+info`` (:mod:`.info`). Layouts: ``docs/hdf5-schema.md``.
 
 May import: :mod:`landscape._files`, :mod:`landscape._imports` (your model factory) and
 :mod:`landscape.models` (a checkpoint rebuilds its model). Nothing numerical, no rendering,
@@ -63,7 +64,15 @@ from landscape.store.layout import (
     Variant,
     checkpoint_dir,
 )
-from landscape.store.outputs import KIND_ATTR, Kind, check_output, kind_of, remove_outputs
+from landscape.store.outputs import (
+    KIND_ATTR,
+    Kind,
+    check_output,
+    kind_of,
+    remove_empty_run_folders,
+    remove_run_outputs,
+    remove_run_temporaries,
+)
 from landscape.store.provenance import (
     PROVENANCE_KEYS,
     SCHEMA_VERSION,
@@ -142,7 +151,9 @@ __all__ = [
     "Kind",
     "check_output",
     "kind_of",
-    "remove_outputs",
+    "remove_empty_run_folders",
+    "remove_run_outputs",
+    "remove_run_temporaries",
     # run directory
     "CHECKPOINTS",
     "FIGURES",

@@ -324,8 +324,8 @@ def group_of(f: h5py.File | h5py.Group, name: str, path: str | Path) -> h5py.Gro
 
 @contextlib.contextmanager
 def edit(path: str | Path, *, fresh: bool = False) -> Iterator[h5py.File]:
-    """The HDF5 file at ``path`` for changes, copy-on-write (created when absent, or from
-    nothing with ``fresh``: then a successful block replaces the old file whole).
+    """The HDF5 file at ``path`` for changes, copy-on-write; with ``fresh`` a new file made
+    from nothing (a successful block then replaces an old file whole).
 
     The block works on an image of the file in memory (HDF5 never writes to disk here);
     when it ends normally the image is written next to ``path``, fsynced and renamed over
@@ -335,13 +335,26 @@ def edit(path: str | Path, *, fresh: bool = False) -> Iterator[h5py.File]:
     Costs a read and a write of the whole file per edit: for the small files that grow by
     rows (run logs, probe files), batch the rows.
 
+    Without ``fresh`` the file must be there: one that vanished while a command was adding
+    to it (removed by another process) is refused, never made again without its header
+    (kind, settings, provenance) around the rows of the moment.
+
     Raises:
+        ValueError: ``path`` is absent and ``fresh`` is not set; nothing is written.
         WriteError: the file system refused a write; ``path`` is unchanged.
     """
     path = Path(path)
-    existed = path.exists() and not fresh
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    image = io.BytesIO(path.read_bytes() if existed else b"")
-    with h5py.File(image, "r+" if existed else "w") as f:
+    if fresh:
+        data, mode = b"", path.stat().st_mode & 0o777 if path.exists() else 0o644
+    else:
+        try:
+            data, mode = path.read_bytes(), path.stat().st_mode & 0o777
+        except FileNotFoundError:
+            raise ValueError(
+                f"{path} is gone (removed by another process while this one was adding to it?): "
+                "nothing more was written to it; run the command again to make it anew"
+            ) from None
+    image = io.BytesIO(data)
+    with h5py.File(image, "w" if fresh else "r+") as f:
         yield f
     write_atomically(path, image.getvalue(), mode=mode)

@@ -203,7 +203,9 @@ class SeriesLog:
     Rows are buffered in memory; :meth:`commit` appends them (and sets the attributes) in
     one :func:`~landscape.store.hdf5.edit`, a copy of the file that replaces it atomically:
     a failed write (a full disk) leaves the file as the previous commit left it, and readers
-    can open the file at any time. A new file gets ``header(f)`` written first.
+    can open the file at any time. A new file gets ``header(f)`` written first; without a
+    ``header`` the file must exist, and a file that vanishes after the first commit is
+    refused (ValueError), never made again without its header.
 
     Every column gets the ``description`` given to :meth:`describe` for its group.
 
@@ -217,6 +219,7 @@ class SeriesLog:
         self.rows: dict[str, list[dict[str, Any]]] = {}
         self.attrs: dict[str, dict[str, Any]] = {}
         self.descriptions: dict[str, dict[str, str]] = {}
+        self.committed = False  # whether this log has written the file yet
 
     def add(self, group: str, **row: Any) -> None:
         """Buffer one row of ``group`` (scalars, or arrays of a fixed row shape)."""
@@ -245,7 +248,10 @@ class SeriesLog:
         """
         if not (self.rows or self.attrs):
             return
-        with edit(self.path) as f:
+        # A file is made (with its header) only by a log's first commit: one that vanished
+        # since is refused by edit, never made again without its header.
+        new = self.header is not None and not self.committed and not self.path.exists()
+        with edit(self.path, fresh=new) as f:
             if self.header is not None and not set(f.attrs):
                 self.header(f)
             for group, rows in self.rows.items():
@@ -254,4 +260,4 @@ class SeriesLog:
                 describe_datasets(f[group], self.descriptions.get(group, {}))
             for group, attrs in self.attrs.items():
                 write_attrs(f.require_group(group), attrs)
-        self.rows, self.attrs = {}, {}
+        self.rows, self.attrs, self.committed = {}, {}, True

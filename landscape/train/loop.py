@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from landscape import store
 from landscape._device import resolve_device
-from landscape._files import remove_stale_temporaries, writer_lock
+from landscape._files import writer_lock
 from landscape._params import rng_preserved
 from landscape.data import (
     Dataset,
@@ -40,16 +40,7 @@ from landscape.data import (
 )
 from landscape.models import ModelSpec, copy_shared_parameters
 from landscape.probes import InlineProbes
-from landscape.store import (
-    CHECKPOINTS,
-    FIGURES,
-    PROBES_FILE,
-    RUN_FILE,
-    SLICES,
-    VARIANTS,
-    Variant,
-    checkpoint_dir,
-)
+from landscape.store import CHECKPOINTS, RUN_FILE, VARIANTS, Variant, checkpoint_dir
 from landscape.train.config import TrainConfig, checkpoint_schedule, lr_at, make_optimizer
 
 log = logging.getLogger(__name__)
@@ -266,7 +257,7 @@ def _train_variant(
 
 def _prepare_out_dir(out_dir: Path, config: TrainConfig, overwrite: bool, resume: bool) -> None:
     """Check ``out_dir`` for this run; under ``overwrite`` remove the old run's outputs (and
-    only those: :func:`landscape.store.remove_outputs`)."""
+    only those: :func:`landscape.store.remove_run_outputs`)."""
     if store.kind_of(out_dir) not in ("nothing", "directory"):
         raise ValueError(f"{out_dir} is a file, not a run directory: choose another --out")
     has_log = store.check_output(out_dir / RUN_FILE, "run log")  # refuses any other run.h5
@@ -295,14 +286,7 @@ def _prepare_out_dir(out_dir: Path, config: TrainConfig, overwrite: bool, resume
                 "run of landscape train and is never replaced; choose another --out"
             )
         # Everything derived from the old run goes with it; other files are left alone.
-        kept = [
-            *store.remove_outputs(out_dir / CHECKPOINTS, "checkpoint"),
-            *store.remove_outputs(out_dir / FIGURES, "figure"),
-            *store.remove_outputs(out_dir / SLICES, "slice file"),
-        ]
-        if store.kind_of(out_dir / PROBES_FILE) == "offline probe file":
-            (out_dir / PROBES_FILE).unlink()
-        (out_dir / RUN_FILE).unlink()
+        kept = store.remove_run_outputs(out_dir)
         if kept:
             log.warning("%s: kept %d files that landscape did not write: %s", out_dir, len(kept),
                         ", ".join(map(str, kept[:5])))  # fmt: skip
@@ -350,10 +334,10 @@ def train_pair(
     for v in config.variants:  # torch's own checks of the options, before anything is written
         make_optimizer(config, models[v])
     with writer_lock(out / RUN_FILE):  # one writer per run directory
-        remove_stale_temporaries(out / RUN_FILE)  # of a run killed while it committed its log
+        store.remove_run_temporaries(out)  # of a run killed while it wrote its log or a checkpoint
         _prepare_out_dir(out, config, overwrite, resume)
         if not resume:
-            with store.edit(out / RUN_FILE) as f:
+            with store.edit(out / RUN_FILE, fresh=True) as f:
                 store.write_provenance(f, store.provenance(config.to_dict(), device=str(device)))
                 meta = json.dumps(data.meta, sort_keys=True, default=str)  # JSON text: any meta
                 store.write_attrs(f, {store.KIND_ATTR: "run log", "variants": list(config.variants),
@@ -386,7 +370,7 @@ def _train_variants(
     except BaseException:
         if not resume and not any(store.list_checkpoints(checkpoint_dir(out, v)) for v in VARIANTS):
             (out / RUN_FILE).unlink(missing_ok=True)
-            store.remove_outputs(out / CHECKPOINTS, "checkpoint")  # empty folders, partial files
+            store.remove_empty_run_folders(out)
         raise
     return results
 

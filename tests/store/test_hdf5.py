@@ -12,6 +12,7 @@ import pytest
 from landscape.store import (
     SCHEMA_VERSION,
     append_series,
+    edit,
     open_run,
     read_attr,
     read_attrs,
@@ -185,3 +186,22 @@ def test_a_step_column_holds_steps(h5, bad):
         append_series(g, step=step, beta=1.0)
     with pytest.raises(ValueError, match=r"/probe/model/step holds .* at row 1, not a step number"):
         read_series(g)
+
+
+def test_edit_refuses_a_file_that_vanished_instead_of_making_a_headerless_one(tmp_path):
+    """A probe adding rows to a file another process removed: before, edit made a new file
+    holding only those rows (no kind, settings or provenance), which every later command
+    then refused as "an HDF5 file"."""
+    path = tmp_path / "probes.h5"
+    with edit(path, fresh=True) as f:
+        write_attrs(f, {"landscape_kind": "offline probe file"})
+    with edit(path) as f:
+        f["rows"] = np.arange(3)
+    path.unlink()
+    with pytest.raises(ValueError, match=r"probes\.h5 is gone \(removed by another process"):
+        with edit(path) as f:
+            f["rows2"] = np.arange(3)
+    assert not path.exists()
+    with edit(path, fresh=True) as f:  # made anew: whole, from nothing
+        write_attrs(f, {"landscape_kind": "offline probe file"})
+    assert set(h5py.File(path, "r")) == set()

@@ -3,6 +3,13 @@ replaced."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+
 import h5py
 import numpy as np
 import pytest
@@ -10,7 +17,14 @@ import torch
 from matplotlib.figure import Figure
 
 from landscape.render import save_figure
-from landscape.store import KIND_ATTR, check_output, kind_of, remove_outputs
+from landscape.store import (
+    KIND_ATTR,
+    check_output,
+    kind_of,
+    remove_run_outputs,
+    remove_run_temporaries,
+)
+from landscape.store.outputs import FOREIGN_IMAGE
 
 
 def _hdf5(path, **attrs):
@@ -24,12 +38,14 @@ def test_kinds_are_read_from_content_not_names(tmp_path):
     fig = Figure()
     fig.add_subplot().plot([0, 1])
     png, pdf = save_figure(fig, tmp_path / "fig.h5")  # the name says HDF5; the bytes do not
+    fig.savefig(tmp_path / "mpl.pdf")  # drawn with matplotlib, not by landscape
     torch.save({"w": torch.zeros(2)}, tmp_path / "fig.png")
     (tmp_path / "notes.pt").write_text("my notes")
     (tmp_path / "empty.h5").touch()
     (tmp_path / "broken.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
     found = {
-        png: "figure", pdf: "figure", tmp_path / "fig.png": "checkpoint",
+        png: "figure", pdf: "figure", tmp_path / "mpl.pdf": FOREIGN_IMAGE,
+        tmp_path / "fig.png": "checkpoint",
         tmp_path / "notes.pt": "file", tmp_path / "empty.h5": "nothing",
         tmp_path / "missing": "nothing", tmp_path: "directory",
         _hdf5(tmp_path / "a.h5", **{KIND_ATTR: "run log"}): "run log",
@@ -53,17 +69,108 @@ def test_check_output_refuses_every_other_kind(tmp_path):
         check_output(log, ("offline probe file", "probe log"))
 
 
-def test_remove_outputs_removes_only_its_kind(tmp_path):
-    folder = tmp_path / "checkpoints"
-    (folder / "bn").mkdir(parents=True)
-    torch.save({"w": torch.zeros(1)}, folder / "bn" / "step_0000000.pt")
-    (folder / "bn" / "mine.txt").write_text("keep me")
-    torch.save({"w": torch.zeros(1)}, folder / "plain.pt")
-    assert remove_outputs(folder, "checkpoint") == [folder / "bn" / "mine.txt"]
-    assert sorted(p.name for p in folder.rglob("*")) == ["bn", "mine.txt"]
-    (folder / "bn" / "mine.txt").unlink()
-    torch.save({"w": torch.zeros(1)}, folder / "bn" / "step_0000001.pt")
-    assert remove_outputs(folder, "checkpoint") == [] and not folder.exists()
+def _run(tmp_path, name="run"):
+    """A run of landscape train (2 steps), as the trainer writes it."""
+    from landscape.train import TrainConfig, train_pair
+
+    config = TrainConfig(model="mlp", model_options={"depth": 1, "width": 8}, steps=2,
+                         batch_size=16, eval_every=2, device="cpu")  # fmt: skip
+    train_pair(config, tmp_path / name)
+    return tmp_path / name
+
+
+def test_remove_run_outputs_removes_what_the_run_wrote_and_nothing_else(tmp_path):
+    """Before, any ZIP counted as a checkpoint, any empty file as nothing and any PDF as a
+    figure: a run's neighbours (an .npz, a marker, a paper) went with it."""
+    run = _run(tmp_path)
+    mine = {
+        "checkpoints/my_analysis.npz": None, "checkpoints/bn/notes.zip": b"PK\x03\x04 notes",
+        "checkpoints/KEEP_empty_marker": b"", "figures/my_paper.pdf": b"%PDF-1.5\nthesis\n",
+        "checkpoints/bn/step_0000002.pt.bak": b"PK\x03\x04 a copy",
+    }  # fmt: skip
+    (run / "figures").mkdir()
+    for name, data in mine.items():
+        if data is None:
+            np.savez(run / name, a=np.zeros(2))
+        else:
+            (run / name).write_bytes(data)
+    fig = Figure()
+    fig.add_subplot().plot([0, 1])
+    drawn = save_figure(fig, run / "figures" / "fig1_training")
+    fig.savefig(run / "figures" / "by_hand.png")  # matplotlib, not landscape
+    stale = run / "checkpoints" / "bn" / ".step_0000002.pt.x1y2z3.tmp"
+    stale.write_bytes(b"PK\x03\x04 a killed save")
+    kept = remove_run_outputs(run)
+    assert sorted(p.relative_to(run).as_posix() for p in kept) == sorted(
+        [*mine, "figures/by_hand.png"]
+    )
+    assert not (run / "run.h5").exists() and not (run / "checkpoints" / "plain").exists()
+    assert not any(p.exists() for p in (*drawn, stale))
+    assert (run / "checkpoints" / "KEEP_empty_marker").read_bytes() == b""
+    assert (run / "figures" / "my_paper.pdf").read_bytes() == b"%PDF-1.5\nthesis\n"
+
+
+def test_remove_run_outputs_never_deletes_through_a_link(tmp_path):
+    """A run's checkpoints folder linked to another run's: before, train --overwrite emptied
+    the other run's folder, then failed on every later try."""
+    run, other = _run(tmp_path), _run(tmp_path, "other")
+    shutil.rmtree(run / "checkpoints")
+    (run / "checkpoints").symlink_to(other / "checkpoints")
+    before = sorted(p.name for p in (other / "checkpoints" / "bn").iterdir())
+    with pytest.raises(ValueError, match=r"run/checkpoints is a symbolic link: train --overwrite"):
+        remove_run_outputs(run)
+    assert sorted(p.name for p in (other / "checkpoints" / "bn").iterdir()) == before
+    assert (run / "run.h5").exists()
+    (run / "checkpoints").unlink()  # a link where a checkpoint's name is: refused as well
+    (run / "checkpoints" / "bn").mkdir(parents=True)
+    (run / "checkpoints" / "bn" / "step_0000002.pt").symlink_to(
+        other / "checkpoints" / "bn" / "step_0000002.pt"
+    )
+    with pytest.raises(ValueError, match=r"step_0000002\.pt is a symbolic link"):
+        remove_run_outputs(run)
+    assert (other / "checkpoints" / "bn" / "step_0000002.pt").exists()
+
+
+def test_remove_run_outputs_refuses_a_file_at_a_checkpoints_name_it_did_not_write(tmp_path):
+    """The new run would replace it: refused, and nothing is deleted."""
+    run = _run(tmp_path)
+    alien = run / "checkpoints" / "bn" / "step_0000009.pt"
+    torch.save({"w": torch.zeros(2)}, alien)  # your weights, at a name the trainer writes
+    with pytest.raises(ValueError, match=r"step_0000009\.pt is not a checkpoint of this run"):
+        remove_run_outputs(run)
+    assert alien.exists() and (run / "run.h5").exists()
+    assert (run / "checkpoints" / "plain" / "step_0000002.pt").exists()
+
+
+def test_remove_run_outputs_leaves_an_output_another_process_is_writing(tmp_path):
+    """A probe writing the run's probes.h5 holds its writer lock: refused, nothing deleted
+    (before, its file went and came back headerless)."""
+    run = _run(tmp_path)
+    with h5py.File(run / "probes.h5", "w") as f:
+        f.attrs[KIND_ATTR] = "offline probe file"
+    hold = ("import sys, time; from landscape._files import writer_lock\n"
+            "with writer_lock(sys.argv[1]):\n    print(1, flush=True); time.sleep(60)")  # fmt: skip
+    writer = subprocess.Popen([sys.executable, "-c", hold, str(run / "probes.h5")],
+                              stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        assert writer.stdout.readline().strip() == b"1"
+        with pytest.raises(ValueError, match=r"probes\.h5 is being written by another process"):
+            remove_run_outputs(run)
+        assert all((run / n).exists() for n in ("probes.h5", "run.h5", "checkpoints/bn"))
+    finally:
+        writer.kill()
+        writer.wait()
+    assert remove_run_outputs(run) == [] and sorted(p.name for p in run.iterdir()) == []
+
+
+def test_remove_run_temporaries_removes_killed_checkpoint_saves_only(tmp_path):
+    run = _run(tmp_path)
+    stale = run / "checkpoints" / "plain" / ".step_0000002.pt.k9j8h7.tmp"
+    other = run / "checkpoints" / "plain" / ".notes.txt.k9j8h7.tmp"
+    for p in (stale, other):
+        p.write_bytes(b"partial")
+    remove_run_temporaries(run)
+    assert not stale.exists() and other.exists()
 
 
 def test_save_figure_replaces_figures_only(tmp_path):
@@ -88,3 +195,42 @@ def test_a_folder_that_cannot_be_made_is_a_write_error_naming_the_output(tmp_pat
     with pytest.raises(WriteError, match=r"cannot write .*notes\.txt/out\.h5: "):
         with writer_lock(target):
             pass
+
+
+def _within(seconds, fn, fifo):
+    """``fn()`` in a thread; fails (and frees a reader stuck on ``fifo``) if it hangs."""
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(r=_catch(fn)), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # lets the blocked open return
+        pytest.fail(f"hung on {fifo}")
+    return out["r"]
+
+
+def _catch(fn):
+    try:
+        return fn()
+    except ValueError as exc:
+        return exc
+
+
+def test_special_files_are_refused_never_opened(tmp_path):
+    """Before, kind_of opened a FIFO for reading and `landscape slice --out fifo.h5` hung."""
+    fifo = tmp_path / "f.h5"
+    os.mkfifo(fifo)
+    assert _within(10, lambda: kind_of(fifo), fifo) == "FIFO"
+    err = _within(10, lambda: check_output(fifo, "slice file"), fifo)
+    assert isinstance(err, ValueError)
+    assert str(err) == (f"{fifo} is a FIFO, not a regular file: landscape writes only regular "
+                        "files; choose another --out")  # fmt: skip
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(tmp_path / "s.png"))
+        with pytest.raises(ValueError, match=r"s\.png is a socket, not a regular file"):
+            check_output(tmp_path / "s.png", "figure")
+    finally:
+        sock.close()
+    with pytest.raises(ValueError, match=r"/dev/null is a device, not a regular file"):
+        check_output("/dev/null", "figure")

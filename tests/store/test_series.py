@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import h5py
 import numpy as np
 import pytest
 import torch
 
 from landscape.store import (
+    SeriesLog,
     append_rows,
     append_series,
     read_series,
@@ -117,3 +119,22 @@ def test_read_series_detects_inconsistent_lengths(h5):
     g["loss"].resize(2, axis=0)
     with pytest.raises(ValueError, match="unequal lengths"):
         read_series(g)
+
+
+def test_a_series_log_never_makes_its_file_again_without_its_header(tmp_path):
+    """The first commit makes the file with its header; once the file is removed under the
+    log, a commit is refused (before: a new file of bare rows, no kind or provenance)."""
+    path = tmp_path / "log.h5"
+    log = SeriesLog(path, header=lambda f: f.attrs.update(landscape_kind="probe log"))
+    log.add("probe/model", step=0, loss=1.0)
+    log.commit()
+    assert h5py.File(path, "r").attrs["landscape_kind"] == "probe log"
+    path.unlink()
+    log.add("probe/model", step=1, loss=0.5)
+    with pytest.raises(ValueError, match=r"log\.h5 is gone"):
+        log.commit()
+    assert not path.exists()
+    headless = SeriesLog(tmp_path / "run.h5")  # the trainer's: its file is made before it
+    headless.add("train/bn", step=0, loss=1.0)
+    with pytest.raises(ValueError, match=r"run\.h5 is gone"):
+        headless.commit()

@@ -317,3 +317,17 @@ def test_dropout_runs_repeat_and_leave_the_callers_rng(tmp_path, digits, dropout
         a, b = (_final_state(tmp_path / n, v, 30) for n in ("a", "b"))
         for name, t in a.items():
             assert torch.equal(t, b[name]), (v, name)
+
+
+def test_a_killed_checkpoint_save_leaves_no_temporary_after_resume(tmp_path, digits):
+    """A kill during a checkpoint save leaves a checkpoint-sized ``.step_*.pt.*.tmp``: the
+    next train (here: --resume) removes it, and no other file."""
+    config = TrainConfig(**TINY)
+    train_pair(config, tmp_path / "run", dataset=digits)
+    folder = tmp_path / "run" / "checkpoints" / "bn"
+    stale = folder / ".step_0000030.pt.u7d1w2ka.tmp"
+    stale.write_bytes(store.checkpoint_path(folder, 30).read_bytes())
+    other = folder / ".notes.txt.u7d1w2ka.tmp"
+    other.write_bytes(b"not a checkpoint's")
+    train_pair(config, tmp_path / "run", resume=True, dataset=digits)
+    assert not stale.exists() and other.exists()
