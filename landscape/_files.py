@@ -32,24 +32,44 @@ _HASH_CHUNK = 1 << 20
 _HELD: dict[Path, int] = {}  # writer locks this process holds: path -> depth
 #: What the file system answers when it cannot take a write.
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
+_RERUN = "then run the same command again (train: with --resume)"
+#: What to do about a refused write, by ``errno``: one clause each, the fix for that cause.
+ADVICE = {
+    errno.ENOSPC: f"free space on its file system, {_RERUN}",
+    errno.EDQUOT: f"free space within your disk quota (or have it raised), {_RERUN}",
+    errno.EFBIG: "the file reached a file-size limit (ulimit -f, or the file system's largest "
+    f"file): raise the limit or write to another file system, {_RERUN}",
+    errno.EROFS: "the file system is read-only: remount it read-write or write to another place",
+    errno.EACCES: "no permission to write there: fix the permissions or write to another place",
+    errno.ENOENT: "the path is not a usable directory (a part of it is missing, is a file or "
+    "cannot be made): choose another path",
+    errno.EIO: f"the device reported an I/O error: check the disk (dmesg), {_RERUN}",
+}
+ADVICE[errno.EPERM] = ADVICE[errno.EACCES]
+ADVICE[errno.ENOTDIR] = ADVICE[errno.EEXIST] = ADVICE[errno.ENOENT]
+_OTHER = f"fix the file system, {_RERUN}"
 
 
 class WriteError(OSError):
     """A file could not be written (no space left, an I/O error, a read-only file system).
 
-    The message names the file and says that what was written before is intact: every
-    writer of the toolkit replaces files atomically or writes into space allocated before.
+    The message names the file and the reason, says that what was written before is intact
+    (every writer of the toolkit replaces files atomically or writes into space allocated
+    before) and gives the fix for that reason (:data:`ADVICE`, by ``errno``); an ``advice``
+    replaces both clauses.
     """
 
-    def __init__(self, path: str | Path, reason: BaseException | str) -> None:
+    def __init__(
+        self, path: str | Path, reason: BaseException | str, advice: str | None = None
+    ) -> None:
         why = " ".join(str(reason).split()) or type(reason).__name__
+        code = reason.errno if isinstance(reason, OSError) else None
         if isinstance(reason, OSError) and reason.strerror:
             why = reason.strerror
-        super().__init__(
-            f"cannot write {path}: {why[:200]}; what was written before is intact: free space "
-            "(or fix the file system) and run the same command again (train: with --resume)"
-        )
+        fix = advice or f"what was written before is intact: {ADVICE.get(code or 0, _OTHER)}"
+        super().__init__(f"cannot write {path}: {why[:200]}; {fix}")
         self.path = Path(path)
+        self.errno = code
 
 
 @contextlib.contextmanager

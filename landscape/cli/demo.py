@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from landscape import figures
-from landscape.cli.common import progress_bars, quiet_option
-from landscape.cli.train import report
+from landscape.cli.common import BadInput, progress_bars, quiet_option
+from landscape.cli.train import report, rerun_advice
 from landscape.figures import compare_figure
 from landscape.render import save_figure
 from landscape.slices import SliceConfig, slice_checkpoint
@@ -40,15 +40,19 @@ def register(main: click.Group) -> None:
     @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
                   default=Path("runs/demo"), show_default=True)  # fmt: skip
     @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
+    @click.option("--resume", is_flag=True, help="Continue the demo in --out (a run stopped "
+                  "before its end), then draw and slice it again.")  # fmt: skip
     @click.option("--steps", type=int, default=DEMO_CONFIG.steps, show_default=True)
     @click.option("--grid", type=click.IntRange(min=2), default=21, show_default=True,
                   help="Points per axis of the random-plane slices on [-1, 1].")  # fmt: skip
     @quiet_option
-    def demo(out: Path, overwrite: bool, steps: int, grid: int, quiet: bool) -> None:
+    def demo(out: Path, overwrite: bool, resume: bool, steps: int, grid: int, quiet: bool) -> None:
         """Train a BN and a plain small VGG on digits, probe and slice them, draw the figures."""
+        if overwrite and resume:
+            raise BadInput("--overwrite and --resume exclude each other: pick one")
         config = replace(DEMO_CONFIG, steps=steps)
-        with progress_bars(quiet) as bars:
-            result = train_pair(config, out, overwrite=overwrite, progress=bars)
+        with progress_bars(quiet) as bars, rerun_advice(out, resume):
+            result = train_pair(config, out, overwrite=overwrite, resume=resume, progress=bars)
             report(result)
             written = [*figures.plot_training(out), *figures.plot_santurkar(out)]
             slices = []

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
+from landscape._files import WriteError
 from landscape.cli.common import (
     BadInput,
     literal_choice,
@@ -15,6 +18,7 @@ from landscape.cli.common import (
     quiet_option,
 )
 from landscape.data import DATASETS
+from landscape.store import RUN_FILE
 from landscape.train import TrainConfig, train_pair
 
 
@@ -210,13 +214,37 @@ def report(result) -> None:
     for v, r in result.variants.items():
         if r.status == "diverged":
             click.echo(f"{v:>6}: {r.message}", err=True)
+            continue
+        acc = "" if math.isnan(r.eval_accuracy) else f", accuracy {r.eval_accuracy:.1%}"
+        numbers = f"train loss {r.final_loss:.4f}, held-out loss {r.eval_loss:.4f}{acc}"
+        if r.already_ended:  # a resume of a finished variant: the stored numbers
+            done = f"already finished at step {r.steps_done}, nothing trained"
+            click.echo(f"{v:>6}: {done}; {numbers}")
         else:
-            acc = "" if math.isnan(r.eval_accuracy) else f", accuracy {r.eval_accuracy:.1%}"
-            click.echo(
-                f"{v:>6}: {r.steps_done} steps, train loss {r.final_loss:.4f}, "
-                f"held-out loss {r.eval_loss:.4f}{acc}"
-            )
+            click.echo(f"{v:>6}: {r.steps_done} steps, {numbers}")
     click.echo(f"run written to {result.out_dir}")
+
+
+#: The rerun a refused write names (landscape._files.WriteError), made exact by rerun_advice.
+_RERUN = "run the same command again (train: with --resume)"
+
+
+@contextlib.contextmanager
+def rerun_advice(out: Path, resume: bool) -> Iterator[None]:
+    """A refused write (a full disk) during a run of ``train`` or ``demo`` names the rerun
+    that continues it: the same command, with ``--resume`` where the run's log is kept; a new
+    run that failed before its first checkpoint leaves nothing behind (no ``--resume``)."""
+    try:
+        yield
+    except WriteError as exc:
+        if resume:
+            rerun = "run the same command again"
+        elif (out / RUN_FILE).exists():
+            rerun = "run the same command again with --resume"
+        else:
+            rerun = "run the same command again (the new run left nothing behind)"
+        exc.args = (str(exc).replace(_RERUN, rerun),)
+        raise
 
 
 def register(main: click.Group) -> None:
@@ -238,6 +266,6 @@ def register(main: click.Group) -> None:
         if overwrite and resume:
             raise BadInput("--overwrite and --resume exclude each other: pick one")
         config = config_from_options(kw)
-        with progress_bars(quiet) as bars:
+        with progress_bars(quiet) as bars, rerun_advice(out, resume):
             result = train_pair(config, out, overwrite=overwrite, resume=resume, progress=bars)
         report(result)

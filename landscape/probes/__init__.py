@@ -8,7 +8,7 @@ predictiveness and effective beta-smoothness along the gradient or any direction
 :mod:`.columns` (what each column written means: its ``description``),
 :mod:`.inline` (the trainer's probes, with the optimizer's actual update) and
 :mod:`.from_checkpoints` (``landscape probe``: offline, resumable probes of saved
-checkpoints).
+checkpoints) with :mod:`.offline_file` (their files' names and checked reader).
 
 May import: :mod:`landscape._params`, :mod:`landscape._device`, :mod:`landscape._files`,
 :mod:`landscape.distributed`, :mod:`landscape.data`, :mod:`landscape.store` and

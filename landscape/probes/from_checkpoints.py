@@ -43,16 +43,23 @@ from landscape.probes.columns import (
 from landscape.probes.core import check_bn_mode
 from landscape.probes.covariate_shift import ics
 from landscape.probes.gradient import DEFAULT_STEP_COUNT, ProbeResult, StepSizes, gradient_probe
+from landscape.probes.offline_file import (
+    BATCHES,
+    ICS,
+    PROBE,
+    SETTINGS_ATTR,
+    SOURCE_COLUMNS,
+    SOURCES,
+    read_offline_file,
+    read_offline_probes,
+)
 from landscape.store import step_of_name
 
 __all__ = ["OfflineProbeConfig", "probe_checkpoints", "read_offline_probes"]
 
 log = logging.getLogger(__name__)
 
-PROBE, ICS, SOURCES = "offline_probe", "offline_ics", "offline_checkpoints"
-BATCHES, SETTINGS_ATTR = "offline_probe_batches", "offline_probe_settings"
 _PER_BATCH = ("loss", "grad_distance", "ratio", "grad_cosine", "beta", "grad_norm", "base_loss")
-_SOURCE_COLUMNS = ("step", "sha256", "file")
 
 
 @dataclass
@@ -252,18 +259,6 @@ class _Job:
                     yield todo[start + k], rows
 
 
-def read_offline_probes(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
-    """Finished rows per variant, in probing order: ``/offline_probe`` + ``sha256``, ``file``."""
-    result = {}
-    with store.open_run(path) as f:
-        for variant, group in (store.group_of(f, PROBE, path) or {}).items():
-            src = store.group_of(f, f"{SOURCES}/{variant}", path)
-            if src is not None and (n := _committed(src)):
-                result[variant] = {k: v[:n] for k, v in store.read_series(group).items()}
-                result[variant] |= {k: src[k].asstr()[:n] for k in ("sha256", "file")}
-    return result
-
-
 def _sources(
     files: Mapping[str, Sequence[str | Path]], mine: bool = False
 ) -> dict[str, list[tuple[int, Path, str]]]:
@@ -298,18 +293,15 @@ def _prepare(
     """Done steps ``{variant: {step: sha256}}`` of ``out``; creates ``out`` when needed."""
     done: dict[str, dict[int, str]] = {v: {} for v in sources}
     if store.check_output(out, "offline probe file") and not overwrite:  # never another kind
-        with store.open_run(out, "r") as f:
-            old = store.read_attr(f, SETTINGS_ATTR)
-            new = json.loads(store.dumps(settings, "probe settings"))
-            diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-            if not (diff or np.array_equal(f[BATCHES][()], index)):
-                diff = ["probe batches"]
-            if diff:
-                why = f"different probe settings ({', '.join(diff)})"
-                raise ValueError(f"{out} was written with {why}; pass --overwrite")
-            for variant, g in (f.get(SOURCES) or {}).items():
-                if n := _committed(g):
-                    done[variant] = dict(zip(g["step"][:n].tolist(), g["sha256"].asstr()[:n]))
+        stored = read_offline_file(out)  # checked: a damaged file is refused, not added to
+        old, new = stored.settings, json.loads(store.dumps(settings, "probe settings"))
+        diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        if not (diff or np.array_equal(stored.batches, index)):
+            diff = ["probe batches"]
+        if diff:
+            why = f"different probe settings ({', '.join(diff)})"
+            raise ValueError(f"{out} was written with {why}; pass --overwrite")
+        done |= stored.done
         changed = [p for v, rows in sources.items() for s, p, h in rows if done[v].get(s, h) != h]
         if changed:
             raise ValueError(f"{changed[0]} changed since it was probed into {out}: --overwrite")
@@ -325,7 +317,7 @@ def _prepare(
 
 def _committed(src: h5py.Group) -> int:
     """Finished checkpoints of a variant: rows complete in step, sha256 and file."""
-    return min((len(src[k]) if k in src else 0) for k in _SOURCE_COLUMNS)
+    return min((len(src[k]) if k in src else 0) for k in SOURCE_COLUMNS)
 
 
 def _cut(group: h5py.Group, n: int) -> h5py.Group:
@@ -370,7 +362,7 @@ def _write(out: Path, variant: str, source: tuple, probes: list, shifts: list, a
             store.append_series(group, step=step, **arr, **spread)
             store.describe_datasets(group, OFFLINE_ICS_COLUMNS)
             store.write_attrs(group, attrs | {"std_ddof": 1, "layers": shifts[0].layers})
-        for name, value in zip(_SOURCE_COLUMNS, source):
+        for name, value in zip(SOURCE_COLUMNS, source):
             if name not in src:
                 dtype = np.int64 if name == "step" else h5py.string_dtype()
                 src.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(256,))

@@ -27,6 +27,7 @@ from landscape.store.checkpoint_files import (
     as_step,
     atomic_torch_save,
     safe_torch_load,
+    step_of_name,
 )
 from landscape.store.rng import capture_rng
 
@@ -40,6 +41,8 @@ __all__ = [
     "save_checkpoint",
 ]
 
+#: What to do about a damaged checkpoint, the end of its message (a resume says otherwise).
+REPAIR = "re-create it or leave it out"
 CHECKPOINT_FORMAT = "landscape-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
 CHECKPOINT_KEYS = (
@@ -249,7 +252,8 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
     Raises:
         CheckpointError: If the file is missing, unreadable, holds disallowed objects (it
             is refused, not executed), is a foreign torch file (e.g. a bare state_dict), or
-            was written by a newer format version.
+            was written by a newer format version; a field of the wrong type, or a stored
+            step other than the one its ``step_XXXXXXX.pt`` name says (damaged).
     """
     path = Path(path)
     obj = safe_torch_load(path, map_location)
@@ -273,16 +277,55 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:
     missing = [k for k in CHECKPOINT_KEYS if k not in obj]
     if missing:
         raise CheckpointError(f"corrupt checkpoint at {path}: missing keys {missing}")
+    step = _checked_fields(obj, path)
     return Checkpoint(
         model_state=dict(obj["model_state"]),
         optimizer_state=obj["optimizer_state"],
-        step=int(obj["step"]),
+        step=step,
         rng=obj["rng"],
         spec=_from_json_dict(obj["spec"], "spec", path),
         config=_from_json_dict(obj["config"], "config", path),
         extra=_from_json_dict(obj["extra"], "extra", path),
         path=path,
     )
+
+
+def _checked_fields(obj: Mapping[str, Any], path: Path) -> int:
+    """The stored step, once the fields a reader relies on have their documented types.
+
+    A file named ``step_XXXXXXX.pt`` must hold that step: a resume or a probe would
+    otherwise file its rows under the wrong step.
+
+    Raises:
+        CheckpointError: naming the file and the field as damaged.
+    """
+
+    def damaged(what: str) -> CheckpointError:
+        return CheckpointError(f"damaged checkpoint at {path}: {what}; {REPAIR}")
+
+    try:
+        step = as_step(obj["step"])
+    except ValueError:
+        raise damaged(f"its step is {obj['step']!r}, not a non-negative integer") from None
+    named = step_of_name(path.name)
+    if named is not None and named != step:
+        raise damaged(f"it is named for step {named} but holds step {step}")
+    state = obj["model_state"]
+    if not isinstance(state, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
+    ):
+        raise damaged("model_state is not a dict of named tensors")
+    opt = obj["optimizer_state"]
+    if opt is not None and not (
+        isinstance(opt, Mapping)
+        and isinstance(opt.get("state"), Mapping)
+        and isinstance(opt.get("param_groups"), (list, tuple))
+        and all(isinstance(g, Mapping) and "params" in g for g in opt["param_groups"])
+    ):
+        raise damaged("optimizer_state is not an optimizer's state_dict (state, param_groups)")
+    if not isinstance(obj["rng"], Mapping):
+        raise damaged("rng is not a dict of generator states")
+    return step
 
 
 def build_model(ckpt: Checkpoint, *, device: Any = "cpu", trust_factory: bool = False) -> nn.Module:

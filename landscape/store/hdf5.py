@@ -48,6 +48,7 @@ __all__ = [
     "read_attr",
     "read_attrs",
     "read_json_attr",
+    "read_json_object",
     "set_attrs",
     "write_array",
     "write_attrs",
@@ -57,6 +58,7 @@ __all__ = [
 OpenMode = Literal["r", "r+", "w", "w-", "x", "a"]
 #: MAJOR.MINOR of the file layouts (docs/hdf5-schema.md); readers refuse a newer MAJOR.
 SCHEMA_VERSION = "1.1"
+_MAX_VERSION_DIGITS = 6
 
 
 def json_default(obj: Any) -> Any:
@@ -176,6 +178,28 @@ def read_attr(obj: h5py.HLObject, name: str, default: Any = None) -> Any:
     return _decode(obj.attrs[name], _legacy_json(obj))
 
 
+def read_json_object(
+    obj: h5py.HLObject, name: str, path: str | Path, default: dict | None = None
+) -> dict[str, Any]:
+    """The attribute ``name`` of ``obj``, which must hold a JSON object (``default`` if absent).
+
+    Raises:
+        ValueError: the attribute holds anything else (text that is not JSON, a list, a
+            number): naming the file and the attribute as damaged.
+    """
+    where = f"the attribute {name} of {obj.name}" if obj.name != "/" else f"its attribute {name}"
+    if name not in obj.attrs:
+        if default is not None:
+            return default
+        raise ValueError(f"{path}: {where} is missing: the file is damaged")
+    value = read_attr(obj, name)
+    if isinstance(value, dict):
+        return value
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else f"{shown[:37]}..."
+    raise ValueError(f"{path}: {where} holds {shown}, not a JSON object: the file is damaged")
+
+
 def describe_datasets(group: h5py.Group, descriptions: Mapping[str, str]) -> None:
     """Set the ``description`` attribute of the datasets of ``group`` named in
     ``descriptions`` (names may hold ``/``); names absent from the group are skipped."""
@@ -291,8 +315,11 @@ def check_schema(f: h5py.File, path: str | Path) -> None:
         return
     version = attr_str(f.attrs["schema_version"])
     major = version.split(".")[0]
-    if not major.isdigit():
-        raise ValueError(f"{path} has schema_version {version!r}, not MAJOR.MINOR: it is damaged")
+    # A major of more digits than any version will have is damage, not a newer version
+    # (and int() refuses strings of thousands of digits).
+    if not (major.isascii() and major.isdigit()) or len(major) > _MAX_VERSION_DIGITS:
+        shown = version if len(version) <= 40 else f"{version[:20]}...({len(version)} characters)"
+        raise ValueError(f"{path} has schema_version {shown!r}, not MAJOR.MINOR: it is damaged")
     if int(major) > int(SCHEMA_VERSION.split(".")[0]):
         raise ValueError(
             f"{path} was written with schema {version}; this landscape reads schema "

@@ -8,9 +8,9 @@ of several groups and commits them together, copy-on-write.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import h5py
 import numpy as np
@@ -19,6 +19,7 @@ from landscape.store.hdf5 import as_numpy, describe_datasets, edit, write_attrs
 
 __all__ = [
     "SeriesLog",
+    "StepOrder",
     "append_rows",
     "append_series",
     "read_series",
@@ -56,8 +57,8 @@ def _n_rows(cols: Mapping[str, h5py.Dataset], group: h5py.Group) -> int:
     lengths = {k: ds.shape[0] for k, ds in cols.items()}
     if len(set(lengths.values())) > 1:
         raise ValueError(
-            f"columns of {group.name} have unequal lengths {lengths}: the file is inconsistent; "
-            "cut it back with truncate_series"
+            f"{group.file.filename}: the columns of {group.name} have unequal lengths {lengths}: "
+            "the file is damaged"
         )
     return next(iter(lengths.values()), 0)
 
@@ -143,26 +144,75 @@ def append_series(group: h5py.Group, **columns: Any) -> None:
     append_rows(group, **{k: as_numpy(v)[None] for k, v in columns.items()})
 
 
-def read_series(group: h5py.Group) -> dict[str, np.ndarray]:
-    """Read all columns of a series group into memory (name -> array, name order).
+#: How the ``step`` column of a series must run: ``any`` order, each step once (``unique``),
+#: or strictly ``increasing`` (a log written step by step).
+StepOrder = Literal["any", "unique", "increasing"]
+
+
+def read_series(
+    group: h5py.Group,
+    *,
+    steps: StepOrder = "any",
+    columns: Collection[str] = (),
+    text: Collection[str] = (),
+) -> dict[str, np.ndarray]:
+    """Read all columns of a series group into memory (name -> array, name order), checked.
+
+    The checked reader of every series: each column is a dataset of numbers (the ``text``
+    columns: of strings, returned as ``str`` objects), all of one length; a ``step`` column
+    is 1-D and holds step numbers (finite, non-negative integers) in the order ``steps``
+    asks for; every name in ``columns`` is a column.
 
     Raises:
-        ValueError: If the columns have unequal lengths, or a ``step`` column holds a value
-            that is not a step (NaN, infinite, negative or fractional): the file is damaged.
+        ValueError: naming the file and what in it is wrong (``... the file is damaged``).
     """
+    where = f"{group.file.filename}: {group.name}"
     cols = series_columns(group)
-    _n_rows(cols, group)
-    series = {k: ds[()] for k, ds in cols.items()}
-    step = series.get("step")
-    if step is not None and step.ndim == 1:
-        bad = ~np.isfinite(step) | (step < 0) | (step != np.round(step))
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
+    missing = [k for k in (*columns, *text) if k not in cols]
+    if missing:
+        found = {k: type(v).__name__.lower() for k, v in group.items() if k in missing}
+        what = f" (there: {found})" if found else ""
+        raise ValueError(f"{where} has no column {', '.join(missing)}{what}: the file is damaged")
+    for k, ds in cols.items():
+        is_text = h5py.check_string_dtype(ds.dtype) is not None
+        if (is_text and k not in text) or (not is_text and ds.dtype.kind not in "biuf"):
             raise ValueError(
-                f"{group.file.filename}: {group.name}/step holds {step[row]!r} at row {row}, "
-                "not a step number: the file is damaged"
+                f"{where}/{k} holds {'text' if is_text else ds.dtype}, not numbers: "
+                "the file is damaged"
             )
+        if k in text and not is_text:
+            raise ValueError(f"{where}/{k} holds {ds.dtype}, not text: the file is damaged")
+    _n_rows(cols, group)
+    series = {k: ds.asstr()[()] if k in text else ds[()] for k, ds in cols.items()}
+    if "step" in series:
+        _check_steps(series["step"], where, steps)
     return series
+
+
+def _check_steps(step: np.ndarray, where: str, order: StepOrder) -> None:
+    """Raise ValueError unless ``step`` is 1-D, of step numbers, in ``order``."""
+    if step.ndim != 1:
+        raise ValueError(
+            f"{where}/step has shape {step.shape}, not one step per row: the file is damaged"
+        )
+    bad = ~np.isfinite(step) | (step < 0) | (step != np.round(step))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{where}/step holds {step[row].item()!r} at row {row}, not a step number: the file is "
+            "damaged"
+        )
+    if order == "increasing" and len(step) > 1 and (back := np.diff(step) <= 0).any():
+        row = int(np.flatnonzero(back)[0]) + 1
+        raise ValueError(
+            f"{where}/step goes from {int(step[row - 1])} to {int(step[row])} at row {row}, "
+            "where steps only increase: the file is damaged"
+        )
+    if order == "unique" and len(np.unique(step)) < len(step):
+        values, counts = np.unique(step, return_counts=True)
+        raise ValueError(
+            f"{where}/step holds step {int(values[counts > 1][0])} twice: the file is damaged"
+        )
 
 
 def truncate_series(group: h5py.Group, key: str, keep_upto: float) -> None:

@@ -1,8 +1,9 @@
 """Training: BN and plain networks as fair pairs, with checkpoints, logs and inline probes.
 
 Owns :mod:`.config` (``TrainConfig``, everything that determines a run, saved as JSON with
-every output; the checkpoint schedule, the lr of a step, the optimizer) and :mod:`.loop`
-(``train_pair``: one readable loop writing one run directory, resumable bit for bit).
+every output; the checkpoint schedule, the lr of a step, the optimizer), :mod:`.loop`
+(``train_pair``: one readable loop writing one run directory, resumable bit for bit) and
+:mod:`.resume` (what a resume checks before it writes anything, and the restore).
 
 May import: the numerical wings (:mod:`landscape.probes` for the inline probes), and below
 them :mod:`landscape._params`, :mod:`landscape._device`, :mod:`landscape._files`,

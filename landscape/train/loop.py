@@ -41,6 +41,7 @@ from landscape.data import (
 from landscape.models import ModelSpec, copy_shared_parameters
 from landscape.probes import InlineProbes
 from landscape.store import CHECKPOINTS, RUN_FILE, VARIANTS, Variant, checkpoint_dir
+from landscape.train import resume as resuming
 from landscape.train.config import TrainConfig, checkpoint_schedule, lr_at, make_optimizer
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class VariantResult:
     eval_loss: float
     eval_accuracy: float
     message: str = ""
+    already_ended: bool = False  # resumed, it had ended before: stored numbers, none trained
 
 
 @dataclass
@@ -111,15 +113,6 @@ def evaluate(
 StepHook = Callable[..., None]
 
 
-def _truncate(path: Path, variant: str, before_step: int) -> None:
-    """Drop every logged row of ``variant`` whose step is ``>= before_step``."""
-    with store.edit(path) as f:
-        for analysis in ("train", "eval", "probe", "ics"):
-            group = store.group_of(f, f"{analysis}/{variant}", path)
-            if group is not None and "step" in group:
-                store.truncate_series(group, "step", before_step - 1)
-
-
 def _batches(
     data: Dataset, config: TrainConfig, start: int, device: torch.device
 ) -> Iterator[tuple[int, Tensor, Tensor]]:
@@ -138,7 +131,7 @@ def _train_variant(
     config: TrainConfig,
     out_dir: Path,
     device: torch.device,
-    resume: bool,
+    restart: resuming.Restart | None,
     hooks: list[StepHook],
     progress: Callable[[str, int, int], None] | None,
 ) -> VariantResult:
@@ -151,25 +144,16 @@ def _train_variant(
     loss_fn = loss_function(data.task)
     optimizer = make_optimizer(config, model)
     schedule = set(checkpoint_schedule(config))
-    if resume:  # a diverged variant stays as it ended: its log keeps the non-finite row
-        with store.open_run(run_file) as f:
-            status = store.group_of(f, f"train/{variant}", run_file)
-            if status is not None and status.attrs.get("status") == "diverged":
-                msg = str(status.attrs.get("message", ""))
-                steps_done = int(status["step"][-1]) if "step" in status else 0
-                nan = float("nan")
-                return VariantResult(variant, "diverged", steps_done, nan, nan, nan, msg)
-    start = 0
-    if resume and (found := store.list_checkpoints(ckpt_dir)):
-        start, path = found[-1]
-        ckpt = store.load_checkpoint(path, map_location=device)
-        model.load_state_dict(ckpt.model_state)
-        if ckpt.optimizer_state is not None:
-            optimizer.load_state_dict(ckpt.optimizer_state)
-        store.restore_rng(ckpt.rng)
+    resume, start = restart is not None, 0
+    if restart is not None and (ended := restart.ended) is not None:  # left as it ended
+        return VariantResult(variant, ended.status, ended.steps_done, ended.final_loss,
+                             ended.eval_loss, ended.eval_accuracy, ended.message, True)  # fmt: skip
+    if restart is not None:  # checked by resuming.plan before anything was written
+        start = restart.start
+        resuming.restore(restart, model, optimizer)
         log.info("%s: resumed from step %d", variant, start)
-    if resume:  # rows past the checkpoint (all of them without one) are written again
-        _truncate(run_file, variant, start)
+        # rows past the checkpoint (all of them without one) are written again
+        resuming.truncate(run_file, variant, start)
     run_log.describe(train_rows, TRAIN_COLUMNS)
     run_log.describe(eval_rows, EVAL_COLUMNS)
     run_log.set_attrs(train_rows, status="running", message="")
@@ -262,17 +246,7 @@ def _prepare_out_dir(out_dir: Path, config: TrainConfig, overwrite: bool, resume
         raise ValueError(f"{out_dir} is a file, not a run directory: choose another --out")
     has_log = store.check_output(out_dir / RUN_FILE, "run log")  # refuses any other run.h5
     if resume:
-        if not has_log:
-            raise ValueError(f"nothing to resume in {out_dir}: no {RUN_FILE}; drop --resume")
-        with store.open_run(out_dir / RUN_FILE) as f:
-            stored = store.read_json_attr(f, "config_json", {})
-        if stored != config.to_dict():
-            new = config.to_dict()
-            diff = sorted(k for k in set(stored) | set(new) if stored.get(k) != new.get(k))
-            raise ValueError(
-                f"cannot resume {out_dir}: its configuration differs in {diff}; "
-                "use the same options"
-            )
+        resuming.check_config(out_dir, config)
         return
     if has_log or any(p.is_file() for p in (out_dir / CHECKPOINTS).rglob("*")):
         if not overwrite:
@@ -336,6 +310,8 @@ def train_pair(
     with writer_lock(out / RUN_FILE):  # one writer per run directory
         store.remove_run_temporaries(out)  # of a run killed while it wrote its log or a checkpoint
         _prepare_out_dir(out, config, overwrite, resume)
+        columns = {"train": TRAIN_COLUMNS, "eval": EVAL_COLUMNS}
+        restarts = resuming.plan(out, config, models, columns) if resume else None
         if not resume:
             with store.edit(out / RUN_FILE, fresh=True) as f:
                 store.write_provenance(f, store.provenance(config.to_dict(), device=str(device)))
@@ -343,13 +319,13 @@ def train_pair(
                 store.write_attrs(f, {store.KIND_ATTR: "run log", "variants": list(config.variants),
                                       "dataset_meta": meta})  # fmt: skip
         results = _train_variants(config, models, specs, _to_dtype(data, dtype), out, device,
-                                  resume, hooks or [], progress)  # fmt: skip
+                                  restarts, hooks or [], progress)  # fmt: skip
     return PairResult(out, results)
 
 
 def _train_variants(
     config: TrainConfig, models: dict, specs: dict, data: Dataset, out: Path,
-    device: torch.device, resume: bool, hooks: list[StepHook],
+    device: torch.device, restarts: dict[str, resuming.Restart] | None, hooks: list[StepHook],
     progress: Callable[[str, int, int], None] | None,
 ) -> dict[str, VariantResult]:  # fmt: skip
     """Each variant of the run in turn; a new run that fails before its first checkpoint
@@ -364,11 +340,13 @@ def _train_variants(
             # comes back.
             with rng_preserved():
                 torch.manual_seed(config.seed)
+                restart = None if restarts is None else restarts[v]
                 results[v] = _train_variant(
-                    v, model, specs[v], data, config, out, device, resume, hooks, progress
+                    v, model, specs[v], data, config, out, device, restart, hooks, progress
                 )
     except BaseException:
-        if not resume and not any(store.list_checkpoints(checkpoint_dir(out, v)) for v in VARIANTS):
+        new = restarts is None
+        if new and not any(store.list_checkpoints(checkpoint_dir(out, v)) for v in VARIANTS):
             (out / RUN_FILE).unlink(missing_ok=True)
             store.remove_empty_run_folders(out)
         raise

@@ -235,6 +235,34 @@ def test_newer_format_version_is_refused(tmp_path):
         load_checkpoint(path)
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("step", 7, "it is named for step 300 but holds step 7"),
+        ("step", "x", "its step is 'x', not a non-negative integer"),
+        ("optimizer_state", {"state": 5}, "optimizer_state is not an optimizer's state_dict"),
+        ("model_state", {"w": 5}, "model_state is not a dict of named tensors"),
+        ("rng", 5, "rng is not a dict of generator states"),
+    ],
+)
+def test_a_damaged_field_is_named_with_the_file(tmp_path, field, value, match):
+    """Before: a checkpoint named for step 300 that held step 7 was resumed as step 300, and
+    a damaged optimizer state ended in KeyError 'param_groups' (a traceback)."""
+    path = checkpoint_path(tmp_path, 300)
+    model = _model()
+    save_checkpoint(path, model=model, step=300, spec={}, config={},
+                    optimizer=torch.optim.SGD(model.parameters(), lr=0.1))  # fmt: skip
+    obj = torch.load(path, weights_only=True)
+    obj[field] = value
+    torch.save(obj, path)
+    with pytest.raises(CheckpointError, match=f"damaged checkpoint at {path}: {match}"):
+        load_checkpoint(path)
+    renamed = tmp_path / "weights.pt"  # a name without a step: any stored step is its own
+    if field == "step" and value == 7:
+        path.rename(renamed)
+        assert load_checkpoint(renamed).step == 7
+
+
 def test_list_checkpoints_sorted_and_ignores_other_files(tmp_path):
     for step in (100, 3, 20, 10_000_000):
         checkpoint_path(tmp_path, step).write_bytes(b"x")

@@ -154,6 +154,9 @@ def test_a_held_lock_is_named_for_what_it_is(tmp_path):
     [
         ("2.0", r"written with schema 2\.0; this landscape reads schema 1\.1 and older: upgrade"),
         ("one", r"schema_version 'one', not MAJOR\.MINOR: it is damaged"),
+        # before: Python's "Exceeds the limit (4300 digits) for integer string conversion"
+        ("9" * 5000 + ".0", r"schema_version '9{20}\.\.\.\(5002 characters\)', not MAJOR\.MINOR"),
+        ("².0", r"schema_version '²\.0', not MAJOR\.MINOR"),  # a digit int() cannot read
     ],
 )
 def test_a_schema_this_package_cannot_read_is_refused(tmp_path, version, match):
@@ -205,3 +208,19 @@ def test_edit_refuses_a_file_that_vanished_instead_of_making_a_headerless_one(tm
     with edit(path, fresh=True) as f:  # made anew: whole, from nothing
         write_attrs(f, {"landscape_kind": "offline probe file"})
     assert set(h5py.File(path, "r")) == set()
+
+
+@pytest.mark.parametrize(("text", "shown"), [("{x", "'{x'"), ("[1]", r"\[1\]"), ("7", "'7'")])
+def test_read_json_object_names_a_damaged_attribute(h5, text, shown):
+    """Before: the resume of a run whose config_json was "{x" ended in a traceback."""
+    from landscape.store import read_json_object
+
+    h5.attrs["config_json"] = text
+    match = rf"t\.h5: its attribute config_json holds {shown}, not a JSON object: the file is"
+    with pytest.raises(ValueError, match=match):
+        read_json_object(h5, "config_json", "t.h5")
+    h5.attrs["config_json"] = '{"lr": 0.1}'
+    assert read_json_object(h5, "config_json", "t.h5") == {"lr": 0.1}
+    assert read_json_object(h5, "absent", "t.h5", default={}) == {}
+    with pytest.raises(ValueError, match="its attribute absent is missing: the file is damaged"):
+        read_json_object(h5, "absent", "t.h5")

@@ -138,3 +138,45 @@ def test_a_series_log_never_makes_its_file_again_without_its_header(tmp_path):
     headless.add("train/bn", step=0, loss=1.0)
     with pytest.raises(ValueError, match=r"run\.h5 is gone"):
         headless.commit()
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        ("text column", r"/train/bn/loss holds text, not numbers: the file is damaged"),
+        ("missing column", r"/train/bn has no column lr: the file is damaged"),
+        ("2-D step", r"/train/bn/step has shape \(3, 2\), not one step per row"),
+        ("steps back", r"/train/bn/step goes from 2 to 1 at row 2, where steps only increase"),
+    ],
+)
+def test_read_series_checks_what_a_series_holds(h5, damage, match):
+    """The checked reader of every series. Before: a text column was read as it was (a resume
+    exited 0, then the figure failed) and a resume cut a log whose steps ran back."""
+    g = h5.create_group("train/bn")
+    steps = [0, 2, 1] if damage == "steps back" else [0, 1, 2]
+    append_rows(g, step=np.array(steps), loss=np.zeros(3))
+    if damage == "text column":
+        del g["loss"]
+        g.create_dataset("loss", data=np.array([b"x"] * 3), maxshape=(None,))
+    elif damage == "2-D step":
+        del g["step"]
+        g.create_dataset("step", data=np.zeros((3, 2)), maxshape=(None, 2))
+    needs = ("step", "loss", "lr") if damage == "missing column" else ("step", "loss")
+    with pytest.raises(ValueError, match=match):
+        read_series(g, steps="increasing", columns=needs)
+    if damage == "steps back":
+        read_series(g)  # any order: as written by a caller's own loop
+
+
+def test_read_series_unique_steps_and_text_columns(h5):
+    g = h5.create_group("offline_checkpoints/bn")
+    g.create_dataset("step", data=[0, 50, 0], maxshape=(None,))
+    g.create_dataset("sha", data=["a", "b", "c"], dtype=h5py.string_dtype(), maxshape=(None,))
+    with pytest.raises(ValueError, match="holds step 0 twice: the file is damaged"):
+        read_series(g, steps="unique", text=("sha",))
+    g["step"][2] = 100
+    assert read_series(g, steps="unique", text=("sha",))["sha"].tolist() == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="sha holds text, not numbers"):
+        read_series(g)
+    with pytest.raises(ValueError, match="step holds int64, not text"):
+        read_series(g, text=("step", "sha"))

@@ -32,6 +32,18 @@ CLI = ["--model", "mlp", "--model-option", "depth=1", "--model-option", "width=1
        "--steps", "240", "--batch-size", "32", "--eval-every", "40", "--checkpoint-every", "40",
        "--probe-every", "20", "--device", "cpu", "-q"]  # fmt: skip
 GROUPS = ("train", "eval", "probe")
+#: The environment of the CLI subprocesses: one intra-op thread, as the in-process reference.
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread here as in the subprocesses (ONE_THREAD): the same float sums, so
+    runs compare bit for bit whatever thread count an earlier test left behind."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +118,35 @@ def test_a_real_file_size_limit_in_another_process(tmp_path, reference):
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     cmd = [sys.executable, "-m", "landscape", "train", *CLI, "--out", str(run)]
-    result = subprocess.run(cmd, preexec_fn=small_files, capture_output=True, text=True)
+    result = subprocess.run(
+        cmd, preexec_fn=small_files, capture_output=True, text=True, env=ONE_THREAD
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [ln for ln in (result.stdout + result.stderr).splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: cannot write "), lines
     assert "run.h5: File too large" in lines[0]
-    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True)
+    assert lines[0].endswith("run the same command again with --resume"), lines[0]
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=ONE_THREAD)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_same_run(run, reference)
+
+
+def test_a_new_run_that_failed_before_its_first_checkpoint_is_rerun_as_it_was(tmp_path, reference):
+    """Before: the message said to rerun "with --resume", which then answered "nothing to
+    resume ...; drop --resume" (the new run had left nothing behind)."""
+    run = tmp_path / "run"
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # not even a checkpoint
+
+    cmd = [sys.executable, "-m", "landscape", "train", *CLI, "--out", str(run)]
+    result = subprocess.run(
+        cmd, preexec_fn=small_files, capture_output=True, text=True, env=ONE_THREAD
+    )
+    lines = [ln for ln in (result.stdout + result.stderr).splitlines() if ln.strip()]
+    assert result.returncode == 2 and len(lines) == 1, lines
+    assert lines[0].endswith("run the same command again (the new run left nothing behind)")
+    assert "--resume" not in lines[0] and not (run / "run.h5").exists()
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=ONE_THREAD)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert_same_run(run, reference)
