@@ -4,7 +4,8 @@ Owns :mod:`.directions` (random filter-normalized, checkpoint and PCA directions
 :mod:`.coords` (grid coordinates), :mod:`.engine` (``evaluate_grid``: one pass over the
 evaluation data per point, BatchNorm modes, exact restore of the model), :mod:`.fold` (its
 fast paths), :mod:`.lines_and_planes` (random line and plane, interpolation, plane through
-three models), :mod:`.grid_file` (resumable HDF5 slice files) and
+three models), :mod:`.grid_file` (resumable HDF5 slice files), :mod:`.cells` (a slice
+file checked part by part, its writer lock, its cells written in place) and
 :mod:`.from_checkpoints` (``landscape slice``: saved checkpoints -> slice file).
 
 May import: :mod:`landscape._params`, :mod:`landscape._device`, :mod:`landscape._files`,

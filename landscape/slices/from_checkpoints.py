@@ -8,7 +8,6 @@ directions.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +20,6 @@ from torch import Tensor, nn
 
 from landscape import distributed
 from landscape._device import resolve_device
-from landscape._files import writer_lock
 from landscape._imports import import_object, is_import_path
 from landscape._params import flatten, get_params
 from landscape.data import (
@@ -37,6 +35,7 @@ from landscape.data import (
     objective,
 )
 from landscape.slices import directions as D
+from landscape.slices.cells import writing
 from landscape.slices.coords import as_coords
 from landscape.slices.engine import DEFAULT_RECALIBRATE_BATCHES, Precision, SliceBNMode, SliceResult
 from landscape.slices.grid_file import DATASETS, read_grid, run_grid, slice_file_hash
@@ -136,8 +135,7 @@ def slice_checkpoint(
     """
     c = config or SliceConfig()
     _validate(c, to, third, trajectory)
-    main = distributed.ranks().main  # under torchrun rank 0 writes; the others evaluate
-    with writer_lock(out_path) if main else contextlib.nullcontext():
+    with writing(Path(out_path), distributed.ranks()):  # rank 0 writes; the others evaluate
         return _slice(checkpoint, Path(out_path), c, to, third, trajectory, overwrite, progress,
                       trust_factory, trust_pickle)  # fmt: skip
 
@@ -194,15 +192,15 @@ def _slice(
         if stored is None:
             dirs, coords = traj["directions"], traj["coords"]
             xs, ys = c.x or _span(coords[:, 0]), c.y or _span(coords[:, 1])
-        elif distributed.ranks().main:
-            _write_trajectory(path, traj)
+        else:  # rank 0 writes it; every rank hears how that went
+            distributed.on_main(lambda: _write_trajectory(path, traj), distributed.ranks())
     result = run_grid(
         path, model, loss, data, dirs, xs, ys, meta=meta,
         buffer_directions=bdirs, bn_mode=c.bn_mode, recalibrate_batches=c.recalibrate_batches,
         precision=c.precision, overwrite=overwrite, chunk=c.chunk, progress=progress,
     )  # fmt: skip
-    if traj is not None and distributed.ranks().main:
-        _write_trajectory(path, traj)
+    if traj is not None:
+        distributed.on_main(lambda: _write_trajectory(path, traj), distributed.ranks())
     return None if result is None else path
 
 

@@ -4,24 +4,22 @@ A slice file is created complete in shape (coordinates, directions, NaN values, 
 ``computed`` mask, the grid allocated in full) with its first point evaluated, built in
 memory and written atomically (temporary file + rename) under the writer lock: a run that
 fails before then leaves the path as it was. Evaluation then only changes value cells and
-mask cells in place, a chunk at a time: values first, flush, then the mask (each flush
-rewrites the rows it touches, cells not yet computed with their fill). An interrupted run
-loses at most one chunk, and a second call with the same configuration evaluates exactly
-the points whose mask is still 0, so its final values are identical to those of an
-uninterrupted run. Layout: :data:`DATASETS` and ``docs/hdf5-schema.md``; the root holds the
-provenance (``config_json`` = the full slice configuration), ``slice_format``,
+mask cells in place, a chunk at a time (:mod:`.cells`: values, fdatasync, then the mask).
+An interrupted run loses at most one chunk, and a second call with the same configuration
+evaluates exactly the points whose mask is still 0, so its final values are identical to
+those of an uninterrupted run. Layout: :data:`DATASETS` and ``docs/hdf5-schema.md``; the
+root holds the provenance (``config_json`` = the full slice configuration), ``slice_format``,
 ``config_hash`` and ``meta`` (JSON).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +30,20 @@ from torch import Tensor, nn
 
 from landscape import distributed
 from landscape._device import device_of
-from landscape._files import WriteError, remove_stale_temporaries, write_atomically, writer_lock
+from landscape._files import write_atomically
 from landscape._params import Params
 from landscape.data.evaluation import BatchLoss, Data, Loss, Metric, as_batches
+from landscape.slices.cells import (
+    REMAKE,
+    Cells,
+    CellWriter,
+    DamagedSliceFile,
+    cells_of,
+    checked,
+    ordered,
+    torch_dtype,
+    writing,
+)
 from landscape.slices.coords import Coords
 from landscape.slices.engine import (
     DEFAULT_RECALIBRATE_BATCHES,
@@ -43,7 +52,7 @@ from landscape.slices.engine import (
     SliceResult,
     evaluate_grid,
 )
-from landscape.store.hdf5 import describe_datasets, dumps, open_run, read_attr, write_attrs
+from landscape.store.hdf5 import describe_datasets, dumps, open_run, write_attrs
 from landscape.store.outputs import KIND_ATTR, check_output
 from landscape.store.provenance import provenance, write_provenance
 
@@ -96,11 +105,10 @@ def _write_params(group: h5py.Group, params: Mapping[str, Tensor], text: str) ->
 
 
 def _read_params(group: h5py.Group, device: str | torch.device) -> Params:
-    out: Params = {}
-    for ds in group.values():
-        dtype = getattr(torch, str(ds.attrs["dtype"]))
-        out[str(ds.attrs["name"])] = torch.from_numpy(np.asarray(ds[()])).to(device, dtype)
-    return out
+    return {
+        str(ds.attrs["name"]): torch.from_numpy(np.asarray(ds[()])).to(device, torch_dtype(ds))
+        for ds in group.values()
+    }
 
 
 def _write_directions(f: h5py.File, root: str, dirs: Sequence[Mapping[str, Tensor]]) -> None:
@@ -117,7 +125,6 @@ def _create(path: Path, first: SliceResult, config: dict, meta: dict, device: st
     The caller holds the writer lock of ``path`` and has checked that ``path`` holds
     nothing, or a slice file it may replace (``overwrite``).
     """
-    remove_stale_temporaries(path)  # of runs killed while making it (we hold the lock)
     image = io.BytesIO()  # built in memory, written by Python: a full disk is a clean error
     with h5py.File(image, "w") as f:
         write_provenance(f, provenance(config, device=device))
@@ -148,15 +155,6 @@ def _allocated_now() -> h5py.h5p.PropDCID:
     return dcpl
 
 
-@contextlib.contextmanager
-def _as_write_error(path: Path) -> Iterator[None]:
-    """HDF5's write failures (OSError, or RuntimeError from a failed flush) as WriteError."""
-    try:
-        yield
-    except (OSError, RuntimeError) as exc:
-        raise WriteError(path, exc) from exc
-
-
 def slice_file_hash(path: Path, where: str = "output path") -> str | None:
     """The ``config_hash`` of the slice file at ``path``; None if it is absent or empty.
 
@@ -170,49 +168,6 @@ def slice_file_hash(path: Path, where: str = "output path") -> str | None:
         if f.attrs.get("slice_format") != SLICE_FORMAT or "config_hash" not in f.attrs:
             raise ValueError(f"{path} is not a slice file: choose another {where}")
         return str(f.attrs["config_hash"])
-
-
-class _CellWriter:
-    """Buffers evaluated points and writes them ``chunk`` at a time: values, then mask.
-
-    Each flush opens the file (without HDF5's file lock: the writer lock keeps other
-    writers off, and readers must not be able to stop a run), writes one block per dataset
-    and closes it again: the rows the pending cells cover are read, the cells set, and the
-    block written back. Cells not yet computed are written back as read (the NaN / 0 fill),
-    so the stored bytes are those of cell-by-cell writes. The datasets were allocated when
-    the file was made, so a flush only overwrites bytes in place: no metadata changes, and
-    a failed write leaves cells whose mask is still 0, evaluated again on resume.
-    """
-
-    def __init__(self, path: Path, shape: tuple[int, ...], chunk: int) -> None:
-        self.path, self.shape, self.chunk = path, shape, chunk
-        self.pending: list[tuple[int, dict[str, float]]] = []
-
-    def add(self, k: int, point: dict[str, float]) -> None:
-        self.pending.append((k, point))
-        if len(self.pending) >= self.chunk:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        cells = np.unravel_index([k for k, _ in self.pending], self.shape)
-        r0, r1 = int(cells[0].min()), int(cells[0].max()) + 1
-        local = (cells[0] - r0, *cells[1:])
-        with _as_write_error(self.path), h5py.File(self.path, "r+", locking=False) as f:
-            for name in dict.fromkeys(n for _, point in self.pending for n in point):
-                has = np.array([name in point for _, point in self.pending])
-                ds = f["values"][name]
-                block = ds[r0:r1]
-                block[tuple(i[has] for i in local)] = [
-                    p[name] for _, p in self.pending if name in p
-                ]
-                ds[r0:r1] = block
-            f.flush()  # values reach the file before the mask says they are there
-            block = f["computed"][r0:r1]
-            block[local] = 1
-            f["computed"][r0:r1] = block
-        self.pending.clear()
 
 
 def run_grid(
@@ -258,13 +213,17 @@ def run_grid(
 
     Returns:
         The slice read back from the file, or None when the file was already complete
-        (nothing evaluated; "already complete" is logged).
+        (nothing evaluated; "already complete" is logged), and on ranks other than 0.
 
     Raises:
         ValueError: If the file holds a different slice and ``overwrite`` is False, holds
-            anything but a slice (whatever ``overwrite``), is being written by another
-            process, or on invalid arguments. The file is then left untouched, and so it
-            is when the first point fails: a new file is only made once that point is.
+            anything but a slice (whatever ``overwrite``), is damaged (unless ``overwrite``:
+            then it is made anew), is being written by another process, or on invalid
+            arguments. The file is then left untouched, and so it is when the first point
+            fails: a new file is only made once that point is.
+        WriteError: The file system refused a write (the cells written before are intact,
+            their mask says which), or the lock file beside ``path`` (where nothing can be
+            written, a complete file is still returned as complete: None).
     """
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
@@ -296,48 +255,70 @@ def run_grid(
     total = math.prod(plan.shape)
 
     r = distributed.ranks()
-    with writer_lock(path) if r.main else contextlib.nullcontext():  # rank 0 writes
+    where: list[Cells | None] = [None]  # rank 0: where the file's cells lie
+    with writing(path, r) as refused:  # rank 0 holds the writer lock and writes
 
-        def prepare() -> list[int]:  # rank 0: the file made or checked, the points to do
+        def prepare() -> tuple[list[int], bool]:  # rank 0: the file made or checked, the todo
             stored = slice_file_hash(path)  # refuses any other kind of file, even overwrite
             if stored not in (None, config_hash) and not overwrite:
-                raise ValueError(
-                    f"{path} holds a different slice; pass overwrite=True to replace it"
-                )
-            if stored != config_hash:  # made once its first point is: a failure keeps the old
-                report = None if progress is None else (lambda done, _: progress(done, total))
-                first = evaluate_grid(*grid, points=[0], progress=report, **options)
-                _create(path, first, config, file_meta, device)
-            with open_run(path, "r") as f:
-                return np.flatnonzero(f["computed"][()].reshape(-1) == 0).tolist()
+                raise ValueError(f"{path} holds a different slice: pass overwrite=True "
+                                 "(--overwrite) to replace it")  # fmt: skip
+            todo = None
+            if stored == config_hash:
+                try:
+                    todo, where[0] = _resumable(path, plan.meta["metrics"])
+                except DamagedSliceFile:
+                    if not overwrite:
+                        raise
+            if refused is not None and todo != []:  # nothing may be written here
+                raise refused
+            if todo is not None:
+                return todo, False
+            report = None if progress is None else (lambda done, _: progress(done, total))
+            first = evaluate_grid(*grid, points=[0], progress=report, **options)
+            _create(path, first, config, file_meta, device)  # only now: a failure keeps the old
+            todo, where[0] = _resumable(path, plan.meta["metrics"])
+            return todo, True
 
-        todo = distributed.on_main(prepare, r)
-        if not todo:
+        todo, created = distributed.on_main(prepare, r)
+        if not todo and not created:
             log.info("%s: already complete", path)
             return None
         before = total - len(todo)
         log.info("%s: evaluating %d of %d points", path, len(todo), total)
-        if r.world == 1:
-            writer = _CellWriter(path, plan.shape, chunk)
+        if r.world == 1 and todo:
+            writer = CellWriter(path, where[0], chunk)  # type: ignore[arg-type]  # made above
             report = None if progress is None else (lambda done, _: progress(before + done, total))
             try:
                 evaluate_grid(*grid, points=todo, on_point=writer.add, progress=report, **options)
             finally:
                 writer.flush()
-        else:
-            _run_sharded(path, grid, options, plan, todo, chunk, r, before, progress)
+        elif todo:
+            _run_sharded(path, grid, options, plan, todo, chunk, r, before, progress, where[0])
     if not r.main:
         return None
     return read_grid(path)
 
 
+def _resumable(path: Path, metrics: list[str]) -> tuple[list[int], Cells]:
+    """The points of ``path`` still to do and where its cells lie; ValueError if damaged."""
+    with open_run(path) as f:
+        checked(f, path)
+        if missing := [n for n in metrics if f"values/{n}" not in f]:
+            raise DamagedSliceFile(f"{path} is a damaged slice file (missing values/"
+                                   f"{missing[0]}): {REMAKE}")  # fmt: skip
+        return np.flatnonzero(f["computed"][()].reshape(-1) == 0).tolist(), cells_of(f, path)
+
+
 def _run_sharded(
     path: Path, grid: tuple, options: dict, plan: SliceResult, todo: list[int], chunk: int,
     r: distributed.Ranks, before: int, progress: Callable[[int, int], None] | None,
+    cells: Cells | None,
 ) -> None:  # fmt: skip
-    """Every rank evaluates its share of ``todo``; rank 0 gathers and writes blocks."""
+    """Every rank evaluates its share of ``todo``; rank 0 gathers and writes blocks, and
+    every rank hears how the last one went (a refused write: rank 0's WriteError)."""
     names, total = plan.meta["metrics"], math.prod(plan.shape)
-    writer = _CellWriter(path, plan.shape, chunk * r.world) if r.main else None
+    writer = CellWriter(path, cells, chunk * r.world) if r.main else None  # type: ignore[arg-type]
     received = [before]
 
     def on_row(k: int, values: list[float]) -> None:  # rank 0
@@ -354,47 +335,32 @@ def _run_sharded(
             on_point=lambda k, point: gatherer.add(k, [point[n] for n in names]),
         )  # fmt: skip
         gatherer.finish()
-    finally:
+    except BaseException:
         if writer is not None:
-            writer.flush()
+            writer.flush()  # what was gathered is kept
+        raise
+    distributed.on_main(writer.flush if writer is not None else lambda: None, r)
 
 
 def read_grid(path: str | Path, *, device: str | torch.device = "cpu") -> SliceResult:
     """Read a slice file written by :func:`run_grid` (directions keyed by parameter name).
 
     Raises:
-        ValueError: If the file is not a landscape slice file, or one with parts missing.
+        ValueError: If the file is not a landscape slice file, or one with parts missing
+            or damaged (the message names the part).
     """
     path = Path(path)
     with open_run(path) as f:
         if f.attrs.get("slice_format") != SLICE_FORMAT:
             raise ValueError(f"{path} is not a landscape slice file")
-        try:
-            meta = read_attr(f, "meta", {})
-            metrics = list(meta["metrics"])
-        except (ValueError, TypeError, KeyError):  # no meta, not JSON, no metric list
-            meta, metrics = {}, []
-        if meta.get("bn") in ("eval", "train", "recalibrate") and "bn_mode" not in meta:
-            meta["bn_mode"] = meta.pop("bn")  # older files name it "bn"
-        need = ["coords/x", "computed", "directions/d1", *(f"values/{n}" for n in metrics)]
-        if missing := ["meta"] * (not metrics) + [k for k in need if k not in f]:
-            raise ValueError(f"{path} is not a complete slice file (missing {missing[0]})")
+        meta, metrics = checked(f, path)
         x = f["coords/x"][()]
         y = f["coords/y"][()] if "y" in f["coords"] else None
         names = [*metrics, *(n for n in f["values"] if n not in metrics)]
         values = {n: f["values"][n][()] for n in names}
         computed = f["computed"][()].astype(bool)
-        dirs = [_read_params(g, device) for g in _ordered(f["directions"])]
+        dirs = [_read_params(g, device) for g in ordered(f["directions"], path)]
         bdirs = None
         if "buffer_directions" in f:
-            bdirs = [_read_params(g, device) for g in _ordered(f["buffer_directions"])]
-    res = SliceResult(x, y, values, meta, dirs, computed, bdirs)
-    for name, v in {"computed": computed, **values}.items():
-        if v.shape != res.shape:
-            raise ValueError(f"{path} is not a consistent slice file ({name} has shape "
-                             f"{v.shape}, the coordinates give {res.shape})")  # fmt: skip
-    return res
-
-
-def _ordered(group: h5py.Group) -> list[h5py.Group]:
-    return [group[f"d{k}"] for k in range(1, len(group) + 1)]
+            bdirs = [_read_params(g, device) for g in ordered(f["buffer_directions"], path)]
+    return SliceResult(x, y, values, meta, dirs, computed, bdirs)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
+import subprocess
+import sys
 import warnings
 
 import h5py
@@ -281,3 +286,121 @@ def test_a_resumed_run_counts_only_its_own_points():
     for done in (6, 7, 15):  # resumed after 5 of 15 points
         report(done, 15)
     assert seen == [(1, 10), (2, 10), (10, 10)]
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to refuse a write")
+@pytest.mark.parametrize(("code", "nth"), [("EIO", 2), ("ENOSPC", 6)])
+def test_a_write_the_disk_refuses_is_one_error_and_a_rerun_completes_it(run, tmp_path, code, nth):
+    """strace makes the kernel refuse the nth in-place write of the cells (the values of a
+    block or its mask): one Error line, exit 2, no crash; no cell's mask says 1 without its
+    value, and a rerun completes the slice to the values of an uninterrupted run. (Before,
+    HDF5 reported the failed write only when h5py freed the dataset, the mask was written
+    anyway, and the process crashed with a segfault, exit 139.)"""
+    args = ["slice", ckpt(run, "bn"), "--x", "-1:1:9", "--y", "-1:1:9", "--examples", "100",
+            *CPU, "-q"]  # fmt: skip
+    landscape = [sys.executable, "-m", "landscape"]
+    ref, out = tmp_path / "ref.h5", tmp_path / "out.h5"
+    assert invoke(*args, "--out", ref).exit_code == 0
+    strace = ["strace", "-f", "--seccomp-bpf", "-o", "/dev/null", "-e", "trace=pwrite64",
+              "-e", f"inject=pwrite64:error={code}:when={nth}"]  # fmt: skip
+    refused = subprocess.run([*strace, *landscape, *map(str, args), "--out", str(out)],
+                             capture_output=True, text=True)  # fmt: skip
+    lines = refused.stderr.splitlines()
+    assert refused.returncode == 2 and len(lines) == 1, refused.stderr
+    assert lines[0].startswith(f"Error: cannot write {out}: {os.strerror(getattr(errno, code))}")
+    a, b = read_grid(ref), read_grid(out)
+    assert 0 < b.computed.sum() < b.computed.size
+    assert np.array_equal(a.values["loss"][b.computed], b.values["loss"][b.computed])
+    assert invoke(*args, "--out", out).exit_code == 0
+    b = read_grid(out)
+    assert b.computed.all()
+    assert all(np.array_equal(a.values[n], b.values[n]) for n in a.values)
+
+
+def test_a_one_point_slice_made_now_is_not_called_complete(run, tmp_path):
+    out = tmp_path / "one.h5"
+    args = ["slice", ckpt(run, "bn"), "--x", "0:0:1", "--examples", "50", *CPU, "-q"]
+    result = invoke(*args, "--out", out)
+    assert result.exit_code == 0 and result.output.splitlines()[0].startswith(f"{out}: 1 point")
+    assert invoke(*args, "--out", out).output.startswith(f"already complete: {out}")
+
+
+def test_another_configuration_names_the_option(run, tmp_path):
+    """Settings that the stored meta shares but the hashed configuration does not (here:
+    the file's hash changed): the CLI's option is named, not the keyword."""
+    out = tmp_path / "s.h5"
+    assert invoke("slice", ckpt(run, "bn"), *GRID, "--out", out).exit_code == 0
+    with h5py.File(out, "r+") as f:
+        f.attrs["config_hash"] = "0" * 64
+    assert "pass overwrite=True (--overwrite)" in error_line(
+        invoke("slice", ckpt(run, "bn"), *GRID, "--out", out)
+    )
+
+
+def test_unwritable_outputs_name_their_cause_and_a_complete_one_needs_no_writer(
+    run, planes, tmp_path, monkeypatch
+):
+    """Each refused write gets the advice for its cause; where nothing can be written (a
+    read-only file system: the lock file refused with EROFS), a complete slice is reported
+    complete, and only a slice that needs writing is refused."""
+    from landscape import _files
+
+    (tmp_path / "notes.txt").write_text("mine")
+    line = error_line(invoke("slice", ckpt(run, "bn"), *GRID, "--out", tmp_path / "notes.txt/x.h5"))
+    assert line.endswith("File exists; what was written before is intact: the path is not a "
+                         "usable directory (a part of it is missing, is a file or cannot be "
+                         "made): choose another path")  # fmt: skip
+    assert "free space" not in line
+
+    def read_only(lock, target):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(lock))
+
+    monkeypatch.setattr(_files, "_take", read_only)
+    before = planes["bn"].read_bytes()
+    result = invoke("slice", ckpt(run, "bn"), *GRID, "--out", planes["bn"])
+    assert result.exit_code == 0 and result.output.startswith(f"already complete: {planes['bn']}")
+    assert planes["bn"].read_bytes() == before
+    line = error_line(invoke("slice", ckpt(run, "bn"), *GRID, "--out", tmp_path / "new.h5"))
+    assert "new.h5: Read-only file system; what was written before is intact: the file " \
+        "system is read-only: remount it read-write or write to another place" in line  # fmt: skip
+
+
+def _bad_dtype(f):
+    for ds in f["directions/d1"].values():
+        ds.attrs["dtype"] = "os.system"
+
+
+def _no_name(f):
+    for ds in f["directions/d1"].values():
+        del ds.attrs["name"]
+
+
+def _strings(f):
+    shape = f["values/loss"].shape
+    del f["values/loss"]
+    f["values/loss"] = np.full(shape, b"a")
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        (_bad_dtype, "(directions/d1/layers.0.linear.weight names no torch dtype)"),
+        (_no_name, "(directions/d1/layers.0.linear.weight is not a tensor with a"),
+        (lambda f: f["directions"].create_group("dx"), "(directions is not a group of groups"),
+        (_strings, "(values/loss is not a grid of numbers)"),
+    ],
+)
+def test_damaged_slice_files_are_one_line_naming_the_fix(run, planes, tmp_path, damage, needle):
+    """plot slice, plot compare and a rerun of the slice (before: AttributeError, KeyError or
+    TypeError tracebacks); --overwrite makes the file anew."""
+    out = tmp_path / "s.h5"
+    out.write_bytes(planes["bn"].read_bytes())
+    with h5py.File(out, "r+") as f:
+        damage(f)
+    fix = ": make it again (--overwrite, overwrite=True) or remove it"
+    for args in (["plot", "slice", out], ["plot", "compare", planes["plain"], out],
+                 ["slice", ckpt(run, "bn"), *GRID, "--out", out]):  # fmt: skip
+        line = error_line(invoke(*args))
+        assert f"{out} is a damaged slice file {needle}" in line and line.endswith(fix), line
+    assert invoke("slice", ckpt(run, "bn"), *GRID, "--out", out, "--overwrite").exit_code == 0
+    assert np.array_equal(read_grid(out).values["loss"], read_grid(planes["bn"]).values["loss"])
