@@ -4,6 +4,9 @@ offline probes; a run whose rank dies resumes, with any number of processes."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +121,91 @@ def test_other_commands_refuse_torchrun(tmp_path):
                                 env={"WORLD_SIZE": "2"})  # fmt: skip
     assert result.exit_code == 2
     assert "landscape train runs in one process: run it without torchrun" in result.output
+
+
+def _one_error_line(result: subprocess.CompletedProcess) -> str:
+    """Rank 0's one ``Error:`` line; every rank ended with exit code 2, none with a traceback
+    (torchrun's own report of the failed ranks is all the rest)."""
+    lines = (result.stdout + result.stderr).splitlines()
+    errors = [line for line in lines if line.startswith("Error:")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert set(re.findall(r"exitcode\s*: (-?\d+)", result.stderr)) == {"2"}, result.stderr[-3000:]
+    assert result.stderr.count("Traceback") == result.stderr.count("ChildFailedError:") == 1
+    assert "[rank" not in result.stderr and "RuntimeError" not in result.stderr
+    return errors[0]
+
+
+def _probe_or_slice(command: str, run: Path, out: Path, *extra: str) -> list:
+    if command == "probe":
+        return ["probe", run, "--batches", "2", "--count", "2", "-q", "--out", out, *extra]
+    ckpt = run / "checkpoints" / "bn" / "step_0000012.pt"
+    return ["slice", ckpt, "--x", "-1:1:5", "--examples", "50", "-q", "--out", out, *extra]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("command", ["slice", "probe"])
+def test_cuda_without_cuda_under_torchrun_is_one_line_from_rank_0(run, tmp_path, command):
+    args = _probe_or_slice(command, run, tmp_path / "out.h5", "--device", "cuda")
+    line = _one_error_line(torchrun(2, "-m", "landscape", *args, check=False))
+    assert line == "Error: device cuda requested but no CUDA device is available: use --device cpu"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["slice", "probe"])
+def test_an_output_refused_under_torchrun_is_one_line_from_rank_0(run, tmp_path, command):
+    """Rank 0 cannot take the writer lock (the output's folder would be a file): it says so
+    once, the other ranks end quietly with the same code (before: a gloo traceback on
+    every other rank)."""
+    (tmp_path / "notes.txt").write_text("mine")
+    args = _probe_or_slice(command, run, tmp_path / "notes.txt" / "x.h5", "--device", "cpu")
+    line = _one_error_line(torchrun(2, "-m", "landscape", *args, check=False))
+    assert "notes.txt/x.h5: File exists; " in line and "is not a usable directory" in line
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to refuse a write")
+def test_a_write_refused_on_rank_0_mid_run_is_one_line_and_resumes(run, tmp_path):
+    """The kernel refuses rank 0's last write of cells (the mask of the last block, strace),
+    when the other rank has no collective left: one Error line, exit 2 on every rank; the
+    file keeps its finished blocks and two processes complete it to the values of one."""
+    ckpt = run / "checkpoints" / "bn" / "step_0000012.pt"
+    args = ["slice", ckpt, "--x", "-1:1:11", "--y", "-1:1:9", "--examples", "50", "--device",
+            "cpu", "-q"]  # fmt: skip
+    one_process(*args, "--out", tmp_path / "one.h5")
+    strace = ["strace", "-f", "--seccomp-bpf", "-o", "/dev/null", "-e", "trace=pwrite64",
+              "-e", "inject=pwrite64:error=ENOSPC:when=6"]  # fmt: skip
+    cut = subprocess.run([*strace, *TORCHRUN, "2", "-m", "landscape", *map(str, args), "--out",
+                          str(tmp_path / "two.h5")], env=ONE_THREAD, capture_output=True,
+                         text=True, cwd=HERE.parent)  # fmt: skip
+    assert "two.h5: No space left on device; what was written before" in _one_error_line(cut)
+    part, full = read_grid(tmp_path / "two.h5"), read_grid(tmp_path / "one.h5")
+    done = part.computed
+    assert 0 < done.sum() < done.size
+    assert np.array_equal(part.values["loss"][done], full.values["loss"][done])
+    torchrun(2, "-m", "landscape", *args, "--out", tmp_path / "two.h5")
+    part = read_grid(tmp_path / "two.h5")
+    assert all(np.array_equal(part.values[n], full.values[n]) for n in full.values)
+
+
+def test_bad_torchrun_variables_are_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["slice", "x.pt", "--out", str(tmp_path / "s.h5")],
+                                env={"WORLD_SIZE": "abc"})  # fmt: skip
+    assert result.exit_code == 2 and result.output.startswith("Error: WORLD_SIZE='abc' is not")
+    assert len(result.output.splitlines()) == 1
+
+
+def test_a_rank_other_than_0_ends_quietly_with_the_same_code(monkeypatch, tmp_path):
+    """Bad input on rank 1 (rank 0 reports the same): no output, exit 2; stopped by torchrun
+    while it waits for rank 0 to write its message, it ends with exit 2 too."""
+    from landscape.cli import common
+
+    monkeypatch.setattr(common, "QUIET_GRACE_S", 0.0)
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        result = CliRunner().invoke(main, ["slice", str(tmp_path / "nope.pt"), "--out",
+                                           str(tmp_path / "s.h5")],
+                                    env={"WORLD_SIZE": "2", "RANK": "1"})  # fmt: skip
+        assert result.exit_code == 2 and result.output == ""
+        assert signal.getsignal(signal.SIGTERM) is not handler
+    finally:
+        signal.signal(signal.SIGTERM, handler)

@@ -11,11 +11,11 @@ May import: every wing of the library. Nothing in the library imports the CLI or
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 import click
 
+from landscape import distributed
 from landscape.cli.common import BadInput, LandscapeGroup
 from landscape.store.provenance import package_version
 
@@ -34,7 +34,7 @@ def main(verbose: bool) -> None:
         stream=sys.stderr,
     )
     command = click.get_current_context().invoked_subcommand
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and command not in SHARDED:
+    if distributed.launched().world > 1 and command not in SHARDED:
         raise BadInput(
             f"landscape {command} runs in one process: run it without torchrun (torchrun "
             f"spreads {' and '.join(SHARDED)} over processes)"

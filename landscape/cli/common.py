@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
+import os
+import signal
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import click
 
+from landscape import distributed
 from landscape.render.style import FigureOptions
 from landscape.train import literal_values
 
+log = logging.getLogger(__name__)
+
 #: Exit code for bad input, as for click's own usage errors.
 EXIT_BAD_INPUT = 2
+#: Seconds a torchrun process other than rank 0 waits before it ends on an error: torchrun
+#: stops every process once one ends, and rank 0 is to have written its message by then.
+QUIET_GRACE_S = 2.0
 
 
 class BadInput(click.ClickException):
@@ -25,16 +35,48 @@ class BadInput(click.ClickException):
 
 class LandscapeGroup(click.Group):
     """A click group that turns library ValueErrors, file errors and click's own usage errors
-    (a bad option value, a missing argument) into ``BadInput``: one ``Error:`` line, exit 2."""
+    (a bad option value, a missing argument) into ``BadInput``: one ``Error:`` line, exit 2.
+
+    Under torchrun only rank 0 prints it: the other processes end quietly with the same exit
+    code (their message is logged, shown with ``-v``). Rank 0 either fails the same way (bad
+    options, an error it broadcast) or has its own error, or hears that a peer stopped
+    (:class:`~landscape.distributed.PeerFailed`) and says so in one line.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return self._invoke(ctx)
+        except click.ClickException as exc:
+            rank = _torchrun_rank()
+            if rank == 0:
+                raise
+            log.info("rank %d: %s", rank, exc.format_message())
+            _end_quietly(exc.exit_code)
+
+    def _invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:
             name = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
             raise BadInput(f"{exc.format_message()} (see {name} --help)") from None
-        except (ValueError, OSError) as exc:  # OSError: missing, unreadable or non-HDF5 files
-            raise BadInput(_one_line(exc)) from None
+        except (ValueError, OSError, distributed.PeerFailed) as exc:  # OSError: missing,
+            raise BadInput(_one_line(exc)) from None  # unreadable or non-HDF5 files
+
+
+def _end_quietly(code: int) -> None:
+    """End this process with ``code`` and no message, after :data:`QUIET_GRACE_S` (stopped
+    by torchrun meanwhile, because rank 0 ended: the same code)."""
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(code))
+    time.sleep(QUIET_GRACE_S)
+    raise click.exceptions.Exit(code)
+
+
+def _torchrun_rank() -> int:
+    """This process's torchrun rank: 0 alone, and when torchrun's variables are what failed."""
+    try:
+        return distributed.launched().rank
+    except ValueError:
+        return 0
 
 
 def _one_line(exc: BaseException) -> str:
@@ -97,7 +139,7 @@ class Progress:
                 bar.__exit__(None, None, None)
 
 
-@contextmanager
+@contextlib.contextmanager
 def progress_bars(quiet: bool) -> Iterator[Progress]:
     p = Progress(quiet)
     try:

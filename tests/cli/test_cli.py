@@ -154,7 +154,11 @@ def test_demo_end_to_end_short(runner, tmp_path):
         assert {f"{stem}.png", f"{stem}.pdf"} <= names, stem
     assert (out / "slices" / "bn_final_random_plane.h5").exists()
     again = runner.invoke(main, ["demo", "--out", str(out), "--steps", "5", "-q"])
-    assert again.exit_code == 2 and "--overwrite" in again.output
+    assert again.exit_code == 2 and "--overwrite" in again.output and "--resume" in again.output
+    # the --resume the message names exists (before: "no such option: --resume")
+    args = ["demo", "--out", str(out), "--steps", "20", "--grid", "5", "--resume", "-q"]
+    resumed = runner.invoke(main, args)
+    assert resumed.exit_code == 0 and "already finished at step 20" in resumed.output
 
 
 def test_offline_probe_figures(runner, tmp_path):
@@ -257,3 +261,64 @@ def test_damaged_run_logs_are_one_line(runner, tmp_path, damage, needle, command
     if damage == "truncated" and command != "plot training":  # the output guard speaks first
         needle = "run.h5 holds a damaged HDF5 file, not a run log"
     assert needle in error_line(runner.invoke(main, args))
+
+
+def _damage_log(log, damage):
+    import h5py
+    import numpy as np
+
+    with h5py.File(log, "a") as f:
+        if damage == "NaN step":
+            steps = f["train/bn/step"][()].astype(float)
+            steps[2] = np.nan
+            del f["train/bn/step"]
+            f["train/bn"].create_dataset("step", data=steps, maxshape=(None,))
+        elif damage == "text column":
+            del f["train/bn/loss"]
+            f["train/bn"].create_dataset("loss", data=np.array([b"x"] * 6), maxshape=(None,))
+        elif damage == "no /train":
+            del f["train"]
+        elif damage == "/train a dataset":
+            del f["train"]
+            f["train"] = np.zeros(3)
+        elif damage == "config_json":
+            f.attrs["config_json"] = "{x"
+        elif damage == "huge schema":
+            f.attrs["schema_version"] = "9" * 5000 + ".0"
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        ("NaN step", "/train/bn/step holds nan at row 2, not a step number: the file is damaged"),
+        ("text column", "/train/bn/loss holds text, not numbers: the file is damaged"),
+        ("no /train", "/train/bn holds 0 rows before step 6, where the checkpoint step_0000006"),
+        ("/train a dataset", "/train is a dataset, not a group"),
+        ("config_json", "its attribute config_json holds '{x', not a JSON object"),
+        ("huge schema", "has schema_version '99999999999999999999...(5002 characters)', not"),
+    ],
+)
+def test_train_resume_refuses_a_damaged_log_and_leaves_the_run(runner, tmp_path, damage, needle):
+    """Before: a NaN step was dropped silently (exit 0), a run without /train "finished" with
+    no training series, a text column passed (then the figure failed), a /train dataset gave
+    "Unable to synchronously create group", "{x" a JSON parser's message and a 5000-digit
+    schema version Python's "integer string conversion" limit."""
+    run = tmp_path / "run"
+    assert runner.invoke(main, ["train", *TINY, "--out", str(run)]).exit_code == 0
+    _damage_log(run / "run.h5", damage)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    line = error_line(runner.invoke(main, ["train", *TINY, "--out", str(run), "--resume"]))
+    assert needle in line and str(run / "run.h5") in line
+    assert before == {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+
+def test_train_resume_of_a_finished_run_prints_its_stored_numbers(runner, tmp_path):
+    """Before: "bn: 6 steps, train loss nan", which reads like a divergence."""
+    run = tmp_path / "run"
+    first = runner.invoke(main, ["train", *TINY, "--out", str(run)])
+    again = runner.invoke(main, ["train", *TINY, "--out", str(run), "--resume"])
+    assert again.exit_code == 0 and "nan" not in again.output, again.output
+    for v in ("bn", "plain"):
+        numbers = next(ln for ln in first.output.splitlines() if ln.strip().startswith(f"{v}:"))
+        stored = numbers.split("steps, ", 1)[1]
+        assert f"{v}: already finished at step 6, nothing trained; {stored}" in again.output
