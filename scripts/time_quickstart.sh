@@ -29,4 +29,6 @@ run slice $ck/plain/step_0000600.pt --x -1:1:21 --y -1:1:21 -q
 run slice $ck/bn/step_0000000.pt --to $ck/bn/step_0000600.pt -q
 run plot compare runs/pair/slices/bn_step_0000600_random_plane.h5 \
     runs/pair/slices/plain_step_0000600_random_plane.h5
+run hessian runs/pair --at 0,200,400,600 --top-k 3 --density -q
+run plot hessian runs/pair
 printf '%6.1f s  in all; load %s\n' "$total" "$(cut -d' ' -f1-3 /proc/loadavg)"

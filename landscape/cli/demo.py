@@ -9,11 +9,13 @@ import click
 
 from landscape import figures
 from landscape.cli.common import BadInput, progress_bars, quiet_option
+from landscape.cli.probe import run_files
 from landscape.cli.train import report, rerun_advice
+from landscape.curvature import HessianConfig, hessian_checkpoints
 from landscape.figures import compare_figure
 from landscape.render import save_figure
 from landscape.slices import SliceConfig, slice_checkpoint
-from landscape.store import FIGURES, SLICES, checkpoint_dir, checkpoint_path
+from landscape.store import FIGURES, HESSIAN_FILE, SLICES, checkpoint_dir, checkpoint_path
 from landscape.train import TrainConfig, train_pair
 
 #: The demo's setup: the paper's fixed-lr SGD on a small VGG, scaled to 8x8 digits, with
@@ -33,6 +35,10 @@ DEMO_CONFIG = TrainConfig(
 #: Li et al.'s filter-normalised random plane around each final network, on a coarser grid
 #: than their 51 x 51 so the demo stays within a few minutes on two CPU cores.
 DEMO_SLICE = SliceConfig(kind="random", x="-1:1:21", y="-1:1:21", examples=500, seed=0)
+#: The Hessian at every checkpoint (``landscape hessian``): top 3 eigenvalues, the trace to
+#: 10 % and the spectral density, on the first 256 training examples (a few seconds each).
+DEMO_HESSIAN = HessianConfig(top_k=3, trace_rtol=0.1, trace_max_products=100, density=True,
+                             density_probes=2, density_steps=30, examples=256)  # fmt: skip
 
 
 def register(main: click.Group) -> None:
@@ -47,7 +53,8 @@ def register(main: click.Group) -> None:
                   help="Points per axis of the random-plane slices on [-1, 1].")  # fmt: skip
     @quiet_option
     def demo(out: Path, overwrite: bool, resume: bool, steps: int, grid: int, quiet: bool) -> None:
-        """Train a BN and a plain small VGG on digits, probe and slice them, draw the figures."""
+        """Train a BN and a plain small VGG on digits, probe them, take their Hessians, slice
+        them, draw the figures."""
         if overwrite and resume:
             raise BadInput("--overwrite and --resume exclude each other: pick one")
         config = replace(DEMO_CONFIG, steps=steps)
@@ -55,6 +62,10 @@ def register(main: click.Group) -> None:
             result = train_pair(config, out, overwrite=overwrite, resume=resume, progress=bars)
             report(result)
             written = [*figures.plot_training(out), *figures.plot_santurkar(out)]
+            hessian_checkpoints(run_files(out, config.variants), out / HESSIAN_FILE, DEMO_HESSIAN,
+                                device=config.device, overwrite=True,
+                                progress=bars.simple("hessian"))  # fmt: skip
+            written += figures.plot_hessian(out)
             slices = []
             for v, r in result.variants.items():
                 if r.status != "finished":

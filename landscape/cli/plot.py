@@ -62,3 +62,24 @@ def register(main: click.Group) -> None:
                                          options=options)  # fmt: skip
         for p in written:
             click.echo(p)
+
+    @plot.command("hessian", short_help="Hessian over training and spectral densities.")
+    @click.argument("run", type=_RUNS)
+    @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+                  help="Output directory [default: RUN/figures, or beside a FILE.h5 as "
+                  "FILE_hessian_...].")  # fmt: skip
+    @click.option("--step", type=int, default=None,
+                  help="The checkpoint whose spectral density is drawn [the last].")  # fmt: skip
+    @click.option("--variants", help=_VARIANTS_HELP)
+    @figure_flags
+    def hessian(run: Path, out: Path | None, step: int | None, variants: str | None,
+                options: FigureOptions) -> None:  # fmt: skip
+        """Top eigenvalues, trace and curvature along the gradient over training (beside
+        the probes' effective beta), and the spectral densities side by side.
+
+        RUN: a run directory (its hessian.h5 of landscape hessian, else the inline Hessians
+        of its run.h5), a Hessian file or a run.h5.
+        """
+        for p in figures.plot_hessian(run, out, variants=comma_list(variants), step=step,
+                                      options=options):  # fmt: skip
+            click.echo(p)

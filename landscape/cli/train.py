@@ -17,6 +17,7 @@ from landscape.cli.common import (
     progress_bars,
     quiet_option,
 )
+from landscape.curvature.inline import TRACE_MAX_PRODUCTS
 from landscape.data import DATASETS
 from landscape.store import RUN_FILE
 from landscape.train import TrainConfig, train_pair
@@ -185,6 +186,42 @@ def train_options(f):
             default=0,
             help="Internal covariate shift every N steps, with the optimizer's update (0: never).",
         ),
+        click.option(
+            "--hessian-every",
+            type=int,
+            default=0,
+            help="Hessian (top eigenvalues, trace, curvature along the gradient) every N steps "
+            "and at the last (0: never).",
+        ),
+        click.option(
+            "--hessian-top-k",
+            type=int,
+            default=1,
+            show_default=True,
+            help="Top Hessian eigenvalues (algebraically largest).",
+        ),
+        click.option(
+            "--hessian-examples",
+            type=int,
+            default=512,
+            show_default=True,
+            help="The Hessian's data: the first N training examples.",
+        ),
+        click.option("--hessian-batch-size", type=int, default=256, show_default=True),
+        click.option(
+            "--hessian-bn-mode",
+            type=literal_choice(TrainConfig, "hessian_bn_mode"),
+            default="train",
+            show_default=True,
+        ),
+        click.option(
+            "--hessian-trace-rtol",
+            type=float,
+            default=0.05,
+            show_default=True,
+            help="Hutch++ trace to this relative standard error (0: its whole budget of "
+            f"{TRACE_MAX_PRODUCTS} products).",
+        ),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -198,7 +235,8 @@ def config_from_options(kw: dict) -> TrainConfig:
         "download", "optimizer", "lr", "momentum", "weight_decay", "lr_gamma", "batch_size",
         "steps", "seed", "device", "eval_every", "checkpoint_every", "checkpoint_log",
         "probe_every", "probe_low", "probe_high", "probe_count", "probe_spacing",
-        "probe_direction", "probe_bn_mode", "ics_every",
+        "probe_direction", "probe_bn_mode", "ics_every", "hessian_every", "hessian_top_k",
+        "hessian_examples", "hessian_batch_size", "hessian_bn_mode", "hessian_trace_rtol",
     ]  # fmt: skip
     args = {n: kw.pop(n) for n in names}
     args["model_options"] = parse_key_values(kw.pop("model_options"), "model-option")

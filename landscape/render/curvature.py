@@ -127,6 +127,7 @@ def spectral_densities(
     with figure_style():
         fig = new_figure((4.6 * len(runs) + 0.6, 3.8))
         axes = np.atleast_1d(fig.subplots(1, len(runs), sharey=True))
+        tops: list[float] = []
         for ax, (key, run) in zip(axes, runs.items()):
             require_keys(run, key, ("grid", "density"))
             grid = np.asarray(run["grid"], dtype=float)
@@ -137,11 +138,15 @@ def spectral_densities(
             floor = max(float(np.nanmax(dens)) * 1e-12, 1e-300) if dens.size else 1e-300
             ax.plot(grid, positive_or_nan(np.maximum(dens, floor)), color=color)
             ax.set_yscale("log")
+            tops.append(float(np.nanmax(dens)) if dens.size else np.nan)
             for lam in np.asarray(run.get("eigenvalues", []), dtype=float).reshape(-1):
                 ax.axvline(lam, color=color, linestyle=":", linewidth=0.9, alpha=0.8)
             when = f" (step {int(run['step'])})" if "step" in run else ""
             ax.set_title(f"{labels[key]}{when}", color=color)
             ax.set_xlabel("eigenvalue λ")
+        top = max((t for t in tops if np.isfinite(t) and t > 0), default=None)
+        if top is not None:  # nine decades: the Gaussian tails, not the clipping floor
+            axes[0].set_ylim(bottom=top * 1e-9)
         axes[0].set_ylabel("density (log scale)")
         fig.suptitle(title or "Hessian spectral density (dotted: top eigenvalues)")
         fit_titles(fig)

@@ -58,6 +58,7 @@ from landscape.store.info import describe, describe_checkpoint
 from landscape.store.layout import (
     CHECKPOINTS,
     FIGURES,
+    HESSIAN_FILE,
     PROBES_FILE,
     RUN_FILE,
     SLICES,
@@ -160,6 +161,7 @@ __all__ = [
     "CHECKPOINTS",
     "FIGURES",
     "PROBES_FILE",
+    "HESSIAN_FILE",
     "RUN_FILE",
     "SLICES",
     "VARIANTS",

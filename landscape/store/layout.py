@@ -2,6 +2,7 @@
 
 <run>/run.h5                                 training log, inline probes, ICS
 <run>/probes.h5                              offline probes (landscape probe)
+<run>/hessian.h5                             Hessians of the checkpoints (landscape hessian)
 <run>/checkpoints/<variant>/step_XXXXXXX.pt  checkpoints
 <run>/slices/                                slice files (landscape slice)
 <run>/figures/                               rendered figures
@@ -17,6 +18,7 @@ from typing import Literal
 __all__ = [
     "CHECKPOINTS",
     "FIGURES",
+    "HESSIAN_FILE",
     "PROBES_FILE",
     "RUN_FILE",
     "SLICES",
@@ -27,6 +29,7 @@ __all__ = [
 
 RUN_FILE = "run.h5"
 PROBES_FILE = "probes.h5"
+HESSIAN_FILE = "hessian.h5"
 CHECKPOINTS = "checkpoints"
 SLICES = "slices"
 FIGURES = "figures"

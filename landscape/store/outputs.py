@@ -38,6 +38,7 @@ from landscape.store.hdf5 import read_attr
 from landscape.store.layout import (
     CHECKPOINTS,
     FIGURES,
+    HESSIAN_FILE,
     PROBES_FILE,
     RUN_FILE,
     SLICES,
@@ -59,8 +60,9 @@ __all__ = [
 #: Root attribute naming what an HDF5 file of the toolkit is.
 KIND_ATTR = "landscape_kind"
 Kind = Literal[
-    "run log", "offline probe file", "probe log", "slice file", "figure", "checkpoint", "VTK file"
-]
+    "run log", "offline probe file", "hessian file", "probe log", "slice file", "figure",
+    "checkpoint", "VTK file",
+]  # fmt: skip
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format
 _PICKLE_MAGIC = b"\x80"  # torch.save's legacy format (a pickle)
@@ -176,23 +178,26 @@ def remove_run_outputs(run: str | Path) -> list[Path]:
 
     What goes: ``checkpoints/<variant>/step_XXXXXXX.pt`` that are landscape checkpoints of
     that step and variant (and temporaries of killed saves of them), ``probes.h5`` if it is
-    an offline probe file, files below ``figures/`` that carry landscape's stamp, slice files
-    below ``slices/`` whose every source checkpoint is one of those checkpoints (by name and
-    SHA-256), and ``run.h5`` last; then the layout's folders left empty. Everything else
-    stays (a ZIP, an empty file, your PDF, a slice of another run's checkpoint).
+    an offline probe file, ``hessian.h5`` if it is a Hessian file, files below
+    ``figures/`` that carry landscape's stamp, slice files below ``slices/`` whose every
+    source checkpoint is one of those checkpoints (by name and SHA-256), and ``run.h5``
+    last; then the layout's folders left empty. Everything else stays (a ZIP, an empty
+    file, your PDF, a slice of another run's checkpoint).
 
     Nothing is deleted before every check passed: a symbolic link where the run writes (its
-    folders, ``run.h5``, ``probes.h5``, a checkpoint's name) is never followed, deleted or
-    replaced; a file at a checkpoint's name that is not the run's checkpoint is never
-    replaced; and the writer locks (:func:`landscape._files.writer_lock`) of ``probes.h5``
-    and the slice files are taken first, so an output another process is writing stays.
+    folders, ``run.h5``, ``probes.h5``, ``hessian.h5``, a checkpoint's name) is never
+    followed, deleted or replaced; a file at a checkpoint's name that is not the run's
+    checkpoint is never replaced; and the writer locks (:func:`landscape._files.writer_lock`)
+    of ``probes.h5``, ``hessian.h5`` and the slice files are taken first, so an output
+    another process is writing stays.
 
     Raises:
         ValueError: one of those, naming the path; nothing was deleted.
     """
     run = Path(run)
     ckpt_root, variants = run / CHECKPOINTS, [checkpoint_dir(run, v) for v in VARIANTS]
-    for p in (ckpt_root, *variants, run / FIGURES, run / SLICES, run / RUN_FILE, run / PROBES_FILE):
+    for p in (ckpt_root, *variants, run / FIGURES, run / SLICES, run / RUN_FILE, run / PROBES_FILE,
+              run / HESSIAN_FILE):  # fmt: skip
         _refuse_link(p)
     remove, locked, checkpoints = [], [], set()
     for folder in variants:
@@ -213,6 +218,8 @@ def remove_run_outputs(run: str | Path) -> list[Path]:
               and _of_run(p, run, checkpoints, hashes)]  # fmt: skip
     if kind_of(run / PROBES_FILE) == "offline probe file":
         locked.append(run / PROBES_FILE)
+    if kind_of(run / HESSIAN_FILE) == "hessian file":
+        locked.append(run / HESSIAN_FILE)
     locked += slices
     remove += sorted(checkpoints) + figures
     with contextlib.ExitStack() as held:

@@ -7,6 +7,7 @@ learning rate of a step and the optimizer.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from types import NoneType, UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -23,6 +24,7 @@ from landscape.store import VARIANTS, Variant
 __all__ = [
     "TrainConfig",
     "checkpoint_schedule",
+    "fill_defaults",
     "literal_values",
     "lr_at",
     "make_optimizer",
@@ -67,6 +69,11 @@ _NUMBERS: dict[str, tuple[type, float | None, float | None]] = {
     "probe_high": (float, 0.0, None),
     "probe_count": (int, 1, None),
     "ics_every": (int, 0, None),
+    "hessian_every": (int, 0, None),
+    "hessian_top_k": (int, 1, None),
+    "hessian_examples": (int, 1, None),
+    "hessian_batch_size": (int, 1, None),
+    "hessian_trace_rtol": (float, 0.0, None),
 }
 #: Float fields whose lower bound is excluded (a zero learning rate or scale means nothing).
 _POSITIVE = {"init_scale", "lr", "lr_gamma", "probe_low", "probe_high"}
@@ -143,6 +150,15 @@ class TrainConfig:
     probe_direction: Literal["gradient", "random"] = "gradient"
     probe_bn_mode: Literal["train", "eval"] = "train"
     ics_every: int = 0  # internal covariate shift (Definition 2.1); 0: never
+    # the inline Hessian (landscape.curvature.InlineHessian): top eigenvalues, trace and the
+    # curvature along the gradient of the mean loss over the first hessian_examples training
+    # examples (a fixed set, in batches of hessian_batch_size), at theta_t before step t
+    hessian_every: int = 0  # 0: never; else every N steps and at the last step
+    hessian_top_k: int = 1  # eigenvalues, algebraically largest first
+    hessian_examples: int = 512  # clipped to the training set
+    hessian_batch_size: int = 256
+    hessian_bn_mode: Literal["train", "eval"] = "train"  # batch or running statistics
+    hessian_trace_rtol: float = 0.05  # Hutch++ to this relative std. error; 0: its whole budget
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field, its option and its valid range.
@@ -183,6 +199,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """The configuration of a stored ``to_dict()``; a field it lacks (written before the
+        field existed) takes its default."""
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -200,6 +218,16 @@ class TrainConfig:
             num_classes=dataset.num_classes,
             options=dict(self.model_options),
         )
+
+
+def fill_defaults(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored ``TrainConfig.to_dict()`` with the fields it lacks filled by their defaults.
+
+    A run or checkpoint written before a field existed trained as that field's default
+    says (a new field never changes what an old run did), so it compares equal to
+    ``to_dict()`` of the same options today. Keys that are not fields are kept as stored.
+    """
+    return {**TrainConfig().to_dict(), **stored}
 
 
 def checkpoint_schedule(config: TrainConfig) -> list[int]:

@@ -7,6 +7,11 @@ variant logs per step to ``run.h5`` under ``/train/<variant>`` and, every ``eval
 steps, held-out metrics under ``/eval/<variant>``. A variant whose loss stops being finite
 is recorded as ``diverged`` and stopped; the other variant still runs to the end.
 
+With ``hessian_every``, the Hessian of the mean loss over a fixed set of training examples
+(top eigenvalues, trace, curvature along the gradient) goes to ``/hessian/<variant>``, taken
+at the checkpointed weights of every ``hessian_every``-th step and of the last step
+(:class:`~landscape.curvature.InlineHessian`).
+
 Checkpoint ``step_k`` holds the weights after ``k`` updates; a log row with step ``s`` is
 the update from ``s`` to ``s + 1``. Resuming from checkpoint ``k`` truncates every series
 to rows with step ``< k`` and continues, reaching the same weights bit for bit on the CPU.
@@ -29,6 +34,7 @@ from landscape import store
 from landscape._device import resolve_device
 from landscape._files import writer_lock
 from landscape._params import rng_preserved
+from landscape.curvature import InlineHessian
 from landscape.data import (
     Dataset,
     LossFn,
@@ -166,6 +172,9 @@ def _train_variant(
     )
     if inline is not None:
         hooks = [*hooks, inline]  # the gradient probe, a step hook (see InlineProbes)
+    hessian = (
+        InlineHessian(config, run_log, variant, data, device) if config.hessian_every else None
+    )
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
 
     def checkpoint(step: int) -> None:
@@ -197,6 +206,8 @@ def _train_variant(
             group["lr"] = lr
         if inline is not None:  # at theta_t as checkpointed, before the forward moves BN stats
             inline.before_forward(step, model, loss_fn, (xb, yb))
+        if hessian is not None:  # the same theta_t: the Hessian of checkpoint step_t
+            hessian.before_forward(step, model)
         optimizer.zero_grad(set_to_none=True)
         out = model(xb)
         loss = loss_fn(out, yb)
@@ -232,6 +243,8 @@ def _train_variant(
         if progress is not None:
             progress(variant, step + 1, config.steps)
     eval_loss, eval_acc = eval_row(config.steps)
+    if hessian is not None:  # the final weights, as the last checkpoint holds them
+        hessian.at_end(model)
     if config.steps in schedule and not (resume and start == config.steps):
         checkpoint(config.steps)
     run_log.set_attrs(train_rows, status="finished", message="")
@@ -307,6 +320,8 @@ def train_pair(
     copy_shared_parameters(models["bn"], models["plain"])
     for v in config.variants:  # torch's own checks of the options, before anything is written
         make_optimizer(config, models[v])
+        if config.hessian_every:
+            InlineHessian.check(config, data, models[v])
     with writer_lock(out / RUN_FILE):  # one writer per run directory
         store.remove_run_temporaries(out)  # of a run killed while it wrote its log or a checkpoint
         _prepare_out_dir(out, config, overwrite, resume)

@@ -3,8 +3,9 @@
 ``train_pair(..., resume=True)`` continues each variant from its last checkpoint. Before
 anything is written, :func:`plan` reads, for every variant to train:
 
-- its log (``/train``, ``/eval``, ``/probe``, ``/ics``): groups of equal-length numeric
-  columns whose steps strictly increase (:func:`landscape.store.read_series`);
+- its log (``/train``, ``/eval``, ``/probe``, ``/ics``, ``/hessian``): groups of
+  equal-length numeric columns whose steps strictly increase
+  (:func:`landscape.store.read_series`);
 - its status: a finished or diverged variant is reported from its stored numbers and not
   touched;
 - its last checkpoint: readable, of this variant and this run, with weights and an
@@ -12,6 +13,10 @@ anything is written, :func:`plan` reads, for every variant to train:
   one training row per step before it (the log is committed before each checkpoint).
 
 Anything else is a ``ValueError`` naming the file and the fix; nothing has been written.
+
+A configuration stored before a field of ``TrainConfig`` existed is compared with that
+field's default (:func:`~landscape.train.config.fill_defaults`): an old run resumes with
+the options it was started with.
 """
 
 from __future__ import annotations
@@ -30,11 +35,11 @@ from landscape import store
 from landscape._params import rng_preserved
 from landscape.store import RUN_FILE, checkpoint_dir
 from landscape.store.checkpoint import REPAIR
-from landscape.train.config import TrainConfig, make_optimizer
+from landscape.train.config import TrainConfig, fill_defaults, make_optimizer
 
 __all__ = ["Ended", "Restart", "check_config", "plan", "restore", "truncate"]
 
-ANALYSES = ("train", "eval", "probe", "ics")
+ANALYSES = ("train", "eval", "probe", "ics", "hessian")
 STATUSES = ("running", "finished", "diverged")
 #: What to do about a damaged run log (the run is left as it was).
 RUN_FIX = "nothing was changed: train again with --overwrite, or into another --out"
@@ -67,7 +72,8 @@ class Restart:
 
 
 def check_config(out_dir: Path, config: TrainConfig) -> None:
-    """Refuse to resume ``out_dir`` unless its log holds ``config`` (as a JSON object).
+    """Refuse to resume ``out_dir`` unless its log holds ``config`` (as a JSON object; the
+    fields a log written before them lacks count as their defaults).
 
     Raises:
         ValueError: no log, a damaged ``config_json``, or another configuration.
@@ -82,6 +88,7 @@ def check_config(out_dir: Path, config: TrainConfig) -> None:
             raise ValueError(f"{exc}; {RUN_FIX}") from None
         variants = store.read_attr(f, "variants", list(config.variants))
     new = config.to_dict()
+    stored = fill_defaults(stored) if stored else stored  # none at all is not an old one
     if stored != new:
         diff = sorted(k for k in set(stored) | set(new) if stored.get(k) != new.get(k))
         raise ValueError(
@@ -212,8 +219,8 @@ def _check_checkpoint(
         raise damaged(f"it holds step {ckpt.step}, past the run's {config.steps} steps")
     if ckpt.extra.get("variant", variant) != variant:
         raise damaged(f"it holds the {ckpt.extra['variant']} variant, not {variant}")
-    new = config.to_dict()
-    if diff := sorted(k for k in set(ckpt.config) | set(new) if ckpt.config.get(k) != new.get(k)):
+    new, old = config.to_dict(), fill_defaults(ckpt.config)
+    if diff := sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)):
         raise damaged(f"its training configuration differs from the run's in {diff}")
     scratch = copy.deepcopy(model).to(dtype=getattr(torch, config.dtype))
     try:

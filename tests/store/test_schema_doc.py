@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from landscape import H5Sink, ProbeCallback, StepSizes
 from landscape.cli.demo import DEMO_CONFIG, DEMO_SLICE
+from landscape.curvature.from_checkpoints import HessianConfig, hessian_checkpoints
 from landscape.probes import OfflineProbeConfig, probe_checkpoints
 from landscape.slices import SliceConfig, slice_checkpoint
 from landscape.store import KIND_ATTR, PROVENANCE_KEYS, checkpoint_dir, checkpoint_path
@@ -43,9 +44,10 @@ SECTIONS = {
     "run log": ("Conventions", "Root attributes", "`run.h5`", "Probe series"),
     "probe log": ("Conventions", "Root attributes", "Probe series"),
     "offline probe file": ("Conventions", "Root attributes", "Offline probe files"),
+    "hessian file": ("Conventions", "Root attributes", "Hessian files"),
     "slice file": ("Conventions", "Root attributes", "Slice files"),
 }
-STEPS = 4  # the demo's run, cut short: two probe and ICS rows, three checkpoints
+STEPS = 4  # the demo's run, cut short: two probe, ICS and Hessian rows, three checkpoints
 
 
 @dataclass
@@ -224,7 +226,9 @@ def written(tmp_path_factory) -> list[Written]:
     tmp = tmp_path_factory.mktemp("schema")
     run = tmp / "demo"
     config = replace(DEMO_CONFIG, steps=STEPS, batch_size=32, eval_every=2, checkpoint_every=2,
-                     probe_every=2, probe_count=2, ics_every=2)  # fmt: skip
+                     probe_every=2, probe_count=2, ics_every=2, hessian_every=STEPS,
+                     hessian_examples=64, hessian_batch_size=32,
+                     hessian_trace_rtol=1.0)  # fmt: skip
     train_pair(config, run)
     final = {v: checkpoint_path(checkpoint_dir(run, v), STEPS) for v in ("bn", "plain")}
     few = {"examples": 64, "device": config.device}
@@ -240,12 +244,15 @@ def written(tmp_path_factory) -> list[Written]:
         slice_checkpoint(final["bn"], run / "slices" / name, cfg, **inputs)
     offline = OfflineProbeConfig(num_batches=2, batch_size=16, count=2, ics=True)
     probe_checkpoints({v: [p] for v, p in final.items()}, run / "probes.h5", offline)
+    curvature = HessianConfig(top_k=2, trace_max_products=20, density=True, density_probes=1,
+                              density_steps=4, density_points=11, examples=32)  # fmt: skip
+    hessian_checkpoints({v: [p] for v, p in final.items()}, run / "hessian.h5", curvature)
     sink = H5Sink(tmp / "probe_log.h5", "bn")
     grid = StepSizes.vgg(0.1, count=2)
     ProbeCallback(every=1, step_sizes=grid, sink=sink, ics_every=1)(
         0, bn_net(), F.cross_entropy, image_batch()
     )
-    paths = [run / "run.h5", run / "probes.h5", tmp / "probe_log.h5"]
+    paths = [run / "run.h5", run / "probes.h5", run / "hessian.h5", tmp / "probe_log.h5"]
     return [Written.of(p) for p in [*paths, *(run / "slices" / name for name in slices)]]
 
 
@@ -263,6 +270,7 @@ def test_the_document_lists_exactly_what_is_written(written):
         ("| `seed` | int64: seed", "attribute seed of /probe/bn is not documented"),
         ("| `description` |", "attribute description of /coords/x is not documented"),
         ("| `/offline_probe_batches` |", "dataset /offline_probe_batches is not documented"),
+        ("| `curvature_gradient` | float64 | () | gᵀHg", "dataset /hessian/bn/curvature_gradient"),
         ("| `loss` | the loss:", "meta key loss is written but not documented"),
     ],
 )

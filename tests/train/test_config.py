@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from landscape.train import TrainConfig, checkpoint_schedule, lr_at
+from landscape.train.config import fill_defaults
 from tests.train.helpers import TINY
 
 
@@ -51,6 +52,12 @@ NAN, INF = float("nan"), float("inf")
         ({"lr_milestones": [5, NAN]}, r"lr_milestones \(--lr-milestones\) must be an integer"),
         ({"lr_milestones": [31]}, r"must be in \[0, 30\]"),
         ({"checkpoint_steps": [-1]}, r"--checkpoint-steps"),
+        ({"hessian_every": -1}, r"hessian_every \(--hessian-every\) must be >= 0, got -1"),
+        ({"hessian_top_k": 0}, r"hessian_top_k \(--hessian-top-k\) must be >= 1"),
+        ({"hessian_examples": 0}, r"--hessian-examples"),
+        ({"hessian_batch_size": 2.0}, r"hessian_batch_size \(--hessian-batch-size\) must be an"),
+        ({"hessian_trace_rtol": NAN}, r"hessian_trace_rtol \(--hessian-trace-rtol\) must be a "),
+        ({"hessian_trace_rtol": -0.1}, r"hessian_trace_rtol \(--hessian-trace-rtol\) must be >="),
     ],
 )
 def test_every_number_is_finite_and_in_range(change, match):
@@ -81,9 +88,20 @@ def test_probe_step_grid_follows_the_paper_per_model():
         ("activation", "swish", "activation must be one of relu, sigmoid, tanh, got 'swish'"),
         ("probe_spacing", "cubic", "probe_spacing must be one of linear, log, None"),
         ("optimizer", "lbfgs", "optimizer must be one of sgd, momentum, adam"),
+        ("hessian_bn_mode", "recalibrate", "hessian_bn_mode must be one of train, eval"),
     ],
 )
 def test_choices_come_from_the_literal_annotations(field, value, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         TrainConfig(**{field: value}).validate()
     TrainConfig(probe_spacing=None).validate()  # an optional Literal allows None
+
+
+def test_a_configuration_stored_before_a_field_existed_takes_its_default():
+    """Runs and checkpoints written before the Hessian fields: from_dict and the comparison
+    of a resume (fill_defaults) read them as trained with the defaults."""
+    new = TrainConfig(**TINY)
+    old = {k: v for k, v in new.to_dict().items() if not k.startswith("hessian_")}
+    assert TrainConfig.from_dict(old) == new
+    assert fill_defaults(old) == new.to_dict()
+    assert fill_defaults({**old, "hessian_every": 5})["hessian_every"] == 5

@@ -8,7 +8,9 @@ mismatch on a damaged optimizer state or weight; a finished run printed "train l
 
 from __future__ import annotations
 
+import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -198,3 +200,38 @@ def test_a_finished_run_is_reported_from_its_log_and_not_touched(finished, tmp_p
             assert r.already_ended and r.status == "finished" and r.steps_done == 30
             assert r.final_loss == train["loss"][-1] and r.eval_loss == evals["loss"][-1]
             assert r.eval_accuracy == evals["accuracy"][-1]
+
+
+def _as_before_the_hessian_fields(run: Path) -> None:
+    """The run as written before ``hessian_*`` existed: its log's and checkpoints'
+    configurations lack them."""
+
+    def old(config: dict) -> dict:
+        return {k: v for k, v in config.items() if not k.startswith("hessian_")}
+
+    with h5py.File(run / "run.h5", "r+") as f:
+        f.attrs["config_json"] = json.dumps(old(json.loads(f.attrs["config_json"])), sort_keys=True)
+    for path in run.glob("checkpoints/*/*.pt"):
+        payload = torch.load(path, weights_only=True)
+        payload["config"] = json.dumps(old(json.loads(payload["config"])))
+        torch.save(payload, path)
+
+
+def test_a_run_written_before_the_hessian_fields_resumes(finished, tmp_path, digits):
+    """Its stored configuration lacks the new keys: they count as their defaults, so the same
+    options resume it (to the uninterrupted run), and others are refused by name."""
+    run = copy_of(finished, tmp_path)
+    _as_before_the_hessian_fields(run)
+    store.checkpoint_path(run / "checkpoints" / "bn", 30).unlink()
+    other = replace(CONFIG, hessian_every=10)
+    with pytest.raises(ValueError, match=r"differs in \['hessian_every'\]"):
+        train_pair(other, run, resume=True, dataset=digits)
+    result = train_pair(CONFIG, run, resume=True, dataset=digits)
+    assert not result.variants["bn"].already_ended and result.variants["plain"].already_ended
+    a = store.load_checkpoint(store.checkpoint_path(run / "checkpoints" / "bn", 30))
+    b = store.load_checkpoint(store.checkpoint_path(finished / "checkpoints" / "bn", 30))
+    assert all(torch.equal(a.model_state[k], b.model_state[k]) for k in b.model_state)
+    with store.open_run(run / "run.h5") as f, store.open_run(finished / "run.h5") as g:
+        for group in ("train/bn", "eval/bn", "probe/bn"):
+            x, y = store.read_series(f[group]), store.read_series(g[group])
+            assert all(np.array_equal(x[k], y[k]) for k in y), group
