@@ -18,5 +18,7 @@ HESSIAN_COLUMNS = {
     "trace": "tr H = Σ λ_i, estimated by Hutch++",
     "trace_stderr": "one standard error of trace",
     "trace_products": "Hessian-vector products the trace took",
+    "trace_converged": "1 where the trace reached its relative standard error (trace_rtol) "
+    "within its product budget (trace_max_products), else 0",
     "curvature_gradient": "gᵀHg / ‖g‖²: the curvature along the gradient g of the same loss",
 }

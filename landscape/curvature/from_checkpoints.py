@@ -42,12 +42,10 @@ __all__ = ["HessianConfig", "hessian_checkpoints"]
 
 log = logging.getLogger(__name__)
 
-#: The columns only the offline file has (the trace's and the rest: HESSIAN_COLUMNS).
+#: The columns only the offline file has (the rest: HESSIAN_COLUMNS).
 OFFLINE_COLUMNS = {
     "sha256": "SHA-256 of the checkpoint file",
     "file": "path of the checkpoint file when it was computed",
-    "trace_converged": "1 where the trace reached its relative standard error (trace_rtol) "
-    "within trace_max_products, else 0",
     "density_grid": "points t at which the spectral density is sampled",
     "density": "spectral density rho(t) of the Hessian (stochastic Lanczos quadrature, "
     "Gaussian broadening density_sigma; integrates to 1)",

@@ -159,7 +159,7 @@ class InlineHessian:
         row: dict[str, Any] = {
             "step": step, "eigenvalues": np.full(k, nan), "residuals": np.full(k, nan),
             "eigen_products": 0, "trace": nan, "trace_stderr": nan, "trace_products": 0,
-            "curvature_gradient": nan,
+            "trace_converged": 0, "curvature_gradient": nan,
         }  # fmt: skip
         common = {"bn_mode": self.bn_mode, "seed": self.seed}
         with HessianOperator(model, self.loss_fn, self.batches, method="func", **common) as op:
@@ -179,7 +179,8 @@ class InlineHessian:
             row.update(eigen_products=cap)
         trace = hessian_trace(*args, method="hutch++", rtol=self.rtol, rank=TRACE_RANK,
                               max_products=TRACE_MAX_PRODUCTS, **common)  # fmt: skip
-        row.update(trace=trace.value, trace_stderr=trace.stderr, trace_products=trace.products)
+        row.update(trace=trace.value, trace_stderr=trace.stderr, trace_products=trace.products,
+                   trace_converged=int(trace.converged))  # fmt: skip
         row["curvature_gradient"] = curvature_along(*args, "gradient", **common)
         return row
 

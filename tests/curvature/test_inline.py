@@ -47,7 +47,7 @@ CONFIG = TrainConfig(
 )
 STEPS = [0, 3, 6]
 COLUMNS = ["step", "eigenvalues", "residuals", "eigen_products", "trace", "trace_stderr",
-           "trace_products", "curvature_gradient"]  # fmt: skip
+           "trace_products", "trace_converged", "curvature_gradient"]  # fmt: skip
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -86,6 +86,7 @@ def direct(run, variant: str, step: int, digits, bn_mode: str = "train", device=
     return {
         "eigenvalues": eig.values, "residuals": eig.residuals, "eigen_products": eig.products,
         "trace": trace.value, "trace_stderr": trace.stderr, "trace_products": trace.products,
+        "trace_converged": int(trace.converged),
         "curvature_gradient": curvature_along(*args, "gradient", **common),
     }  # fmt: skip
 
