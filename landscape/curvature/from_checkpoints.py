@@ -155,12 +155,26 @@ def hessian_checkpoints(
             log.info("nothing to do: %s holds every checkpoint", out)
         for count, (variant, step, path, sha) in enumerate(todo, 1):
             ckpt = store.load_checkpoint(path, map_location=dev)
+            _same_data(ckpt, first, train, given=dataset is not None)
             model = store.build_model(ckpt, device=dev, trust_factory=trust_factory)
             row = hessian_row(model, data, cfg, n)
             _write(out, variant, {"step": step, "sha256": sha, "file": str(path), **row})
             if progress is not None:
                 progress(count, len(todo))
     return out
+
+
+def _same_data(
+    ckpt: store.Checkpoint, first: store.Checkpoint, train: store.TrainingRecord, given: bool
+) -> None:
+    """Refuse a checkpoint trained on other data than the first (whose data is used)."""
+    other = store.TrainingRecord.of(ckpt)
+    clash = [
+        k for k in ("dataset", "data_options", "seed") if getattr(other, k) != getattr(train, k)
+    ]
+    if clash and not given:
+        raise ValueError(f"{ckpt.path} and {first.path} were trained on other data ({clash}): "
+                         "compute them apart, or pass dataset= (--data)")  # fmt: skip
 
 
 def evaluation_batches(

@@ -216,3 +216,17 @@ def test_the_cli_takes_the_steps_asked_for(run, tmp_path) -> None:
     }  # fmt: skip
     assert "choose from 0, 3, 6" in error_line(invoke(*args[:3], "2", "--out", out))
     assert "--at takes steps" in error_line(invoke(*args[:3], "x", "--out", out))
+
+
+def test_checkpoints_of_other_data_are_refused_unless_the_data_is_given(run, tmp_path) -> None:
+    other = tmp_path / "other"
+    train_pair(TrainConfig(**{**TINY.to_dict(), "seed": 1, "steps": 3}), other)
+    files = {"bn": files_of(run)["bn"] + files_of(other)["bn"][-1:]}
+    files["bn"] = [p for p in files["bn"] if "step_0000006" in p.name or "other" in str(p)]
+    with pytest.raises(ValueError, match=r"trained on other data \(\['seed'\]\)"):
+        hessian_checkpoints(files, tmp_path / "h.h5", HessianConfig(top_k=1, trace=False,
+                            examples=32))  # fmt: skip
+    digits = load_dataset("digits", seed=0)
+    hessian_checkpoints(files, tmp_path / "h.h5", HessianConfig(top_k=1, trace=False,
+                        examples=32), dataset=digits)  # fmt: skip
+    assert read_hessian_file(tmp_path / "h.h5").rows["bn"]["step"].tolist() == [3, 6]
