@@ -11,6 +11,9 @@ filter-normalized plane on ``-1:1:G`` squared. Printed, each measured side by si
                  rows interleaved; forward-only levers (batch size, vmap, torch.compile)
     bf16         precision="bf16" vs float32, grid rows interleaved (target >= 1.8x), with
                  the max and median |loss_bf16 - loss_fp32| over the grid
+    overhead     evaluate_grid's per-point cost over a minimal hand loop (set the point, one
+                 forward over the same batches) on a small MLP, in microseconds per point,
+                 rows of the grid alternated between the two (target <= 50 us)
     peer         our random_plane vs loss-landscapes' random_plane: one batch, same grid,
                  whole calls alternated (their steps/distance semantics differ: time only)
     memory       a 51x51 slice in a fresh process: ru_maxrss growth over the model's own
@@ -52,6 +55,10 @@ from landscape.slices import random_directions
 LIMIT_TARGET = 0.95  # slice throughput / forward throughput
 BF16_TARGET = 1.8  # t_fp32 / t_bf16
 MEMORY_GRID = 51  # Li et al.'s 51 x 51
+OVERHEAD_TARGET_US = 50.0  # evaluate_grid's point - the hand loop's point
+# few examples through a small MLP, so that a point's fixed cost is not lost in its forward
+OVERHEAD_EXAMPLES, OVERHEAD_BATCH = 256, 128
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")  # the ones torch uses
 
 
 DEVICE = torch.device("cpu")  # --device; data, model and directions live there
@@ -94,6 +101,15 @@ def forward_pass(model: Callable, data) -> float:
     return time.perf_counter() - t0
 
 
+def cpu_flags() -> list[str]:
+    """The vector flags of /proc/cpuinfo that decide torch's CPU kernels (empty elsewhere)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        flags = set()
+    return [f for f in CPU_FLAGS if f in flags]
+
+
 def hardware() -> dict:
     """What bf16 can gain here: the CPU's or GPU's bf16 support, and one large matmul and
     the model's forward in bf16 (weights and inputs converted once) against float32."""
@@ -103,11 +119,7 @@ def hardware() -> dict:
         info["bf16"] = "supported" if torch.cuda.is_bf16_supported() else "not supported"
     else:
         info["name"] = f"CPU, torch capability {torch.backends.cpu.get_cpu_capability()}"
-        try:
-            flags = set(Path("/proc/cpuinfo").read_text().split())
-        except OSError:
-            flags = set()
-        native = sorted(flags & {"avx512_bf16", "amx_bf16", "amx_tile"})
+        native = [f for f in cpu_flags() if f in ("avx512_bf16", "amx_bf16", "amx_tile")]
         info["bf16"] = ", ".join(native) if native else "no avx512_bf16 / AMX flag"
     a = torch.randn(512, 1024, device=DEVICE)
     b = torch.randn(1024, 1024, device=DEVICE)
@@ -317,6 +329,70 @@ def bf16_vs_fp32(model, data, dirs, g: int) -> dict:
     }
 
 
+def hand_loop(model: nn.Module, data, dirs, coords: list[tuple[float, float]]) -> list[float]:
+    """Seconds per point of the minimal loop: ``theta <- base + a d1 + b d2`` in place, one
+    forward over the batches, their example-weighted mean loss read back (the model restored)."""
+    params = dict(model.named_parameters())
+    base = {n: p.detach().clone() for n, p in params.items()}
+    d1, d2 = dirs
+    n = sum(len(y) for _, y in data)
+    times = []
+    for a, b in coords:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(base[name]).add_(d1[name], alpha=a).add_(d2[name], alpha=b)
+        with torch.inference_mode():
+            total = sum(F.cross_entropy(model(x), y) * len(y) for x, y in data)
+        float(total) / n  # the value on the host, as evaluate_grid returns it
+        times.append(time.perf_counter() - t0)
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(base[name])
+    return times
+
+
+def overhead(g: int) -> dict:
+    """evaluate_grid's point (progress to progress: no setup) against the hand loop's, grid
+    rows alternated between them, for a plain and a BN small MLP (``mlp``, 3 x 128) on
+    ``OVERHEAD_EXAMPLES`` digits examples. Accuracy is off in the comparison (the hand loop
+    computes the loss only) and timed apart: it costs only when asked for."""
+    ds = load_dataset("digits")
+    x, y = ds.x_train[:OVERHEAD_EXAMPLES].to(DEVICE), ds.y_train[:OVERHEAD_EXAMPLES].to(DEVICE)
+    data = list(eval_batches(x, y, OVERHEAD_BATCH))
+    spec = f"-1:1:{g}"
+    coords = np.linspace(-1, 1, g)
+    out = {}
+    for bn in (False, True):
+        torch.manual_seed(0)
+        model = create_model("mlp", bn=bn, input_shape=(1, 8, 8), num_classes=10).eval()
+        model.to(DEVICE)
+        dirs = random_directions(model, 2, seed=0)
+        t: dict[str, list[float]] = {"hand": [], "grid": [], "grid, accuracy": []}
+        whole: dict[str, float] = {"grid": 0.0, "grid, accuracy": 0.0}
+        for row in [[0, 1], *grid_rows(g)]:  # first "row": warm-up, not counted
+            hand = hand_loop(model, data, dirs, [(coords[k % g], coords[k // g]) for k in row])
+            for name, acc in (("grid", False), ("grid, accuracy", True)):
+                marks: list[float] = []
+                t0 = time.perf_counter()
+                S.evaluate_grid(
+                    model, F.cross_entropy, data, dirs, spec, spec, points=row, accuracy=acc,
+                    progress=lambda done, total, marks=marks: marks.append(time.perf_counter()),
+                )  # fmt: skip
+                if row != [0, 1]:
+                    whole[name] += time.perf_counter() - t0
+                    t[name] += list(np.diff(marks))
+            if row != [0, 1]:
+                t["hand"] += hand[1:]  # like the grid's: every point of the row but its first
+        out["BN" if bn else "plain"] = {
+            "hand": med(t["hand"]),
+            "grid": med(t["grid"]),
+            "grid_acc": med(t["grid, accuracy"]),
+            "whole": whole["grid"] / (g * g),
+        }
+    return out
+
+
 def versus_peer(model, data, g: int, repeats: int) -> dict | None:
     try:
         import loss_landscapes
@@ -389,7 +465,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small grids, no lever section")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (slow)")
     ap.add_argument(
-        "--skip", nargs="*", default=[], help="sections to skip: levers bf16 peer memory"
+        "--skip", nargs="*", default=[], help="sections to skip: levers bf16 overhead peer memory"
     )
     ap.add_argument("--profile", action="store_true", help="cProfile a 7x7 slice")
     ap.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
@@ -412,7 +488,7 @@ def main() -> None:
     print(
         f"torch {torch.__version__}  threads {torch.get_num_threads()}  vgg_small (BN) eval  "
         f"digits train {n} examples in batches of {args.batch}  float32  grid {args.grid}^2  "
-        f"device {DEVICE}"
+        f"device {DEVICE}  CPU flags: {' '.join(cpu_flags()) or 'none of ' + str(CPU_FLAGS)}"
     )
 
     if args.profile:
@@ -482,6 +558,27 @@ def main() -> None:
         print("|---|---|---|---|")
         for name, t32, t16 in h["rows"]:
             print(f"| {name} | {1e3 * t32:.2f} | {1e3 * t16:.2f} | {t32 / t16:.2f} |")
+
+    if "overhead" not in args.skip:
+        g = args.grid
+        o = overhead(g)
+        print(
+            f"\n## Per-point overhead: evaluate_grid vs a hand loop ({g}^2, mlp 3x128, "
+            f"{OVERHEAD_EXAMPLES} examples in batches of {OVERHEAD_BATCH}, rows alternated)\n"
+        )
+        print(
+            "| model | hand loop (us/pt) | evaluate_grid (us/pt) | overhead (us/pt) "
+            "| whole calls (us/pt) | accuracy costs (us/pt) |"
+        )
+        print("|---|---|---|---|---|---|")
+        for name, v in o.items():
+            over = 1e6 * (v["grid"] - v["hand"])
+            ok = "PASS" if over <= OVERHEAD_TARGET_US else "FAIL"
+            print(
+                f"| {name} | {1e6 * v['hand']:.0f} | {1e6 * v['grid']:.0f} "
+                f"| {over:.0f} (<= {OVERHEAD_TARGET_US:.0f}: {ok}) | {1e6 * v['whole']:.0f} "
+                f"| {1e6 * (v['grid_acc'] - v['grid']):.0f} |"
+            )
 
     if "peer" not in args.skip:
         p = versus_peer(model, data, args.grid, args.peer_repeats)

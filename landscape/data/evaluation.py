@@ -16,8 +16,8 @@ of it (:func:`dataset_batches`); :func:`loss_function` is the loss a data set's 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -181,6 +181,8 @@ class DataSummary:
     batches: int
     classification: bool  # every target is a 1-D tensor of integer class labels
     source: dict | None = None  # the dataset subset, for batches from dataset_batches
+    # the pass's first batch as it came, so that a check on one batch needs no second pass
+    first: Any = field(default=None, repr=False, compare=False)
 
 
 class Batches(list):
@@ -253,6 +255,9 @@ def as_batches(data: Data, model: nn.Module | None = None) -> Iterable[Batch]:
     A string is a dataset name: :func:`dataset_batches` with its defaults (1000 training
     examples drawn with seed 0, batches of 1024) on ``model``'s device and dtype.
 
+    Nothing is iterated here: the pass is the caller's one ``iter()`` of the result (a
+    DataLoader with workers starts them once per pass, not twice).
+
     Raises:
         ValueError: If ``data`` is a one-shot iterator (a second pass would see nothing).
     """
@@ -267,7 +272,8 @@ def as_batches(data: Data, model: nn.Module | None = None) -> Iterable[Batch]:
         return [data]  # a single dict batch
     if callable(data):
         return data()
-    if iter(data) is data:
+    # Iterator: has __next__; a re-iterable (list, DataLoader) is never iter()-ed to tell
+    if isinstance(data, Iterator) and iter(data) is data:
         raise ValueError(
             "data is a one-shot iterator; pass a list of batches, a DataLoader or a "
             "callable returning a fresh iterator"
@@ -284,7 +290,9 @@ def describe_data(data: Data, loss: Loss | None = None) -> DataSummary:
     batches of a :class:`BatchLoss`: their form is the loss's business)."""
     examples = batches = 0
     labels = not isinstance(loss, BatchLoss)
+    first = None
     for batch in as_batches(data):
+        first = batch if batches == 0 else first
         if isinstance(loss, BatchLoss):
             examples += loss.count(batch)
         else:
@@ -294,7 +302,7 @@ def describe_data(data: Data, loss: Loss | None = None) -> DataSummary:
         batches += 1
     if batches == 0 or examples == 0:
         raise ValueError("the evaluation data is empty")
-    return DataSummary(examples, batches, labels, getattr(data, "source", None))
+    return DataSummary(examples, batches, labels, getattr(data, "source", None), first)
 
 
 def loss_function(task: str) -> LossFn:

@@ -131,15 +131,14 @@ Target = tuple[Tensor, Tensor, list[tuple[int, Tensor]]]  # (live tensor, base, 
 
 
 def _targets(model, base, directions, buf_base, buf_dirs) -> list[Target]:
-    """Every tensor set per point, with its base and the directions that move it."""
+    """Every tensor set per point, its base and the directions that move it (not zero ones)."""
+
+    def moves(n: str, ds: Sequence[Mapping[str, Tensor]]) -> list[tuple[int, Tensor]]:
+        return [(k, d[n]) for k, d in enumerate(ds) if n in d and bool(d[n].any())]
+
     own, bufs = dict(model.named_parameters()), dict(model.named_buffers())
-    out = [
-        (own[n], b, [(k, d[n]) for k, d in enumerate(directions) if n in d])
-        for n, b in base.items()
-    ]
-    for n, b in buf_base.items():
-        out.append((bufs[n], b, [(k, d[n]) for k, d in enumerate(buf_dirs or ()) if n in d]))
-    return out
+    out = [(own[n], b, moves(n, directions)) for n, b in base.items()]
+    return out + [(bufs[n], b, moves(n, buf_dirs or ())) for n, b in buf_base.items()]
 
 
 @torch.no_grad()
@@ -248,6 +247,7 @@ def evaluate_grid(
             fresh iterable), or a dataset name:
             its fixed default subset (:func:`landscape.data.dataset_batches`) on
             the model's device and dtype. ``meta["data"]`` records a subset's source.
+            One pass describes it, then one per point (two under ``"recalibrate"``).
         directions: ``[d1]`` or ``[d1, d2]``, keyed by parameter name (a subset is fine).
         x: Coordinates along ``d1`` (array or ``"start:stop:num"``).
         y: Coordinates along ``d2``, or None for a 1D slice.
@@ -356,7 +356,11 @@ def evaluate_grid(
             if bn_mode == "train":  # batch statistics without writing the running statistics
                 for m in norms:
                     m.track_running_stats = False
-            forward = model.eval()
+            forward = model.eval()  # dropout off; BN in train mode only under bn_mode="train"
+            for m in norms if bn_mode == "train" else ():
+                m.train()
+            moved = targets if bn_mode == "recalibrate" else [t for t in targets if t[2]]
+            _set_point(targets, [0.0] * len(directions))  # unmoved: set once (not recalibrated)
             plain = not isinstance(loss_fn, BatchLoss)  # the fold is checked on plain inputs
             folded = (
                 fold.FoldedBN.build(model, cl)
@@ -364,7 +368,7 @@ def evaluate_grid(
                 else None
             )
             if folded is not None:
-                inputs = move(next(iter(as_batches(data)))[0], device)
+                inputs = move(summary.first[0], device)  # no pass of its own
                 if isinstance(inputs, Tensor) and inputs.ndim > 0:
                     inputs = inputs[: fold.CHECK_EXAMPLES]
                 if folded.agrees(model, inputs):
@@ -374,12 +378,11 @@ def evaluate_grid(
             for done, k in enumerate(todo, 1):
                 cell = (k,) if ys is None else divmod(k, len(xs))  # (j, i) for 2D
                 coeffs = [float(xs[cell[-1]])] + ([] if ys is None else [float(ys[cell[0]])])
-                _set_point(targets, coeffs)
+                _set_point(moved, coeffs)
                 if bn_mode == "recalibrate":
                     _recalibrate(model, norms, data, recalibrate_batches, precision, loss_fn)
-                model.eval()  # dropout off; BN in train mode only under bn_mode="train"
-                for m in norms if bn_mode == "train" else ():
-                    m.train()
+                    for m in norms:
+                        m.eval()  # modes are set once, before the loop: put BN back
                 if forward is folded:
                     folded.refold()
                 vals = _evaluate(forward, device, loss_fn, data, metrics, use_acc, precision)

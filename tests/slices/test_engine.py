@@ -264,3 +264,84 @@ def test_meta_records_the_recalibration_batches_used():
     assert many.meta["recalibrate_batches"] == len(data)
     every = evaluate_grid(model, CE, data, d, "0:0:1", bn_mode="recalibrate", recalibrate_batches=3)
     assert many.values["loss"][0] == every.values["loss"][0]
+
+
+class CountingBatches:
+    """Re-iterable batches that count the passes made over them (``__iter__`` calls)."""
+
+    def __init__(self, data) -> None:
+        self.data, self.passes = data, 0
+
+    def __iter__(self):
+        self.passes += 1
+        return iter(self.data)
+
+
+class CountingLoader(torch.utils.data.DataLoader):
+    """A DataLoader counting the iterators it makes: each one starts its own workers."""
+
+    iterators = 0
+
+    def _get_iterator(self):
+        CountingLoader.iterators += 1
+        return super()._get_iterator()
+
+
+@pytest.mark.parametrize("bn_mode", ["eval", "train", "recalibrate"])
+def test_one_pass_over_the_data_per_point(bn_mode):
+    # one pass describes the data (examples, batches, labels; its first batch checks the BN
+    # fold), then one pass per point; "recalibrate" adds its own pass per point
+    model, data = bn_net(), CountingBatches(batches())
+    evaluate_grid(model, CE, data, random_directions(model, 2, seed=0), "-1:1:3", "-1:1:3",
+                  bn_mode=bn_mode)  # fmt: skip
+    assert data.passes == 1 + 9 * (2 if bn_mode == "recalibrate" else 1)
+
+
+def test_a_dataloader_with_workers_starts_them_once_per_point():
+    model, data = bn_net(), batches()
+    x, y = torch.cat([x for x, _ in data]), torch.cat([y for _, y in data])
+    loader = CountingLoader(torch.utils.data.TensorDataset(x, y), batch_size=6, num_workers=1)
+    CountingLoader.iterators = 0
+    res = evaluate_grid(model, CE, loader, random_directions(model, 2, seed=0), "-1:1:3",
+                        "-1:1:3")  # fmt: skip
+    assert CountingLoader.iterators == 1 + 9
+    ref = evaluate_grid(model, CE, [(x, y)], res.directions, "-1:1:3", "-1:1:3")
+    np.testing.assert_allclose(res.values["loss"], ref.values["loss"], rtol=1e-12)
+
+
+def test_only_the_requested_metrics_are_computed(monkeypatch):
+    model, data = bn_net(), batches()
+    calls = {"metric": 0, "argmax": 0}
+
+    def metric(out, t):
+        calls["metric"] += 1
+        return CE(out, t)
+
+    argmax = torch.Tensor.argmax
+
+    def counting_argmax(self, *args, **kwargs):
+        calls["argmax"] += 1
+        return argmax(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "argmax", counting_argmax)
+    d = random_directions(model, 2, seed=0)
+    res = evaluate_grid(model, CE, data, d, "-1:1:3", "-1:1:3", accuracy=False)
+    assert list(res.values) == ["loss"] and calls == {"metric": 0, "argmax": 0}
+    res = evaluate_grid(model, CE, data, d, "-1:1:3", "-1:1:3", accuracy=False,
+                        metrics={"m": metric})  # fmt: skip
+    assert list(res.values) == ["loss", "m"] and calls == {"metric": 9 * 3, "argmax": 0}
+    res = evaluate_grid(model, CE, data, d, "-1:1:3", "-1:1:3")  # default: labels -> accuracy
+    assert list(res.values) == ["loss", "accuracy"] and calls["argmax"] == 9 * 3
+
+
+def test_origin_sets_the_tensors_no_direction_moves():
+    # biases and BN get zero directions (ignore="biasbn"): they are set once, from the origin
+    model, other, data = bn_net(0), bn_net(1), batches()
+    d = random_directions(model, 2, seed=0, ignore="biasbn")
+    before = state(model)
+    res = evaluate_grid(model, CE, data, d, "-1:1:3", "-1:1:2",
+                        origin=dict(other.named_parameters()))  # fmt: skip
+    other.load_state_dict({**state(other), **{k: v for k, v in before.items() if "running" in k}})
+    ref = evaluate_grid(other, CE, data, d, "-1:1:3", "-1:1:2")
+    np.testing.assert_array_equal(res.values["loss"], ref.values["loss"])
+    assert_same_state(model, before)
