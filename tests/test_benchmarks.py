@@ -1,0 +1,40 @@
+"""The benchmark scripts run in their quick mode and print what they promise."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+TIMEOUT_S = 60  # about 7 s on 2 cores; a hang fails instead of blocking CI
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def run_benchmark(name: str, *args: str) -> str:
+    """Run ``benchmarks/<name> *args`` from the repository root; its stdout."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args],
+        cwd=BENCHMARKS.parent, env=ENV, capture_output=True, text=True, timeout=TIMEOUT_S,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def number(pattern: str, text: str) -> float:
+    match = re.search(pattern + r" (-?[0-9.]+(?:e[-+]?[0-9]+)?)", text)
+    assert match, f"{pattern!r} not in:\n{text}"
+    return float(match.group(1))
+
+
+def test_bench_scaling_quick() -> None:
+    out = run_benchmark("bench_scaling.py", "--quick")
+    assert "threads 1" in out and "loadavg at start" in out and "loadavg at end" in out
+    assert number("per-point cost b =", out) > 0
+    assert number("per-example cost d =", out) > 0
+    for fit in ("fixed cost a =", "fixed per-point cost c ="):
+        number(fit, out)  # printed, whatever its sign
+    assert len(re.findall(r"R\^2 = [0-9.]+", out)) == 2
+    assert "| 21x21 |" in out and "| 11x11 |" in out and "tracemalloc peak by" in out
