@@ -8,6 +8,7 @@ concept (``docs/architecture.md``).
 
 from __future__ import annotations
 
+from landscape._device import keep_freed_memory
 from landscape.curvature import (
     HessianOperator,
     curvature_along,
@@ -93,6 +94,8 @@ __all__ = [
     "hessian_density",
     "hessian_eigenvalues",
     "hessian_trace",
+    # many passes: glibc keeps freed memory (the CLI does this at start)
+    "keep_freed_memory",
     # data, and batches of any form
     "batch_loss",
     "DataError",

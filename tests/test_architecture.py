@@ -90,6 +90,8 @@ PUBLIC_API = [
     "hessian_density",
     "hessian_eigenvalues",
     "hessian_trace",
+    # many passes: glibc keeps freed memory (the CLI does this at start)
+    "keep_freed_memory",
     # data, and batches of any form
     "batch_loss",
     "DataError",

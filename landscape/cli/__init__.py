@@ -16,6 +16,7 @@ import sys
 import click
 
 from landscape import distributed
+from landscape._device import keep_freed_memory
 from landscape.cli.common import BadInput, LandscapeGroup
 from landscape.store.provenance import package_version
 
@@ -33,6 +34,7 @@ def main(verbose: bool) -> None:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    keep_freed_memory()  # many passes: freed buffers stay with the process (landscape._device)
     command = click.get_current_context().invoked_subcommand
     if distributed.launched().world > 1 and command not in SHARDED:
         raise BadInput(
