@@ -216,6 +216,40 @@ def memory(n: int, examples: int, batch: int, threads: int) -> dict:
 
 
 # ----------------------------------------------------------------------------- report
+def allocator_child(mode: str, grids: list[int], examples: int, batch: int, repeats: int) -> None:
+    """Print the per-point fit of :func:`grid_scaling` as JSON, with glibc's allocator as
+    the library leaves it (``default``) or after ``landscape.keep_freed_memory()``."""
+    import json
+
+    from landscape import keep_freed_memory
+
+    kept = keep_freed_memory() if mode == "keep" else False
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    fit = grid_scaling(grids, examples, batch, repeats)["fit"]
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"b": fit["b"], "r2": fit["r2"], "kept": kept,
+                      "system": after.ru_stime - before.ru_stime,
+                      "faults": after.ru_minflt - before.ru_minflt}))  # fmt: skip
+
+
+def allocator(args: argparse.Namespace) -> dict[str, list[dict]]:
+    """Both allocator modes, each in fresh processes, alternated twice."""
+    import json
+    import subprocess
+    import sys
+
+    out: dict[str, list[dict]] = {"default": [], "keep": []}
+    for _ in range(1 if args.quick else 2):
+        for mode in out:
+            cmd = [sys.executable, __file__, "--allocator-child", mode, "--threads",
+                   str(args.threads), "--batch", str(args.batch), "--examples",
+                   str(args.examples), "--repeats", str(args.repeats), "--grids",
+                   *map(str, args.grids)]  # fmt: skip
+            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            out[mode].append(json.loads(done.stdout.splitlines()[-1]))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (1)")
@@ -229,10 +263,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="timings per measurement (median)")
     ap.add_argument("--quick", action="store_true", help="small grids and sets, one repeat")
     ap.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--allocator-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.memory_child is not None:
         memory_child(args.memory_child, args.memory_examples, args.batch)
+        return
+    if args.allocator_child is not None:
+        allocator_child(args.allocator_child, args.grids, args.examples, args.batch,
+                        args.repeats)  # fmt: skip
         return
     if args.quick:
         args.grids, args.examples, args.repeats = [2, 3, 4, 5], 250, 1
@@ -271,6 +310,22 @@ def main() -> None:
         f"largest relative residual {100 * f['max_rel']:.1f}%"
     )
     print(f"(random_directions, outside the calls: {1e3 * g['dirs']:.1f} ms)")
+    print("(this process: glibc's allocator as the library leaves it; the CLI and")
+    print(" landscape.keep_freed_memory() change it: next section)")
+
+    alloc = allocator(args)
+    print("\n## Allocator: landscape.keep_freed_memory() vs glibc's defaults (fresh processes)\n")
+    print("| allocator | per-point cost b (ms) | R^2 | system time (s) | minor page faults |")
+    print("|---|---|---|---|---|")
+    for mode, runs in alloc.items():
+        for r in runs:
+            label = "keep_freed_memory()" if mode == "keep" else "glibc defaults"
+            label += "" if mode == "default" or r["kept"] else " (no glibc: not applied)"
+            print(f"| {label} | {1e3 * r['b']:.3f} | {r['r2']:.5f} | {r['system']:.2f} "
+                  f"| {r['faults']:,} |")  # fmt: skip
+    med = {m: float(np.median([r["b"] for r in runs])) for m, runs in alloc.items()}
+    print(f"\nper-point cost, glibc defaults / keep_freed_memory(): "
+          f"{med['default'] / med['keep']:.2f}x (medians)")  # fmt: skip
 
     s = size_scaling(args.sizes, args.size_grid, args.batch, args.repeats)
     f = s["fit"]
