@@ -157,9 +157,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--reference-products", type=int, default=3000)
+    parser.add_argument("--glibc-defaults", action="store_true",
+                        help="leave glibc's allocator as it is (the default calls "
+                        "landscape.keep_freed_memory(), as the command line does)")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"# {cpu_flags()}; torch {torch.__version__}, 1 thread; load "
+    kept = False if args.glibc_defaults else L.keep_freed_memory()
+    allocator = "keep_freed_memory()" if kept else "glibc defaults"
+    print(f"# {cpu_flags()}; torch {torch.__version__}, 1 thread; allocator {allocator}; load "
           f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}")  # fmt: skip
     model, batch = trained_model()
     n = sum(p.numel() for p in model.parameters())
