@@ -38,3 +38,12 @@ def test_bench_scaling_quick() -> None:
         number(fit, out)  # printed, whatever its sign
     assert len(re.findall(r"R\^2 = [0-9.]+", out)) == 2
     assert "| 21x21 |" in out and "| 11x11 |" in out and "tracemalloc peak by" in out
+
+
+def test_bench_slices_quick_prints_the_limit_and_the_frozen_bound() -> None:
+    out = run_benchmark("bench_slices.py", "--quick", "--threads", "1", "--skip", "bf16", "peer",
+                        "memory")  # fmt: skip
+    assert "allocator keep_freed_memory()" in out or "allocator glibc defaults" in out
+    assert number("ratio slice/limit \\(the model's own forward\\): medians", out) > 0
+    assert 0 < number("ratio slice/bound \\(the frozen forward, fp32\\): medians", out) < 2
+    assert "| BN |" in out and "overhead" in out
