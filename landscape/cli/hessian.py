@@ -17,7 +17,7 @@ from landscape.cli.probe import file_groups, run_files
 from landscape.curvature.from_checkpoints import HessianConfig, hessian_checkpoints
 from landscape.curvature.hessian_file import read_hessian_file
 from landscape.data import load_dataset
-from landscape.store import HESSIAN_FILE, VARIANTS, load_checkpoint
+from landscape.store import HESSIAN_FILE, VARIANTS, checkpoint_step
 
 
 def summary_table(path: Path) -> str:
@@ -49,7 +49,7 @@ def _at_steps(files: dict[str, list[Path]], at: str) -> dict[str, list[Path]]:
         ) from None
     chosen = {}
     for variant, paths in files.items():
-        by_step = {load_checkpoint(p).step: p for p in paths}
+        by_step = {checkpoint_step(p): p for p in paths}
         if missing := [s for s in steps if s not in by_step]:
             raise BadInput(f"no {variant} checkpoint of step {missing[0]}: choose from "
                            f"{', '.join(map(str, sorted(by_step)))}")  # fmt: skip

@@ -36,7 +36,7 @@ from landscape.curvature.columns import HESSIAN_COLUMNS
 from landscape.curvature.estimates import hessian_density, hessian_trace
 from landscape.curvature.hessian_file import GROUP, KIND, SETTINGS_ATTR, read_hessian_file
 from landscape.curvature.spectrum import curvature_along, hessian_eigenvalues
-from landscape.data import Dataset, load_dataset, loss_function
+from landscape.data import Dataset, eval_batches, load_dataset, loss_function
 
 __all__ = ["HessianConfig", "hessian_checkpoints"]
 
@@ -178,14 +178,20 @@ def _same_data(
 
 
 def evaluation_batches(
-    data: Dataset, examples: int, batch_size: int, dtype: torch.dtype, device: torch.device
+    data: Dataset,
+    examples: int,
+    batch_size: int,
+    dtype: torch.dtype | None,
+    device: torch.device | str,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The first ``examples`` training examples in batches of ``batch_size`` (the last may
-    be smaller), in the model's dtype on its device (class labels stay integers)."""
+    """The Hessian's fixed data, for ``landscape hessian`` and the trainer's inline rows
+    alike: the first ``examples`` training examples (clipped to the training set) in
+    batches of ``batch_size`` (the last may be smaller), on ``device``, the inputs (and
+    regression targets) in ``dtype`` (None: as they are; class labels stay integers)."""
     x, y = data.x_train[:examples], data.y_train[:examples]
     y_dtype = dtype if data.task == "regression" else y.dtype
-    return [(x[i : i + batch_size].to(device, dtype), y[i : i + batch_size].to(device, y_dtype))
-            for i in range(0, len(x), batch_size)]  # fmt: skip
+    x, y = x.to(device, dtype or x.dtype), y.to(device, y_dtype or y.dtype)
+    return list(eval_batches(x, y, batch_size))
 
 
 def hessian_row(
@@ -220,7 +226,7 @@ def _sources(files: Mapping[str, Sequence[str | Path]]) -> dict[str, list[tuple[
     """(step, path, sha256) per variant, sorted by step; one file per step."""
     out = {}
     for variant, paths in files.items():
-        rows = sorted((store.load_checkpoint(p).step, Path(p)) for p in paths)
+        rows = sorted((store.checkpoint_step(p), Path(p)) for p in paths)
         if len({s for s, _ in rows}) != len(rows):
             raise ValueError(f"two {variant} checkpoints of the same step: pass one file per step")
         if rows:

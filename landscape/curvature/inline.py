@@ -52,9 +52,10 @@ from landscape import store
 from landscape._params import rng_preserved
 from landscape.curvature.columns import HESSIAN_COLUMNS
 from landscape.curvature.estimates import hessian_trace
+from landscape.curvature.from_checkpoints import evaluation_batches
 from landscape.curvature.operator import HessianOperator
 from landscape.curvature.spectrum import curvature_along, hessian_eigenvalues
-from landscape.data import Dataset, eval_batches, loss_function
+from landscape.data import Dataset, loss_function
 
 __all__ = [
     "EIGEN_PRODUCTS_PER_K",
@@ -105,7 +106,9 @@ class InlineHessian:
         self.seed: int = config.seed
         self.log, self.group = log, f"{GROUP}/{variant}"
         self.loss_fn = loss_function(data.task)
-        self.batches = evaluation_set(data, config, device)
+        self.batches = evaluation_batches(
+            data, config.hessian_examples, config.hessian_batch_size, None, device
+        )
         self.attrs = {
             "bn_mode": self.bn_mode,
             "top_k": self.top_k,
@@ -183,11 +186,3 @@ class InlineHessian:
                    trace_converged=int(trace.converged))  # fmt: skip
         row["curvature_gradient"] = curvature_along(*args, "gradient", **common)
         return row
-
-
-def evaluation_set(data: Dataset, config: Any, device: torch.device | str) -> list:
-    """The Hessian's fixed set: the first ``hessian_examples`` training examples (clipped to
-    the training set) in batches of ``hessian_batch_size``, on ``device``."""
-    n = min(config.hessian_examples, len(data.x_train))
-    x, y = data.x_train[:n].to(device), data.y_train[:n].to(device)
-    return list(eval_batches(x, y, config.hessian_batch_size))

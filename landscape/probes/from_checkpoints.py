@@ -271,7 +271,7 @@ def _sources(
             steps = steps if None not in steps else list(range(len(paths)))
             rows = sorted(zip(steps, map(Path, paths)))
         else:
-            rows = sorted((_step_of(p), Path(p)) for p in paths)
+            rows = sorted((store.checkpoint_step(p), Path(p)) for p in paths)
         if len({s for s, _ in rows}) != len(rows):
             raise ValueError(f"two {variant} checkpoints of the same step: pass one file per step")
         if rows:
@@ -279,12 +279,6 @@ def _sources(
     if not out:
         raise ValueError("no checkpoints to probe: pass a run directory or checkpoint files")
     return out
-
-
-def _step_of(path: str | Path) -> int:
-    """The step in a ``step_XXXXXXX.pt`` name (checked on load), else the stored step."""
-    step = step_of_name(Path(path).name)
-    return step if step is not None else store.load_checkpoint(path).step
 
 
 def _prepare(

@@ -19,6 +19,7 @@ from landscape.store.checkpoint import (
     Checkpoint,
     TrainingRecord,
     build_model,
+    checkpoint_step,
     load_checkpoint,
     save_checkpoint,
 )
@@ -142,6 +143,7 @@ __all__ = [
     "checkpoint_path",
     "checkpoint_sha256",
     "list_checkpoints",
+    "checkpoint_step",
     "load_checkpoint",
     "load_state_dict_file",
     "restore_rng",

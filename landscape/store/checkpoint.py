@@ -37,6 +37,7 @@ __all__ = [
     "Checkpoint",
     "TrainingRecord",
     "build_model",
+    "checkpoint_step",
     "load_checkpoint",
     "save_checkpoint",
 ]
@@ -237,6 +238,13 @@ def save_checkpoint(
 
 
 # --------------------------------------------------------------------------- load
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The step of a checkpoint file: that of its ``step_XXXXXXX.pt`` name (no file read;
+    :func:`load_checkpoint` checks it against the stored step), else the stored step."""
+    step = step_of_name(Path(path).name)
+    return step if step is not None else load_checkpoint(path).step
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Checkpoint:

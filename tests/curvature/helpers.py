@@ -69,3 +69,12 @@ def dense_hessian(model: nn.Module, data, train: bool) -> torch.Tensor:
                                for p, r in zip(params, row)]))  # fmt: skip
     model.load_state_dict(snapshot)
     return torch.stack(rows)
+
+
+#: (id, model, data, bn_mode): the models every dense check runs on.
+CASES = [
+    ("mlp", mlp, vector_data, "train"),
+    ("bn_cnn_train", bn_cnn, image_data, "train"),
+    ("bn_cnn_eval", bn_cnn, image_data, "eval"),
+    ("frozen", frozen_mlp, vector_data, "train"),
+]

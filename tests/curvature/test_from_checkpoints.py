@@ -36,12 +36,8 @@ CONFIG = HessianConfig(top_k=3, tol=1e-12, trace_rtol=0.02, trace_max_products=4
                        batch_size=40)  # fmt: skip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: One intra-op thread for the module (tests/conftest.py), the previous count restored.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -50,13 +50,8 @@ COLUMNS = ["step", "eigenvalues", "residuals", "eigen_products", "trace", "trace
            "trace_products", "trace_converged", "curvature_gradient"]  # fmt: skip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster and avoids oversubscribing a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: One intra-op thread for the module (tests/conftest.py), the previous count restored.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

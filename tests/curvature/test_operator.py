@@ -10,22 +10,15 @@ import torch.nn.functional as F
 import landscape as L
 from landscape.curvature import HessianOperator
 from tests.curvature.helpers import (
+    CASES,
     F64,
     bn_cnn,
     dense_hessian,
-    frozen_mlp,
     full_loss,
     image_data,
     mlp,
     vector_data,
 )
-
-CASES = [
-    ("mlp", mlp, vector_data, "train"),
-    ("bn_cnn_train", bn_cnn, image_data, "train"),
-    ("bn_cnn_eval", bn_cnn, image_data, "eval"),
-    ("frozen", frozen_mlp, vector_data, "train"),
-]
 
 
 def _dense_of(op: HessianOperator) -> torch.Tensor:

@@ -10,21 +10,14 @@ import torch.nn.functional as F
 import landscape as L
 from landscape.curvature import HessianOperator, curvature_along, hessian_eigenvalues
 from tests.curvature.helpers import (
+    CASES,
     F64,
     bn_cnn,
     dense_hessian,
-    frozen_mlp,
     image_data,
     mlp,
     vector_data,
 )
-
-CASES = [
-    ("mlp", mlp, vector_data, "train"),
-    ("bn_cnn_train", bn_cnn, image_data, "train"),
-    ("bn_cnn_eval", bn_cnn, image_data, "eval"),
-    ("frozen", frozen_mlp, vector_data, "train"),
-]
 
 
 @pytest.mark.parametrize(("name", "make", "data", "bn_mode"), CASES, ids=[c[0] for c in CASES])

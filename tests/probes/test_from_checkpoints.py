@@ -42,13 +42,8 @@ STEPS = [0, 3, 6]
 RTOL, ATOL = 1e-12, 0.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster and avoids oversubscribing a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: One intra-op thread for the module (tests/conftest.py), the previous count restored.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

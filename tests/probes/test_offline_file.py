@@ -15,7 +15,6 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from landscape.probes import OfflineProbeConfig, probe_checkpoints, read_offline_probes
 from landscape.probes.offline_file import read_offline_file
@@ -28,14 +27,8 @@ TINY = TrainConfig(model="mlp", model_options={"depth": 1, "width": 16}, steps=6
 CONFIG = OfflineProbeConfig(count=3, num_batches=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread, restored afterwards (other modules compare runs
-    bit for bit with subprocesses)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: One intra-op thread for the module (tests/conftest.py), the previous count restored.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -36,18 +36,12 @@ GROUPS = ("train", "eval", "probe")
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread here as in the subprocesses (ONE_THREAD): the same float sums, so
-    runs compare bit for bit whatever thread count an earlier test left behind."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: One intra-op thread for the module (tests/conftest.py), the previous count restored.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, digits):
+def reference(tmp_path_factory, digits, one_thread):
     """The same run, never interrupted."""
     out = tmp_path_factory.mktemp("reference") / "run"
     train_pair(CONFIG, out, dataset=digits)
