@@ -21,6 +21,7 @@ from landscape.slices import SliceConfig, read_grid, slice_checkpoint
 from landscape.store import SCHEMA_VERSION, checkpoint_sha256
 from landscape.train import TrainConfig, train_pair
 from tests.cli.helpers import error_line, invoke
+from tests.slices import damage as spoil
 
 # A non-square grid (5 x-points, 3 y-points) on a small evaluation subset.
 CPU = ["--device", "cpu"]
@@ -365,29 +366,13 @@ def test_unwritable_outputs_name_their_cause_and_a_complete_one_needs_no_writer(
         "system is read-only: remount it read-write or write to another place" in line  # fmt: skip
 
 
-def _bad_dtype(f):
-    for ds in f["directions/d1"].values():
-        ds.attrs["dtype"] = "os.system"
-
-
-def _no_name(f):
-    for ds in f["directions/d1"].values():
-        del ds.attrs["name"]
-
-
-def _strings(f):
-    shape = f["values/loss"].shape
-    del f["values/loss"]
-    f["values/loss"] = np.full(shape, b"a")
-
-
 @pytest.mark.parametrize(
     ("damage", "needle"),
     [
-        (_bad_dtype, "(directions/d1/layers.0.linear.weight names no torch dtype)"),
-        (_no_name, "(directions/d1/layers.0.linear.weight is not a tensor with a"),
-        (lambda f: f["directions"].create_group("dx"), "(directions is not a group of groups"),
-        (_strings, "(values/loss is not a grid of numbers)"),
+        (spoil.bad_dtype, "(directions/d1/layers.0.linear.weight names no torch dtype)"),
+        (spoil.no_name, "(directions/d1/layers.0.linear.weight is not a tensor with a"),
+        (spoil.extra_group, "(directions is not a group of groups"),
+        (spoil.strings, "(values/loss is not a grid of numbers)"),
     ],
 )
 def test_damaged_slice_files_are_one_line_naming_the_fix(run, planes, tmp_path, damage, needle):

@@ -18,6 +18,7 @@ from torch import nn
 from landscape import _files
 from landscape._files import WriteError
 from landscape.slices import cells, random_directions, read_grid, run_grid
+from tests.slices import damage as spoil
 from tests.slices.helpers import batches, bn_net
 
 XS, YS = "-1:1:5", "-0.5:0.5:3"  # 15 points: the first made with the file, then blocks of 4
@@ -144,26 +145,11 @@ def test_a_one_point_slice_is_returned_when_it_is_made(tmp_path, setup):
     assert run_grid(tmp_path / "one.h5", model, CE, data, dirs[:1], "0:0:1", meta=META) is None
 
 
-def _dtype(f):
-    for ds in f["directions/d1"].values():
-        ds.attrs["dtype"] = "os.system"
-
-
-def _no_name(f):
-    for ds in f["directions/d1"].values():
-        del ds.attrs["name"]
-
-
-def _strings(f):
-    del f["values/loss"]
-    f["values/loss"] = np.full((3, 5), b"a")
-
-
 DAMAGE = {
-    "dtype": (_dtype, "directions/d1/0.weight names no torch dtype"),
-    "name": (_no_name, "directions/d1/0.weight is not a tensor with a parameter name"),
-    "extra group": (lambda f: f["directions"].create_group("dx"), "directions is not a group of"),
-    "strings": (_strings, "values/loss is not a grid of numbers"),
+    "dtype": (spoil.bad_dtype, "directions/d1/0.weight names no torch dtype"),
+    "name": (spoil.no_name, "directions/d1/0.weight is not a tensor with a parameter name"),
+    "extra group": (spoil.extra_group, "directions is not a group of"),
+    "strings": (spoil.strings, "values/loss is not a grid of numbers"),
     "coordinates": (lambda f: f["coords/x"].__setitem__(0, np.nan), "coords/x is not a list of"),
     "chunked": (
         lambda f: f.create_dataset("values/extra", (3, 5), "f8", chunks=(1, 5)),
