@@ -1,8 +1,14 @@
-"""Small models, batches and state checks shared by the probe and ICS tests."""
+"""Small models, batches and state checks shared by the probe and ICS tests; a writer lock
+held by another process (:func:`locked_elsewhere`)."""
 
 from __future__ import annotations
 
+import contextlib
 import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -125,3 +131,18 @@ def prepared_bn_net(device: str = "cpu") -> tuple[nn.Module, tuple]:
     model[8].bias.requires_grad_(False)  # a frozen parameter is never moved
     model[7].eval()  # mixed training flags must come back as they were
     return model, (x, y)
+
+
+@contextlib.contextmanager
+def locked_elsewhere(path: str | Path) -> Iterator[None]:
+    """Another process holds the writer lock of ``path`` for the block (``landscape._files.
+    writer_lock``, as a running slice or probe does); it is killed afterwards."""
+    hold = ("import sys, time; from landscape._files import writer_lock\n"
+            "with writer_lock(sys.argv[1]):\n    print(1, flush=True); time.sleep(60)")  # fmt: skip
+    writer = subprocess.Popen([sys.executable, "-c", hold, str(path)], stdout=subprocess.PIPE)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == b"1"
+        yield
+    finally:
+        writer.kill()
+        writer.wait()

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import threading
 
 import pytest
 
+from tests.cases import locked_elsewhere
 from tests.cli.helpers import error_line, invoke
 
 TINY = ["--model", "mlp", "--model-option", "depth=1", "--model-option", "width=8",
@@ -157,20 +156,12 @@ def test_train_overwrite_leaves_an_output_another_process_is_writing(tmp_path):
     assert invoke("train", *TINY, "--out", run).exit_code == 0
     assert invoke("probe", run, "--batches", "1", "--count", "2", "--device", "cpu", "-q",
                   ).exit_code == 0  # fmt: skip
-    hold = ("import sys, time; from landscape._files import writer_lock\n"
-            "with writer_lock(sys.argv[1]):\n    print(1, flush=True); time.sleep(60)")  # fmt: skip
-    writer = subprocess.Popen([sys.executable, "-c", hold, str(run / "probes.h5")],
-                              stdout=subprocess.PIPE)  # fmt: skip
-    try:
-        assert writer.stdout.readline().strip() == b"1"
+    with locked_elsewhere(run / "probes.h5"):
         before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
         line = error_line(invoke("train", *TINY, "--out", run, "--overwrite"))
         assert "probes.h5 is being written by another process" in line
         assert "nothing was deleted" in line
         assert {p: p.read_bytes() for p in before} == before
-    finally:
-        writer.kill()
-        writer.wait()
 
 
 @pytest.mark.parametrize("command", ["slice", "probe", "plot"])

@@ -14,6 +14,7 @@ from torch import nn
 
 from landscape.slices import evaluate_grid, random_directions, read_grid, run_grid
 from landscape.slices.coords import MAX_POINTS
+from tests.cases import locked_elsewhere
 from tests.slices.helpers import batches as shared_batches
 from tests.slices.helpers import bn_net
 
@@ -300,19 +301,12 @@ def test_a_second_writer_is_refused_and_the_file_kept(tmp_path, setup):
     path = tmp_path / "slice.h5"
     run_grid(path, model, CountingLoss(), data, dirs[:1], XS, meta=META)
     raw = path.read_bytes()
-    hold = ("import sys, time; from landscape._files import writer_lock\n"
-            "with writer_lock(sys.argv[1]):\n    print(1, flush=True); time.sleep(60)")  # fmt: skip
-    writer = subprocess.Popen([sys.executable, "-c", hold, str(path)], stdout=subprocess.PIPE)
-    try:
-        assert writer.stdout.readline().strip() == b"1"
+    with locked_elsewhere(path):
         for overwrite in (False, True):
             with pytest.raises(ValueError, match="is being written by another process"):
                 run_grid(path, model, CountingLoss(), data, dirs, XS, YS, meta=META,
                          overwrite=overwrite)  # fmt: skip
         assert path.read_bytes() == raw
-    finally:
-        writer.kill()
-        writer.wait()
     res = run_grid(path, model, CountingLoss(), data, dirs, XS, YS, meta=META, overwrite=True)
     assert res.computed.all() and list(tmp_path.glob(".*")) == []  # no lock file left
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 
 import h5py
@@ -25,6 +23,7 @@ from landscape.store import (
     remove_run_temporaries,
 )
 from landscape.store.outputs import FOREIGN_IMAGE
+from tests.cases import locked_elsewhere
 
 
 def _hdf5(path, **attrs):
@@ -148,18 +147,10 @@ def test_remove_run_outputs_leaves_an_output_another_process_is_writing(tmp_path
     run = _run(tmp_path)
     with h5py.File(run / "probes.h5", "w") as f:
         f.attrs[KIND_ATTR] = "offline probe file"
-    hold = ("import sys, time; from landscape._files import writer_lock\n"
-            "with writer_lock(sys.argv[1]):\n    print(1, flush=True); time.sleep(60)")  # fmt: skip
-    writer = subprocess.Popen([sys.executable, "-c", hold, str(run / "probes.h5")],
-                              stdout=subprocess.PIPE)  # fmt: skip
-    try:
-        assert writer.stdout.readline().strip() == b"1"
+    with locked_elsewhere(run / "probes.h5"):
         with pytest.raises(ValueError, match=r"probes\.h5 is being written by another process"):
             remove_run_outputs(run)
         assert all((run / n).exists() for n in ("probes.h5", "run.h5", "checkpoints/bn"))
-    finally:
-        writer.kill()
-        writer.wait()
     assert remove_run_outputs(run) == [] and sorted(p.name for p in run.iterdir()) == []
 
 
