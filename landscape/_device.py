@@ -7,8 +7,8 @@ thousands of times. With glibc's defaults, the large activation buffers of each 
 returned to the kernel when freed (``munmap``, or ``sbrk`` trimming the heap's top) and
 faulted in again, page by page, on the next pass: on a 2-core CPU a quarter of a slice's CPU
 time was the kernel's (5.3 million minor page faults for a few hundred points), and a point
-of ``vgg_small`` on 1000 digits took 11-13 ms instead of 6.3-6.6 ms
-(``benchmarks/bench_scaling.py``).
+of ``vgg_small`` on 1000 digits took 12.2-12.4 ms instead of 6.8-6.9 ms
+(``benchmarks/bench_scaling.py``, allocator section).
 
 :func:`keep_freed_memory` raises glibc's mmap threshold to 256 MiB and its trim threshold
 to 1 GiB (``mallopt``, as ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` would):
