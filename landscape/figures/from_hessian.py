@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from landscape import store
 from landscape.curvature.hessian_file import read_hessian_file
-from landscape.figures.from_run import _chosen, _options, load_runs, offline_runs
+from landscape.figures.from_run import chosen_variants, load_runs, offline_runs, options_applied
 from landscape.render import save_figure
 from landscape.render.curvature import hessian_over_training, spectral_densities
 from landscape.render.style import FigureOptions, display_label
@@ -53,8 +53,8 @@ def hessian_series(run: str | Path, variants: Sequence[str] | None = None) -> di
     if kind == "hessian file":
         rows = read_hessian_file(path).rows
         found = [v for v in VARIANTS if v in rows] + sorted(v for v in rows if v not in VARIANTS)
-        series = {display_label(v): rows[v] for v in _chosen(found, variants, path, "Hessian")
-                  if v in rows}  # fmt: skip
+        chosen = chosen_variants(found, variants, path, "Hessian")
+        series = {display_label(v): rows[v] for v in chosen if v in rows}
         probes_file, run_log = path.with_name(PROBES_FILE), path.with_name(RUN_FILE)
         betas = {}
         if store.kind_of(probes_file) == "offline probe file":
@@ -119,7 +119,7 @@ def plot_hessian(
     """
     run = Path(run)
     written: list[Path] = []
-    with _options(options):
+    with options_applied(options):
         for name, fig in hessian_figures(run, variants=variants, step=step).items():
             if out_dir is not None:
                 target = Path(out_dir) / name

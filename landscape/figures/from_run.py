@@ -65,7 +65,7 @@ def load_runs(
     out: dict[str, Series] = {}
     with store.open_run(path) as f:
         found = _variants(f, analysis, path)
-        for v in _chosen(found, variants, path, analysis):
+        for v in chosen_variants(found, variants, path, analysis):
             group = store.group_of(f, f"{analysis}/{v}", path)
             if group is None or not len(group):
                 continue
@@ -86,7 +86,10 @@ def _variants(f: Any, analysis: str, path: Path) -> list[str]:
     return [v for v in VARIANTS if v in names] + sorted(n for n in names if n not in VARIANTS)
 
 
-def _chosen(found: list[str], variants: Sequence[str] | None, path: Path, what: str) -> list[str]:
+def chosen_variants(
+    found: list[str], variants: Sequence[str] | None, path: Path, what: str
+) -> list[str]:
+    """``variants`` in their order (all ``found`` when None); one not found is refused."""
     if variants is None:
         return found
     missing = [v for v in variants if v not in found]
@@ -191,7 +194,8 @@ def _target(runs: list[Path], out: str | Path | None, name: str) -> Path:
 
 
 @contextlib.contextmanager
-def _options(options: FigureOptions | None) -> Iterator[None]:
+def options_applied(options: FigureOptions | None) -> Iterator[None]:
+    """``figure_options(options)`` for the block, or the builders' own when None."""
     with figure_options(options) if options is not None else contextlib.nullcontext():
         yield
 
@@ -238,7 +242,7 @@ def plot_training(
     if out is not None and Path(out).is_dir():
         out = Path(out) / "fig1_training"
     target = Path(out) if out is not None else _target(paths, None, "fig1_training")
-    with _options(options):
+    with options_applied(options):
         return save_figure(training_figure(paths, variants=variants), target)
 
 
@@ -305,7 +309,7 @@ def plot_santurkar(
     """
     paths = _as_list(runs)
     written: list[Path] = []
-    with _options(options):
+    with options_applied(options):
         figs = santurkar_figures(paths, layers=layers, offline=offline, variants=variants)
         for name, fig in figs.items():
             written += save_figure(fig, _target(paths, out_dir, name))
@@ -335,7 +339,7 @@ def offline_runs(path: str | Path, variants: Sequence[str] | None = None) -> dic
     rows_of = read_offline_probes(path)
     found = [v for v in VARIANTS if v in rows_of] + sorted(v for v in rows_of if v not in VARIANTS)
     out = {}
-    for variant in _chosen(found, variants, Path(path), "offline probe"):
+    for variant in chosen_variants(found, variants, Path(path), "offline probe"):
         if variant not in rows_of:
             continue
         rows = rows_of[variant]
