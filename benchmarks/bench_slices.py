@@ -289,8 +289,8 @@ def forward_levers(model, data, dirs, repeats: int, compile_: bool) -> list[tupl
         variants[f"model forward, batch {bs}"] = lambda other=other: forward_pass(model, other)
     cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
     variants["model forward, channels_last"] = lambda: forward_pass(cl, data)
-    folded = fastpath.FoldedBN.build(copy.deepcopy(model), channels_last=True)
-    folded.refold()
+    folded = fastpath.Vehicle.build(copy.deepcopy(model), channels_last=True)
+    folded.refresh()
     variants["fold BN + channels_last vehicle"] = lambda: forward_pass(folded, data)
 
     k = 4  # grid points per vmapped pass

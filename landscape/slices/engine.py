@@ -361,20 +361,13 @@ def evaluate_grid(
                 m.train()
             moved = targets if bn_mode == "recalibrate" else [t for t in targets if t[2]]
             _set_point(targets, [0.0] * len(directions))  # unmoved: set once (not recalibrated)
-            plain = not isinstance(loss_fn, BatchLoss)  # the fold is checked on plain inputs
-            folded = (
-                fold.FoldedBN.build(model, cl)
-                if fold.FOLD_BN and bn_mode != "train" and plain
-                else None
-            )
-            if folded is not None:
-                inputs = move(summary.first[0], device)  # no pass of its own
-                if isinstance(inputs, Tensor) and inputs.ndim > 0:
-                    inputs = inputs[: fold.CHECK_EXAMPLES]
-                if folded.agrees(model, inputs):
-                    forward = folded
-                else:
-                    log.warning("BatchNorm folding disagrees with the model; evaluating unfolded")
+            vehicle = None  # checked on the first batch's plain inputs (no pass of its own)
+            if not isinstance(loss_fn, BatchLoss):
+                vehicle = fold.vehicle(
+                    model, move(summary.first[0], device), channels_last=cl,
+                    running_stats=bn_mode != "train" or not norms, bf16=precision == "bf16",
+                )  # fmt: skip
+                forward = vehicle or forward
             for done, k in enumerate(todo, 1):
                 cell = (k,) if ys is None else divmod(k, len(xs))  # (j, i) for 2D
                 coeffs = [float(xs[cell[-1]])] + ([] if ys is None else [float(ys[cell[0]])])
@@ -383,8 +376,8 @@ def evaluate_grid(
                     _recalibrate(model, norms, data, recalibrate_batches, precision, loss_fn)
                     for m in norms:
                         m.eval()  # modes are set once, before the loop: put BN back
-                if forward is folded:
-                    folded.refold()
+                if vehicle is not None:
+                    vehicle.refresh()
                 vals = _evaluate(forward, device, loss_fn, data, metrics, use_acc, precision)
                 point = dict(zip(names, vals))
                 for n, v in point.items():
