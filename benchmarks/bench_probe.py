@@ -80,6 +80,46 @@ def probe_once(model, x, y, etas, device, base=None) -> float:
     return time.perf_counter() - t0
 
 
+def measure(batch: int, ks: list[int], repeats: int, warmup: int, device: torch.device) -> dict:
+    """Probe and loop-of-passes timings, interleaved: ``{"loop"|"probe": {(variant, k, form):
+    [seconds]}, "models", "batch"}`` (forms: ``full`` computes g, ``base`` is given it)."""
+    data = load_dataset("digits")
+    idx = batch_indices(len(data.x_train), batch, 0, 0)
+    x, y = data.x_train[idx].to(device), data.y_train[idx].to(device)
+    models = {
+        v: create_model("vgg_small", bn=(v == "bn"), input_shape=(1, 8, 8)).to(device).train()
+        for v in VARIANTS
+    }
+    params = {v: [p for p in m.parameters() if p.requires_grad] for v, m in models.items()}
+    etas = {k: StepSizes.vgg(LR, count=k).values() for k in ks}
+    bases = {}
+    for v, m in models.items():
+        loss = F.cross_entropy(m(x), y)
+        grads = torch.autograd.grad(loss, params[v])
+        names = [n for n, p in m.named_parameters() if p.requires_grad]
+        bases[v] = (loss.detach(), dict(zip(names, grads)))
+    forms = {"full": lambda v: None, "base": lambda v: bases[v]}
+    for _ in range(warmup):
+        for v in VARIANTS:
+            fb_loop(models[v], params[v], x, y, device, 1)
+            for k in ks:
+                for form in forms.values():
+                    probe_once(models[v], x, y, etas[k], device, form(v))
+
+    # Interleave: every probe timing sits next to a timing of its passes run back to back, so
+    # a slow patch of a loaded machine hits numerator and denominator alike.
+    loop = {(v, k, f): [] for v in VARIANTS for k in ks for f in forms}
+    probe = {(v, k, f): [] for v in VARIANTS for k in ks for f in forms}
+    for _ in range(repeats):
+        for v in VARIANTS:
+            for k in ks:
+                for f, base in forms.items():
+                    passes = k + 1 if f == "full" else k
+                    loop[v, k, f].append(fb_loop(models[v], params[v], x, y, device, passes))
+                    probe[v, k, f].append(probe_once(models[v], x, y, etas[k], device, base(v)))
+    return {"loop": loop, "probe": probe, "models": models, "batch": (x, y)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--batch", type=int, default=128)
@@ -98,47 +138,13 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    data = load_dataset("digits")
-    idx = batch_indices(len(data.x_train), args.batch, 0, 0)
-    x, y = data.x_train[idx].to(device), data.y_train[idx].to(device)
-    models = {
-        v: create_model("vgg_small", bn=(v == "bn"), input_shape=(1, 8, 8)).to(device).train()
-        for v in VARIANTS
-    }
-    params = {v: [p for p in m.parameters() if p.requires_grad] for v, m in models.items()}
-    etas = {k: StepSizes.vgg(LR, count=k).values() for k in args.k}
-    bases = {}
-    for v, m in models.items():
-        loss = F.cross_entropy(m(x), y)
-        grads = torch.autograd.grad(loss, params[v])
-        names = [n for n, p in m.named_parameters() if p.requires_grad]
-        bases[v] = (loss.detach(), dict(zip(names, grads)))
-    forms = {"full": lambda v: None, "base": lambda v: bases[v]}
     print(
         f"torch {torch.__version__}  threads {torch.get_num_threads()}  device {device}  "
-        f"batch {len(x)}  repeats {args.repeats} (each probe next to a loop of its passes)  "
+        f"batch {args.batch}  repeats {args.repeats} (each probe next to a loop of its passes)  "
         f"CPU flags: {' '.join(cpu_flags()) or '-'}  load {' '.join(load())}"
     )
-
-    for _ in range(args.warmup):
-        for v in VARIANTS:
-            fb_loop(models[v], params[v], x, y, device, 1)
-            for k in args.k:
-                for form in forms.values():
-                    probe_once(models[v], x, y, etas[k], device, form(v))
-
-    # Interleave: every probe timing sits next to a timing of its passes run back to back, so
-    # a slow patch of a loaded machine hits numerator and denominator alike.
-    loop = {(v, k, f): [] for v in VARIANTS for k in args.k for f in forms}
-    probe = {(v, k, f): [] for v in VARIANTS for k in args.k for f in forms}
-    for _ in range(args.repeats):
-        for v in VARIANTS:
-            for k in args.k:
-                for f, base in forms.items():
-                    passes = k + 1 if f == "full" else k
-                    loop[v, k, f].append(fb_loop(models[v], params[v], x, y, device, passes))
-                    probe[v, k, f].append(probe_once(models[v], x, y, etas[k], device, base(v)))
-
+    r = measure(args.batch, args.k, args.repeats, args.warmup, device)
+    loop, probe, forms = r["loop"], r["probe"], ("full", "base")
     print(
         f"\n| variant | form | k | passes | t_loop median (ms) | t_probe median (ms) "
         f"| ratio per pass = t_probe/t_loop | median of pairs | <= {PASS_TARGET} "
@@ -163,11 +169,13 @@ def main() -> None:
     )
 
     if args.profile:
-        k = 8 if 8 in etas else args.k[0]
+        k = 8 if 8 in args.k else args.k[0]
         prof = cProfile.Profile()
         prof.enable()
+        model, x, y = r["models"]["bn"], *r["batch"]
+        etas = StepSizes.vgg(LR, count=k).values()
         for _ in range(20):
-            gradient_probe(models["bn"], F.cross_entropy, (x, y), etas[k])
+            gradient_probe(model, F.cross_entropy, (x, y), etas)
         prof.disable()
         print(f"\ncProfile, 20 BN probes with k={k} (tottime):")
         pstats.Stats(prof).sort_stats("tottime").print_stats(15)

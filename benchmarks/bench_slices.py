@@ -70,12 +70,14 @@ def sync() -> None:
         torch.cuda.synchronize(DEVICE)
 
 
-def setup(batch: int, seed: int = 0):
-    """vgg_small (BN, eval), digits train batches, two filter-normalized directions, all on
-    ``DEVICE`` (evaluation data resident there)."""
+def setup(batch: int, seed: int = 0, width: int = 16):
+    """vgg_small (BN, eval, ``width`` channels in its first block), digits train batches, two
+    filter-normalized directions, all on ``DEVICE`` (evaluation data resident there)."""
     ds = load_dataset("digits")
     data = [(x.to(DEVICE), y.to(DEVICE)) for x, y in eval_batches(ds.x_train, ds.y_train, batch)]
-    model = create_model("vgg_small", bn=True, input_shape=(1, 8, 8), num_classes=10).eval()
+    model = create_model(
+        "vgg_small", bn=True, width=width, input_shape=(1, 8, 8), num_classes=10
+    ).eval()
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # trained-like biases and BN state: a fresh model has zeros there,
         for m in model.modules():  # which makes folding trivial and loss-landscapes divide by 0

@@ -143,12 +143,15 @@ def _targets(model, base, directions, buf_base, buf_dirs) -> list[Target]:
 
 @torch.no_grad()
 def _set_point(targets: Sequence[Target], coeffs: Sequence[float]) -> None:
-    """``theta <- base + sum_k c_k d_k`` (and buffers alike), each from the stored base."""
-    for live, b, moves in targets:
-        live.copy_(b)
-        for k, d in moves:
-            if coeffs[k] != 0.0:
-                live.add_(d, alpha=coeffs[k])
+    """``theta <- base + sum_k c_k d_k`` (and buffers alike), each from the stored base: one
+    foreach copy and one foreach add per direction (not one call per tensor)."""
+    if not targets:
+        return
+    torch._foreach_copy_([t[0] for t in targets], [t[1] for t in targets])
+    for k, c in enumerate(coeffs):
+        moved = [(live, d) for live, _, moves in targets for j, d in moves if j == k]
+        if c != 0.0 and moved:
+            torch._foreach_add_([m[0] for m in moved], [m[1] for m in moved], alpha=c)
 
 
 @torch.no_grad()

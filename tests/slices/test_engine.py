@@ -345,3 +345,13 @@ def test_origin_sets_the_tensors_no_direction_moves():
     ref = evaluate_grid(other, CE, data, d, "-1:1:3", "-1:1:2")
     np.testing.assert_array_equal(res.values["loss"], ref.values["loss"])
     assert_same_state(model, before)
+
+
+def test_zero_directions_give_the_origin_everywhere():
+    model, data = bn_net(0), batches()
+    zero = [{n: torch.zeros_like(p) for n, p in model.named_parameters()} for _ in range(2)]
+    before = state(model)
+    res = evaluate_grid(model, CE, data, zero, "-1:1:3", "-1:1:2")
+    want = reference(model, data, zero, [0.0])[0][0]
+    np.testing.assert_allclose(res.values["loss"], np.full((2, 3), want), rtol=0, atol=1e-12)
+    assert_same_state(model, before)
