@@ -64,6 +64,7 @@ def li_per_point(model: nn.Module, loader, dirs, coords) -> list[float]:
         total, correct, seen = 0.0, 0, 0
         with torch.no_grad():
             for x, y in loader:
+                x, y = x.to(B.DEVICE), y.to(B.DEVICE)
                 out = model(x)
                 total += F.cross_entropy(out, y).item() * len(y)
                 correct += int(out.argmax(1).eq(y).sum().item())
@@ -79,8 +80,8 @@ def versus_li(model, data, dirs, g: int) -> dict:
     """Ours and Li's per-point loop on the same DataLoader with workers, rows alternated.
     Ours is timed from one point's progress call to the next (its setup, the describing pass
     and the vehicle's check, is the call's, not a point's: bench_scaling fits it apart)."""
-    x = torch.cat([b[0] for b in data])
-    y = torch.cat([b[1] for b in data])
+    x = torch.cat([b[0] for b in data]).cpu()  # a DataLoader serves host memory
+    y = torch.cat([b[1] for b in data]).cpu()
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(x, y), batch_size=len(data[0][1]), num_workers=LI_WORKERS
     )
@@ -111,14 +112,19 @@ def main() -> None:
     ap.add_argument("--probe-repeats", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     ap.add_argument("--quick", action="store_true", help="tiny grids and repeats (a smoke run)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:k]: model, data, directions")
     args = ap.parse_args()
+    B.DEVICE = torch.device(args.device)
+    if B.DEVICE.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device is available here")
     if args.quick:
         args.grid, args.probe_repeats = 3, 2
     torch.set_num_threads(args.threads)
     kept = landscape.keep_freed_memory()
     g = args.grid
     print(
-        f"torch {torch.__version__}  threads {torch.get_num_threads()}  CPU flags: "
+        f"torch {torch.__version__}  device {B.hardware_name()}  "
+        f"threads {torch.get_num_threads()}  CPU flags: "
         f"{' '.join(B.cpu_flags()) or '-'}  allocator "
         f"{'keep_freed_memory()' if kept else 'glibc defaults'}  load {load()}"
     )
@@ -169,7 +175,7 @@ def main() -> None:
                      f"<= {target:.0f}: {verdict(over <= target)}"))  # fmt: skip
 
     k = 8
-    r = bench_probe.measure(128, [k], args.probe_repeats, 3, torch.device("cpu"))
+    r = bench_probe.measure(128, [k], args.probe_repeats, 3, B.DEVICE)
     for v in bench_probe.VARIANTS:
         for form, passes in (("full", k + 1), ("base", k)):
             key = (v, k, form)

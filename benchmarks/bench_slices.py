@@ -112,6 +112,11 @@ def cpu_flags() -> list[str]:
     return [f for f in CPU_FLAGS if f in flags]
 
 
+def hardware_name() -> str:
+    """The GPU's name, or "cpu"."""
+    return torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else "cpu"
+
+
 def hardware() -> dict:
     """What bf16 can gain here: the CPU's or GPU's bf16 support, and one large matmul and
     the model's forward in bf16 (weights and inputs converted once) against float32."""
@@ -203,7 +208,7 @@ def throughput(model, data, dirs, g: int) -> dict:
     limit_model = copy.deepcopy(model)  # the untouched model: its own layout, no folding
     for _ in range(3):
         forward_pass(limit_model, data)
-    bound = frozen_bound(model, data) if DEVICE.type == "cpu" else None
+    bound = frozen_bound(model, data)  # on CUDA too: cuDNN's fused conv+BN, frozen
     S.evaluate_grid(model, F.cross_entropy, data, dirs, "-1:1:2", "0:0:1")  # warm-up
     point_t, limit_t, bound_t = [], [], []
     clock = [0.0]
