@@ -176,6 +176,43 @@ def test_inline_ics_uses_the_optimizers_update_and_probes_follow_the_schedule(tm
         np.testing.assert_allclose(probes["step_sizes"][2], 0.025 * multipliers, rtol=1e-12)
 
 
+def test_lr_schedule_sets_the_optimizers_step(tmp_path, digits):
+    """Plain SGD with a milestone at step 3 (gamma 0.5): the update of step 1 is -lr * g,
+    that of step 4 (between checkpoints 4 and 5, after the milestone) is -lr * gamma * g."""
+    from landscape.data import batch_indices
+    from landscape.models import ModelSpec
+
+    options = {
+        "dtype": "float64",
+        "bn": "plain",
+        "steps": 6,
+        "eval_every": 3,
+        "checkpoint_every": 1,
+    }
+    config = TrainConfig(**{**TINY, **options}, lr=0.1, lr_milestones=[3], lr_gamma=0.5)
+    train_pair(config, tmp_path / "run", dataset=digits)
+    ckpt_dir = tmp_path / "run" / "checkpoints" / "plain"
+    for step, lr in ((1, 0.1), (4, 0.05)):
+        before, after = (
+            store.load_checkpoint(store.checkpoint_path(ckpt_dir, s)) for s in (step, step + 1)
+        )
+        model = ModelSpec.from_dict(before.spec).build().double()
+        model.load_state_dict(before.model_state)
+        idx = batch_indices(len(digits.x_train), config.batch_size, step, config.seed)
+        loss = torch.nn.functional.cross_entropy(
+            model(digits.x_train[idx].double()), digits.y_train[idx]
+        )
+        loss.backward()
+        for name, p in model.named_parameters():
+            moved = after.model_state[name] - before.model_state[name]
+            torch.testing.assert_close(
+                moved, -lr * p.grad, rtol=1e-9, atol=1e-15, msg=f"step {step}: {name}"
+            )
+    with h5py.File(tmp_path / "run" / "run.h5") as f:
+        logged = store.read_series(f["train/plain"])["lr"]
+    np.testing.assert_allclose(logged, [0.1, 0.1, 0.1, 0.05, 0.05, 0.05], rtol=1e-15)
+
+
 def test_resume_keeps_a_diverged_variant_as_it_ended(tmp_path, digits):
     config = TrainConfig(**{**TINY, "lr": 1e6, "init_scale": 10.0})
     train_pair(config, tmp_path / "run", dataset=digits)
