@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import h5py
 import numpy as np
 import pytest
@@ -50,6 +52,41 @@ def test_pair_starts_equal_and_logs(tmp_path, digits):
                 store.read_series(f[f"eval/{v}"])["step"], [0, 10, 20, 30]
             )
             assert f[f"train/{v}"].attrs["status"] == "finished"
+
+
+@pytest.fixture
+def rng_hungry_bn_model():
+    """A family (shared layers named alike, as the built-in ones) whose BN variant draws
+    random numbers before building the shared layers, with torch's default init."""
+    from landscape.models import MODELS, register_model
+    from landscape.models.blocks import LinearBlock
+
+    @register_model("test_rng_hungry_bn")
+    def factory(*, bn, activation, init, init_scale, input_shape, num_classes):
+        if bn:
+            torch.randn(17)  # e.g. a noise buffer drawn first: the layers after it differ
+        hidden = LinearBlock(64, 16, bn, torch.nn.ReLU())
+        return torch.nn.Sequential(torch.nn.Flatten(), hidden, torch.nn.Linear(16, num_classes))
+
+    yield "test_rng_hungry_bn"
+    MODELS.pop("test_rng_hungry_bn")
+
+
+def test_pair_shares_initial_weights_whatever_the_bn_variant_draws(
+    tmp_path, digits, rng_hungry_bn_model
+):
+    options = {"model": rng_hungry_bn_model, "model_options": {}, "steps": 2}
+    config = TrainConfig(**{**TINY, **options})
+    train_pair(config, tmp_path / "pair", dataset=digits)
+    train_pair(replace(config, bn="plain"), tmp_path / "plain", dataset=digits)
+    bn0 = _final_state(tmp_path / "pair", "bn", 0)
+    plain0 = _final_state(tmp_path / "pair", "plain", 0)
+    alone0 = _final_state(tmp_path / "plain", "plain", 0)  # a plain run alone starts the same
+    assert set(plain0) == {"1.linear.weight", "1.linear.bias", "2.weight", "2.bias"}
+    assert "1.bn.weight" in bn0
+    for name, tensor in plain0.items():
+        assert torch.equal(tensor, bn0[name]), name
+        assert torch.equal(tensor, alone0[name]), name
 
 
 def test_same_seed_same_weights_and_different_seed_differs(tmp_path, digits):
