@@ -97,6 +97,7 @@ def test_a_checkpoint_file_without_out_asks_for_out(made, tmp_path, monkeypatch,
     line = error_line(invoke(command, "--checkpoint", made["ckpt"], *FAST))
     assert line == "Error: pass --out PATH with --checkpoint files (or a RUN directory)"
     assert list(tmp_path.iterdir()) == []
+    assert "required with --checkpoint" in " ".join(invoke(command, "--help").output.split())
 
 
 @pytest.mark.parametrize(
