@@ -89,6 +89,27 @@ def test_pair_shares_initial_weights_whatever_the_bn_variant_draws(
         assert torch.equal(tensor, alone0[name]), name
 
 
+def test_a_pair_whose_layers_are_named_apart_is_warned_about(tmp_path, digits, caplog):
+    """nn.Sequential indices shift when the BN variant inserts a layer: the plain variant's
+    later layers find no counterpart, start from other draws, and the log says which."""
+    from landscape.models import MODELS, register_model
+
+    @register_model("test_shifted_bn")
+    def factory(*, bn, activation, init, init_scale, input_shape, num_classes):
+        norm = [torch.nn.BatchNorm1d(16)] if bn else []
+        layers = [torch.nn.Flatten(), torch.nn.Linear(64, 16), *norm, torch.nn.ReLU()]
+        return torch.nn.Sequential(*layers, torch.nn.Linear(16, num_classes))
+
+    try:
+        config = TrainConfig(**{**TINY, "model": "test_shifted_bn", "model_options": {}})
+        with caplog.at_level("WARNING", logger="landscape.train.loop"):
+            train_pair(replace(config, steps=1), tmp_path / "pair", dataset=digits)
+    finally:
+        MODELS.pop("test_shifted_bn")
+    warned = [r.getMessage() for r in caplog.records if "not fair" in r.getMessage()]
+    assert len(warned) == 1 and "'3.weight'" in warned[0] and "'1.weight'" not in warned[0]
+
+
 def test_same_seed_same_weights_and_different_seed_differs(tmp_path, digits):
     a = train_pair(TrainConfig(**TINY, bn="plain"), tmp_path / "a", dataset=digits)
     b = train_pair(TrainConfig(**TINY, bn="plain"), tmp_path / "b", dataset=digits)
