@@ -28,6 +28,7 @@ __all__ = [
     "comparison_lines",
     "outcome_text",
     "probes_report",
+    "ratio_table",
     "slopes_table",
     "spread_text",
     "trainability_table",
@@ -104,17 +105,28 @@ def trainability_table(sweep: SweepFile) -> str:
     return "\n".join(lines)
 
 
-def accuracy_table(sweep: SweepFile) -> str:
-    """Held-out accuracy after training, median [min..max] over the seeds that did not
-    diverge, per activation, variant and scale."""
-    acc = sweep.cells["eval_accuracy"]  # (S, A, V, N)
+def _scale_table(sweep: SweepFile, values: np.ndarray, fmt: str) -> str:
+    """``values`` (S, A, V, N) as median [min..max] over seeds, rows activation x variant,
+    columns scale."""
     scales = [f"a = {s:g}" for s in sweep.coords["scale"]]
     lines = [_row(["activation", "variant", *scales]), _row(["---"] * (2 + len(scales)))]
     for j, act in enumerate(sweep.coords["activation"]):
         for v, variant in enumerate(sweep.coords["variant"]):
-            cells = [spread_text(acc[i, j, v], "{:.2f}") for i in range(len(scales))]
+            cells = [spread_text(values[i, j, v], fmt) for i in range(len(scales))]
             lines.append(_row([act, NAMES.get(variant, variant), *cells]))
     return "\n".join(lines)
+
+
+def accuracy_table(sweep: SweepFile) -> str:
+    """Held-out accuracy after training, median [min..max] over the seeds that did not
+    diverge, per activation, variant and scale."""
+    return _scale_table(sweep, sweep.cells["eval_accuracy"], "{:.2f}")
+
+
+def ratio_table(sweep: SweepFile, step: int = 0) -> str:
+    """The exploding measure max_l ||dL/dW_l|| / min_l ||dL/dW_l|| at grad step ``step``
+    (0: initialisation), median [min..max] over seeds."""
+    return _scale_table(sweep, sweep.cells["grad_ratio"][..., step], "{:.3g}")
 
 
 def _distinct(values: Sequence[float]) -> list[str]:

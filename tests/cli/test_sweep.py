@@ -58,7 +58,7 @@ def test_plot_sweep(swept, tmp_path):
         (["--scales", "1,big"], "--scales takes floats"),
         (["--activation", "gelu"], "unknown activation 'gelu'"),
         (["--seeds", "0,0"], "names a value twice"),
-        (["--threads", "0"], "--threads must be >= 1"),
+        (["--threads", "-1"], "--threads must be >= 0"),
         (["--steps", "0"], "steps"),
     ],
 )

@@ -11,6 +11,7 @@ from landscape.comparison import (
     accuracy_table,
     comparison_lines,
     probes_report,
+    ratio_table,
     read_sweep,
     slopes_table,
     trainability_table,
@@ -83,6 +84,8 @@ def test_outcome_counts_and_the_tables(path):
     assert counts[0, 0, 1].tolist() == [0, 2, 0] and counts[2, 0, 1].tolist() == [1, 0, 1]
     assert "| sigmoid | plain | 2S | 2T | 1T 1D (step 4) |" in trainability_table(s)
     assert "| sigmoid | BN | 0.91 [0.90..0.91] |" in accuracy_table(s)
+    # plain at a = 10: layer a grows as a^2 (seed 0) or a^3, layer b as a: ratio a or a^2
+    assert ratio_table(s).endswith("| sigmoid | plain | 55 [10..100] | 1 [1..1] | 55 [10..100] |")
     assert accuracy_table(s).endswith(
         "| 0.10 [0.10..0.10] | 0.91 [0.90..0.91] | 0.90 [0.90..0.90] |"
     )

@@ -200,3 +200,33 @@ def test_a_sweep_killed_for_real_continues_to_the_same_file(tmp_path, whole):
     tiny = read_sweep(tiny_sweep(tmp_path / "whole.h5", replace(TINY, train=replace(
         TINY.train, probe_count=8))))  # the CLI's probe grid  # fmt: skip
     _assert_same(again, tiny)
+
+
+def test_ioffe_and_szegedy_one_over_a_and_why_the_sweep_sees_a_flat_gradient(digits):
+    """Scaling only the layers that feed BN by a scales their weight gradients by 1/a
+    (slope -1, science.md s. 2); the sweep scales the output layer too, whose a multiplies
+    the gradient reaching every hidden layer: together about a^0."""
+    from landscape.comparison import loglog_slope
+
+    x, y = digits.x_train[:64].double(), digits.y_train[:64]
+    cfg = TINY.cell_config(1.0, "tanh", 0)
+    scales = [0.1, 1.0, 10.0]
+
+    def norms(which: str) -> np.ndarray:
+        rows = []
+        for a in scales:
+            model = cfg.spec(digits, bn=True).build(seed=0).double()
+            layers, feeds = weight_layers(model, x[:2])
+            params = dict(model.named_parameters())
+            with torch.no_grad():
+                for name, feeds_bn in zip(layers, feeds):
+                    if which == "all" or feeds_bn:
+                        params[name].mul_(a)
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            rows.append([float(params[n].grad.norm()) for n in layers])
+        return np.array(rows)  # (S, L)
+
+    hidden, every = norms("feeding BN"), norms("all")
+    for layer in range(2):  # the two layers feeding BN
+        assert loglog_slope(scales, hidden[:, layer]) == pytest.approx(-1.0, abs=1e-3)
+        assert abs(loglog_slope(scales, every[:, layer])) < 0.2
