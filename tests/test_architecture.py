@@ -106,6 +106,10 @@ PUBLIC_API = [
     "load_checkpoint",
     "save_checkpoint",
     "train_pair",
+    # does BN make large initial weights safe? (Ioffe & Szegedy 2015; science.md s. 2, 5)
+    "SweepConfig",
+    "init_scale_sweep",
+    "read_sweep",
 ]
 
 
