@@ -9,7 +9,8 @@ Owns :mod:`.style` (colours, labels, rc settings, ``save_figure``), :mod:`.commo
 and text made fit to plot, shared by the builders), :mod:`.curves` (training curves),
 :mod:`.santurkar` (gradient landscape, gradient change, ICS), :mod:`.curvature` (the Hessian
 over training, spectral densities), :mod:`.lines` (1-D slices),
-:mod:`.surfaces` (2-D slices) and :mod:`.colour_scale` (levels shared by compared panels).
+:mod:`.surfaces` (2-D slices), :mod:`.colour_scale` (levels shared by compared panels) and
+:mod:`.sweep` (the init-scale sweep: gradient scaling, trainability map).
 
 May import: :mod:`landscape._files` (atomic writes of figures), the output guard of
 :mod:`landscape.store` and matplotlib. Never the numerical wings or training, and no file is
@@ -33,6 +34,7 @@ from landscape.render.style import (
     save_figure,
 )
 from landscape.render.surfaces import SurfaceKind, compare_surfaces, surface_plot
+from landscape.render.sweep import OUTCOME_COLORS, gradient_scaling, trainability_map
 
 __all__ = [
     # style and output
@@ -63,4 +65,8 @@ __all__ = [
     "compare_surfaces",
     "line_plot",
     "surface_plot",
+    # the init-scale sweep (Ioffe & Szegedy 2015, Sec. 3.3)
+    "OUTCOME_COLORS",
+    "gradient_scaling",
+    "trainability_map",
 ]

@@ -60,8 +60,8 @@ __all__ = [
 #: Root attribute naming what an HDF5 file of the toolkit is.
 KIND_ATTR = "landscape_kind"
 Kind = Literal[
-    "run log", "offline probe file", "hessian file", "probe log", "slice file", "figure",
-    "checkpoint", "VTK file",
+    "run log", "offline probe file", "hessian file", "probe log", "slice file", "sweep file",
+    "figure", "checkpoint", "VTK file",
 ]  # fmt: skip
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format
