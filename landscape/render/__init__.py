@@ -8,7 +8,8 @@ every figure.
 Owns :mod:`.style` (colours, labels, rc settings, ``save_figure``), :mod:`.common` (values
 and text made fit to plot, shared by the builders), :mod:`.curves` (training curves),
 :mod:`.santurkar` (gradient landscape, gradient change, ICS), :mod:`.curvature` (the Hessian
-over training, spectral densities), :mod:`.lines` (1-D slices),
+over training, spectral densities), :mod:`.distributions` (training accuracy beside the
+distribution of activations, Santurkar et al. Fig. 2), :mod:`.lines` (1-D slices),
 :mod:`.surfaces` (2-D slices) and :mod:`.colour_scale` (levels shared by compared panels).
 
 May import: :mod:`landscape._files` (atomic writes of figures), the output guard of
@@ -18,6 +19,7 @@ read here: files become figures in :mod:`landscape.figures`.
 
 from landscape.render.curvature import hessian_over_training, spectral_densities
 from landscape.render.curves import divergence_step, moving_average, training_curves
+from landscape.render.distributions import activation_distributions
 from landscape.render.lines import compare_lines, line_plot
 from landscape.render.santurkar import gradient_distance_vs_step, gradient_landscape, ics_figure
 from landscape.render.style import (
@@ -50,6 +52,8 @@ __all__ = [
     "divergence_step",
     "moving_average",
     "training_curves",
+    # activation distributions over training (Santurkar et al. Fig. 2, noisy BN)
+    "activation_distributions",
     # gradient probes and internal covariate shift (Santurkar et al. Figs. 3, 4, 10)
     "gradient_distance_vs_step",
     "gradient_landscape",
