@@ -35,7 +35,7 @@ from landscape.probes import OfflineProbeConfig, probe_checkpoints
 from landscape.slices import SliceConfig, slice_checkpoint
 from landscape.store import KIND_ATTR, PROVENANCE_KEYS, checkpoint_dir, checkpoint_path
 from landscape.train import train_pair
-from tests.cases import bn_net, image_batch
+from tests.cases import bn_net, image_batch, load_script
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "hdf5-schema.md"
 EVERY_DATASET = "<every dataset>"
@@ -46,6 +46,7 @@ SECTIONS = {
     "offline probe file": ("Conventions", "Root attributes", "Offline probe files"),
     "hessian file": ("Conventions", "Root attributes", "Hessian files"),
     "slice file": ("Conventions", "Root attributes", "Slice files"),
+    "study file": ("Conventions", "Root attributes", "Study files"),
 }
 STEPS = 4  # the demo's run, cut short: two probe, ICS and Hessian rows, three checkpoints
 
@@ -252,7 +253,10 @@ def written(tmp_path_factory) -> list[Written]:
     ProbeCallback(every=1, step_sizes=grid, sink=sink, ics_every=1)(
         0, bn_net(), F.cross_entropy, image_batch()
     )
-    paths = [run / "run.h5", run / "probes.h5", run / "hessian.h5", tmp / "probe_log.h5"]
+    fig2 = load_script("fig2_noisy_bn")  # a study file: the script's own code path
+    fig2.main(["--out", str(tmp / "fig2"), "--steps", "4", "--record-every", "2"])
+    paths = [run / "run.h5", run / "probes.h5", run / "hessian.h5", tmp / "probe_log.h5",
+             tmp / "fig2" / "fig2.h5"]  # fmt: skip
     return [Written.of(p) for p in [*paths, *(run / "slices" / name for name in slices)]]
 
 
