@@ -35,7 +35,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -95,7 +95,7 @@ def chosen_layers(model: torch.nn.Module, x: torch.Tensor, wanted: tuple[int, ..
     return layers
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     print(f"Error: {message}", file=sys.stderr)
     raise SystemExit(2)
 
@@ -192,6 +192,12 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed, device=args.device, eval_every=preset.eval_every,
     )  # fmt: skip
     noisy = replace(base, bn="bn", bn_noise="santurkar")
+    study = out / STUDY_FILE
+    try:  # before hours of training: a foreign file there is never replaced
+        if store.check_output(study, "study file") and not args.overwrite:
+            fail(f"{study} holds an earlier study: pass --overwrite to replace it")
+    except ValueError as exc:
+        fail(str(exc))
     bn_model = base.spec(data, bn=True).build(seed=args.seed)
     layers = chosen_layers(bn_model, data.x_train[:8], preset.layers)
     units = torch.Generator().manual_seed(args.seed * 65_537 + UNIT_SALT)
@@ -205,8 +211,11 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     for run, config in (("pair", base), ("noisy_bn", noisy)):
         print(f"training {run}: {config.variants} ...", flush=True)
-        result = train_pair(config, out / run, overwrite=args.overwrite, dataset=data,
-                            hooks=[recorders[run]])  # fmt: skip
+        try:
+            result = train_pair(config, out / run, overwrite=args.overwrite, dataset=data,
+                                hooks=[recorders[run]])  # fmt: skip
+        except ValueError as exc:  # a run already there (no --overwrite), bad options
+            fail(str(exc))
         for v, r in result.variants.items():
             print(f"  {v}: {r.status}, held-out accuracy {r.eval_accuracy:.1%}")
     trained = time.perf_counter() - started
@@ -220,8 +229,6 @@ def main(argv: list[str] | None = None) -> None:
               "layers_chosen": layers, "percentiles": list(DEFAULT_PERCENTILES),
               "networks": {n: f"{run}/{v}" for n, (run, v) in NETWORKS.items()},
               "train_configs": {"pair": base.to_dict(), "noisy_bn": noisy.to_dict()}}  # fmt: skip
-    study = out / STUDY_FILE
-    store.check_output(study, "study file")
     write_study(study, config, curves, evals, acts)
     curves_in, acts_in, levels = read_study(study)
     fig = activation_distributions(

@@ -17,7 +17,7 @@ def fig2():
     return load_script("fig2_noisy_bn")
 
 
-def test_the_tiny_preset_writes_runs_a_study_file_and_a_figure(fig2, tmp_path, one_thread):
+def test_the_tiny_preset_writes_runs_a_study_file_and_a_figure(fig2, tmp_path, one_thread, capsys):
     out = tmp_path / "fig2"
     fig2.main(["--out", str(out), "--steps", "6", "--record-every", "3"])
     assert (out / "fig2_noisy_bn.png").read_bytes().startswith(PNG_MAGIC)
@@ -45,6 +45,10 @@ def test_the_tiny_preset_writes_runs_a_study_file_and_a_figure(fig2, tmp_path, o
         # the same initial weights, different noise: step 0's BN and noisy-BN losses differ
         assert f["train/bn/loss"][0] != f["train/noisy_bn/loss"][0]
         assert f["eval/bn/loss"][0] == f["eval/noisy_bn/loss"][0]  # eval mode: plain BN
+    with pytest.raises(SystemExit) as again:  # refused before any training
+        fig2.main(["--out", str(out), "--steps", "6"])
+    assert again.value.code == 2
+    assert "holds an earlier study: pass --overwrite" in capsys.readouterr().err
 
 
 def test_the_paper_preset_needs_cifar10(fig2, tmp_path, capsys):
