@@ -23,7 +23,8 @@ nor the initial weights the BN/plain twins share. The same seed gives different 
 the CPU and on CUDA (different generators), each reproducible.
 
 Every forward in training mode draws new noise: a probe or a Hessian of a noisy model in
-``bn_mode="train"`` measures a noisy function (eval mode is plain BN).
+``bn_mode="train"`` would measure a different function at every evaluation, so the trainer
+refuses its inline ones in training mode (``TrainConfig.validate``); eval mode is plain BN.
 """
 
 from __future__ import annotations

@@ -184,6 +184,14 @@ class TrainConfig:
                 f"bn_noise {self.bn_noise!r} (--bn-noise) goes after BN layers, but --bn plain "
                 "trains none: train --bn bn or --bn both"
             )
+        noisy_probes = bool(self.probe_every or self.ics_every) and self.probe_bn_mode == "train"
+        noisy_hessian = bool(self.hessian_every) and self.hessian_bn_mode == "train"
+        if self.bn_noise != "none" and (noisy_probes or noisy_hessian):
+            raise ValueError(
+                "with --bn-noise every training-mode pass draws new noise, so the inline probes "
+                "and Hessian would measure a different function at every evaluation: pass "
+                "--probe-bn-mode eval / --hessian-bn-mode eval (plain BN), or train without noise"
+            )
         if self.probe_every or self.ics_every or self.probe_low or self.probe_high:
             self.step_sizes()  # validates the grid: low <= high
 

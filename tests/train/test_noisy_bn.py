@@ -79,5 +79,9 @@ def test_a_noisy_run_repeats_and_resumes_bit_for_bit(tmp_path, digits):
 def test_noise_needs_a_bn_variant():
     with pytest.raises(ValueError, match=r"--bn plain trains none: train --bn bn or --bn both"):
         TrainConfig(**VGG, bn="plain", bn_noise="santurkar").validate()
+    for measured in ({"probe_every": 5}, {"ics_every": 5}, {"hessian_every": 5}):
+        with pytest.raises(ValueError, match=r"would measure a different function at every"):
+            TrainConfig(**VGG, bn_noise="santurkar", **measured).validate()
+    TrainConfig(**VGG, bn_noise="santurkar", probe_every=5, probe_bn_mode="eval").validate()
     with pytest.raises(ValueError, match=r"bn_noise must be one of none, santurkar"):
         TrainConfig(**VGG, bn_noise="loud").validate()  # type: ignore[arg-type]
