@@ -18,8 +18,9 @@ that feed BN is replaced by the closest one that does (the paper shows layers 3 
 its VGG; vgg_small has five such layers, so 3 and 5).
 
 Presets:
-  tiny   vgg_small on the bundled digits, 400 steps at lr 0.1, batch 128 (about a minute
-         on 2 CPU cores)
+  tiny   vgg_small on the bundled digits, 400 steps at lr 0.1, batch 128, one thread
+         (14-18 s of training, about 20 s in all, on a 2-core AMD EPYC at load 5; with two
+         threads there, 180 s)
   paper  vgg11 (VGG-A) on CIFAR-10, 15,000 steps at lr 0.1, batch 128: needs a GPU and the
          CIFAR-10 files (--data-dir or $LANDSCAPE_DATA_DIR)
 
@@ -31,6 +32,8 @@ percentiles, the exact configuration and provenance) and OUT/fig2_noisy_bn.png/.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -68,11 +71,13 @@ class Preset:
     batch_size: int = 128
     layers: tuple[int, ...] = (3, 11)  # k-th Conv/Linear layer (1-based), as in the paper
     needs_gpu: bool = False
+    threads: int | None = None  # CPU threads; None: torch's default
     model_options: dict[str, Any] = field(default_factory=dict)
 
 
 PRESETS = {
-    "tiny": Preset("vgg_small", "digits", steps=400, record_every=10, eval_every=50),
+    # one thread: small tensors run faster on it, and a busy 2-core machine is not oversubscribed
+    "tiny": Preset("vgg_small", "digits", steps=400, record_every=10, eval_every=50, threads=1),
     "paper": Preset(
         "vgg11", "cifar10", steps=15_000, record_every=100, eval_every=500, needs_gpu=True
     ),
@@ -172,12 +177,39 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     ap.add_argument("--data-dir", help="where the dataset files are (or $LANDSCAPE_DATA_DIR)")
+    ap.add_argument("--threads", type=int, help="override: CPU threads (tiny: 1)")
     ap.add_argument("--overwrite", action="store_true", help="replace the runs of an earlier run")
     args = ap.parse_args(argv)
     preset = PRESETS[args.preset]
     preset = replace(preset, steps=args.steps or preset.steps,
                      record_every=args.record_every or preset.record_every,
-                     layers=tuple(args.layers or preset.layers))  # fmt: skip
+                     layers=tuple(args.layers or preset.layers),
+                     threads=args.threads or preset.threads)  # fmt: skip
+    threads_before = torch.get_num_threads()
+    if preset.threads:
+        torch.set_num_threads(preset.threads)
+    try:
+        run_study(args, preset)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def cpu_line() -> str:
+    """The CPU's model name and the vector extensions that change float sums (science.md 5)."""
+    model, flags = platform.processor() or "unknown CPU", set()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    wanted = [x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if x in flags]
+    return f"{model}; {', '.join(wanted) or 'no avx2/avx512'}"
+
+
+def run_study(args: argparse.Namespace, preset: Preset) -> None:
+    """Train the three networks, write the study file, draw the figure."""
     out = args.out or Path("runs") / f"fig2_{args.preset}"
     try:
         data = load_dataset(preset.dataset, data_dir=args.data_dir, seed=args.seed)
@@ -227,6 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         acts[n] = [(layer, recorded[layer["module"]]) for layer in layers]
     config = {"study": STUDY, "preset": args.preset, **asdict(preset), "seed": args.seed,
               "layers_chosen": layers, "percentiles": list(DEFAULT_PERCENTILES),
+              "threads": torch.get_num_threads(), "cpu": cpu_line(),
               "networks": {n: f"{run}/{v}" for n, (run, v) in NETWORKS.items()},
               "train_configs": {"pair": base.to_dict(), "noisy_bn": noisy.to_dict()}}  # fmt: skip
     write_study(study, config, curves, evals, acts)
@@ -237,7 +270,8 @@ def main(argv: list[str] | None = None) -> None:
         f"seed {args.seed}: Standard vs BatchNorm vs noisy BatchNorm (Santurkar et al. Fig. 2)",
     )  # fmt: skip
     written = save_figure(fig, out / FIGURE)
-    print(f"trained in {trained:.1f} s; {time.perf_counter() - started:.1f} s in all")
+    print(f"trained in {trained:.1f} s; {time.perf_counter() - started:.1f} s in all "
+          f"({torch.get_num_threads()} thread(s); {cpu_line()})")  # fmt: skip
     print(f"study written to {study}; figure {', '.join(map(str, written))}")
 
 
