@@ -70,12 +70,14 @@ def sync() -> None:
         torch.cuda.synchronize(DEVICE)
 
 
-def setup(batch: int, seed: int = 0):
-    """vgg_small (BN, eval), digits train batches, two filter-normalized directions, all on
-    ``DEVICE`` (evaluation data resident there)."""
+def setup(batch: int, seed: int = 0, width: int = 16):
+    """vgg_small (BN, eval, ``width`` channels in its first block), digits train batches, two
+    filter-normalized directions, all on ``DEVICE`` (evaluation data resident there)."""
     ds = load_dataset("digits")
     data = [(x.to(DEVICE), y.to(DEVICE)) for x, y in eval_batches(ds.x_train, ds.y_train, batch)]
-    model = create_model("vgg_small", bn=True, input_shape=(1, 8, 8), num_classes=10).eval()
+    model = create_model(
+        "vgg_small", bn=True, width=width, input_shape=(1, 8, 8), num_classes=10
+    ).eval()
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # trained-like biases and BN state: a fresh model has zeros there,
         for m in model.modules():  # which makes folding trivial and loss-landscapes divide by 0
@@ -108,6 +110,11 @@ def cpu_flags() -> list[str]:
     except OSError:
         flags = set()
     return [f for f in CPU_FLAGS if f in flags]
+
+
+def hardware_name() -> str:
+    """The GPU's name, or "cpu"."""
+    return torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else "cpu"
 
 
 def hardware() -> dict:
@@ -201,7 +208,7 @@ def throughput(model, data, dirs, g: int) -> dict:
     limit_model = copy.deepcopy(model)  # the untouched model: its own layout, no folding
     for _ in range(3):
         forward_pass(limit_model, data)
-    bound = frozen_bound(model, data) if DEVICE.type == "cpu" else None
+    bound = frozen_bound(model, data)  # on CUDA too: cuDNN's fused conv+BN, frozen
     S.evaluate_grid(model, F.cross_entropy, data, dirs, "-1:1:2", "0:0:1")  # warm-up
     point_t, limit_t, bound_t = [], [], []
     clock = [0.0]
@@ -289,8 +296,8 @@ def forward_levers(model, data, dirs, repeats: int, compile_: bool) -> list[tupl
         variants[f"model forward, batch {bs}"] = lambda other=other: forward_pass(model, other)
     cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
     variants["model forward, channels_last"] = lambda: forward_pass(cl, data)
-    folded = fastpath.FoldedBN.build(copy.deepcopy(model), channels_last=True)
-    folded.refold()
+    folded = fastpath.Vehicle.build(copy.deepcopy(model), channels_last=True)
+    folded.refresh()
     variants["fold BN + channels_last vehicle"] = lambda: forward_pass(folded, data)
 
     k = 4  # grid points per vmapped pass

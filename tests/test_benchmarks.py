@@ -47,3 +47,23 @@ def test_bench_slices_quick_prints_the_limit_and_the_frozen_bound() -> None:
     assert number("ratio slice/limit \\(the model's own forward\\): medians", out) > 0
     assert 0 < number("ratio slice/bound \\(the frozen forward, fp32\\): medians", out) < 2
     assert "| BN |" in out and "overhead" in out
+
+
+def test_bench_report_quick_prints_every_ratio_of_the_summary() -> None:
+    out = run_benchmark("bench_report.py", "--quick")
+    assert "CPU flags:" in out and "load" in out
+    summary = out.split("## Summary")[1]
+    for row in (
+        "slice / frozen-forward bound (fp32)",
+        "slice / model's own forward",
+        "bf16 / fp32 speed, width 16",
+        "bf16 / fp32 speed, width 64",
+        "ours / loss-landscapes",
+        "ours / Li's per-point method, DataLoader with 2 workers",
+        "per-point overhead over a hand loop, mlp plain (us)",
+        "per-point overhead over a hand loop, mlp BN (us)",
+        "probe / its 9 passes back to back, bn, full",
+        "probe / its 8 passes back to back, plain, base",
+    ):
+        assert f"| {row}" in summary, row
+    assert 0 < number(r"\| slice / frozen-forward bound \(fp32\), medians; pairs \|", summary) < 3

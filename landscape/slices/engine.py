@@ -12,12 +12,17 @@ over ``recalibrate_batches`` batches of the evaluation data) and then evaluates 
 mode. Dropout and other train/eval-dependent layers are always in eval mode.
 
 Speed: a point costs one forward pass over the data, so the evaluation vehicle is made
-cheaper than the model's own forward where that is exact in real arithmetic. Where BN runs
-on running statistics (``"eval"``, ``"recalibrate"``), every BatchNorm that directly follows
-a conv/linear layer is folded into it (``landscape.slices.fold.FoldedBN``), and on the CPU the
-4-D weights are held in channels_last, oneDNN's native layout, while the grid runs. Both change only
-rounding (float32: ~1e-7 relative); ``benchmarks/bench_slices.py`` measures them. The switches
-are ``landscape.slices.fold.FOLD_BN`` and ``landscape.slices.fold.CHANNELS_LAST``.
+cheaper than the model's own forward where that is exact in real arithmetic
+(:func:`landscape.slices.fold.vehicle`, checked against the model on one batch before the
+grid). Where BN runs on running statistics (``"eval"``, ``"recalibrate"``), every BatchNorm
+that directly follows a conv/linear layer is folded into it; on the CPU the 4-D weights are
+held in channels_last and, in float32, the conv trunk runs in oneDNN's blocked layout with
+its weights reordered once per point (:mod:`landscape.slices.blocked`; in bf16 under
+``precision="bf16"``). All change only rounding (float32: ~1e-7 relative);
+``benchmarks/bench_report.py`` measures them against a forward frozen for inference. The
+switches are ``fold.FOLD_BN``, ``fold.CHANNELS_LAST`` and ``fold.BLOCKED``. On a GPU the
+points are read back one point late (``DEFERRED_READBACK``), so the host never waits on an
+empty queue.
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -35,7 +39,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 
 from landscape._device import device_of
-from landscape._params import Params, preserved
+from landscape._params import preserved
 from landscape.data.evaluation import (
     BatchLoss,
     Data,
@@ -47,6 +51,7 @@ from landscape.data.evaluation import (
 )
 from landscape.slices import fold
 from landscape.slices.coords import MAX_POINTS, Coords, as_coords
+from landscape.slices.result import SliceResult
 
 __all__ = [
     "DEFAULT_RECALIBRATE_BATCHES",
@@ -64,58 +69,7 @@ Precision = Literal["native", "bf16"]
 log = logging.getLogger(__name__)
 
 DEFAULT_RECALIBRATE_BATCHES = 10  # enough for stable running statistics on CIFAR-sized batches
-
-
-@dataclass(repr=False)
-class SliceResult:
-    """Values of a 1D or 2D slice.
-
-    Attributes:
-        x: Coordinates along ``d1``, shape (nx,).
-        y: Coordinates along ``d2``, shape (ny,), or None for a 1D slice.
-        values: Metric name -> array of shape (ny, nx) (``values[j, i]`` is the point
-            ``(x[i], y[j])``: x runs along columns) or (nx,); NaN where not computed.
-        meta: JSON-safe description (kind, seed, normalization, ignore, bn_mode, ...).
-        directions: The directions ``[d1]`` or ``[d1, d2]`` keyed by parameter name.
-        computed: Boolean mask of the evaluated points, shaped like the values.
-        buffer_directions: Directions of the floating buffers, if they were moved.
-    """
-
-    x: np.ndarray
-    y: np.ndarray | None
-    values: dict[str, np.ndarray]
-    meta: dict[str, Any] = field(default_factory=dict)
-    directions: list[Params] = field(default_factory=list)
-    computed: np.ndarray | None = None
-    buffer_directions: list[Params] | None = None
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (len(self.x),) if self.y is None else (len(self.y), len(self.x))
-
-    def __repr__(self) -> str:
-        """One line: what, where, the value ranges, how much is computed (no tensors)."""
-        grid = "×".join(map(str, self.shape[::-1]))
-        axes = f"x {_span(self.x)}" + ("" if self.y is None else f", y {_span(self.y)}")
-        values = ", ".join(f"{k} {_span(v)}" for k, v in self.values.items())
-        done = "?" if self.computed is None else int(np.sum(self.computed))
-        tensors = sum(len(d) for d in self.directions)
-        return (f"SliceResult({self.meta.get('kind', 'grid')} {grid} over {axes}; {values}; "
-                f"{done} of {int(np.prod(self.shape))} computed; bn_mode "
-                f"{self.meta.get('bn_mode', '?')}; {len(self.directions)} direction(s), {tensors} "
-                "tensors)")  # fmt: skip
-
-    def _repr_png_(self) -> bytes:
-        """The slice as a picture, for notebooks (drawn by :mod:`landscape.render` only then)."""
-        from landscape.render.notebook import png_of  # display only: see docs/architecture.md
-
-        return png_of(self)
-
-
-def _span(values: np.ndarray) -> str:
-    """``lo..hi`` of the finite values (3 significant digits), or "no finite value"."""
-    finite = np.asarray(values, dtype=float)[np.isfinite(np.asarray(values, dtype=float))]
-    return f"{finite.min():.3g}..{finite.max():.3g}" if finite.size else "no finite value"
+DEFERRED_READBACK = ("cuda",)  # devices whose points are read back one point late
 
 
 def _precision_ctx(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -143,12 +97,15 @@ def _targets(model, base, directions, buf_base, buf_dirs) -> list[Target]:
 
 @torch.no_grad()
 def _set_point(targets: Sequence[Target], coeffs: Sequence[float]) -> None:
-    """``theta <- base + sum_k c_k d_k`` (and buffers alike), each from the stored base."""
-    for live, b, moves in targets:
-        live.copy_(b)
-        for k, d in moves:
-            if coeffs[k] != 0.0:
-                live.add_(d, alpha=coeffs[k])
+    """``theta <- base + sum_k c_k d_k`` (and buffers alike), each from the stored base: one
+    foreach copy and one foreach add per direction (not one call per tensor)."""
+    if not targets:
+        return
+    torch._foreach_copy_([t[0] for t in targets], [t[1] for t in targets])
+    for k, c in enumerate(coeffs):
+        moved = [(live, d) for live, _, moves in targets for j, d in moves if j == k]
+        if c != 0.0 and moved:
+            torch._foreach_add_([m[0] for m in moved], [m[1] for m in moved], alpha=c)
 
 
 @torch.no_grad()
@@ -171,8 +128,8 @@ def _recalibrate(model, norms, data, n_batches, precision, loss_fn) -> None:
                 model(move(batch[0], device))
 
 
-def _evaluate(forward, device, loss_fn, data, metrics, accuracy, precision) -> list[float]:
-    """[loss, (accuracy), *metrics] averaged over examples: one pass over the data.
+def _evaluate(forward, device, loss_fn, data, metrics, accuracy, precision) -> Tensor:
+    """[loss, (accuracy), *metrics] averaged over examples, on the device: one pass over the data.
 
     Plain batches: one forward per batch, ``loss_fn(outputs, targets)`` and the metrics on
     it. :class:`BatchLoss` batches: ``fn(forward, batch)`` for the loss and each metric.
@@ -212,7 +169,7 @@ def _evaluate(forward, device, loss_fn, data, metrics, accuracy, precision) -> l
             batch_sums = torch.stack(sums_b)
             sums = batch_sums if sums is None else sums + batch_sums
             n_total += n
-    return (sums / n_total).tolist()
+    return sums / n_total
 
 
 def evaluate_grid(
@@ -361,20 +318,27 @@ def evaluate_grid(
                 m.train()
             moved = targets if bn_mode == "recalibrate" else [t for t in targets if t[2]]
             _set_point(targets, [0.0] * len(directions))  # unmoved: set once (not recalibrated)
-            plain = not isinstance(loss_fn, BatchLoss)  # the fold is checked on plain inputs
-            folded = (
-                fold.FoldedBN.build(model, cl)
-                if fold.FOLD_BN and bn_mode != "train" and plain
-                else None
-            )
-            if folded is not None:
-                inputs = move(summary.first[0], device)  # no pass of its own
-                if isinstance(inputs, Tensor) and inputs.ndim > 0:
-                    inputs = inputs[: fold.CHECK_EXAMPLES]
-                if folded.agrees(model, inputs):
-                    forward = folded
-                else:
-                    log.warning("BatchNorm folding disagrees with the model; evaluating unfolded")
+            vehicle = None  # checked on the first batch's plain inputs (no pass of its own)
+            if not isinstance(loss_fn, BatchLoss):
+                vehicle = fold.vehicle(
+                    model, move(summary.first[0], device), channels_last=cl,
+                    running_stats=bn_mode != "train" or not norms, bf16=precision == "bf16",
+                )  # fmt: skip
+                forward = vehicle or forward
+
+            def finish(k: int, cell: tuple, sums: Tensor, done: int) -> None:
+                point = dict(zip(names, sums.tolist()))  # the host sync
+                for n, v in point.items():
+                    values[n][cell] = v
+                computed[cell] = True
+                if on_point is not None:
+                    on_point(k, point)
+                if progress is not None:
+                    progress(done, len(todo))
+
+            # On a GPU a point's values are read one point late, so that the queue never
+            # drains: the host sync waits for point k while point k + 1 is already queued.
+            defer, pending = device.type in DEFERRED_READBACK, None
             for done, k in enumerate(todo, 1):
                 cell = (k,) if ys is None else divmod(k, len(xs))  # (j, i) for 2D
                 coeffs = [float(xs[cell[-1]])] + ([] if ys is None else [float(ys[cell[0]])])
@@ -383,17 +347,17 @@ def evaluate_grid(
                     _recalibrate(model, norms, data, recalibrate_batches, precision, loss_fn)
                     for m in norms:
                         m.eval()  # modes are set once, before the loop: put BN back
-                if forward is folded:
-                    folded.refold()
-                vals = _evaluate(forward, device, loss_fn, data, metrics, use_acc, precision)
-                point = dict(zip(names, vals))
-                for n, v in point.items():
-                    values[n][cell] = v
-                computed[cell] = True
-                if on_point is not None:
-                    on_point(k, point)
-                if progress is not None:
-                    progress(done, len(todo))
+                if vehicle is not None:
+                    vehicle.refresh()
+                sums = _evaluate(forward, device, loss_fn, data, metrics, use_acc, precision)
+                if pending is not None:  # read back while this point's kernels run
+                    finish(*pending)
+                pending = (k, cell, sums, done)
+                if not defer:
+                    finish(*pending)
+                    pending = None
+            if pending is not None:
+                finish(*pending)
         finally:
             for m, momentum, track in flags:
                 m.momentum, m.track_running_stats = momentum, track

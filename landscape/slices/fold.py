@@ -1,7 +1,10 @@
-"""Evaluation fast paths for slices: BatchNorm folded into the preceding layer, channels_last.
+"""Evaluation fast paths for slices: the slice's vehicle, a cheaper forward of the model.
 
-Both change only rounding (float32: ~1e-7 relative); ``benchmarks/bench_slices.py``
-measures them and ``tests/slices/test_fold.py`` checks them against the plain model.
+Three levers, each changing only rounding (float32: ~1e-7 relative): BatchNorm on running
+statistics folded into the preceding layer, 4-D weights in channels_last, and on the CPU
+the conv trunk in oneDNN's blocked layout (:mod:`landscape.slices.blocked`).
+``benchmarks/bench_slices.py`` measures them; ``tests/slices/test_fold.py`` and
+``tests/slices/test_blocked.py`` check them against the plain model.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from landscape.slices import blocked
+
 log = logging.getLogger(__name__)
 
 FOLD_BN = True  # switches for benchmarks and tests
 CHANNELS_LAST = True
+BLOCKED = True
 _FOLDS_INTO = {  # layer type -> the BatchNorm type that can be folded into it
     nn.Conv1d: nn.BatchNorm1d,
     nn.Conv2d: nn.BatchNorm2d,
@@ -36,27 +42,37 @@ def hookless(m: nn.Module) -> bool:
     return not (m._forward_hooks or m._forward_pre_hooks or parametrize.is_parametrized(m))
 
 
-class FoldedBN:
-    """The model with every eval-mode BatchNorm that directly follows a conv/linear folded in.
+class Vehicle:
+    """The model's forward, traced once, with its BatchNorms folded and its conv trunk blocked.
 
-    On running statistics BN is the per-channel affine map ``(z - mu) s + beta`` with
+    Folding:     On running statistics BN is the per-channel affine map ``(z - mu) s + beta`` with
     ``s = gamma / sqrt(var + eps)``, so ``bn(conv(x; W, b)) = conv(x; W s, (b - mu) s + beta)``
     (``W s`` scales output channel ``j`` of ``W`` by ``s_j``): one pass over the activations
     fewer per block. The model's forward is traced once (``torch.fx``); each folded layer is
-    a copy owned here, recomputed from the model's (moved) tensors by :meth:`refold` at every
+    a copy owned here, recomputed from the model's (moved) tensors by :meth:`refresh` at every
     point, and every other node calls the model's own module. A fold needs a BN node fed
     only by a conv/linear node of the matching dimension, both free of hooks and
     parametrizations, and a BN that tracks running statistics.
+
+    Blocking (``blocked=True``, CPU and float32 only): see :mod:`landscape.slices.blocked`;
+    its convolutions read the folded copies (or the model's own convolutions where no BN
+    follows) and are reordered again by :meth:`refresh`.
     """
 
     def __init__(
-        self, graph: torch.fx.GraphModule, folds: list[tuple[nn.Module, nn.Module, nn.Module]]
+        self,
+        graph: torch.fx.GraphModule,
+        folds: list[tuple[nn.Module, nn.Module, nn.Module]],
+        convs: list[blocked.BlockedConv],
     ):
-        self.graph, self.folds = graph, folds  # folds: (layer, bn, folded copy)
+        self.graph, self.folds, self.convs = graph, folds, convs  # folds: (layer, bn, copy)
+        self._scales: list[tuple[tuple, Tensor | None]] = [((), None)] * len(folds)
 
     @classmethod
-    def build(cls, model: nn.Module, channels_last: bool) -> FoldedBN | None:
-        """Trace and fold, or None where nothing folds or the forward cannot be traced."""
+    def build(
+        cls, model: nn.Module, channels_last: bool, fold_bn: bool = True, block: bool = False
+    ) -> Vehicle | None:
+        """Trace, fold and block; None where neither applies or the forward cannot be traced."""
         try:
             gm = torch.fx.symbolic_trace(model)
         except Exception as exc:  # any untraceable forward: evaluate the model itself
@@ -64,7 +80,7 @@ class FoldedBN:
             return None
         mods = dict(gm.named_modules())
         folds = []
-        for node in list(gm.graph.nodes):
+        for node in list(gm.graph.nodes) if fold_bn else ():
             bn = mods.get(node.target) if node.op == "call_module" else None
             prev = node.args[0] if bn is not None and len(node.args) == 1 else None
             if not (isinstance(prev, torch.fx.Node) and prev.op == "call_module"):
@@ -93,29 +109,41 @@ class FoldedBN:
             node.replace_all_uses_with(prev)
             gm.graph.erase_node(node)
             folds.append((layer, bn, folded))
-        if not folds:
+        convs = blocked.block(gm) if block else []
+        if not (folds or convs):
             return None
         gm.recompile()
-        return cls(gm, folds)
+        return cls(gm, folds, convs)
 
     @torch.no_grad()
-    def refold(self) -> None:
-        """Recompute every folded layer from the model's current tensors."""
-        for layer, bn, folded in self.folds:
+    def refresh(self) -> None:
+        """Recompute every folded and every blocked layer from the model's current tensors.
+
+        The BN scale ``s`` and the folded bias are recomputed only when a tensor they read
+        has changed (its ``_version``): a slice that moves only the weights (Li's
+        ``ignore="biasbn"``) pays one multiply per layer and point.
+        """
+        for i, (layer, bn, folded) in enumerate(self.folds):
             w = layer.weight
-            s = torch.rsqrt(bn.running_var + bn.eps)
-            s = s * bn.weight if bn.weight is not None else s
-            shift = -bn.running_mean * s + (bn.bias if bn.bias is not None else 0.0)
-            bias = shift if layer.bias is None else layer.bias * s + shift
-            folded.weight.copy_(w * s.to(w.dtype).view(-1, *([1] * (w.ndim - 1))))
-            folded.bias.copy_(bias)
+            reads = (bn.running_var, bn.running_mean, bn.weight, bn.bias, layer.bias)
+            key = tuple(-1 if t is None else (id(t), t._version) for t in reads)
+            if self._scales[i][0] != key:
+                s = torch.rsqrt(bn.running_var + bn.eps)
+                s = s * bn.weight if bn.weight is not None else s
+                shift = -bn.running_mean * s + (bn.bias if bn.bias is not None else 0.0)
+                folded.bias.copy_(shift if layer.bias is None else layer.bias * s + shift)
+                scale = s.to(w.dtype).view(-1, *([1] * (w.ndim - 1)))
+                self._scales[i] = (key, scale)
+            torch.mul(w, self._scales[i][1], out=folded.weight)
+        for conv in self.convs:
+            conv.repack()
 
     def __call__(self, inputs: Tensor) -> Any:
         return self.graph(inputs)
 
     def agrees(self, model: nn.Module, inputs: Tensor) -> bool:
-        """Folded and unfolded outputs equal up to rounding on one batch (native precision)."""
-        self.refold()
+        """The vehicle's and the model's outputs equal up to rounding on one batch."""
+        self.refresh()
         with torch.inference_mode():
             want, got = model(inputs), self.graph(inputs)
         if not (isinstance(want, Tensor) and isinstance(got, Tensor) and want.shape == got.shape):
@@ -123,6 +151,33 @@ class FoldedBN:
         scale = want.nan_to_num(0.0, 0.0, 0.0).abs().max() if want.numel() else 0.0
         atol = _FOLD_CHECK_RTOL * float(scale)
         return torch.allclose(got, want, rtol=_FOLD_CHECK_RTOL, atol=atol, equal_nan=True)
+
+
+def vehicle(
+    model: nn.Module, inputs: Any, *, channels_last: bool, running_stats: bool, bf16: bool
+) -> Vehicle | None:
+    """The fastest vehicle that agrees with ``model`` on ``inputs`` (one batch), or None.
+
+    ``running_stats``: no BatchNorm runs on batch statistics, so BN may be folded and the
+    conv trunk blocked. The check runs in float32, where a wrong rewrite shows as O(1) and a
+    right one as rounding; under ``bf16`` the blocked trunk then switches to bfloat16.
+    """
+    dtype = next((p.dtype for p in model.parameters()), None)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    block = BLOCKED and running_stats and dtype is not None and blocked.available(device, dtype)
+    if not ((FOLD_BN and running_stats) or block):
+        return None
+    found = Vehicle.build(model, channels_last, fold_bn=FOLD_BN and running_stats, block=block)
+    if found is None:
+        return None
+    if isinstance(inputs, Tensor) and inputs.ndim > 0:
+        inputs = inputs[:CHECK_EXAMPLES]
+    if not found.agrees(model, inputs):
+        log.warning("the folded/blocked forward disagrees with the model; evaluating the model")
+        return None
+    if bf16:
+        blocked.set_dtype(found.convs, torch.bfloat16)
+    return found
 
 
 @contextlib.contextmanager

@@ -345,3 +345,33 @@ def test_origin_sets_the_tensors_no_direction_moves():
     ref = evaluate_grid(other, CE, data, d, "-1:1:3", "-1:1:2")
     np.testing.assert_array_equal(res.values["loss"], ref.values["loss"])
     assert_same_state(model, before)
+
+
+def test_zero_directions_give_the_origin_everywhere():
+    model, data = bn_net(0), batches()
+    zero = [{n: torch.zeros_like(p) for n, p in model.named_parameters()} for _ in range(2)]
+    before = state(model)
+    res = evaluate_grid(model, CE, data, zero, "-1:1:3", "-1:1:2")
+    want = reference(model, data, zero, [0.0])[0][0]
+    np.testing.assert_allclose(res.values["loss"], np.full((2, 3), want), rtol=0, atol=1e-12)
+    assert_same_state(model, before)
+
+
+def test_values_read_one_point_late_are_the_same(monkeypatch):
+    """The GPU's deferred read-back (the host waits for point k while k + 1 runs), here on
+    the CPU: same values, every point reported once and in order, progress complete."""
+    import landscape.slices.engine as engine
+
+    model, data = bn_net(0), batches()
+    d = random_directions(model, 2, seed=0)
+    want = evaluate_grid(model, CE, data, d, "-1:1:3", "-1:1:2", bn_mode="recalibrate")
+    monkeypatch.setattr(engine, "DEFERRED_READBACK", ("cpu",))
+    seen, progress = [], []
+    got = evaluate_grid(model, CE, data, d, "-1:1:3", "-1:1:2", bn_mode="recalibrate",
+                        points=[4, 0, 5, 1], on_point=lambda k, v: seen.append((k, v["loss"])),
+                        progress=lambda done, total: progress.append((done, total)))  # fmt: skip
+    assert [k for k, _ in seen] == [4, 0, 5, 1]
+    assert progress == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    flat = want.values["loss"].reshape(-1)
+    np.testing.assert_array_equal([v for _, v in seen], flat[[4, 0, 5, 1]])
+    np.testing.assert_array_equal(got.computed.reshape(-1), np.isin(np.arange(6), [4, 0, 5, 1]))

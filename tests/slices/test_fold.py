@@ -69,7 +69,7 @@ def plain_path(monkeypatch):
 
 def test_vgg_small_folds_every_bn_and_matches_reference():
     model = vgg()
-    folded = F.FoldedBN.build(copy.deepcopy(model).eval(), channels_last=True)
+    folded = F.Vehicle.build(copy.deepcopy(model).eval(), channels_last=True)
     assert folded is not None and len(folded.folds) == 5  # 4 conv + 1 linear
     model.train()
     layout = {n: (p.data_ptr(), p.stride()) for n, p in model.named_parameters()}
@@ -113,10 +113,10 @@ class Branchy(nn.Module):
 
 def test_untraceable_and_hooked_models_fall_back(plain_path):
     branchy = trained_like(Branchy().double())
-    assert F.FoldedBN.build(branchy, channels_last=False) is None
+    assert F.Vehicle.build(branchy, channels_last=False) is None
     hooked = vgg()
     hooked.features[0].bn.register_forward_hook(lambda m, i, o: o * 2)  # must not be lost
-    folded = F.FoldedBN.build(copy.deepcopy(hooked).eval(), channels_last=False)
+    folded = F.Vehicle.build(copy.deepcopy(hooked).eval(), channels_last=False)
     assert folded is not None and len(folded.folds) == 4  # the hooked block stays unfolded
     for model in (branchy, hooked):
         dirs = random_directions(model, 2, seed=1)

@@ -1,0 +1,166 @@
+"""The conv trunk in oneDNN's blocked layout (float32, CPU) against the plain model.
+
+A right rewrite differs from the model by float32 rounding; a wrong one (a missing
+``to_dense``, a stale weight, a lost bias or stride) by O(1). References: the model's own
+forward in float32 and the grid's slow per-point copy in float64.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import landscape.slices as S
+import landscape.slices.blocked as B
+import landscape.slices.fold as F
+from landscape.models import create_model
+from landscape.slices import random_directions
+from tests.slices.helpers import CE
+from tests.slices.test_fold import data, slow, trained_like
+
+ONEDNN = torch.backends.mkldnn.is_available()  # every x86 and ARM wheel of torch has it
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.skipif(not ONEDNN, reason="torch built without oneDNN: nothing is blocked"),
+]
+F32_RTOL = 2e-5  # a 3x3 conv sums <= 300 products: float32 rounding, well above 1e-7 per op
+
+
+def model_of(name: str, bn: bool, dtype=torch.float32) -> nn.Module:
+    torch.manual_seed(0)
+    shape = (1, 8, 8) if name != "resnet20" else (3, 8, 8)
+    model = create_model(name, bn=bn, input_shape=shape, num_classes=10)
+    return trained_like(model.to(dtype)).eval()
+
+
+def inputs(channels: int = 1, n: int = 9) -> torch.Tensor:
+    return torch.randn(n, channels, 8, 8, generator=torch.Generator().manual_seed(2))
+
+
+def close(got: torch.Tensor, want: torch.Tensor, rtol: float) -> None:
+    scale = float(want.abs().max())
+    torch.testing.assert_close(got, want, rtol=0, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("bn", [True, False])
+@pytest.mark.parametrize("name", ["vgg_small", "resnet20"])
+def test_vehicle_equals_model_in_float32(name, bn):
+    model = model_of(name, bn)
+    x = inputs(3 if name == "resnet20" else 1)
+    vehicle = F.Vehicle.build(copy.deepcopy(model), channels_last=True, block=True)
+    assert vehicle is not None
+    n_convs = sum(type(m) is nn.Conv2d for m in model.modules())
+    assert len(vehicle.convs) == n_convs  # every convolution runs blocked
+    vehicle.refresh()
+    with torch.inference_mode():
+        got, want = vehicle(x), model(x)
+    assert not got.is_mkldnn and got.dtype == torch.float32
+    close(got, want, F32_RTOL)
+
+
+def test_blocked_convolution_keeps_stride_groups_dilation_and_no_bias():
+    conv = nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2, bias=False)
+    x = torch.randn(5, 4, 9, 9)
+    blocked = B.BlockedConv(conv)
+    with torch.inference_mode():
+        close(blocked(x).to_dense(), conv(x), F32_RTOL)
+        with torch.no_grad():
+            conv.weight.mul_(-3.0)  # the source moves: the next repack follows it
+        blocked.repack()
+        close(blocked(x).to_dense(), conv(x), F32_RTOL)
+
+
+def test_only_convertible_convolutions_are_blocked():
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding="same"),  # string padding: left as it is
+        nn.ReLU(),  # its input is dense: it stays dense
+        nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"),  # not zeros: left
+        nn.Conv2d(4, 4, 3, padding=1),  # blocked
+        nn.ReLU(),  # follows it
+        nn.Flatten(),
+        nn.Linear(256, 3),
+    )
+    gm = torch.fx.symbolic_trace(net)
+    convs = B.block(gm)
+    assert len(convs) == 1 and convs[0]._source[0] is net[3]
+    ops = [(n.op, str(n.target)) for n in gm.graph.nodes]
+    assert ops.count(("call_method", "to_dense")) == 1  # once, between the ReLU and Flatten
+    x = torch.randn(3, 1, 8, 8)
+    with torch.inference_mode():
+        close(gm(x), net(x), F32_RTOL)
+    assert B.block(torch.fx.symbolic_trace(net.double())) == []  # float64: never blocked
+
+
+def test_blocked_value_used_by_two_consumers():
+    class Fork(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.pool = nn.Conv2d(2, 16, 3, padding=1), nn.MaxPool2d(2)
+
+        def forward(self, x):
+            h = torch.relu(self.conv(x))
+            return self.pool(h).sum() + h.mean()  # blocked (pool) and dense (mean) users
+
+    net, x = Fork(), torch.randn(4, 2, 6, 6)
+    gm = torch.fx.symbolic_trace(copy.deepcopy(net))
+    assert len(B.block(gm)) == 1
+    with torch.inference_mode():
+        close(gm(x), net(x), F32_RTOL)
+
+
+@pytest.mark.parametrize("bn_mode", ["eval", "recalibrate"])
+def test_float32_grid_equals_float64_reference(bn_mode, monkeypatch):
+    """The issue's check: a float32 slice through the blocked vehicle is within float32
+    rounding of the plain model's slice computed in float64."""
+    model = model_of("vgg_small", True)
+    batches = [(x.float(), y) for x, y in data()]
+    dirs = random_directions(model, 2, seed=0)
+    xs, ys = np.linspace(-1, 1, 3), np.array([-0.5, 1.0])
+    built = []
+    real_build = F.Vehicle.build
+
+    def spy(*args, **kwargs):
+        built.append(real_build(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(F.Vehicle, "build", spy)
+    got = S.evaluate_grid(model, CE, batches, dirs, xs, ys, bn_mode=bn_mode, recalibrate_batches=2)
+    assert built and built[0] is not None and len(built[0].convs) == 4
+    m64 = copy.deepcopy(model).double()
+    d64 = [{n: t.double() for n, t in d.items()} for d in dirs]
+    b64 = [(x.double(), y) for x, y in batches]
+    if bn_mode == "eval":
+        want = slow(m64, b64, d64, xs, ys)
+    else:
+        want = S.evaluate_grid(m64, CE, b64, d64, xs, ys, bn_mode=bn_mode,
+                               recalibrate_batches=2).values["loss"]  # fmt: skip
+    np.testing.assert_allclose(got.values["loss"], want, rtol=1e-5)
+
+
+def test_bf16_trunk_is_within_bf16_rounding():
+    model = model_of("vgg_small", True)
+    x = inputs()
+    vehicle = F.vehicle(copy.deepcopy(model), x, channels_last=True, running_stats=True, bf16=True)
+    assert vehicle is not None and all(c.dtype == torch.bfloat16 for c in vehicle.convs)
+    vehicle.refresh()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        got = vehicle(x).float()
+    with torch.inference_mode():
+        want = model(x)
+    close(got, want, 3e-2)  # bf16 keeps 8 bits: ~4e-3 per op
+    assert float((got - want).abs().max()) > 1e-6  # and it did run in bf16
+
+
+def test_switch_off_and_batch_statistics_leave_the_model_alone(monkeypatch):
+    model = model_of("vgg_small", True)
+    x = inputs()
+    assert F.vehicle(model, x, channels_last=True, running_stats=False, bf16=False) is None
+    monkeypatch.setattr(F, "BLOCKED", False)
+    vehicle = F.vehicle(model, x, channels_last=True, running_stats=True, bf16=False)
+    assert vehicle is not None and vehicle.convs == []  # folded only
+    plain = model_of("vgg_small", False)
+    assert F.vehicle(plain, x, channels_last=True, running_stats=True, bf16=False) is None

@@ -1,0 +1,119 @@
+"""``landscape._params.preserved``: whatever happens inside, the model and the global RNGs
+come back bit for bit. A backward pass inside the block leaves no trace on ``.grad`` (values
+set before come back, gradients that were None are None again); parameters, buffers
+(non-persistent ones too), train/eval flags and Python's, NumPy's and torch's draws too."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from landscape._params import preserved
+from tests.cases import F64, regression_batch, sq_loss, three_layer
+
+
+def _with_mixed_grads() -> tuple[nn.Module, dict[str, torch.Tensor | None]]:
+    model = three_layer()
+    x, y = regression_batch()
+    sq_loss(model(x), y).backward()
+    model[0].bias.grad = None  # a mix of set and None gradients
+    model[6].weight.grad = None
+    before = {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()}
+    return model, before
+
+
+def _assert_grads(model: nn.Module, before: dict[str, torch.Tensor | None]) -> None:
+    for n, p in model.named_parameters():
+        if before[n] is None:
+            assert p.grad is None, n
+        else:
+            assert p.grad is not None and torch.equal(p.grad, before[n]), n
+
+
+def test_a_backward_inside_preserved_leaves_the_gradients_as_found():
+    model, before = _with_mixed_grads()
+    x, y = regression_batch()
+    with preserved(model):
+        sq_loss(model(2 * x), y).backward()  # accumulates into set grads, creates None ones
+        assert model[0].bias.grad is not None and model[6].weight.grad is not None
+        changed = model[3].weight.grad
+        assert changed is not None and not torch.equal(changed, before["3.weight"])
+    _assert_grads(model, before)
+
+
+def test_gradients_set_to_none_or_replaced_inside_come_back_after_an_error():
+    model, before = _with_mixed_grads()
+    x, y = regression_batch()
+    with pytest.raises(RuntimeError, match="inside"), preserved(model):
+        model.zero_grad(set_to_none=True)
+        model[0].bias.grad = torch.ones(6, dtype=F64)
+        sq_loss(model(x), y).backward()
+        raise RuntimeError("inside")
+    _assert_grads(model, before)
+
+
+def net() -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Dropout(0.5), nn.Linear(4, 2))
+    model.register_buffer("scratch", torch.zeros(2), persistent=False)  # not in state_dict
+    model[0].weight.grad = torch.full_like(model[0].weight, 7.0)  # one .grad set, others None
+    return model.train()
+
+
+def everything(model: nn.Module) -> dict:
+    return {
+        "tensors": {n: t.clone() for n, t in [*model.named_parameters(), *model.named_buffers()]},
+        "grads": {
+            n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()
+        },
+        "modes": {n: m.training for n, m in model.named_modules()},
+    }
+
+
+def draws() -> tuple:
+    return random.random(), float(np.random.rand()), float(torch.rand(()))
+
+
+def disturb(model: nn.Module) -> None:
+    """Everything a probe could do: a backward, in-place moves, mode flips, RNG draws."""
+    model.eval()
+    model[1].train()
+    model(torch.randn(5, 3)).sum().backward()  # writes every .grad, updates BN statistics
+    with torch.no_grad():
+        for t in [*model.parameters(), model.scratch]:
+            t.add_(1.0)
+    draws()
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_model_and_rngs_come_back_bit_for_bit(fails):
+    model = net()
+    before = everything(model)
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    with pytest.raises(RuntimeError) if fails else contextlib.nullcontext():
+        with preserved(model):
+            disturb(model)
+            if fails:
+                raise RuntimeError("inside the block")
+    after = everything(model)
+    for n, t in before["tensors"].items():
+        assert torch.equal(after["tensors"][n], t), n
+    for n, g in before["grads"].items():
+        got = after["grads"][n]
+        assert (got is None) if g is None else torch.equal(got, g), n
+    assert after["modes"] == before["modes"]
+    want = draws()
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    assert draws() == want  # the draws inside did not advance any generator
+
+
+def test_restored_gradients_are_not_shared_with_the_block():
+    model = net()
+    with preserved(model):
+        model[0].weight.grad.mul_(0.0)  # in place on the live .grad inside
+    assert torch.equal(model[0].weight.grad, torch.full_like(model[0].weight, 7.0))
