@@ -31,9 +31,11 @@ from landscape.probes import (
     ICSResult,
     ProbeCallback,
     ProbeResult,
+    ScaleInvarianceResult,
     StepSizes,
     gradient_probe,
     ics,
+    scale_invariance,
 )
 from landscape.slices import (
     SliceResult,
@@ -73,6 +75,9 @@ __all__ = [
     "gradient_probe",
     "ics",
     "H5Sink",
+    # BN's scale invariance (Ioffe & Szegedy 2015, Sec. 3.3)
+    "ScaleInvarianceResult",
+    "scale_invariance",
     # directions and slices (Li et al. 2018)
     "checkpoint_direction",
     "normalize_direction",

@@ -69,6 +69,9 @@ PUBLIC_API = [
     "gradient_probe",
     "ics",
     "H5Sink",
+    # BN's scale invariance (Ioffe & Szegedy 2015, Sec. 3.3)
+    "ScaleInvarianceResult",
+    "scale_invariance",
     # directions and slices (Li et al. 2018)
     "checkpoint_direction",
     "normalize_direction",

@@ -8,7 +8,8 @@ every figure.
 Owns :mod:`.style` (colours, labels, rc settings, ``save_figure``), :mod:`.common` (values
 and text made fit to plot, shared by the builders), :mod:`.curves` (training curves),
 :mod:`.santurkar` (gradient landscape, gradient change, ICS), :mod:`.curvature` (the Hessian
-over training, spectral densities), :mod:`.lines` (1-D slices),
+over training, spectral densities), :mod:`.distributions` (training accuracy beside the
+distribution of activations, Santurkar et al. Fig. 2), :mod:`.lines` (1-D slices),
 :mod:`.surfaces` (2-D slices), :mod:`.colour_scale` (levels shared by compared panels) and
 :mod:`.sweep` (the init-scale sweep: gradient scaling, trainability map).
 
@@ -19,6 +20,7 @@ read here: files become figures in :mod:`landscape.figures`.
 
 from landscape.render.curvature import hessian_over_training, spectral_densities
 from landscape.render.curves import divergence_step, moving_average, training_curves
+from landscape.render.distributions import activation_distributions
 from landscape.render.lines import compare_lines, line_plot
 from landscape.render.santurkar import gradient_distance_vs_step, gradient_landscape, ics_figure
 from landscape.render.style import (
@@ -52,6 +54,8 @@ __all__ = [
     "divergence_step",
     "moving_average",
     "training_curves",
+    # activation distributions over training (Santurkar et al. Fig. 2, noisy BN)
+    "activation_distributions",
     # gradient probes and internal covariate shift (Santurkar et al. Figs. 3, 4, 10)
     "gradient_distance_vs_step",
     "gradient_landscape",

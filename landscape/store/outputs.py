@@ -61,7 +61,7 @@ __all__ = [
 KIND_ATTR = "landscape_kind"
 Kind = Literal[
     "run log", "offline probe file", "hessian file", "probe log", "slice file", "sweep file",
-    "figure", "checkpoint", "VTK file",
+    "figure", "checkpoint", "VTK file", "study file",
 ]  # fmt: skip
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format

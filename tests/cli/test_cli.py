@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from landscape import __version__
 from landscape.cli import main
-from landscape.store import SCHEMA_VERSION
+from landscape.store import SCHEMA_VERSION, load_checkpoint
 from tests.cli.helpers import error_line
 
 TINY = ["--model", "mlp", "--model-option", "depth=1", "--model-option", "width=16", "--steps",
@@ -53,11 +53,22 @@ def test_train_info_plot(runner, tmp_path):
         (["--bn", "sometimes"], "'--bn': 'sometimes' is not one of"),  # click's own checks
         (["--steps", "many"], "'--steps': 'many' is not a valid integer"),
         (["--no-such-option"], "no such option"),
+        (["--bn", "plain", "--bn-noise", "santurkar"], "--bn plain trains none"),
+        (["--bn-noise", "loud"], "'--bn-noise': 'loud' is not one of"),
     ],
 )
 def test_bad_train_input_is_one_line_exit_2(runner, tmp_path, args, needle):
     result = runner.invoke(main, ["train", *TINY, *args, "--out", str(tmp_path / "run")])
     assert needle.lower() in error_line(result).lower()
+
+
+def test_train_with_noisy_bn(runner, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", *TINY, "--bn", "bn", "--bn-noise", "santurkar", "--out", str(run)]
+    assert runner.invoke(main, args).exit_code == 0
+    ckpt = load_checkpoint(run / "checkpoints" / "bn" / "step_0000006.pt")
+    assert ckpt.spec["bn_noise"] == ckpt.config["bn_noise"] == "santurkar"
+    assert int(ckpt.model_state["layers.0.bn.noise_draws"]) == 6
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ from landscape.slices import SliceConfig, slice_checkpoint
 from landscape.store import KIND_ATTR, PROVENANCE_KEYS, checkpoint_dir, checkpoint_path
 from landscape.studies import init_scale_sweep
 from landscape.train import train_pair
-from tests.cases import bn_net, image_batch
+from tests.cases import bn_net, image_batch, load_script
 from tests.studies.helpers import TINY
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "hdf5-schema.md"
@@ -50,6 +50,7 @@ SECTIONS = {
     "hessian file": ("Conventions", "Root attributes", "Hessian files"),
     "slice file": ("Conventions", "Root attributes", "Slice files"),
     "sweep file": ("Conventions", "Root attributes", "Sweep files"),
+    "study file": ("Conventions", "Root attributes", "Study files"),
 }
 STEPS = 4  # the demo's run, cut short: two probe, ICS and Hessian rows, three checkpoints
 
@@ -258,8 +259,10 @@ def written(tmp_path_factory) -> list[Written]:
     )
     sweep = replace(TINY, scales=[1.0], activations=["relu"], seeds=[0])
     init_scale_sweep(sweep, tmp / "sweep.h5")
+    fig2 = load_script("fig2_noisy_bn")  # a study file: the script's own code path
+    fig2.main(["--out", str(tmp / "fig2"), "--steps", "4", "--record-every", "2"])
     paths = [run / "run.h5", run / "probes.h5", run / "hessian.h5", tmp / "probe_log.h5",
-             tmp / "sweep.h5"]  # fmt: skip
+             tmp / "sweep.h5", tmp / "fig2" / "fig2.h5"]  # fmt: skip
     return [Written.of(p) for p in [*paths, *(run / "slices" / name for name in slices)]]
 
 
