@@ -4,9 +4,9 @@ A forward frozen for inference (``torch.jit.freeze`` + ``optimize_for_inference`
 the CPU mostly because its conv trunk stays in oneDNN's blocked layout (``nChw16c``: channels
 in blocks of 16, innermost) from the first convolution to the last pooling, so no layer
 reorders its activations. Freezing bakes the weights in, which a slice cannot do (they move
-at every point), but it can do the rest: every convolution's weight is reordered into the
-blocked layout once per point (:meth:`BlockedConv.repack`; microseconds for CIFAR-sized
-networks), the activations enter the layout at the first convolution of a chain and leave
+at every point), but it can do the rest: every convolution's weight becomes a oneDNN tensor
+once per point (:meth:`BlockedConv.repack`; ~10 microseconds for a CIFAR-sized layer), the
+activations enter the blocked layout at the first convolution of a chain and leave
 it (``to_dense``) where an operation that oneDNN does not run in it needs them. ReLU and max
 pooling run in the layout; everything else sees ordinary tensors.
 
@@ -46,11 +46,11 @@ def _convertible(conv: nn.Module) -> bool:
 
 
 class BlockedConv(nn.Module):
-    """``conv2d(x; W, b)`` of ``source`` with ``W`` held in oneDNN's blocked layout.
+    """``conv2d(x; W, b)`` of ``source`` on oneDNN tensors.
 
-    The weight is reordered from ``source``'s current tensors by :meth:`repack` (once per
-    point), so the module follows a source that moves. Dense inputs enter the layout here;
-    the output stays in it.
+    The weight is converted from ``source``'s current tensors by :meth:`repack` (once per
+    point), so the module follows a source that moves. Dense inputs enter the blocked layout
+    here; the output stays in it.
     """
 
     def __init__(self, source: nn.Conv2d, dtype: torch.dtype = torch.float32):
@@ -64,15 +64,14 @@ class BlockedConv(nn.Module):
 
     @torch.no_grad()
     def repack(self) -> None:
-        """``W`` and ``b`` of ``source``, now, in the blocked layout and ``dtype``."""
+        """``W`` and ``b`` of ``source``, now, as oneDNN tensors in ``dtype``."""
         source = self._source[0]
-        w = source.weight.detach().to(self.dtype).contiguous().to_mkldnn()
-        padding, stride, dilation = self.args
-        self.weight = torch._C._nn.mkldnn_reorder_conv2d_weight(
-            w, padding, stride, dilation, self.groups
-        )
-        b = source.bias
-        self.bias = None if b is None else b.detach().to(self.dtype).to_mkldnn()
+        # A oneDNN tensor in the plain layout: the convolution reorders it for its kernel at
+        # every call anyway, as fast as from a weight reordered here first (which costs 4x
+        # more per point: measured, benchmarks/README.md).
+        self.weight = source.weight.detach().to(self.dtype).contiguous().to_mkldnn()
+        b = source.bias  # oneDNN takes a dense bias
+        self.bias = None if b is None else b.detach().to(self.dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.weight is None:

@@ -17,7 +17,7 @@ cheaper than the model's own forward where that is exact in real arithmetic
 grid). Where BN runs on running statistics (``"eval"``, ``"recalibrate"``), every BatchNorm
 that directly follows a conv/linear layer is folded into it; on the CPU the 4-D weights are
 held in channels_last and, in float32, the conv trunk runs in oneDNN's blocked layout with
-its weights reordered once per point (:mod:`landscape.slices.blocked`; in bf16 under
+its weights converted once per point (:mod:`landscape.slices.blocked`; in bf16 under
 ``precision="bf16"``). All change only rounding (float32: ~1e-7 relative);
 ``benchmarks/bench_report.py`` measures them against a forward frozen for inference. The
 switches are ``fold.FOLD_BN``, ``fold.CHANNELS_LAST`` and ``fold.BLOCKED``. On a GPU the
@@ -136,7 +136,7 @@ def _evaluate(forward, device, loss_fn, data, metrics, accuracy, precision) -> T
     Each batch mean is weighted by the batch's number of examples.
     """
     acc_dtype = torch.float32 if device.type == "mps" else torch.float64
-    sums, n_total = None, 0
+    rows, counts, correct, finite = [], [], [], []  # per batch; reduced once per point
     with torch.inference_mode(), _precision_ctx(precision, device):
         for batch in as_batches(data):
             if isinstance(loss_fn, BatchLoss):
@@ -158,18 +158,20 @@ def _evaluate(forward, device, loss_fn, data, metrics, accuracy, precision) -> T
             means = [torch.as_tensor(t, device=device) for t in means]
             if any(t.ndim != 0 for t in means):
                 raise ValueError("loss_fn and metrics must return the batch mean (a scalar)")
-            sums_b = [t.to(acc_dtype) * n for t in means]  # batch sums: weight by batch size
+            rows.append(torch.stack(means) if len(means) > 1 else means[0].reshape(1))
+            counts.append(n)
             if accuracy is True:
                 if out.ndim != 2:
                     raise ValueError("accuracy needs (N, C) logits; pass accuracy=False")
-                correct = (out.argmax(dim=1) == targets).sum().to(acc_dtype)
-                # argmax of non-finite logits is no prediction: accuracy undefined (NaN)
-                nan = torch.tensor(math.nan, dtype=acc_dtype, device=correct.device)
-                sums_b.insert(1, torch.where(torch.isfinite(out).all(), correct, nan))
-            batch_sums = torch.stack(sums_b)
-            sums = batch_sums if sums is None else sums + batch_sums
-            n_total += n
-    return sums / n_total
+                correct.append((out.argmax(dim=1) == targets).sum())
+                finite.append(torch.isfinite(out).all())
+    weights = torch.tensor(counts, dtype=acc_dtype, device=device)
+    sums = (torch.stack(rows).to(acc_dtype) * weights[:, None]).sum(0)  # batch means, weighted
+    if accuracy is True:  # argmax of non-finite logits is no prediction: accuracy undefined
+        hits = torch.stack(correct).sum().to(acc_dtype)
+        hits = torch.where(torch.stack(finite).all(), hits, math.nan)
+        sums = torch.cat([sums[:1], hits.reshape(1), sums[1:]])
+    return sums / sum(counts)
 
 
 def evaluate_grid(

@@ -56,7 +56,7 @@ class Vehicle:
 
     Blocking (``blocked=True``, CPU and float32 only): see :mod:`landscape.slices.blocked`;
     its convolutions read the folded copies (or the model's own convolutions where no BN
-    follows) and are reordered again by :meth:`refresh`.
+    follows) and are converted again by :meth:`refresh`.
     """
 
     def __init__(
