@@ -18,7 +18,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # The README's gallery, regenerated: the demo's figures, Fig. 2 (noisy BN) and the init-scale
-# sweep (about 6 minutes on 2 CPU cores), copied into docs/gallery.
+# sweep (11 minutes on 2 shared CPU cores), copied into docs/gallery.
 gallery: $(STAMP)
 	$(BIN)/landscape demo --out runs/demo --overwrite
 	$(BIN)/python scripts/fig2_noisy_bn.py --out runs/fig2_tiny --overwrite
