@@ -107,14 +107,16 @@ def measure(batch: int, ks: list[int], repeats: int, warmup: int, device: torch.
                     probe_once(models[v], x, y, etas[k], device, form(v))
 
     # Interleave: every probe timing sits next to a timing of its passes run back to back, so
-    # a slow patch of a loaded machine hits numerator and denominator alike.
+    # a slow patch of a loaded machine hits numerator and denominator alike. One (variant, k,
+    # form) at a time: switching models between the two timings of a pair made the pairs
+    # scatter 3x more (the other model's tensors evicted from the caches in between).
     loop = {(v, k, f): [] for v in VARIANTS for k in ks for f in forms}
     probe = {(v, k, f): [] for v in VARIANTS for k in ks for f in forms}
-    for _ in range(repeats):
-        for v in VARIANTS:
-            for k in ks:
-                for f, base in forms.items():
-                    passes = k + 1 if f == "full" else k
+    for v in VARIANTS:
+        for k in ks:
+            for f, base in forms.items():
+                passes = k + 1 if f == "full" else k
+                for _ in range(repeats):
                     loop[v, k, f].append(fb_loop(models[v], params[v], x, y, device, passes))
                     probe[v, k, f].append(probe_once(models[v], x, y, etas[k], device, base(v)))
     return {"loop": loop, "probe": probe, "models": models, "batch": (x, y)}
