@@ -3,7 +3,9 @@ covariate shift.
 
 Owns :mod:`.gradient` (``gradient_probe``, ``StepSizes``: loss variation, gradient
 predictiveness and effective beta-smoothness along the gradient or any direction),
-:mod:`.covariate_shift` (``ics``, Definition 2.1), :mod:`.core` (what both share), :mod:`.callback`
+:mod:`.covariate_shift` (``ics``, Definition 2.1), :mod:`.activations`
+(``activation_quantiles``: the distribution of layers' inputs, Fig. 1c), :mod:`.core` (what
+they share), :mod:`.callback`
 (``ProbeCallback`` for any training loop), :mod:`.sinks` (``H5Sink``: results -> HDF5),
 :mod:`.columns` (what each column written means: its ``description``),
 :mod:`.inline` (the trainer's probes, with the optimizer's actual update) and
@@ -16,6 +18,11 @@ May import: :mod:`landscape._params`, :mod:`landscape._device`, :mod:`landscape.
 result's notebook picture) or the CLI.
 """
 
+from landscape.probes.activations import (
+    ACTIVATION_QUANTILES,
+    ActivationResult,
+    activation_quantiles,
+)
 from landscape.probes.callback import ProbeCallback, Sink
 from landscape.probes.core import BNMode, check_bn_mode
 from landscape.probes.covariate_shift import ICSResult, ics
@@ -50,6 +57,10 @@ __all__ = [
     # internal covariate shift
     "ICSResult",
     "ics",
+    # the distribution of layers' inputs (Fig. 1c)
+    "ACTIVATION_QUANTILES",
+    "ActivationResult",
+    "activation_quantiles",
     # in a training loop
     "H5Sink",
     "InlineProbes",

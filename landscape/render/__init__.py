@@ -7,7 +7,8 @@ every figure.
 
 Owns :mod:`.style` (colours, labels, rc settings, ``save_figure``), :mod:`.common` (values
 and text made fit to plot, shared by the builders), :mod:`.curves` (training curves),
-:mod:`.santurkar` (gradient landscape, gradient change, ICS), :mod:`.curvature` (the Hessian
+:mod:`.santurkar` (gradient landscape, gradient change, ICS), :mod:`.activations`
+(distributions of layer inputs over training), :mod:`.curvature` (the Hessian
 over training, spectral densities), :mod:`.lines` (1-D slices),
 :mod:`.surfaces` (2-D slices) and :mod:`.colour_scale` (levels shared by compared panels).
 
@@ -16,6 +17,7 @@ May import: :mod:`landscape._files` (atomic writes of figures), the output guard
 read here: files become figures in :mod:`landscape.figures`.
 """
 
+from landscape.render.activations import activation_distributions
 from landscape.render.curvature import hessian_over_training, spectral_densities
 from landscape.render.curves import divergence_step, moving_average, training_curves
 from landscape.render.lines import compare_lines, line_plot
@@ -51,6 +53,7 @@ __all__ = [
     "moving_average",
     "training_curves",
     # gradient probes and internal covariate shift (Santurkar et al. Figs. 3, 4, 10)
+    "activation_distributions",
     "gradient_distance_vs_step",
     "gradient_landscape",
     "ics_figure",
