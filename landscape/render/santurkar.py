@@ -292,23 +292,47 @@ def _layer_index(names: Sequence[str], layer: str | int, label: str) -> int:
         ) from None
 
 
+_NEAR_ONE = 1e-3  # cosines this close to 1 are drawn as 1 - cos, on a log axis
+
+
+def _draw_cosines(ax: Axes, curves: list[tuple[np.ndarray, np.ndarray, str]]) -> None:
+    """cos(G, G') against the step; as 1 - cos on a log axis when every finite value is
+    within ``_NEAR_ONE`` of 1 (tiny learning rates: a linear axis shows only an offset)."""
+    values = np.concatenate([c for _, c, _ in curves])
+    finite = values[np.isfinite(values)]
+    gaps = 1.0 - finite
+    if finite.size and gaps.max() < _NEAR_ONE and has_positive(gaps):
+        for step, cos, color in curves:
+            ax.plot(step, positive_or_nan(1.0 - cos), color=color)
+        ax.set_yscale("log")
+        ax.set(xlabel="training step", ylabel="1 − cos(G, G′) (log scale)")
+        return
+    for step, cos, color in curves:
+        ax.plot(step, cos, color=color)
+    ax.set(xlabel="training step", ylabel="cos(G, G′)")
+    ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
+
+
 def ics_figure(
     runs: Mapping[str, Mapping[str, ArrayLike]],
     *,
     layers: Sequence[str | int] | None = None,
+    title: str | None = None,
 ) -> Figure:
     """Santurkar et al. Fig. 3: internal covariate shift of chosen layers over training.
 
     One column per layer with two panels against the training step: the l2 difference
     ‖G − G′‖₂ and the cosine cos(G, G′) between the layer's gradient G and its gradient G′
     after the preceding layers have taken their update of the same step (same batch).
-    All runs are overlaid in each panel.
+    All runs are overlaid in each panel; cosines all within 1e-3 of 1 are drawn as 1 − cos
+    on a log axis.
 
     Args:
         runs: Mapping label -> ICS series with ``step`` (T,), ``l2`` (T, L), ``cos`` (T, L)
             and ``layers`` (L names, the columns of ``l2`` and ``cos``).
         layers: Layers to show, by name (or by index into the first run's ``layers``).
             Default: a middle and a deep layer (about 40 % and 90 % of the depth).
+        title: Figure title (default: what the panels show).
 
     Returns:
         The figure (2 axes per chosen layer).
@@ -341,6 +365,7 @@ def ics_figure(
         grid = fig.subplots(2, ncol, sharex="col", squeeze=False)
         for col, name in enumerate(chosen_names):
             ax_l2, ax_cos = grid[0, col], grid[1, col]
+            curves = []
             for key, run in runs.items():
                 names = [str(n) for n in run["layers"]]
                 j = _layer_index(names, name, key)
@@ -354,20 +379,20 @@ def ics_figure(
                     )
                 color = colors[labels[key]]
                 ax_l2.plot(step, finite_or_nan(l2[:, j]), color=color)
-                ax_cos.plot(step, finite_or_nan(cos[:, j]), color=color)
+                curves.append((step, finite_or_nan(cos[:, j]), color))
+            _draw_cosines(ax_cos, curves)
             depth = len(first_names)
             where = (
                 f"layer {first_names.index(name) + 1} of {depth}\n" if name in first_names else ""
             )
             ax_l2.set_title(f"{where}{name}")
             ax_l2.set_ylabel("‖G − G′‖₂")
-            ax_cos.set(xlabel="training step", ylabel="cos(G, G′)")
-            ax_cos.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
         handles = [Line2D([], [], color=colors[lab], label=lab) for lab in labels.values()]
         ncols = legend_columns([h.get_label() for h in handles], fig.get_figwidth())
         fig.legend(handles=handles, loc="outside lower center", ncols=ncols)
         fig.suptitle(
-            "Internal covariate shift: gradient G of a layer vs G′ after the earlier layers "
+            title
+            or "Internal covariate shift: gradient G of a layer vs G′ after the earlier layers "
             "are updated"
         )
         fit_titles(fig)

@@ -91,7 +91,19 @@ def test_ics_figure_default_and_named_layers(rng: np.random.Generator) -> None:
     assert fig.axes[2].get_ylabel() == "cos(G, G′)"
     render_png(fig)
 
-    fig = render.ics_figure(runs, layers=["features.0.weight"])
-    assert len(fig.axes) == 2
+    fig = render.ics_figure(runs, layers=["features.0.weight"], title="Fig. 3, deep linear net")
+    assert len(fig.axes) == 2 and fig.get_suptitle() == "Fig. 3, deep linear net"
     with pytest.raises(ValueError, match="no layer 'conv99'"):
         render.ics_figure(runs, layers=["conv99"])
+
+
+def test_ics_cosines_near_one_are_drawn_as_one_minus_cos(rng: np.random.Generator) -> None:
+    """A tiny learning rate (the paper's DLN at 1e-7): cos within 1e-9 of 1."""
+    runs = {"plain": _ics_run(rng), "bn": _ics_run(rng)}
+    for run in runs.values():
+        run["cos"] = 1 - 1e-9 * rng.random(run["cos"].shape)
+    fig = render.ics_figure(runs, layers=[0])
+    ax_cos = fig.axes[1]
+    assert ax_cos.get_yscale() == "log" and ax_cos.get_ylabel().startswith("1 − cos")
+    assert 0 < np.nanmax(ax_cos.lines[0].get_ydata()) <= 1e-9
+    render_png(fig)
