@@ -40,6 +40,7 @@ import torch
 from matplotlib.figure import Figure
 
 from landscape import DataError, keep_freed_memory, load_dataset, store
+from landscape._device import resolve_device
 from landscape.render import save_figure
 from landscape.train import PairResult, TrainConfig, train_pair
 
@@ -235,8 +236,6 @@ def session(
     if (out / CONFIG_FILE).exists() and not args.overwrite:
         raise ValueError(f"{out} already holds this script's outputs: pass --overwrite to "
                          "replace them or choose another --out")  # fmt: skip
-    from landscape._device import resolve_device
-
     settings = scaled(presets[args.preset], args.steps)
     s = Session(script, args, settings, out, resolve_device(args.device))
     start = time.perf_counter()
