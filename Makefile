@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench gallery clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The README's gallery, regenerated: the demo's figures, Fig. 2 (noisy BN) and the init-scale
+# sweep (about 6 minutes on 2 CPU cores), copied into docs/gallery.
+gallery: $(STAMP)
+	$(BIN)/landscape demo --out runs/demo --overwrite
+	$(BIN)/python scripts/fig2_noisy_bn.py --out runs/fig2_tiny --overwrite
+	$(BIN)/landscape sweep init-scale --out runs/sweep/sweep.h5
+	cp runs/demo/figures/*.png runs/fig2_tiny/*.png runs/sweep/*.png docs/gallery/
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -9,6 +9,7 @@ concept (``docs/architecture.md``).
 from __future__ import annotations
 
 from landscape._device import keep_freed_memory
+from landscape.comparison import read_sweep
 from landscape.curvature import (
     HessianOperator,
     curvature_along,
@@ -30,9 +31,11 @@ from landscape.probes import (
     ICSResult,
     ProbeCallback,
     ProbeResult,
+    ScaleInvarianceResult,
     StepSizes,
     gradient_probe,
     ics,
+    scale_invariance,
 )
 from landscape.slices import (
     SliceResult,
@@ -52,6 +55,7 @@ from landscape.slices import (
     run_grid,
 )
 from landscape.store import CheckpointError, load_checkpoint, package_version, save_checkpoint
+from landscape.studies import SweepConfig, init_scale_sweep
 from landscape.train import TrainConfig, train_pair
 
 __version__ = package_version()
@@ -71,6 +75,9 @@ __all__ = [
     "gradient_probe",
     "ics",
     "H5Sink",
+    # BN's scale invariance (Ioffe & Szegedy 2015, Sec. 3.3)
+    "ScaleInvarianceResult",
+    "scale_invariance",
     # directions and slices (Li et al. 2018)
     "checkpoint_direction",
     "normalize_direction",
@@ -108,4 +115,8 @@ __all__ = [
     "load_checkpoint",
     "save_checkpoint",
     "train_pair",
+    # does BN make large initial weights safe? (Ioffe & Szegedy 2015; science.md s. 2, 5)
+    "SweepConfig",
+    "init_scale_sweep",
+    "read_sweep",
 ]

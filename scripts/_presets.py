@@ -41,6 +41,7 @@ from matplotlib.figure import Figure
 
 from landscape import DataError, keep_freed_memory, load_dataset, store
 from landscape._device import resolve_device
+from landscape.probes import bn_inputs
 from landscape.render import save_figure
 from landscape.train import PairResult, TrainConfig, train_pair
 
@@ -58,6 +59,19 @@ DLN_DATA = {"kind": "linear-regression", "n": 1000, "dim": 10}
 #: norm and cos(G, G') differs from 1 by less than float32 resolves (its curves are rounding
 #: noise): the DLN runs in float64.
 DLN_DTYPE = "float64"
+#: Mixed into the seed that draws the units whose activations Figs. 1c and 2 show.
+UNIT_SALT = 0xF12
+#: What the datasets of a study file hold (their ``description``).
+STUDY_COLUMNS = {
+    "train": {"step": "updates applied before this row's batch (0-based)",
+              "loss": "mini-batch training loss at that step",
+              "accuracy": "mini-batch training accuracy at that step"},
+    "eval": {"step": "training step at which the model was evaluated (eval mode: plain BN)",
+             "loss": "mean loss over the test set", "accuracy": "accuracy over the test set"},
+    "activations": {"step": "training step (weights before that step's update)",
+                    "percentiles": "(S, P): percentiles (root attribute percentiles) of the "
+                    "unit's activations on that step's batch, training mode"},
+}  # fmt: skip
 #: CPU flags that decide the speed of float32 / bf16 matrix products (the rest are stored too).
 SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 
@@ -256,6 +270,59 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
         print(f"{Path(sys.argv[0]).name}: error: {first}", file=sys.stderr)
         return 2
     return 0
+
+
+def bn_fed_layers(model: torch.nn.Module, x: torch.Tensor, wanted: Sequence[int],
+                  seed: int) -> list[dict[str, Any]]:  # fmt: skip
+    """For each wanted k (1-based Conv/Linear layer): the closest such layer that feeds a
+    BatchNorm, that BN module (whose output a plain twin's Identity passes through) and one
+    of its units drawn with ``seed``; the rule and the draw of ``fig2_noisy_bn.py``, so that
+    Figs. 1c and 2 of one seed show the same units."""
+    feeds = bn_inputs(model, lambda m: m(x))
+    weighted = list(feeds)
+    fed = [i for i, name in enumerate(weighted, 1) if feeds[name] is not None]
+    if not fed:
+        raise ValueError("the model has no layer that feeds BatchNorm")
+    units = torch.Generator().manual_seed(seed * 65_537 + UNIT_SALT)
+    modules = dict(model.named_modules())
+    layers: list[dict[str, Any]] = []
+    for k in wanted:
+        index = min(fed, key=lambda i: (abs(i - k), i))
+        if all(layer["index"] != index for layer in layers):
+            name = weighted[index - 1]
+            unit = int(torch.randint(modules[feeds[name]].num_features, (1,), generator=units))
+            layers.append({"requested": k, "index": index, "layer": name, "module": feeds[name],
+                           "unit": unit})  # fmt: skip
+    return layers
+
+
+def write_study(
+    path: Path, study: str, config: Mapping[str, Any], percentiles: Sequence[float],
+    runs: Mapping[str, tuple[Path, str]], activations: Mapping[str, list[tuple[dict, dict]]],
+) -> None:  # fmt: skip
+    """A study file (docs/hdf5-schema.md, "Study files"): provenance with ``config``;
+    ``/train/<network>`` and ``/eval/<network>`` copied from ``runs`` (network -> (run
+    directory, variant)); ``/activations/<network>/layer<k>`` from ActivationRecorder series."""
+    with store.edit(path, fresh=True) as f:
+        store.write_provenance(f, store.provenance(config))
+        store.write_attrs(f, {store.KIND_ATTR: "study file", "study": study,
+                              "percentiles": [float(p) for p in percentiles]})  # fmt: skip
+        for network, (run, variant) in runs.items():
+            with store.open_run(run / store.RUN_FILE) as log:
+                for part in ("train", "eval"):
+                    rows = store.read_series(log[f"{part}/{variant}"])
+                    group = f.create_group(f"{part}/{network}")
+                    for name in ("step", "loss", "accuracy"):
+                        group.create_dataset(name, data=rows[name])
+                    store.describe_datasets(group, STUDY_COLUMNS[part])
+        for network, per_layer in activations.items():
+            for layer, data in per_layer:
+                group = f.create_group(f"activations/{network}/layer{layer['index']}")
+                group.create_dataset("step", data=data["step"])
+                group.create_dataset("percentiles", data=data["percentiles"])
+                store.write_attrs(group, {k: layer[k] for k in ("requested", "index", "layer",
+                                                                 "module", "unit")})  # fmt: skip
+                store.describe_datasets(group, STUDY_COLUMNS["activations"])
 
 
 def paper_layer(k: int, paper_depth: int, depth: int) -> int:

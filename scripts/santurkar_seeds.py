@@ -14,7 +14,16 @@ then, across seeds, their median, min..max, IQR and std, and the BN/plain ratio 
 Santurkar et al. found BN lower on all three. The numbers are reported as measured.
 The seed sets the initial weights, the batch order and the digits train/test split.
 
+Outcomes first (science.md s. 5, ``landscape.comparison``): each network is trained,
+stalled at chance or diverged; only the networks that trained enter a median (the others
+are counted and named, never averaged in), and every seed's value is printed beside the
+median and range. The probes are also compared at matched step (0, the middle, the last
+probed step) and at matched training loss (the first probe at or after the first step whose
+10-step mean training loss is at most L, for levels L inside the range every trained
+network reaches): a network on a plateau is trivially "smooth" at a matched step.
+
 Run:  .venv/bin/python scripts/santurkar_seeds.py [--seeds 0 1 2] [--steps 600] [--quick]
+      [--activation sigmoid]
 Writes one run directory per seed under --out (``seed<k>/run.h5``) and ``summary.json``.
 """
 
@@ -30,25 +39,26 @@ import numpy as np
 import torch
 
 from landscape import store
+from landscape.comparison import (
+    Network,
+    comparison_lines,
+    outcome_text,
+    over_run,
+    run_networks,
+)
+from landscape.data import load_dataset
 from landscape.store import RUN_FILE, VARIANTS
+from landscape.studies import cpu_description
 from landscape.train import TrainConfig, train_pair
 
 METRICS = ("beta", "grad_pred", "loss_range")
 QUICK = {"steps": 60, "probe_every": 10}  # a smoke run: minutes, not a result
 
 
-def per_step(probe: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per probed step (T,): beta, max over eta of grad_distance, loss range over eta."""
-    gd, loss = probe["grad_distance"], probe["loss"]  # (T, K), K = number of step sizes
-    return {
-        "beta": probe["beta"],
-        "grad_pred": gd.max(axis=1),
-        "loss_range": loss.max(axis=1) - loss.min(axis=1),
-    }
-
-
 def spread(values: list[float]) -> dict[str, float]:
     v = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(v).any():  # no seed trained: nothing to summarise
+        return dict.fromkeys(("median", "min", "max", "iqr", "std"), float("nan"))
     q1, med, q3 = np.nanpercentile(v, [25, 50, 75])
     return {
         "median": med,
@@ -59,23 +69,27 @@ def spread(values: list[float]) -> dict[str, float]:
     }
 
 
-def read_run(run_file: Path) -> dict[str, dict]:
-    """Per variant: medians over probed steps, number of probes, training status, eval accuracy."""
+def read_run(run_file: Path, seed: int, num_classes: int) -> dict[str, dict]:
+    """Per variant: its network (outcome, curve, probes), medians over probed steps, number of
+    probes, outcome, training status, eval accuracy."""
     out = {}
+    nets = run_networks(run_file, num_classes=num_classes, label=f"seed {seed}")
     with h5py.File(run_file, "r") as f:
         for v in VARIANTS:
-            rows = store.read_series(f[f"probe/{v}"])
-            series, steps = per_step(rows), rows["step"]
-            finite = {k: s[np.isfinite(s)] for k, s in series.items()}
+            net, verdict = nets[v]
+            finite = {k: s[np.isfinite(s)] for k, s in net.probes.items()}
             ev = store.read_series(f[f"eval/{v}"])
             out[v] = {
                 **{k: float(np.median(s)) if s.size else float("nan") for k, s in finite.items()},
-                "n_probes": len(steps),
-                **{f"{k}_step0": float(series[k][0]) for k in METRICS},  # at initialisation
-                "n_nonfinite": {k: int((~np.isfinite(s)).sum()) for k, s in series.items()},
+                "n_probes": len(net.probe_steps),
+                **{f"{k}_step0": float(net.probes[k][0]) for k in METRICS},  # at initialisation
+                "n_nonfinite": {k: int((~np.isfinite(s)).sum()) for k, s in net.probes.items()},
                 "status": str(f[f"train/{v}"].attrs.get("status", "")),
+                "outcome": verdict.outcome,
+                "outcome_reason": verdict.reason,
                 "eval_accuracy": float(ev["accuracy"][-1]),
                 "final_step": int(ev["step"][-1]),
+                "network": net,
             }
     return out
 
@@ -89,6 +103,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     ap.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
+    ap.add_argument("--activation", default="relu", choices=["relu", "sigmoid", "tanh"])
     args = ap.parse_args()
     if args.quick:
         args.steps, args.probe_every = QUICK["steps"], QUICK["probe_every"]
@@ -97,6 +112,7 @@ def main() -> None:
 
     base = TrainConfig(
         model="vgg_small",
+        activation=args.activation,
         dataset="digits",
         optimizer="sgd",
         lr=0.1,
@@ -113,18 +129,19 @@ def main() -> None:
         probe_bn_mode="train",
     )
     results, wall = {}, {}
+    num_classes = load_dataset(base.dataset).num_classes
     for seed in args.seeds:
         config = TrainConfig.from_dict({**base.to_dict(), "seed": seed})
         run_dir = args.out / f"seed{seed}"
         t0 = time.perf_counter()
         train_pair(config, run_dir, overwrite=True)
         wall[seed] = time.perf_counter() - t0
-        results[seed] = read_run(run_dir / RUN_FILE)
+        results[seed] = read_run(run_dir / RUN_FILE, seed, num_classes)
         r = results[seed]
         print(
             f"seed {seed}: {wall[seed]:.0f} s; "
             + "; ".join(
-                f"{v} [{r[v]['status']}, acc {r[v]['eval_accuracy']:.3f}] "
+                f"{v} [{r[v]['outcome']}, acc {r[v]['eval_accuracy']:.3f}] "
                 + " ".join(f"{m} {r[v][m]:.4g}" for m in METRICS)
                 for v in VARIANTS
             ),
@@ -132,9 +149,20 @@ def main() -> None:
         )
 
     seeds = args.seeds
-    ratios = {m: [results[s]["bn"][m] / results[s]["plain"][m] for s in seeds] for m in METRICS}
-    agg = {v: {m: spread([results[s][v][m] for s in seeds]) for m in METRICS} for v in VARIANTS}
-    agg["bn/plain"] = {m: spread(ratios[m]) for m in METRICS}
+    nets: dict[str, list[Network]] = {
+        v: [results[s][v].pop("network") for s in seeds] for v in VARIANTS
+    }
+    both = [s for s in seeds if all(results[s][v]["outcome"] == "trained" for v in VARIANTS)]
+    ratios = {m: [results[s]["bn"][m] / results[s]["plain"][m] for s in both] for m in METRICS}
+    trained = {v: [s for s in seeds if results[s][v]["outcome"] == "trained"] for v in VARIANTS}
+    agg = {v: {m: spread([results[s][v][m] for s in trained[v]] or [np.nan]) for m in METRICS}
+           for v in VARIANTS}  # fmt: skip
+    agg["bn/plain"] = {m: spread(ratios[m] or [np.nan]) for m in METRICS}
+    outcomes = {v: [results[s][v]["outcome"] for s in seeds] for v in VARIANTS}
+    mid = results[seeds[0]]["bn"]["n_probes"] // 2 * args.probe_every
+    last = (results[seeds[0]]["bn"]["n_probes"] - 1) * args.probe_every
+    matched = {m: comparison_lines(nets, m, steps=(0, mid, last), over_the_run=False)
+               for m in METRICS}  # fmt: skip
     summary = {
         "what": "Santurkar et al. 2018 Sec. 3.2 gradient probes, BN vs plain, medians over probes",
         "config": {**base.to_dict(), "seed": None},
@@ -146,11 +174,14 @@ def main() -> None:
             "loss_range": "median_t (max_eta loss - min_eta loss)",
         },
         "per_seed": {str(s): results[s] for s in args.seeds},
-        "ratio_bn_over_plain": {m: dict(zip(map(str, args.seeds), ratios[m])) for m in METRICS},
+        "ratio_bn_over_plain": {m: dict(zip(map(str, both), ratios[m])) for m in METRICS},
+        "outcomes": outcomes,
+        "matched": matched,
         "across_seeds": agg,
         "wall_s": {str(s): wall[s] for s in args.seeds},
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "cpu": cpu_description(),
         "quick": args.quick,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -166,29 +197,26 @@ def main() -> None:
         f"\n{base.model}, {base.dataset}, {base.optimizer.upper()} lr {base.lr:g}, batch "
         f"{base.batch_size}, {base.steps} steps, probe every {base.probe_every} "
         f"({results[seeds[0]]['bn']['n_probes']} probes), eta = lr x [{grid.low:g}, "
-        f"{grid.high:g}] ({grid.count}, {grid.spacing}), seeds {args.seeds}; median over "
-        "probed steps, then median [min..max] (IQR) over seeds\n"
+        f"{grid.high:g}] ({grid.count}, {grid.spacing}), {base.activation}, seeds "
+        f"{args.seeds}; median over probed steps per seed, then over seeds\n"
     )
-    print("| metric | BN | plain | BN/plain per seed | BN lower in |")
+    for v in VARIANTS:
+        counts = [outcomes[v].count(o) for o in ("trained", "stalled", "diverged")]
+        print(f"{v}: {outcome_text(counts)}")
+    print("\nmedian [min..max] (networks in the median / seeds; each seed's value, or why it is "
+          "left out) over the seeds that trained\n")  # fmt: skip
+    print("| metric | BN | plain | BN/plain per seed (both trained) | BN lower in |")
     print("|---|---|---|---|---|")
     for m in METRICS:
-        cell = {v: agg[v][m] for v in VARIANTS}
-        fmt = {
-            v: f"{c['median']:.4g} [{c['min']:.4g}..{c['max']:.4g}] ({c['iqr']:.3g})"
-            for v, c in cell.items()
-        }
-        per = ", ".join(f"{r:.2f}" for r in ratios[m])
-        lower = sum(r < 1 for r in ratios[m])
-        print(f"| {names[m]} | {fmt['bn']} | {fmt['plain']} | {per} | {lower}/{len(seeds)} seeds |")
-    at0 = {
-        v: {m: np.median([results[s][v][f"{m}_step0"] for s in seeds]) for m in METRICS}
-        for v in VARIANTS
-    }
-    print(
-        "\nat step 0 alone (median over seeds): "
-        + "; ".join(f"{m} BN {at0['bn'][m]:.4g} vs plain {at0['plain'][m]:.4g}" for m in METRICS)
-    )
-    print(f"\nsummary: {args.out / 'summary.json'}")
+        cell = {v: over_run(nets[v], m).text("{:.4g}") for v in VARIANTS}
+        per = ", ".join(f"{r:.2f}" for r in ratios[m]) or "-"
+        lower = f"{sum(r < 1 for r in ratios[m])}/{len(both)} seeds"
+        print(f"| {names[m]} | {cell['bn']} | {cell['plain']} | {per} | {lower} |")
+    for m in METRICS:
+        print(f"\n{names[m]} at matched step and at matched training loss:")
+        print("\n".join(matched[m]))
+    print(f"\n{cpu_description()}; {torch.get_num_threads()} threads")
+    print(f"summary: {args.out / 'summary.json'}")
 
 
 if __name__ == "__main__":

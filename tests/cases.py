@@ -1,14 +1,17 @@
 """Small models, batches and state checks shared by the probe and ICS tests; a writer lock
-held by another process (:func:`locked_elsewhere`)."""
+held by another process (:func:`locked_elsewhere`); a script of ``scripts/`` as a module
+(:func:`load_script`)."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import random
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -146,3 +149,18 @@ def locked_elsewhere(path: str | Path) -> Iterator[None]:
     finally:
         writer.kill()
         writer.wait()
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a module (registered under ``scripts.<name>``, so that its
+    dataclasses find their module), for calling its ``main(argv)`` in-process."""
+    qualified = f"scripts.{name}"
+    if qualified in sys.modules:
+        return sys.modules[qualified]
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(qualified, path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[qualified] = module
+    spec.loader.exec_module(module)
+    return module

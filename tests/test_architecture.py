@@ -21,10 +21,10 @@ import landscape
 
 PACKAGE = Path(landscape.__file__).parent
 
-#: Wings (sub-packages) and the shared top-level modules, by rank: cli -> orchestration
-#: (train, figures) -> numerical (probes, slices, curvature) and pure rendering -> the
-#: parameter algebra and torchrun sharding -> data and store -> models -> the file, device
-#: and import helpers.
+#: Wings (sub-packages) and the shared top-level modules, by rank: cli -> studies (sweeps
+#: of trained pairs) -> orchestration (train, figures) -> numerical (probes, slices,
+#: curvature, comparison) and pure rendering -> the parameter algebra and torchrun sharding
+#: -> data and store -> models -> the file, device and import helpers.
 RANKS: dict[str, int] = {
     "_files": 0,
     "_device": 0,
@@ -38,10 +38,12 @@ RANKS: dict[str, int] = {
     "slices": 4,
     "curvature": 4,
     "render": 4,
+    "comparison": 4,
     "train": 5,
     "figures": 5,
-    "cli": 6,
-    "__main__": 7,  # python -m landscape (and torchrun -m landscape): runs the CLI
+    "studies": 6,  # sweeps of trained pairs: above the trainer they run
+    "cli": 7,
+    "__main__": 8,  # python -m landscape (and torchrun -m landscape): runs the CLI
 }
 #: Third-party packages only some wings may use.
 ONLY_IN = {"click": {"cli"}, "matplotlib": {"render", "figures"}}
@@ -67,6 +69,9 @@ PUBLIC_API = [
     "gradient_probe",
     "ics",
     "H5Sink",
+    # BN's scale invariance (Ioffe & Szegedy 2015, Sec. 3.3)
+    "ScaleInvarianceResult",
+    "scale_invariance",
     # directions and slices (Li et al. 2018)
     "checkpoint_direction",
     "normalize_direction",
@@ -104,6 +109,10 @@ PUBLIC_API = [
     "load_checkpoint",
     "save_checkpoint",
     "train_pair",
+    # does BN make large initial weights safe? (Ioffe & Szegedy 2015; science.md s. 2, 5)
+    "SweepConfig",
+    "init_scale_sweep",
+    "read_sweep",
 ]
 
 

@@ -22,6 +22,7 @@ from landscape.cli import main
 from landscape.probes import read_offline_probes
 from landscape.slices import read_grid, run_grid
 from landscape.train import TrainConfig, train_pair
+from tests.cli.helpers import error_line
 from tests.torchrun_slice import GRID, META, model_and_data
 
 HERE = Path(__file__).parent
@@ -116,11 +117,13 @@ def test_shards_cover_every_item_once():
     assert distributed.ranks() == distributed.Ranks(0, 1) and distributed.Ranks().main
 
 
-def test_other_commands_refuse_torchrun(tmp_path):
-    result = CliRunner().invoke(main, ["train", "--out", str(tmp_path / "r")],
+@pytest.mark.parametrize("command", ["train", "hessian", "demo"])
+def test_other_commands_refuse_torchrun(tmp_path, command):
+    result = CliRunner().invoke(main, [command, "--out", str(tmp_path / "r")],
                                 env={"WORLD_SIZE": "2"})  # fmt: skip
-    assert result.exit_code == 2
-    assert "landscape train runs in one process: run it without torchrun" in result.output
+    line = error_line(result)
+    assert f"landscape {command} runs in one process: run it without torchrun" in line
+    assert list(tmp_path.iterdir()) == []
 
 
 def _one_error_line(result: subprocess.CompletedProcess) -> str:

@@ -1,13 +1,16 @@
-"""``landscape._files``: a refused write's message gives the fix for its cause."""
+"""``landscape._files``: a refused write's message gives the fix for its cause; an atomic
+write fsyncs the whole temporary file before renaming it over the target."""
 
 from __future__ import annotations
 
 import errno
 import os
+from pathlib import Path
 
 import pytest
+import torch
 
-from landscape._files import WriteError, writer_lock
+from landscape._files import WriteError, write_atomically, writer_lock
 
 ADVICE = {
     errno.ENOSPC: "free space on its file system, then run the same command again",
@@ -46,3 +49,47 @@ def test_a_folder_that_is_a_file_is_named_as_a_path_problem(tmp_path):
                        "a usable directory"):  # fmt: skip
         with writer_lock(tmp_path / "notes.txt" / "out.h5"):
             pass
+
+
+def _write_bytes(target):
+    write_atomically(target, b"x" * 1000)
+
+
+def _write_checkpoint(target):
+    from landscape.store import save_checkpoint
+
+    save_checkpoint(target, model=torch.nn.Linear(3, 2), step=0, spec={}, config={})
+
+
+def _write_hdf5(target):
+    from landscape.store import edit
+
+    with edit(target, fresh=True) as f:
+        f["values"] = list(range(100))
+
+
+@pytest.mark.parametrize("write", [_write_bytes, _write_checkpoint, _write_hdf5])
+def test_the_temporary_file_is_fsynced_whole_before_its_rename(tmp_path, monkeypatch, write):
+    """A crash after the rename must not leave a target whose data never reached the disk:
+    the file renamed over the target was fsynced, at its final size, before the rename."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        st = os.fstat(fd)
+        events.append(("fsync", st.st_ino, st.st_size))
+        real_fsync(fd)
+
+    def replace(src, dst, **kwargs):
+        events.append(("replace", os.stat(src).st_ino, Path(dst)))
+        real_replace(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    target = tmp_path / "out.bin"
+    write(target)
+    renames = [i for i, e in enumerate(events) if e[0] == "replace" and e[2] == target]
+    assert len(renames) == 1
+    inode, size = events[renames[0]][1], target.stat().st_size
+    assert target.stat().st_ino == inode and size > 0
+    assert ("fsync", inode, size) in events[: renames[0]]

@@ -17,13 +17,15 @@ from pathlib import Path
 import h5py
 import pytest
 
+from tests.store.test_schema_doc import DOC, Written, problems
+
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 TIMEOUT_S = 300  # the slowest (li_contours, spectra) take about 40 s on 2 busy cores
 ENV = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
 #: Per script: the HDF5 files and the figures (under OUT/figures/) its tiny preset writes.
 OUTPUTS = {
     "fig1_training.py": (
-        ["lr0.1/run.h5", "lr0.5/run.h5", "activations.h5"],
+        ["lr0.1/run.h5", "lr0.5/run.h5", "fig1.h5"],
         ["fig1_training", "fig1_activations_lr0.1", "fig1_activations_lr0.5"],
     ),
     "fig3_ics.py": (["vgg/run.h5", "dln/run.h5"], ["fig3_ics_vgg", "fig3_ics_dln"]),
@@ -116,6 +118,10 @@ def test_every_tiny_preset_runs(name: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
     config = check_outputs(name, tmp_path, steps)
     assert config["seed"] == 1
+    if name == "fig1_training.py":  # a study file: what docs/hdf5-schema.md lists for them
+        study = Written.of(tmp_path / "fig1.h5")
+        assert [p for p in problems(DOC.read_text(), [study]) if p.startswith("fig1.h5")] == []
+        assert {lay["index"] for lay in config["layers_chosen"]} == {3, 5}  # as fig2's
 
 
 @pytest.mark.slow

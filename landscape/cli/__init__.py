@@ -44,9 +44,9 @@ def main(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from landscape.cli import demo, export, hessian, info, plot, probe, slice, train
+    from landscape.cli import check, demo, export, hessian, info, plot, probe, slice, sweep, train
 
-    for module in (train, demo, info, plot, probe, slice, hessian, export):
+    for module in (train, demo, info, plot, probe, slice, hessian, check, sweep, export):
         module.register(main)
 
 

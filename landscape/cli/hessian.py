@@ -90,7 +90,8 @@ def register(main: click.Group) -> None:
     @click.option("--data", help="The data set by name or package.module:factory "
                   "[default: the checkpoint's].")  # fmt: skip
     @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                  help=f"HDF5 output [RUN/{HESSIAN_FILE}].")  # fmt: skip
+                  help=f"HDF5 output [RUN/{HESSIAN_FILE}; required with "
+                  "--checkpoint].")  # fmt: skip
     @click.option("--overwrite", is_flag=True, help="Replace --out instead of resuming it.")
     @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
     @click.option("--trust-factory", is_flag=True,

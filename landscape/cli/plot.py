@@ -83,3 +83,15 @@ def register(main: click.Group) -> None:
         for p in figures.plot_hessian(run, out, variants=comma_list(variants), step=step,
                                       options=options):  # fmt: skip
             click.echo(p)
+
+    @plot.command("sweep")
+    @click.argument("sweep", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+                  help="Output directory [default: beside SWEEP, as STEM_gradient_scaling "
+                  "and STEM_trainability].")  # fmt: skip
+    @figure_flags
+    def sweep_cmd(sweep: Path, out: Path | None, options: FigureOptions) -> None:
+        """Gradient norms at initialisation against the init scale (with fitted slopes) and
+        the trainability map of a sweep file (landscape sweep init-scale)."""
+        for p in figures.plot_sweep(sweep, out, options=options):
+            click.echo(p)

@@ -97,7 +97,7 @@ def register(main: click.Group) -> None:
         "--out",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
-        help=f"HDF5 output [RUN/{PROBES_FILE}].",
+        help=f"HDF5 output [RUN/{PROBES_FILE}; required with --checkpoint].",
     )
     @click.option("--overwrite", is_flag=True, help="Replace --out instead of resuming it.")
     @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")

@@ -75,6 +75,14 @@ def train_options(f):
             help="Which variants to train.",
         ),
         click.option(
+            "--bn-noise",
+            type=literal_choice(TrainConfig, "bn_noise"),
+            default="none",
+            show_default=True,
+            help="santurkar: noise after every BN layer of the bn variant (Santurkar et al. "
+            "Algorithm 1), training mode only.",
+        ),
+        click.option(
             "--dtype",
             type=literal_choice(TrainConfig, "dtype"),
             default="float32",
@@ -231,9 +239,9 @@ def train_options(f):
 def config_from_options(kw: dict) -> TrainConfig:
     """Pop the train options from ``kw`` and build a validated TrainConfig."""
     names = [
-        "model", "activation", "init", "init_scale", "bn", "dtype", "dataset", "data_dir",
-        "download", "optimizer", "lr", "momentum", "weight_decay", "lr_gamma", "batch_size",
-        "steps", "seed", "device", "eval_every", "checkpoint_every", "checkpoint_log",
+        "model", "activation", "init", "init_scale", "bn", "bn_noise", "dtype", "dataset",
+        "data_dir", "download", "optimizer", "lr", "momentum", "weight_decay", "lr_gamma",
+        "batch_size", "steps", "seed", "device", "eval_every", "checkpoint_every", "checkpoint_log",
         "probe_every", "probe_low", "probe_high", "probe_count", "probe_spacing",
         "probe_direction", "probe_bn_mode", "ics_every", "hessian_every", "hessian_top_k",
         "hessian_examples", "hessian_batch_size", "hessian_bn_mode", "hessian_trace_rtol",

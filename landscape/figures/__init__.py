@@ -3,11 +3,13 @@
 Owns :mod:`.from_run` (``run.h5`` and offline probe files -> Santurkar et al. Figs. 1, 3, 4,
 10), :mod:`.from_hessian` (Hessian files and inline Hessians -> curvature over training and
 spectral densities), :mod:`.from_slices` (slice files -> one slice with its PCA trajectory,
-or two side by side on one colour scale) and :mod:`.vtk` (slice files -> VTK XML for
+or two side by side on one colour scale), :mod:`.from_sweep` (sweep files -> gradient
+scaling and trainability) and :mod:`.vtk` (slice files -> VTK XML for
 ParaView). The one place that joins the store and the pure builders of
 :mod:`landscape.render`, used by the CLI and the demo (and by your own scripts).
 
 May import: :mod:`landscape.render`, the readers of :mod:`landscape.probes`,
+:mod:`landscape.comparison`,
 :mod:`landscape.slices` and :mod:`landscape.curvature`, :mod:`landscape.store` and
 :mod:`landscape._files`. Never trains or evaluates a model.
 """
@@ -30,6 +32,7 @@ from landscape.figures.from_slices import (
     grid_text,
     slice_figure,
 )
+from landscape.figures.from_sweep import plot_sweep, sweep_figures
 from landscape.figures.vtk import export_vtk
 
 __all__ = [
@@ -45,9 +48,11 @@ __all__ = [
     "offline_runs",
     "plot_hessian",
     "plot_santurkar",
+    "plot_sweep",
     "plot_training",
     "run_title",
     "santurkar_figures",
     "slice_figure",
+    "sweep_figures",
     "training_figure",
 ]

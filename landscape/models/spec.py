@@ -5,7 +5,8 @@ built-in families live in :mod:`landscape.models.families`) or by an import path
 ``package.module:factory``. A factory takes the six spec fields (:data:`SPEC_FIELDS`) and
 its family-specific options as keywords; options it does not take are rejected with a
 message that lists the ones it does. ``ModelSpec.build(seed)`` is reproducible and leaves
-the global RNG untouched.
+the global RNG untouched. ``bn_noise`` is applied to the factory's model afterwards (every
+BatchNorm layer made noisy, :mod:`landscape.models.noisy_bn`), so factories never see it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch import nn
 
 from landscape._imports import import_object
 from landscape.models.blocks import Activation, Init, make_activation
+from landscape.models.noisy_bn import BNNoise, add_bn_noise, check_bn_noise
 
 __all__ = [
     "MODELS",
@@ -108,9 +110,12 @@ class ModelSpec:
     input_shape: tuple[int, ...] = (1, 8, 8)
     num_classes: int = 10
     options: dict[str, Any] = field(default_factory=dict)  # family-specific: depth, width, skip...
+    # "santurkar": Algorithm 1's noise after every BN layer (training mode only); needs BN
+    bn_noise: BNNoise = "none"
 
     def __post_init__(self) -> None:
         self.input_shape = tuple(int(s) for s in self.input_shape)
+        check_bn_noise(self.bn_noise)
         self.options = _jsonable(dict(self.options))
         make_activation(self.activation)  # raises ValueError for an unknown name
         if self.init not in get_args(Init):
@@ -132,6 +137,11 @@ class ModelSpec:
             seed: If given, the model is built under ``torch.random.fork_rng`` with the CPU
                 generator seeded to ``seed``: the result is reproducible and the global torch
                 RNG state is left exactly as it was. If None, the global RNG is consumed.
+                With ``bn_noise``, ``seed`` also seeds the noise (its own generators), so
+                the weights are those of the same spec without noise.
+
+        Raises:
+            ValueError: bad options, or ``bn_noise`` for a model without BatchNorm layers.
         """
         factory = _resolve(self.name)
         kwargs = {f: getattr(self, f) for f in SPEC_FIELDS} | self.options
@@ -151,10 +161,22 @@ class ModelSpec:
             raise ValueError(
                 f"model factory '{self.name}' returned {type(model).__name__}, not an nn.Module"
             )
+        if self.bn_noise == "santurkar":
+            noise_seed = int(torch.randint(2**62, ())) if seed is None else seed
+            if not add_bn_noise(model, noise_seed):
+                raise ValueError(
+                    f"bn_noise={self.bn_noise!r} adds noise after BatchNorm layers, but model "
+                    f"'{self.name}' has none: build it with bn=True"
+                )
+        elif self.bn_noise != "none":
+            raise ValueError(f"unknown bn_noise {self.bn_noise!r}")
         return model
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(dataclasses.asdict(self))
+        d = _jsonable(dataclasses.asdict(self))
+        if d["bn_noise"] == "none":  # the default is left out: specs from before it read equal
+            del d["bn_noise"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
@@ -166,6 +188,6 @@ class ModelSpec:
 
 
 def create_model(name: str, **options: Any) -> nn.Module:
-    """``ModelSpec(name, **spec_fields, options=rest).build()`` for a one-line build."""
-    known = {k: options.pop(k) for k in SPEC_FIELDS if k in options}
+    """``ModelSpec(name, **spec_fields, bn_noise=..., options=rest).build()`` in one line."""
+    known = {k: options.pop(k) for k in (*SPEC_FIELDS, "bn_noise") if k in options}
     return ModelSpec(name, **known, options=options).build()

@@ -3,14 +3,15 @@ covariate shift.
 
 Owns :mod:`.gradient` (``gradient_probe``, ``StepSizes``: loss variation, gradient
 predictiveness and effective beta-smoothness along the gradient or any direction),
-:mod:`.covariate_shift` (``ics``, Definition 2.1), :mod:`.activations`
-(``activation_quantiles``: the distribution of layers' inputs, Fig. 1c), :mod:`.core` (what
-they share), :mod:`.callback`
+:mod:`.covariate_shift` (``ics``, Definition 2.1), :mod:`.core` (what both share), :mod:`.callback`
 (``ProbeCallback`` for any training loop), :mod:`.sinks` (``H5Sink``: results -> HDF5),
 :mod:`.columns` (what each column written means: its ``description``),
-:mod:`.inline` (the trainer's probes, with the optimizer's actual update) and
+:mod:`.inline` (the trainer's probes, with the optimizer's actual update),
 :mod:`.from_checkpoints` (``landscape probe``: offline, resumable probes of saved
-checkpoints) with :mod:`.offline_file` (their files' names and checked reader).
+checkpoints) with :mod:`.offline_file` (their files' names and checked reader), and
+:mod:`.scale_invariance` (BN's invariance to the scale of the weights before it, Ioffe &
+Szegedy Sec. 3.3) with :mod:`.scale_check` (``landscape check scale-invariance``: a
+checkpoint or a model name, the BN network beside its plain twin).
 
 May import: :mod:`landscape._params`, :mod:`landscape._device`, :mod:`landscape._files`,
 :mod:`landscape.distributed`, :mod:`landscape.data`, :mod:`landscape.store` and
@@ -18,11 +19,6 @@ May import: :mod:`landscape._params`, :mod:`landscape._device`, :mod:`landscape.
 result's notebook picture) or the CLI.
 """
 
-from landscape.probes.activations import (
-    ACTIVATION_QUANTILES,
-    ActivationResult,
-    activation_quantiles,
-)
 from landscape.probes.callback import ProbeCallback, Sink
 from landscape.probes.core import BNMode, check_bn_mode
 from landscape.probes.covariate_shift import ICSResult, ics
@@ -41,6 +37,13 @@ from landscape.probes.gradient import (
     gradient_probe,
 )
 from landscape.probes.inline import InlineProbes
+from landscape.probes.scale_check import ScaleCheck, ScaleCheckConfig, check_scale_invariance
+from landscape.probes.scale_invariance import (
+    LayerCheck,
+    ScaleInvarianceResult,
+    bn_inputs,
+    scale_invariance,
+)
 from landscape.probes.sinks import H5Sink
 
 __all__ = [
@@ -57,10 +60,6 @@ __all__ = [
     # internal covariate shift
     "ICSResult",
     "ics",
-    # the distribution of layers' inputs (Fig. 1c)
-    "ACTIVATION_QUANTILES",
-    "ActivationResult",
-    "activation_quantiles",
     # in a training loop
     "H5Sink",
     "InlineProbes",
@@ -70,4 +69,12 @@ __all__ = [
     "OfflineProbeConfig",
     "probe_checkpoints",
     "read_offline_probes",
+    # BN's scale invariance
+    "LayerCheck",
+    "ScaleCheck",
+    "ScaleCheckConfig",
+    "ScaleInvarianceResult",
+    "bn_inputs",
+    "check_scale_invariance",
+    "scale_invariance",
 ]

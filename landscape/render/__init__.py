@@ -8,19 +8,21 @@ every figure.
 Owns :mod:`.style` (colours, labels, rc settings, ``save_figure``), :mod:`.common` (values
 and text made fit to plot, shared by the builders), :mod:`.curves` (training curves),
 :mod:`.santurkar` (gradient landscape, gradient change), :mod:`.covariate_shift` (ICS),
-:mod:`.activations` (distributions of layer inputs over training), :mod:`.curvature` (the
-Hessian over training, spectral densities), :mod:`.lines` (1-D slices), :mod:`.surfaces`
-(2-D slices) and :mod:`.colour_scale` (levels shared by compared panels).
+:mod:`.curvature` (the Hessian over training, spectral densities), :mod:`.distributions`
+(training accuracy beside the distribution of activations, Santurkar et al. Figs. 1c and 2),
+:mod:`.lines` (1-D slices), :mod:`.surfaces` (2-D slices), :mod:`.colour_scale` (levels
+shared by compared panels) and :mod:`.sweep` (the init-scale sweep: gradient scaling,
+trainability map).
 
 May import: :mod:`landscape._files` (atomic writes of figures), the output guard of
 :mod:`landscape.store` and matplotlib. Never the numerical wings or training, and no file is
 read here: files become figures in :mod:`landscape.figures`.
 """
 
-from landscape.render.activations import activation_distributions
 from landscape.render.covariate_shift import ics_figure
 from landscape.render.curvature import hessian_over_training, spectral_densities
 from landscape.render.curves import divergence_step, moving_average, training_curves
+from landscape.render.distributions import activation_distributions
 from landscape.render.lines import compare_lines, line_plot
 from landscape.render.santurkar import gradient_distance_vs_step, gradient_landscape
 from landscape.render.style import (
@@ -36,6 +38,7 @@ from landscape.render.style import (
     save_figure,
 )
 from landscape.render.surfaces import SurfaceKind, compare_surfaces, surface_plot
+from landscape.render.sweep import OUTCOME_COLORS, gradient_scaling, trainability_map
 
 __all__ = [
     # style and output
@@ -53,8 +56,9 @@ __all__ = [
     "divergence_step",
     "moving_average",
     "training_curves",
-    # gradient probes and internal covariate shift (Santurkar et al. Figs. 3, 4, 10)
+    # activation distributions over training (Santurkar et al. Fig. 2, noisy BN)
     "activation_distributions",
+    # gradient probes and internal covariate shift (Santurkar et al. Figs. 3, 4, 10)
     "gradient_distance_vs_step",
     "gradient_landscape",
     "ics_figure",
@@ -67,4 +71,8 @@ __all__ = [
     "compare_surfaces",
     "line_plot",
     "surface_plot",
+    # the init-scale sweep (Ioffe & Szegedy 2015, Sec. 3.3)
+    "OUTCOME_COLORS",
+    "gradient_scaling",
+    "trainability_map",
 ]

@@ -2,8 +2,9 @@
 
 Colours come from the Okabe-Ito palette (safe for the common forms of colour blindness).
 The two variants the project compares have fixed colours in every figure: "Standard" is
-vermillion and "Standard + BatchNorm" is blue. Any other label gets a palette colour that
-depends only on the label text, so the same label keeps its colour across figures.
+vermillion and "Standard + BatchNorm" is blue (Santurkar et al.'s noisy BN: bluish green).
+Any other label gets a palette colour that depends only on the label text, so the same label
+keeps its colour across figures.
 
 Style is applied per figure through :func:`figure_style` (a ``matplotlib.rc_context``), so
 importing or calling the renderers never changes the caller's global ``rcParams``. What a
@@ -73,16 +74,14 @@ PALETTE: tuple[str, ...] = (
 
 PLAIN_COLOR = "#D55E00"
 BN_COLOR = "#0072B2"
+NOISY_BN_COLOR = "#009E73"  # bluish green: far from both (orange would sit next to vermillion)
 
-#: Storage variant name -> label shown in figures (the paper's wording).
-LABELS: dict[str, str] = {"plain": "Standard", "bn": "Standard + BatchNorm"}
+#: Storage variant name -> label shown in figures (the paper's wording; noisy_bn: Fig. 2).
+LABELS: dict[str, str] = {"plain": "Standard", "bn": "Standard + BatchNorm",
+                          "noisy_bn": 'Standard + "Noisy" BatchNorm'}  # fmt: skip
 
-_FIXED_COLORS: dict[str, str] = {
-    "Standard": PLAIN_COLOR,
-    "Standard + BatchNorm": BN_COLOR,
-    "plain": PLAIN_COLOR,
-    "bn": BN_COLOR,
-}
+_COLOR_OF = dict(zip(LABELS, (PLAIN_COLOR, BN_COLOR, NOISY_BN_COLOR), strict=True))
+_FIXED_COLORS: dict[str, str] = _COLOR_OF | {LABELS[k]: c for k, c in _COLOR_OF.items()}
 # Colours handed to labels other than the two fixed ones (the fixed two are kept for them).
 _FREE_COLORS: tuple[str, ...] = tuple(c for c in PALETTE if c not in (PLAIN_COLOR, BN_COLOR))
 # A label's own colour is never the last (yellow: a title in it is unreadable on white); a
@@ -139,9 +138,9 @@ def unique_labels(keys: Iterable[str]) -> dict[str, str]:
 def color_for(label: str) -> str:
     """Colour of one series label, the same in every figure.
 
-    "Standard" (or ``plain``) is vermillion, "Standard + BatchNorm" (or ``bn``) is blue; any
-    other label gets one of the remaining Okabe-Ito colours (not yellow) chosen by a stable
-    hash of the text.
+    "Standard" (or ``plain``) is vermillion, "Standard + BatchNorm" (or ``bn``) is blue,
+    'Standard + "Noisy" BatchNorm' (or ``noisy_bn``) bluish green; any other label gets one
+    of the remaining Okabe-Ito colours (not yellow) chosen by a stable hash of the text.
 
     Args:
         label: Series label.

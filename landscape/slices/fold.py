@@ -66,6 +66,7 @@ class Vehicle:
         convs: list[blocked.BlockedConv],
     ):
         self.graph, self.folds, self.convs = graph, folds, convs  # folds: (layer, bn, copy)
+        self._scales: list[tuple[tuple, Tensor | None]] = [((), None)] * len(folds)
 
     @classmethod
     def build(
@@ -116,15 +117,24 @@ class Vehicle:
 
     @torch.no_grad()
     def refresh(self) -> None:
-        """Recompute every folded and every blocked layer from the model's current tensors."""
-        for layer, bn, folded in self.folds:
+        """Recompute every folded and every blocked layer from the model's current tensors.
+
+        The BN scale ``s`` and the folded bias are recomputed only when a tensor they read
+        has changed (its ``_version``): a slice that moves only the weights (Li's
+        ``ignore="biasbn"``) pays one multiply per layer and point.
+        """
+        for i, (layer, bn, folded) in enumerate(self.folds):
             w = layer.weight
-            s = torch.rsqrt(bn.running_var + bn.eps)
-            s = s * bn.weight if bn.weight is not None else s
-            shift = -bn.running_mean * s + (bn.bias if bn.bias is not None else 0.0)
-            bias = shift if layer.bias is None else layer.bias * s + shift
-            folded.weight.copy_(w * s.to(w.dtype).view(-1, *([1] * (w.ndim - 1))))
-            folded.bias.copy_(bias)
+            reads = (bn.running_var, bn.running_mean, bn.weight, bn.bias, layer.bias)
+            key = tuple(-1 if t is None else (id(t), t._version) for t in reads)
+            if self._scales[i][0] != key:
+                s = torch.rsqrt(bn.running_var + bn.eps)
+                s = s * bn.weight if bn.weight is not None else s
+                shift = -bn.running_mean * s + (bn.bias if bn.bias is not None else 0.0)
+                folded.bias.copy_(shift if layer.bias is None else layer.bias * s + shift)
+                scale = s.to(w.dtype).view(-1, *([1] * (w.ndim - 1)))
+                self._scales[i] = (key, scale)
+            torch.mul(w, self._scales[i][1], out=folded.weight)
         for conv in self.convs:
             conv.repack()
 

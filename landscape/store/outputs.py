@@ -60,8 +60,8 @@ __all__ = [
 #: Root attribute naming what an HDF5 file of the toolkit is.
 KIND_ATTR = "landscape_kind"
 Kind = Literal[
-    "run log", "offline probe file", "hessian file", "probe log", "slice file", "figure",
-    "checkpoint", "VTK file",
+    "run log", "offline probe file", "hessian file", "probe log", "slice file", "sweep file",
+    "figure", "checkpoint", "VTK file", "study file",
 ]  # fmt: skip
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format
@@ -78,15 +78,15 @@ def kind_of(path: str | Path) -> str:
     """What ``path`` holds, by content; nothing but a regular file is ever opened.
 
     Returns:
-        A :data:`Kind`, or ``"nothing"`` (absent, a dangling link or an empty file),
-        ``"directory"``, ``"FIFO"``, ``"socket"``, ``"device"``, ``"HDF5 file"`` (another
-        HDF5 file), ``"damaged HDF5 file"``, :data:`FOREIGN_IMAGE` or ``"file"``.
+        A :data:`Kind`, or ``"nothing"`` (absent, below a file, a dangling link or an empty
+        file), ``"directory"``, ``"FIFO"``, ``"socket"``, ``"device"``, ``"HDF5 file"``
+        (another HDF5 file), ``"damaged HDF5 file"``, :data:`FOREIGN_IMAGE` or ``"file"``.
     """
     path = Path(path)
     try:
         mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return "nothing"
+    except (FileNotFoundError, NotADirectoryError):  # below a file: nothing can be there,
+        return "nothing"  # and the writer's own error names the path (WriteError's advice)
     except OSError:  # no permission to look, a loop of links
         return "file"
     if stat.S_ISDIR(mode):

@@ -6,7 +6,9 @@ every output, ``hessian_*`` fields included; ``fill_defaults`` reads a configura
 before a field existed as that field's default; the checkpoint schedule, the lr of a step,
 the optimizer), :mod:`.loop` (``train_pair``: one readable loop writing one run directory,
 resumable bit for bit; ``--hessian-every`` rows in ``/hessian/<variant>``) and
-:mod:`.resume` (what a resume checks before it writes anything, and the restore).
+:mod:`.resume` (what a resume checks before it writes anything, and the restore) and
+:mod:`.activations` (``ActivationRecorder``: a step hook recording percentiles of chosen
+units' activations over training, Santurkar et al. Figs. 1-2).
 
 May import: the numerical wings (:mod:`landscape.probes` for the inline probes,
 :mod:`landscape.curvature` for the inline Hessian), and below them :mod:`landscape._params`,
@@ -15,6 +17,7 @@ May import: the numerical wings (:mod:`landscape.probes` for the inline probes,
 training.
 """
 
+from landscape.train.activations import DEFAULT_PERCENTILES, ActivationRecorder
 from landscape.train.config import (
     TrainConfig,
     checkpoint_schedule,
@@ -25,6 +28,8 @@ from landscape.train.config import (
 from landscape.train.loop import PairResult, VariantResult, evaluate, train_pair
 
 __all__ = [
+    "DEFAULT_PERCENTILES",
+    "ActivationRecorder",
     "PairResult",
     "TrainConfig",
     "VariantResult",

@@ -115,6 +115,9 @@ class TrainConfig:
     init: Literal["glorot", "kaiming", "default"] = "glorot"  # the paper uses Glorot
     init_scale: float = 1.0  # multiplies every weight tensor after init (science.md s. 2)
     bn: Literal["both", "bn", "plain"] = "both"  # which variants to train
+    # the bn variant's BN layers: plain BN, or BN + Santurkar et al.'s noise (Algorithm 1,
+    # training mode only; models.noisy_bn): the same initial weights and batches either way
+    bn_noise: Literal["none", "santurkar"] = "none"
     dtype: Literal["float32", "float64"] = "float32"
     # data
     dataset: str = "digits"
@@ -176,6 +179,19 @@ class TrainConfig:
             if allowed is not None and getattr(self, f.name) not in allowed:
                 shown = ", ".join(str(v) for v in allowed)
                 raise ValueError(f"{f.name} must be one of {shown}, got {getattr(self, f.name)!r}")
+        if self.bn_noise != "none" and self.bn == "plain":
+            raise ValueError(
+                f"bn_noise {self.bn_noise!r} (--bn-noise) goes after BN layers, but --bn plain "
+                "trains none: train --bn bn or --bn both"
+            )
+        noisy_probes = bool(self.probe_every or self.ics_every) and self.probe_bn_mode == "train"
+        noisy_hessian = bool(self.hessian_every) and self.hessian_bn_mode == "train"
+        if self.bn_noise != "none" and (noisy_probes or noisy_hessian):
+            raise ValueError(
+                "with --bn-noise every training-mode pass draws new noise, so the inline probes "
+                "and Hessian would measure a different function at every evaluation: pass "
+                "--probe-bn-mode eval / --hessian-bn-mode eval (plain BN), or train without noise"
+            )
         if self.probe_every or self.ics_every or self.probe_low or self.probe_high:
             self.step_sizes()  # validates the grid: low <= high
 
@@ -217,6 +233,7 @@ class TrainConfig:
             input_shape=tuple(dataset.input_shape),
             num_classes=dataset.num_classes,
             options=dict(self.model_options),
+            bn_noise=self.bn_noise if bn else "none",
         )
 
 

@@ -317,7 +317,11 @@ def train_pair(
     specs = {v: config.spec(data, bn=(v == "bn")) for v in VARIANTS}
     # Build both variants (even if only one trains) so that the shared layers start equal.
     models = {v: specs[v].build(seed=config.seed) for v in VARIANTS}
-    copy_shared_parameters(models["bn"], models["plain"])
+    copied = set(copy_shared_parameters(models["bn"], models["plain"]))
+    if unpaired := [n for n, _ in models["plain"].named_parameters() if n not in copied]:
+        log.warning("the plain variant's %s have no counterpart of the same name and shape in "
+                    "the BN variant: they start from other draws, so the pair is not fair there; "
+                    "name the shared layers alike in both variants", unpaired[:5])  # fmt: skip
     for v in config.variants:  # torch's own checks of the options, before anything is written
         make_optimizer(config, models[v])
         if config.hessian_every:

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from landscape import __version__
 from landscape.cli import main
-from landscape.store import SCHEMA_VERSION
+from landscape.store import SCHEMA_VERSION, load_checkpoint
 from tests.cli.helpers import error_line
 
 TINY = ["--model", "mlp", "--model-option", "depth=1", "--model-option", "width=16", "--steps",
@@ -53,11 +53,22 @@ def test_train_info_plot(runner, tmp_path):
         (["--bn", "sometimes"], "'--bn': 'sometimes' is not one of"),  # click's own checks
         (["--steps", "many"], "'--steps': 'many' is not a valid integer"),
         (["--no-such-option"], "no such option"),
+        (["--bn", "plain", "--bn-noise", "santurkar"], "--bn plain trains none"),
+        (["--bn-noise", "loud"], "'--bn-noise': 'loud' is not one of"),
     ],
 )
 def test_bad_train_input_is_one_line_exit_2(runner, tmp_path, args, needle):
     result = runner.invoke(main, ["train", *TINY, *args, "--out", str(tmp_path / "run")])
     assert needle.lower() in error_line(result).lower()
+
+
+def test_train_with_noisy_bn(runner, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", *TINY, "--bn", "bn", "--bn-noise", "santurkar", "--out", str(run)]
+    assert runner.invoke(main, args).exit_code == 0
+    ckpt = load_checkpoint(run / "checkpoints" / "bn" / "step_0000006.pt")
+    assert ckpt.spec["bn_noise"] == ckpt.config["bn_noise"] == "santurkar"
+    assert int(ckpt.model_state["layers.0.bn.noise_draws"]) == 6
 
 
 @pytest.mark.parametrize(
@@ -153,8 +164,8 @@ def test_demo_end_to_end_short(runner, tmp_path):
                  "fig3_ics", "li_slices_compare"):  # fmt: skip
         assert {f"{stem}.png", f"{stem}.pdf"} <= names, stem
     assert (out / "slices" / "bn_final_random_plane.h5").exists()
-    again = runner.invoke(main, ["demo", "--out", str(out), "--steps", "5", "-q"])
-    assert again.exit_code == 2 and "--overwrite" in again.output and "--resume" in again.output
+    again = error_line(runner.invoke(main, ["demo", "--out", str(out), "--steps", "5", "-q"]))
+    assert "--overwrite" in again and "--resume" in again
     # the --resume the message names exists (before: "no such option: --resume")
     args = ["demo", "--out", str(out), "--steps", "20", "--grid", "5", "--resume", "-q"]
     resumed = runner.invoke(main, args)

@@ -176,6 +176,48 @@ def test_custom_direction_closed_form():
     assert r.direction == "custom"
 
 
+def test_custom_direction_cosine_compares_the_two_gradients():
+    """cos(grad L(theta - eta d), g) involves ||g||, not ||d||: here ||d|| = 10 ||g||."""
+    a, _, _ = spd(5, seed=2)
+    theta = torch.randn(5, generator=torch.Generator().manual_seed(5), dtype=F64)
+    A, th, etas = a.numpy(), theta.numpy(), np.array(ETAS)
+    g = A @ th
+    dn = np.random.default_rng(6).standard_normal(5)
+    dn *= 10 * np.linalg.norm(g) / np.linalg.norm(dn)
+    d = {"theta": torch.from_numpy(dn)}
+    r = gradient_probe(Quadratic(theta), identity_loss, (a, None), ETAS, direction=d)
+    moved = g[None, :] - etas[:, None] * (A @ dn)[None, :]  # grad L(theta - eta d)
+    cos = moved @ g / (np.linalg.norm(moved, axis=1) * np.linalg.norm(g))
+    close(r.grad_cosine, cos)
+    close(r.direction_norm, 10 * r.grad_norm)
+    close(r.ratio, np.linalg.norm(A @ dn) / np.linalg.norm(dn) * np.ones(len(etas)))
+
+
+class Quartic(nn.Module):
+    """L(theta) = sum(theta^4) / 4, so grad L = theta^3: not quadratic, the ratio varies."""
+
+    def __init__(self, theta: torch.Tensor) -> None:
+        super().__init__()
+        self.theta = nn.Parameter(theta.clone())
+
+    def forward(self, _inputs) -> torch.Tensor:
+        return (self.theta**4).sum() / 4
+
+
+def test_beta_is_the_largest_finite_ratio_of_a_non_quadratic_loss():
+    """Santurkar's beta is max_eta ||grad L(theta - eta g) - g|| / ||eta g|| (science.md 1.1),
+    the largest of the finite ratios; a step whose gradient overflows is recorded as such."""
+    theta = np.array([0.3, -1.2, 0.8, 1.5])
+    etas = [0.01, 0.05, 0.1, 0.2, 0.3, 1e200]  # the last one overflows: ratio inf
+    r = gradient_probe(Quartic(torch.from_numpy(theta)), identity_loss, (None, None), etas)
+    g = theta**3
+    ratios = [np.linalg.norm((theta - e * g) ** 3 - g) / (e * np.linalg.norm(g)) for e in etas[:-1]]
+    close(r.ratio[:-1], ratios)
+    assert not np.isfinite(r.ratio[-1])
+    close(r.beta, max(ratios))
+    assert abs(max(ratios) - np.mean(ratios)) > 0.1 * max(ratios)  # max and mean differ here
+
+
 def test_custom_gradient_dict_matches_gradient_direction():
     x, y = regression_batch()
     model = three_layer()

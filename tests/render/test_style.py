@@ -20,7 +20,7 @@ pytestmark = pytest.mark.filterwarnings("error")
 def test_fixed_colours_and_labels() -> None:
     assert render.color_for(STD) == render.color_for("plain") == "#D55E00"
     assert render.color_for(BN) == render.color_for("bn") == "#0072B2"
-    assert render.LABELS == {"plain": STD, "bn": BN}
+    assert render.LABELS == {"plain": STD, "bn": BN, "noisy_bn": 'Standard + "Noisy" BatchNorm'}
     assert render.color_for("lr 0.5") == render.color_for("lr 0.5")  # stable across calls
     assert render.color_for("lr 0.5") not in (render.color_for(STD), render.color_for(BN))
     # yellow is unreadable as a title on white: never a label's own colour

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -152,6 +153,25 @@ def test_pca_plane_explained_variance_and_reconstruction():
         for theta, (c1, c2) in zip(traj, coords):
             rebuilt = {n: final[n] + c1 * dirs[0][n] + c2 * dirs[1][n] for n in final}
             assert all(torch.allclose(rebuilt[n], theta[n], atol=1e-10) for n in final)
+
+
+def test_pca_explained_variance_is_the_share_of_squared_singular_values():
+    """Rows +-3u and +-v (u, v orthonormal): singular values 3:1, so 9/10 and 1/10 of the
+    variance (not 3/4 and 1/4, the shares of the singular values themselves)."""
+    q, _ = torch.linalg.qr(torch.randn(8, 2, generator=torch.Generator().manual_seed(1)).double())
+
+    def as_params(vec: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"w": vec[:6].reshape(2, 3), "b": vec[6:]}
+
+    final = as_params(torch.linspace(-1.0, 1.0, 8, dtype=torch.float64))
+    u, v = q[:, 0], q[:, 1]
+    steps = [3 * u, -3 * u, v, -v]  # mean 0: the same with and without centering
+    traj = [{n: final[n] + as_params(step)[n] for n in final} for step in steps]
+    for center in (True, False):
+        dirs, ratios = pca_directions(traj, final, k=2, center=center)
+        np.testing.assert_allclose(ratios, [0.9, 0.1], rtol=1e-12)
+        for d, expected in zip(dirs, (u, v)):
+            assert abs(abs(float(torch.cat([d["w"].reshape(-1), d["b"]]) @ expected)) - 1) < 1e-12
 
 
 def test_project_on_non_orthogonal_directions_recovers_coefficients():

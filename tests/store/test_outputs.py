@@ -188,6 +188,22 @@ def test_a_folder_that_cannot_be_made_is_a_write_error_naming_the_output(tmp_pat
             pass
 
 
+def test_a_path_below_a_file_holds_nothing_and_its_write_names_the_fix(tmp_path):
+    """Before, the guard called such a path "a file" and a figure or VTK file below one was
+    refused as "holds a file, not a figure": the wrong problem, and a fix that fixes nothing."""
+    from landscape._files import WriteError
+
+    (tmp_path / "notes.txt").write_text("x")
+    target = tmp_path / "notes.txt" / "fig.png"
+    assert kind_of(target) == "nothing" and not check_output(target, "figure")
+    fig = Figure()
+    fig.add_subplot().plot([0, 1])
+    with pytest.raises(WriteError, match=r"notes\.txt/fig\.png: .*the path is not a usable "
+                       "directory .*choose another path"):  # fmt: skip
+        save_figure(fig, target)
+    assert (tmp_path / "notes.txt").read_text() == "x"
+
+
 def _within(seconds, fn, fifo):
     """``fn()`` in a thread; fails (and frees a reader stuck on ``fifo``) if it hangs."""
     out = {}

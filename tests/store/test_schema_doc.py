@@ -2,9 +2,10 @@
 
 The demo's own code path writes a run log and a slice file (``DEMO_CONFIG`` and
 ``DEMO_SLICE`` of ``landscape demo``, a few steps and a few points); beside them an
-``H5Sink`` probe log, an offline probe file and the slice kinds with parts of their own
-(a PCA trajectory, buffer directions). Every group, dataset and attribute in them must be
-listed in the document for that kind of file, everything listed must be written, every
+``H5Sink`` probe log, an offline probe file, the slice kinds with parts of their own
+(a PCA trajectory, buffer directions) and a one-pair sweep file. Every group, dataset and
+attribute in them must be listed in the document for that kind of file, everything listed
+must be written, every
 dataset must say what it holds (``description``), and every attribute must be a native
 value or JSON of a dict or a list.
 
@@ -34,8 +35,10 @@ from landscape.curvature.from_checkpoints import HessianConfig, hessian_checkpoi
 from landscape.probes import OfflineProbeConfig, probe_checkpoints
 from landscape.slices import SliceConfig, slice_checkpoint
 from landscape.store import KIND_ATTR, PROVENANCE_KEYS, checkpoint_dir, checkpoint_path
+from landscape.studies import init_scale_sweep
 from landscape.train import train_pair
-from tests.cases import bn_net, image_batch
+from tests.cases import bn_net, image_batch, load_script
+from tests.studies.helpers import TINY
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "hdf5-schema.md"
 EVERY_DATASET = "<every dataset>"
@@ -46,6 +49,8 @@ SECTIONS = {
     "offline probe file": ("Conventions", "Root attributes", "Offline probe files"),
     "hessian file": ("Conventions", "Root attributes", "Hessian files"),
     "slice file": ("Conventions", "Root attributes", "Slice files"),
+    "sweep file": ("Conventions", "Root attributes", "Sweep files"),
+    "study file": ("Conventions", "Root attributes", "Study files"),
 }
 STEPS = 4  # the demo's run, cut short: two probe, ICS and Hessian rows, three checkpoints
 
@@ -252,7 +257,12 @@ def written(tmp_path_factory) -> list[Written]:
     ProbeCallback(every=1, step_sizes=grid, sink=sink, ics_every=1)(
         0, bn_net(), F.cross_entropy, image_batch()
     )
-    paths = [run / "run.h5", run / "probes.h5", run / "hessian.h5", tmp / "probe_log.h5"]
+    sweep = replace(TINY, scales=[1.0], activations=["relu"], seeds=[0])
+    init_scale_sweep(sweep, tmp / "sweep.h5")
+    fig2 = load_script("fig2_noisy_bn")  # a study file: the script's own code path
+    fig2.main(["--out", str(tmp / "fig2"), "--steps", "4", "--record-every", "2"])
+    paths = [run / "run.h5", run / "probes.h5", run / "hessian.h5", tmp / "probe_log.h5",
+             tmp / "sweep.h5", tmp / "fig2" / "fig2.h5"]  # fmt: skip
     return [Written.of(p) for p in [*paths, *(run / "slices" / name for name in slices)]]
 
 

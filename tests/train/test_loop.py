@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import h5py
 import numpy as np
 import pytest
@@ -50,6 +52,62 @@ def test_pair_starts_equal_and_logs(tmp_path, digits):
                 store.read_series(f[f"eval/{v}"])["step"], [0, 10, 20, 30]
             )
             assert f[f"train/{v}"].attrs["status"] == "finished"
+
+
+@pytest.fixture
+def rng_hungry_bn_model():
+    """A family (shared layers named alike, as the built-in ones) whose BN variant draws
+    random numbers before building the shared layers, with torch's default init."""
+    from landscape.models import MODELS, register_model
+    from landscape.models.blocks import LinearBlock
+
+    @register_model("test_rng_hungry_bn")
+    def factory(*, bn, activation, init, init_scale, input_shape, num_classes):
+        if bn:
+            torch.randn(17)  # e.g. a noise buffer drawn first: the layers after it differ
+        hidden = LinearBlock(64, 16, bn, torch.nn.ReLU())
+        return torch.nn.Sequential(torch.nn.Flatten(), hidden, torch.nn.Linear(16, num_classes))
+
+    yield "test_rng_hungry_bn"
+    MODELS.pop("test_rng_hungry_bn")
+
+
+def test_pair_shares_initial_weights_whatever_the_bn_variant_draws(
+    tmp_path, digits, rng_hungry_bn_model
+):
+    options = {"model": rng_hungry_bn_model, "model_options": {}, "steps": 2}
+    config = TrainConfig(**{**TINY, **options})
+    train_pair(config, tmp_path / "pair", dataset=digits)
+    train_pair(replace(config, bn="plain"), tmp_path / "plain", dataset=digits)
+    bn0 = _final_state(tmp_path / "pair", "bn", 0)
+    plain0 = _final_state(tmp_path / "pair", "plain", 0)
+    alone0 = _final_state(tmp_path / "plain", "plain", 0)  # a plain run alone starts the same
+    assert set(plain0) == {"1.linear.weight", "1.linear.bias", "2.weight", "2.bias"}
+    assert "1.bn.weight" in bn0
+    for name, tensor in plain0.items():
+        assert torch.equal(tensor, bn0[name]), name
+        assert torch.equal(tensor, alone0[name]), name
+
+
+def test_a_pair_whose_layers_are_named_apart_is_warned_about(tmp_path, digits, caplog):
+    """nn.Sequential indices shift when the BN variant inserts a layer: the plain variant's
+    later layers find no counterpart, start from other draws, and the log says which."""
+    from landscape.models import MODELS, register_model
+
+    @register_model("test_shifted_bn")
+    def factory(*, bn, activation, init, init_scale, input_shape, num_classes):
+        norm = [torch.nn.BatchNorm1d(16)] if bn else []
+        layers = [torch.nn.Flatten(), torch.nn.Linear(64, 16), *norm, torch.nn.ReLU()]
+        return torch.nn.Sequential(*layers, torch.nn.Linear(16, num_classes))
+
+    try:
+        config = TrainConfig(**{**TINY, "model": "test_shifted_bn", "model_options": {}})
+        with caplog.at_level("WARNING", logger="landscape.train.loop"):
+            train_pair(replace(config, steps=1), tmp_path / "pair", dataset=digits)
+    finally:
+        MODELS.pop("test_shifted_bn")
+    warned = [r.getMessage() for r in caplog.records if "not fair" in r.getMessage()]
+    assert len(warned) == 1 and "'3.weight'" in warned[0] and "'1.weight'" not in warned[0]
 
 
 def test_same_seed_same_weights_and_different_seed_differs(tmp_path, digits):
@@ -174,6 +232,43 @@ def test_inline_ics_uses_the_optimizers_update_and_probes_follow_the_schedule(tm
         multipliers = config.step_sizes().values() / config.lr
         np.testing.assert_allclose(probes["step_sizes"][1], 0.05 * multipliers, rtol=1e-12)
         np.testing.assert_allclose(probes["step_sizes"][2], 0.025 * multipliers, rtol=1e-12)
+
+
+def test_lr_schedule_sets_the_optimizers_step(tmp_path, digits):
+    """Plain SGD with a milestone at step 3 (gamma 0.5): the update of step 1 is -lr * g,
+    that of step 4 (between checkpoints 4 and 5, after the milestone) is -lr * gamma * g."""
+    from landscape.data import batch_indices
+    from landscape.models import ModelSpec
+
+    options = {
+        "dtype": "float64",
+        "bn": "plain",
+        "steps": 6,
+        "eval_every": 3,
+        "checkpoint_every": 1,
+    }
+    config = TrainConfig(**{**TINY, **options}, lr=0.1, lr_milestones=[3], lr_gamma=0.5)
+    train_pair(config, tmp_path / "run", dataset=digits)
+    ckpt_dir = tmp_path / "run" / "checkpoints" / "plain"
+    for step, lr in ((1, 0.1), (4, 0.05)):
+        before, after = (
+            store.load_checkpoint(store.checkpoint_path(ckpt_dir, s)) for s in (step, step + 1)
+        )
+        model = ModelSpec.from_dict(before.spec).build().double()
+        model.load_state_dict(before.model_state)
+        idx = batch_indices(len(digits.x_train), config.batch_size, step, config.seed)
+        loss = torch.nn.functional.cross_entropy(
+            model(digits.x_train[idx].double()), digits.y_train[idx]
+        )
+        loss.backward()
+        for name, p in model.named_parameters():
+            moved = after.model_state[name] - before.model_state[name]
+            torch.testing.assert_close(
+                moved, -lr * p.grad, rtol=1e-9, atol=1e-15, msg=f"step {step}: {name}"
+            )
+    with h5py.File(tmp_path / "run" / "run.h5") as f:
+        logged = store.read_series(f["train/plain"])["lr"]
+    np.testing.assert_allclose(logged, [0.1, 0.1, 0.1, 0.05, 0.05, 0.05], rtol=1e-15)
 
 
 def test_resume_keeps_a_diverged_variant_as_it_ended(tmp_path, digits):
