@@ -7,22 +7,24 @@ every figure.
 
 Owns :mod:`.style` (colours, labels, rc settings, ``save_figure``), :mod:`.common` (values
 and text made fit to plot, shared by the builders), :mod:`.curves` (training curves),
-:mod:`.santurkar` (gradient landscape, gradient change, ICS), :mod:`.curvature` (the Hessian
-over training, spectral densities), :mod:`.distributions` (training accuracy beside the
-distribution of activations, Santurkar et al. Fig. 2), :mod:`.lines` (1-D slices),
-:mod:`.surfaces` (2-D slices), :mod:`.colour_scale` (levels shared by compared panels) and
-:mod:`.sweep` (the init-scale sweep: gradient scaling, trainability map).
+:mod:`.santurkar` (gradient landscape, gradient change), :mod:`.covariate_shift` (ICS),
+:mod:`.curvature` (the Hessian over training, spectral densities), :mod:`.distributions`
+(training accuracy beside the distribution of activations, Santurkar et al. Figs. 1c and 2),
+:mod:`.lines` (1-D slices), :mod:`.surfaces` (2-D slices), :mod:`.colour_scale` (levels
+shared by compared panels) and :mod:`.sweep` (the init-scale sweep: gradient scaling,
+trainability map).
 
 May import: :mod:`landscape._files` (atomic writes of figures), the output guard of
 :mod:`landscape.store` and matplotlib. Never the numerical wings or training, and no file is
 read here: files become figures in :mod:`landscape.figures`.
 """
 
+from landscape.render.covariate_shift import ics_figure
 from landscape.render.curvature import hessian_over_training, spectral_densities
 from landscape.render.curves import divergence_step, moving_average, training_curves
 from landscape.render.distributions import activation_distributions
 from landscape.render.lines import compare_lines, line_plot
-from landscape.render.santurkar import gradient_distance_vs_step, gradient_landscape, ics_figure
+from landscape.render.santurkar import gradient_distance_vs_step, gradient_landscape
 from landscape.render.style import (
     LABELS,
     PALETTE,

@@ -3,7 +3,8 @@
 - :func:`gradient_landscape` - Fig. 4: loss variation, gradient predictiveness and
   "effective" beta-smoothness along the gradient, over training.
 - :func:`gradient_distance_vs_step` - Fig. 10: gradient change as a function of step size.
-- :func:`ics_figure` - Fig. 3: internal covariate shift of two layers over training.
+
+Fig. 3 (internal covariate shift) is :mod:`.covariate_shift`.
 
 Notation on the axes: at parameters θ with mini-batch gradient ∇L(θ), the probe looks at
 θ − η∇L for step sizes η in a grid; see docs/science.md, Section 1.
@@ -11,7 +12,7 @@ Notation on the axes: at parameters θ with mini-batch gradient ∇L(θ), the pr
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 from matplotlib import colormaps
@@ -20,7 +21,6 @@ from matplotlib.axis import Axis
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from numpy.typing import ArrayLike
@@ -35,14 +35,30 @@ from landscape.render.style import (
     new_figure,
 )
 
-__all__ = ["gradient_distance_vs_step", "gradient_landscape", "ics_figure"]
+__all__ = ["gradient_distance_vs_step", "gradient_landscape"]
 
 _BAND_ALPHA = 0.3
 _STEP_CMAP = "viridis"
 
-LOSS_LABEL = "loss at θ − η∇L\n(min–max over η)"
-GRAD_DIST = "‖∇L(θ − η∇L) − ∇L(θ)‖₂"
-BETA_LABEL = "max over η of\n‖∇L(θ − η∇L) − ∇L(θ)‖₂ / ‖η∇L(θ)‖₂"
+#: The probe direction d as written on the axes: the gradient, or (``direction`` "random",
+#: stored with the probes) a random one; runs along different directions drawn together: d.
+_DIRECTION_SYMBOL = {"gradient": "∇L", "random": "d"}
+_ALONG = {"gradient": "along the gradient", "random": "along a random direction d"}
+
+
+def _direction(runs: Mapping[str, Mapping[str, ArrayLike]]) -> str:
+    """``gradient`` or ``random`` when every run was probed along it (a run without the
+    attribute counts as ``gradient``), else ``mixed``."""
+    found = {str(run.get("direction", "gradient")) for run in runs.values()}
+    return found.pop() if len(found) == 1 and found <= set(_ALONG) else "mixed"
+
+
+def _axis_labels(direction: str) -> tuple[str, str, str]:
+    """The loss, gradient-change and beta labels for probes along ``direction``."""
+    d = _DIRECTION_SYMBOL.get(direction, "d")
+    grad_dist = f"‖∇L(θ − η{d}) − ∇L(θ)‖₂"
+    moved = "‖η∇L(θ)‖₂" if d == "∇L" else f"‖η{d}‖₂"
+    return f"loss at θ − η{d}\n(min–max over η)", grad_dist, f"max over η of\n{grad_dist} / {moved}"
 
 
 def _rows(run: Mapping[str, ArrayLike], key: str, label: str, n_steps: int) -> np.ndarray:
@@ -103,7 +119,8 @@ def gradient_landscape(
     Three panels against the training step: (a) the loss at θ − η∇L as a band from its
     minimum to its maximum over the step sizes η (log axis); (b) gradient predictiveness, the
     band of ‖∇L(θ − η∇L) − ∇L(θ)‖₂ over η; (c) "effective" β-smoothness, the maximum over η
-    of that gradient change divided by the distance moved ‖η∇L‖₂.
+    of that gradient change divided by the distance moved ‖η∇L‖₂. Runs whose ``direction``
+    is ``"random"`` (the probes' stored attribute) are labelled with d for ∇L.
 
     Args:
         runs: Mapping label -> probe series (labels ``plain``/``bn`` are shown as "Standard" /
@@ -153,13 +170,14 @@ def gradient_landscape(
             if not any(np.isfinite(a).any() for a in (loss, grad, beta)):
                 empty.add(labels[key])
 
-        ax_loss.set(title="(a) loss landscape", xlabel="training step", ylabel=LOSS_LABEL)
+        loss_label, grad_dist, beta_label = _axis_labels(_direction(runs))
+        ax_loss.set(title="(a) loss landscape", xlabel="training step", ylabel=loss_label)
         ax_grad.set(
             title="(b) gradient predictiveness",
             xlabel="training step",
-            ylabel=f"{GRAD_DIST}\n(min–max over η)",
+            ylabel=f"{grad_dist}\n(min–max over η)",
         )
-        ax_beta.set(title="(c) “effective” β-smoothness", xlabel="training step", ylabel=BETA_LABEL)
+        ax_beta.set(title="(c) “effective” β-smoothness", xlabel="training step", ylabel=beta_label)
         if has_positive(np.concatenate(all_loss)):
             ax_loss.set_yscale("log")
         if log_gradient and has_positive(np.concatenate(all_grad)):
@@ -208,7 +226,8 @@ def gradient_distance_vs_step(
 ) -> Figure:
     """Santurkar et al. Fig. 10: gradient change against step size, one panel per run.
 
-    Each panel shows ‖∇L(θ − η∇L) − ∇L(θ)‖₂ against η, one curve per probed training step
+    Each panel shows ‖∇L(θ − η∇L) − ∇L(θ)‖₂ (d for ∇L along a random direction, as for
+    :func:`gradient_landscape`) against η, one curve per probed training step
     (at most ``max_curves``, evenly spread over training), coloured by training step on a
     shared colour scale with one colourbar. Axes are logarithmic where the data are positive;
     panels share the y axis so that variants compare directly.
@@ -262,113 +281,11 @@ def gradient_distance_vs_step(
             if log_y:
                 ax.set_yscale("log")
                 _plain_log_ticks(ax.yaxis)
-        axes[0].set_ylabel(GRAD_DIST)
+        direction = _direction(runs)
+        axes[0].set_ylabel(_axis_labels(direction)[1])
         sm = ScalarMappable(norm=norm, cmap=cmap)
         fig.colorbar(sm, ax=list(axes), label="training step", shrink=0.95)
-        fig.suptitle("Gradient change along the gradient vs step size")
-        fit_titles(fig)
-    return fig
-
-
-def _default_layers(names: Sequence[str]) -> list[int]:
-    """A middle and a deep layer: about 40 % and 90 % of the depth.
-
-    For an 11-layer VGG this gives layers 5 and 10 (1-based), the paper's choice.
-    """
-    n = len(names)
-    return sorted({round(0.4 * (n - 1)), round(0.9 * (n - 1))})
-
-
-def _layer_index(names: Sequence[str], layer: str | int, label: str) -> int:
-    if isinstance(layer, (int, np.integer)):
-        if not -len(names) <= layer < len(names):
-            raise ValueError(f"run {label!r}: layer index {layer} out of range 0..{len(names) - 1}")
-        return int(layer) % len(names)
-    try:
-        return list(names).index(layer)
-    except ValueError:
-        raise ValueError(
-            f"run {label!r} has no layer {layer!r}; its layers are {list(names)}"
-        ) from None
-
-
-def ics_figure(
-    runs: Mapping[str, Mapping[str, ArrayLike]],
-    *,
-    layers: Sequence[str | int] | None = None,
-) -> Figure:
-    """Santurkar et al. Fig. 3: internal covariate shift of chosen layers over training.
-
-    One column per layer with two panels against the training step: the l2 difference
-    ‖G − G′‖₂ and the cosine cos(G, G′) between the layer's gradient G and its gradient G′
-    after the preceding layers have taken their update of the same step (same batch).
-    All runs are overlaid in each panel.
-
-    Args:
-        runs: Mapping label -> ICS series with ``step`` (T,), ``l2`` (T, L), ``cos`` (T, L)
-            and ``layers`` (L names, the columns of ``l2`` and ``cos``).
-        layers: Layers to show, by name (or by index into the first run's ``layers``).
-            Default: a middle and a deep layer (about 40 % and 90 % of the depth).
-
-    Returns:
-        The figure (2 axes per chosen layer).
-
-    Raises:
-        ValueError: If ``runs`` is empty, a layer is unknown or shapes disagree.
-    """
-    if not runs:
-        raise ValueError("ics_figure needs at least one run")
-    labels = {key: display_label(key) for key in runs}
-    colors = colors_for(labels.values())
-    for key, run in runs.items():
-        require_keys(run, key, ("step", "l2", "cos", "layers"))
-    first_key = next(iter(runs))
-    first_names = [str(n) for n in runs[first_key]["layers"]]
-    if not first_names:
-        raise ValueError(f"run {first_key!r} lists no layers")
-    chosen = list(layers) if layers is not None else _default_layers(first_names)
-    if not chosen:
-        raise ValueError("layers must name at least one layer")
-    # Integers index the first run's layers; names are looked up in every run below.
-    chosen_names = [
-        c if isinstance(c, str) else first_names[_layer_index(first_names, c, first_key)]
-        for c in chosen
-    ]
-
-    with figure_style():
-        ncol = len(chosen_names)
-        fig = new_figure((4.2 * ncol + 0.6, 5.6))
-        grid = fig.subplots(2, ncol, sharex="col", squeeze=False)
-        for col, name in enumerate(chosen_names):
-            ax_l2, ax_cos = grid[0, col], grid[1, col]
-            for key, run in runs.items():
-                names = [str(n) for n in run["layers"]]
-                j = _layer_index(names, name, key)
-                step = np.asarray(run["step"], dtype=float).reshape(-1)
-                l2 = _rows(run, "l2", key, step.size)
-                cos = _rows(run, "cos", key, step.size)
-                if l2.shape[1] != len(names) or cos.shape[1] != len(names):
-                    raise ValueError(
-                        f"run {key!r}: l2 and cos need one column per layer ({len(names)}), "
-                        f"got {l2.shape[1]} and {cos.shape[1]}"
-                    )
-                color = colors[labels[key]]
-                ax_l2.plot(step, finite_or_nan(l2[:, j]), color=color)
-                ax_cos.plot(step, finite_or_nan(cos[:, j]), color=color)
-            depth = len(first_names)
-            where = (
-                f"layer {first_names.index(name) + 1} of {depth}\n" if name in first_names else ""
-            )
-            ax_l2.set_title(f"{where}{name}")
-            ax_l2.set_ylabel("‖G − G′‖₂")
-            ax_cos.set(xlabel="training step", ylabel="cos(G, G′)")
-            ax_cos.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
-        handles = [Line2D([], [], color=colors[lab], label=lab) for lab in labels.values()]
-        ncols = legend_columns([h.get_label() for h in handles], fig.get_figwidth())
-        fig.legend(handles=handles, loc="outside lower center", ncols=ncols)
-        fig.suptitle(
-            "Internal covariate shift: gradient G of a layer vs G′ after the earlier layers "
-            "are updated"
-        )
+        along = _ALONG.get(direction, "along the probe directions d")
+        fig.suptitle(f"Gradient change {along} vs step size")
         fit_titles(fig)
     return fig

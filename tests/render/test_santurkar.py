@@ -1,4 +1,4 @@
-"""Gradient landscape, gradient change and ICS figures (Santurkar et al. Figs. 4, 10, 3)."""
+"""Gradient landscape and gradient change figures (Santurkar et al. Figs. 4, 10)."""
 
 from __future__ import annotations
 
@@ -24,15 +24,6 @@ def _probe_run(rng: np.random.Generator, scale: float, n: int = 60, k: int = 6) 
         "grad_distance": grad,
         "beta": (grad / eta[None, :]).max(axis=1),
         "step_sizes": eta,
-    }
-
-
-def _ics_run(rng: np.random.Generator, n: int = 50, layers: int = 11) -> dict:
-    return {
-        "step": np.arange(n) * 10,
-        "l2": rng.random((n, layers)),
-        "cos": 1 - 0.3 * rng.random((n, layers)),
-        "layers": [f"features.{3 * i}.weight" for i in range(layers)],
     }
 
 
@@ -82,16 +73,17 @@ def test_gradient_distance_vs_step(rng: np.random.Generator) -> None:
     render_png(fig)
 
 
-def test_ics_figure_default_and_named_layers(rng: np.random.Generator) -> None:
-    runs = {"plain": _ics_run(rng), "bn": _ics_run(rng)}
-    fig = render.ics_figure(runs)
-    assert len(fig.axes) == 4  # 2 layers x (l2, cos)
-    titles = figure_texts(fig)
-    assert "layer 5 of 11" in titles and "layer 10 of 11" in titles  # the paper's choice
-    assert fig.axes[2].get_ylabel() == "cos(G, G′)"
-    render_png(fig)
-
-    fig = render.ics_figure(runs, layers=["features.0.weight"])
-    assert len(fig.axes) == 2
-    with pytest.raises(ValueError, match="no layer 'conv99'"):
-        render.ics_figure(runs, layers=["conv99"])
+def test_probes_along_a_random_direction_are_labelled_with_d(rng: np.random.Generator) -> None:
+    """The probes' stored ``direction`` attribute decides the axes: never "θ − η∇L" for a
+    random direction; runs along different directions together read "d"."""
+    gradient = {"plain": _probe_run(rng, 1.0), "bn": _probe_run(rng, 0.2)}
+    random = {k: {**v, "direction": "random"} for k, v in gradient.items()}
+    for builder in (render.gradient_landscape, render.gradient_distance_vs_step):
+        texts = figure_texts(builder(gradient))
+        assert "η∇L" in texts and "ηd" not in texts
+        texts = figure_texts(builder(random))
+        assert "θ − ηd" in texts and "η∇L" not in texts
+    assert "along a random direction d" in figure_texts(render.gradient_distance_vs_step(random))
+    mixed = {"plain": gradient["plain"], "bn": random["bn"]}
+    assert "along the probe directions d" in figure_texts(render.gradient_distance_vs_step(mixed))
+    assert "‖ηd‖₂" in figure_texts(render.gradient_landscape(mixed))
