@@ -43,6 +43,7 @@ from torch import nn
 
 import landscape
 import landscape.slices as S
+import landscape.slices.fold as fold
 
 BOUND_TARGET = 0.9
 LI_WORKERS = 2
@@ -102,6 +103,35 @@ def versus_li(model, data, dirs, g: int) -> dict:
     return {"ours": B.med(ours), "li": B.med(li), "ratio": B.med(ours) / B.med(li)}
 
 
+def vehicle_parts(model: nn.Module, data, repeats: int = 30) -> dict[str, float]:
+    """Where a point's time goes: the frozen bound, the slice's vehicle forward alone, the
+    vehicle's refresh (folds, weights for oneDNN), medians of interleaved timings (seconds)."""
+    bound = B.frozen_bound(model, data)
+    if bound is None:
+        return {}
+    cl = fold.CHANNELS_LAST and B.DEVICE.type == "cpu"
+    with fold.channels_last(model, cl):
+        vehicle = fold.vehicle(model, data[0][0], channels_last=cl, running_stats=True,
+                               bf16=False)  # fmt: skip
+        if vehicle is None:
+            return {}
+        vehicle.refresh()
+        fns = {"bound": lambda: B.forward_pass(bound, data),
+               "vehicle forward": lambda: B.forward_pass(vehicle, data)}  # fmt: skip
+
+        def refresh() -> float:
+            t0 = time.perf_counter()
+            vehicle.refresh()
+            return time.perf_counter() - t0
+
+        fns["vehicle refresh"] = refresh
+        times: dict[str, list[float]] = {k: [] for k in fns}
+        for _ in range(repeats):
+            for k, f in fns.items():
+                times[k].append(f())
+    return {k: B.med(v) for k, v in times.items()}
+
+
 def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -141,6 +171,12 @@ def main() -> None:
     rows.append(("slice / frozen-forward bound (fp32), medians; pairs",
                  f"{t['bound_ratio']:.3f}; {t['bound_pairs']:.3f}",
                  f">= {BOUND_TARGET}: {verdict(t['bound_ratio'] >= BOUND_TARGET)}"))  # fmt: skip
+    parts = vehicle_parts(model, data)
+    if parts:
+        print("vehicle alone (medians, interleaved): "
+              + ", ".join(f"{k} {1e3 * v:.2f} ms" for k, v in parts.items()))  # fmt: skip
+        rows.append(("the vehicle's forward alone / frozen bound (no loss, no point set)",
+                     f"{parts['bound'] / parts['vehicle forward']:.3f}", ""))  # fmt: skip
     rows.append(("slice / model's own forward (the older yardstick)",
                  f"{t['ratio_median']:.3f}", ""))  # fmt: skip
 
