@@ -40,14 +40,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-import numpy as np
+import _presets
 import torch
 
 from landscape import store
 from landscape.data import DataError, load_dataset
-from landscape.probes import bn_inputs
 from landscape.render import activation_distributions, save_figure
-from landscape.store import RUN_FILE
 from landscape.train import DEFAULT_PERCENTILES, ActivationRecorder, TrainConfig, train_pair
 
 STUDY = "santurkar_fig2_noisy_bn"
@@ -55,7 +53,6 @@ STUDY = "santurkar_fig2_noisy_bn"
 NETWORKS = {"plain": ("pair", "plain"), "bn": ("pair", "bn"), "noisy_bn": ("noisy_bn", "bn")}
 FIGURE = "fig2_noisy_bn"
 STUDY_FILE = "fig2.h5"
-UNIT_SALT = 0xF12  # the seed of the units shown is mixed with this
 
 
 @dataclass(frozen=True)
@@ -84,70 +81,9 @@ PRESETS = {
 }
 
 
-def chosen_layers(model: torch.nn.Module, x: torch.Tensor, wanted: tuple[int, ...]) -> list[dict]:
-    """For each wanted k: the closest Conv/Linear layer (1-based) that feeds BN, and its BN."""
-    feeds = bn_inputs(model, lambda m: m(x))
-    weighted = list(feeds)
-    fed = [i for i, name in enumerate(weighted, 1) if feeds[name] is not None]
-    if not fed:
-        raise ValueError("the model has no layer that feeds BatchNorm")
-    layers: list[dict] = []
-    for k in wanted:
-        index = min(fed, key=lambda i: (abs(i - k), i))
-        if all(layer["index"] != index for layer in layers):
-            name = weighted[index - 1]
-            layers.append({"requested": k, "index": index, "layer": name, "module": feeds[name]})
-    return layers
-
-
 def fail(message: str) -> NoReturn:
     print(f"Error: {message}", file=sys.stderr)
     raise SystemExit(2)
-
-
-def series(run: Path, group: str) -> dict[str, np.ndarray]:
-    with store.open_run(run / RUN_FILE) as f:
-        return store.read_series(f[group])
-
-
-def write_study(
-    path: Path, config: dict, curves: dict, evals: dict, acts: dict[str, list[tuple[dict, dict]]]
-) -> None:
-    """``path``: root provenance; /train/<v>, /eval/<v>; /activations/<v>/layer<k>."""
-    with store.edit(path, fresh=True) as f:
-        store.write_provenance(f, store.provenance(config))
-        store.write_attrs(f, {store.KIND_ATTR: "study file", "study": STUDY,
-                              "percentiles": list(config["percentiles"])})  # fmt: skip
-        for v, cols in curves.items():
-            group = f.create_group(f"train/{v}")
-            for name in ("step", "loss", "accuracy"):
-                group.create_dataset(name, data=cols[name])
-            store.describe_datasets(group, {
-                "step": "updates applied before this row's batch (0-based)",
-                "loss": "mini-batch training loss at that step",
-                "accuracy": "mini-batch training accuracy at that step",
-            })  # fmt: skip
-        for v, cols in evals.items():
-            group = f.create_group(f"eval/{v}")
-            for name in ("step", "loss", "accuracy"):
-                group.create_dataset(name, data=cols[name])
-            store.describe_datasets(group, {
-                "step": "training step at which the model was evaluated (eval mode: plain BN)",
-                "loss": "mean loss over the test set",
-                "accuracy": "accuracy over the test set",
-            })  # fmt: skip
-        for v, per_layer in acts.items():
-            for layer, data in per_layer:
-                group = f.create_group(f"activations/{v}/layer{layer['index']}")
-                group.create_dataset("step", data=data["step"])
-                group.create_dataset("percentiles", data=data["percentiles"])
-                store.write_attrs(group, {k: layer[k] for k in ("requested", "index", "layer",
-                                                                 "module", "unit")})  # fmt: skip
-                store.describe_datasets(group, {
-                    "step": "training step (weights before that step's update)",
-                    "percentiles": "(S, P): percentiles (root attribute percentiles) of the "
-                    "unit's activations on that step's batch, training mode",
-                })  # fmt: skip
 
 
 def read_study(path: Path) -> tuple[dict, dict, list[float]]:
@@ -231,12 +167,10 @@ def run_study(args: argparse.Namespace, preset: Preset) -> None:
     except ValueError as exc:
         fail(str(exc))
     bn_model = base.spec(data, bn=True).build(seed=args.seed)
-    layers = chosen_layers(bn_model, data.x_train[:8], preset.layers)
-    units = torch.Generator().manual_seed(args.seed * 65_537 + UNIT_SALT)
-    modules = dict(bn_model.named_modules())
-    for layer in layers:
-        layer["unit"] = int(torch.randint(modules[layer["module"]].num_features, (1,),
-                                          generator=units))  # fmt: skip
+    try:
+        layers = _presets.bn_fed_layers(bn_model, data.x_train[:8], preset.layers, args.seed)
+    except ValueError as exc:  # a model without BatchNorm after any layer
+        fail(str(exc))
     recorders = {run: ActivationRecorder({lay["module"]: lay["unit"] for lay in layers},
                                          every=preset.record_every, percentiles=DEFAULT_PERCENTILES)
                  for run in ("pair", "noisy_bn")}  # fmt: skip
@@ -251,8 +185,6 @@ def run_study(args: argparse.Namespace, preset: Preset) -> None:
         for v, r in result.variants.items():
             print(f"  {v}: {r.status}, held-out accuracy {r.eval_accuracy:.1%}")
     trained = time.perf_counter() - started
-    curves = {n: series(out / run, f"train/{v}") for n, (run, v) in NETWORKS.items()}
-    evals = {n: series(out / run, f"eval/{v}") for n, (run, v) in NETWORKS.items()}
     acts = {}
     for n, (run, v) in NETWORKS.items():
         recorded = recorders[run].series(v)
@@ -262,7 +194,8 @@ def run_study(args: argparse.Namespace, preset: Preset) -> None:
               "threads": torch.get_num_threads(), "cpu": cpu_line(),
               "networks": {n: f"{run}/{v}" for n, (run, v) in NETWORKS.items()},
               "train_configs": {"pair": base.to_dict(), "noisy_bn": noisy.to_dict()}}  # fmt: skip
-    write_study(study, config, curves, evals, acts)
+    runs = {n: (out / run, v) for n, (run, v) in NETWORKS.items()}
+    _presets.write_study(study, STUDY, config, DEFAULT_PERCENTILES, runs, acts)
     curves_in, acts_in, levels = read_study(study)
     fig = activation_distributions(
         curves_in, acts_in, percentiles=levels, smooth=max(1, preset.steps // 40),

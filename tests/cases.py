@@ -158,6 +158,8 @@ def load_script(name: str) -> ModuleType:
     if qualified in sys.modules:
         return sys.modules[qualified]
     path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    if str(path.parent) not in sys.path:  # as when run: the scripts import their _presets
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location(qualified, path)
     assert spec is not None and spec.loader is not None, path
     module = importlib.util.module_from_spec(spec)
