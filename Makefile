@@ -29,6 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_report.py --threads 1
 	$(BIN)/python benchmarks/bench_probe.py --threads 1
 	$(BIN)/python benchmarks/bench_slices.py --threads 1 --quick
 	$(BIN)/python benchmarks/bench_grid_file.py --threads 1
