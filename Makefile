@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench gallery clean
+.PHONY: demo test lint bench gallery mutate clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,5 +35,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_grid_file.py --threads 1
 	$(BIN)/python benchmarks/bench_distributed.py --repeats 3
 
+# Mutation testing of one wing, not in CI: make mutate WING=probes [MODULES="gradient core"]
+# [ARGS=--survivors|--fresh]; docs/testing.md holds the scores.
+mutate: $(STAMP)
+	$(if $(WING),,$(error WING is required: make mutate WING=probes))
+	$(BIN)/python scripts/mutate.py $(WING) $(if $(MODULES),--modules $(MODULES)) $(ARGS)
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache build/mutate

@@ -50,7 +50,7 @@ class EigenResult:
     which: str
     vectors: list[dict[str, Tensor]] | None = field(default=None, repr=False)
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # pragma: no mutate block
         vals = ", ".join(f"{v:.6g}" for v in self.values)
         return (f"EigenResult({self.which}: [{vals}]; max residual "
                 f"{float(np.max(self.residuals)):.2g}; {self.products} products; "

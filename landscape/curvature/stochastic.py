@@ -45,7 +45,7 @@ class TraceResult:
     converged: bool  # stderr <= rtol |value| reached within the budget
     rank: int = 0  # Hutch++: columns of the exact part
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # pragma: no mutate block
         state = "" if self.converged else "; NOT converged: raise max_products"
         return (f"TraceResult({self.method}: {self.value:.6g} +- {self.stderr:.2g} from "
                 f"{self.products} products{state})")  # fmt: skip
@@ -159,7 +159,7 @@ class DensityResult:
     bn_mode: str = ""
     names: list[str] = field(default_factory=list, repr=False)
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # pragma: no mutate block
         lo, hi = np.nanmin(self.ritz_values), np.nanmax(self.ritz_values)
         return (f"DensityResult({self.ritz_values.shape[0]} probes x "
                 f"{self.ritz_values.shape[1]} steps: nodes {lo:.4g}..{hi:.4g}, sigma "

@@ -146,7 +146,7 @@ class ProbeResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # pragma: no mutate block
         """One line: the step sizes, the loss and gradient-change ranges, beta."""
         eta, loss, dist = self.step_sizes, self.loss, self.grad_distance
         return (f"ProbeResult({len(eta)} step sizes {eta.min():.3g}..{eta.max():.3g} along "
@@ -155,7 +155,7 @@ class ProbeResult:
                 f"{np.nanmin(dist):.3g}..{np.nanmax(dist):.3g}, beta {self.beta:.4g}, "
                 f"|g| {self.grad_norm:.3g})")  # fmt: skip
 
-    def _repr_png_(self) -> bytes:
+    def _repr_png_(self) -> bytes:  # pragma: no mutate block
         """Loss and gradient change over the step sizes, for notebooks (drawn by
         :mod:`landscape.render` only then)."""
         from landscape.render.notebook import png_of  # display only: see docs/architecture.md

@@ -39,7 +39,7 @@ class SliceResult:
     def shape(self) -> tuple[int, ...]:
         return (len(self.x),) if self.y is None else (len(self.y), len(self.x))
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # pragma: no mutate block
         """One line: what, where, the value ranges, how much is computed (no tensors)."""
         grid = "×".join(map(str, self.shape[::-1]))
         axes = f"x {_span(self.x)}" + ("" if self.y is None else f", y {_span(self.y)}")
@@ -51,7 +51,7 @@ class SliceResult:
                 f"{self.meta.get('bn_mode', '?')}; {len(self.directions)} direction(s), {tensors} "
                 "tensors)")  # fmt: skip
 
-    def _repr_png_(self) -> bytes:
+    def _repr_png_(self) -> bytes:  # pragma: no mutate block
         """The slice as a picture, for notebooks (drawn by :mod:`landscape.render` only then)."""
         from landscape.render.notebook import png_of  # display only: see docs/architecture.md
 

@@ -3,6 +3,8 @@ every data form, BN modes, parameter subsets, and the model left exactly as foun
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -123,3 +125,46 @@ def test_bad_arguments_are_named() -> None:
     op = HessianOperator(model, F.cross_entropy, batches)
     with pytest.raises(RuntimeError, match="inside `with"):
         op.matvec([torch.ones_like(p) for p in model.parameters()])
+
+
+def test_the_loss_is_the_example_weighted_mean_over_the_batches() -> None:
+    model, batches = bn_cnn(), image_data()
+    with HessianOperator(model, F.cross_entropy, batches) as op:
+        value = op.loss()
+    with torch.no_grad():
+        expected = float(full_loss(model.train(), batches))
+    assert value == pytest.approx(expected, rel=1e-12)
+
+
+class Scaled(torch.nn.Module):
+    """A model with a keyword argument: ``forward(x, scale=1.0)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = mlp()
+
+    def forward(self, x, scale: float = 1.0):
+        return scale * self.inner(x)
+
+
+def test_func_products_pass_keyword_arguments_and_the_model_s_own_warnings() -> None:
+    """A batch_loss fn that calls model(x, scale=...) gets the keyword under "func" as under
+    "graph"; a warning the model gives is not swallowed with torch's own."""
+    model, batches = Scaled(), vector_data()
+    loss = L.batch_loss(lambda m, b: F.cross_entropy(m(b[0], scale=3.0), b[1]))
+    v = [torch.randn(p.shape, generator=torch.Generator().manual_seed(1), dtype=F64)
+         for p in model.parameters()]  # fmt: skip
+    products = {}
+    for method in ("graph", "func"):
+        with HessianOperator(model, loss, batches, method=method) as op:
+            products[method] = op.matvec(v)
+    for a, b in zip(products["graph"], products["func"]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+    def warns(m, b):
+        warnings.warn("the model's own warning", UserWarning, stacklevel=1)
+        return F.cross_entropy(m(b[0]), b[1])
+
+    with HessianOperator(model, L.batch_loss(warns), batches, method="func") as op:
+        with pytest.warns(UserWarning, match="the model's own warning"):
+            op.matvec(v)

@@ -115,3 +115,106 @@ def test_bad_estimator_arguments() -> None:
         hessian_trace(model, F.cross_entropy, batches, rank=10, max_products=12)
     with pytest.raises(ValueError, match="probes >= 1"):
         hessian_density(model, F.cross_entropy, batches, probes=0)
+
+
+def _recording(a: torch.Tensor):
+    """``v -> A v`` that keeps every ``z^T A z`` it was asked for (Hutchinson's samples)."""
+    seen: list[float] = []
+
+    def matvec(v: torch.Tensor) -> torch.Tensor:
+        out = a @ v
+        seen.append(float(v @ out))
+        return out
+
+    return matvec, seen
+
+
+def test_hutchinson_is_the_mean_of_its_samples_with_their_standard_error() -> None:
+    """value = mean of z^T A z, stderr = sample std (ddof 1) / sqrt(s), stopping at the first
+    s >= min_samples with stderr <= rtol |value|: one product fewer does not converge."""
+    a = _matrix(_decaying()[:40] + 30.0)  # trace ~1.2e3: rtol / |value| would be tiny
+    matvec, seen = _recording(a)
+    res = hutchinson(matvec, 40, rtol=0.05, max_products=500, seed=3)
+    s = np.array(seen)
+    assert res.converged and res.method == "hutchinson" and res.samples == res.products == len(s)
+    np.testing.assert_allclose(res.value, s.mean(), rtol=1e-15)
+    np.testing.assert_allclose(res.stderr, s.std(ddof=1) / np.sqrt(len(s)), rtol=1e-12)
+    assert res.stderr <= 0.05 * abs(res.value) and len(s) > 10
+    short = hutchinson(lambda v: a @ v, 40, rtol=0.05, max_products=len(s) - 1, seed=3)
+    assert not short.converged and short.products == len(s) - 1
+    assert short.stderr > 0.05 * abs(short.value)
+
+
+def test_an_exact_estimate_stops_at_min_samples() -> None:
+    """z^T I z = n for every Rademacher z: stderr 0 <= rtol |n| (rtol 0 included) after
+    exactly min_samples (10 by default); two samples give a finite stderr. Hutch++ with a
+    loose rtol stops after its 2 rank products and min_samples samples."""
+    eye = torch.eye(30, dtype=F64)
+    for rtol in (0.0, 0.5):
+        res = hutchinson(lambda v: eye @ v, 30, rtol=rtol, max_products=100)
+        assert (res.value, res.stderr, res.products, res.converged) == (30.0, 0.0, 10, True)
+    pp = hutch_plus_plus(lambda v: eye @ v, 30, rtol=0.5, max_products=100, rank=5)
+    assert pp.converged and pp.products == 2 * 5 + 10 and pp.samples == 10
+    np.testing.assert_allclose(pp.value, 30.0, rtol=0.1)
+    two = hutchinson(lambda v: eye @ v, 30, rtol=1.0, max_products=100, min_samples=2)
+    assert two.products == 2 and two.stderr == 0.0 and two.converged
+
+
+def test_the_seed_alone_sets_the_random_vectors() -> None:
+    """The default seed is 0; another seed draws other vectors; the global RNG plays no part."""
+    a = _matrix(_decaying()[:40])
+    for fn, kw in ((hutchinson, {"rtol": 0.0, "max_products": 12}),
+                   (hutch_plus_plus, {"rtol": 0.0, "max_products": 30}),
+                   (slq, {"probes": 2, "steps": 5})):  # fmt: skip
+        torch.manual_seed(1)
+        default = fn(lambda v: a @ v, 40, **kw)
+        torch.manual_seed(2)
+        zero = fn(lambda v: a @ v, 40, seed=0, **kw)
+        one = fn(lambda v: a @ v, 40, seed=1, **kw)
+        key = "ritz_values" if fn is slq else "value"
+        np.testing.assert_array_equal(getattr(default, key), getattr(zero, key))
+        assert not np.array_equal(getattr(default, key), getattr(one, key))
+
+
+def test_lanczos_stops_at_an_invariant_subspace_of_any_scale_and_keeps_small_couplings() -> None:
+    """Two distinct eigenvalues (of size 1e6): the Krylov space has dimension 2, so two
+    steps; a coupling of 1.5e-10 between two zero diagonals is kept (it is above 1e-10)."""
+    spectrum = np.where(np.arange(30) % 2 == 0, 1e6, 2e6)
+    a = _matrix(spectrum, seed=2)
+    v = torch.randn(30, generator=torch.Generator().manual_seed(0), dtype=F64)
+    alpha, beta = lanczos(lambda x: a @ x, v, 10)
+    assert len(alpha) == 2 and len(beta) == 1
+    theta = np.linalg.eigvalsh(np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1))
+    np.testing.assert_allclose(theta, [1e6, 2e6], rtol=1e-10)
+    tiny = torch.tensor([[0.0, 1.5e-10], [1.5e-10, 0.0]], dtype=F64)
+    alpha, beta = lanczos(lambda x: tiny @ x, torch.tensor([1.0, 0.0], dtype=F64), 2)
+    assert alpha.tolist() == [0.0, 0.0] and beta.tolist() == [1.5e-10]
+
+
+def test_slq_grid_width_and_arguments() -> None:
+    """The grid has ``points`` values (1001 by default) from 5 sigma below the lowest node to
+    5 sigma above the highest; sigma defaults to 1 % of the nodes' span; one probe, one step
+    and two points are allowed, fewer refused, and so is sigma <= 0."""
+    a = _matrix(_decaying()[:40])
+    res = slq(lambda v: a @ v, 40, probes=1, steps=6)
+    lo, hi = np.nanmin(res.ritz_values), np.nanmax(res.ritz_values)
+    assert res.grid.shape == (1001,) and res.sigma == pytest.approx(0.01 * (hi - lo), rel=1e-12)
+    assert res.grid[0] == pytest.approx(lo - 5 * res.sigma, rel=1e-12)
+    assert res.grid[-1] == pytest.approx(hi + 5 * res.sigma, rel=1e-12)
+    small = slq(lambda v: a @ v, 40, probes=1, steps=1, points=2, sigma=0.5)
+    assert small.grid.shape == (2,) and small.sigma == 0.5 and small.products == 1
+    for bad in ({"probes": 0}, {"steps": 0}, {"points": 1}):
+        with pytest.raises(ValueError, match="probes >= 1, steps >= 1 and points >= 2"):
+            slq(lambda v: a @ v, 40, **{"probes": 1, "steps": 2, **bad})
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        slq(lambda v: a @ v, 40, probes=1, steps=2, sigma=0.0)
+
+
+def test_a_spectrum_of_one_value_still_gives_a_density() -> None:
+    """All nodes equal (span 0): sigma falls back to a tiny width relative to the value, on a
+    grid of distinct points, and the density integrates to 1 around it."""
+    for value in (0.5, 1e3):
+        res = slq(lambda v, c=value: c * v, 20, probes=2, steps=3)
+        assert 0 < res.sigma <= 1e-9 * value and len(np.unique(res.grid)) == 1001
+        np.testing.assert_allclose(np.trapezoid(res.density, res.grid), 1.0, rtol=1e-6)
+        assert res.grid[np.argmax(res.density)] == pytest.approx(value, rel=1e-9)

@@ -218,3 +218,72 @@ def test_ics_sees_recurrent_and_attention_layers(make, shape, layers):
     assert picked.layers == [n for n in layers if n not in ("lstm", "enc.self_attn")]
     np.testing.assert_allclose(picked.l2, fast.l2[[layers.index(n) for n in picked.layers]],
                                rtol=1e-12)  # fmt: skip
+
+
+def layer_gradient_norms(model: nn.Module, loss_fn, batch, owned: dict[str, list[str]]):
+    """||G|| of each layer at theta, G the gradient of the parameters ``owned[layer]``."""
+    x, y = batch
+    base = copy.deepcopy(model).train()
+    named = dict(base.named_parameters())
+    out = []
+    for names in owned.values():
+        grads = torch.autograd.grad(loss_fn(base(x), y), [named[n] for n in names])
+        out.append(torch.cat([g.reshape(-1) for g in grads]).norm().item())
+    return np.array(out)
+
+
+def test_a_layer_with_several_matrices_is_measured_on_its_matrices_only():
+    """An LSTM's G holds its weight_ih/weight_hh matrices, not its biases; attention's its
+    in_proj_weight, not in_proj_bias."""
+    torch.manual_seed(0)
+    for model, shape, owned in [
+        (Recurrent().to(F64), (6, 7, 3),
+         {"lstm": [f"lstm.weight_{k}_l{i}" for i in (0, 1) for k in ("ih", "hh")]}),
+        (Attention().to(F64), (6, 5, 8), {"enc.self_attn": ["enc.self_attn.in_proj_weight"]}),
+    ]:  # fmt: skip
+        x = torch.randn(*shape, dtype=F64)
+        batch = (x, torch.randint(0, 4, (shape[0],)))
+        layer = next(iter(owned))
+        fast = ics(model, nn.functional.cross_entropy, batch, lr=0.3, layers=[layer])
+        slow = layer_gradient_norms(model, nn.functional.cross_entropy, batch, owned)
+        np.testing.assert_allclose(fast.grad_norm, slow, rtol=RTOL)
+
+
+def test_a_batchnorm_layer_by_name_is_measured_on_its_weight():
+    """BN owns no matrix: chosen by name it is measured on ``weight`` (not its bias), after
+    the linear layer before it takes its SGD step."""
+    model, batch = three_layer(), regression_batch()
+    fast = ics(model, sq_loss, batch, lr=0.1, layers=["1"])
+    x, y = batch
+    base = copy.deepcopy(model).train()
+    g = torch.autograd.grad(sq_loss(base(x), y), list(base.parameters()))
+    g = dict(zip(dict(base.named_parameters()), g))
+    moved = copy.deepcopy(model).train()
+    with torch.no_grad():
+        moved[0].weight -= 0.1 * g["0.weight"]
+        moved[0].bias -= 0.1 * g["0.bias"]
+    (g2,) = torch.autograd.grad(sq_loss(moved(x), y), [moved[1].weight])
+    g1 = g["1.weight"]
+    assert fast.layers == ["1"]
+    np.testing.assert_allclose(fast.grad_norm, [g1.norm().item()], rtol=RTOL)
+    np.testing.assert_allclose(fast.l2, [(g1 - g2).norm().item()], rtol=RTOL)
+
+
+def test_a_predicate_sees_each_layer_s_name():
+    model, batch = three_layer(), regression_batch()
+    by_name = ics(model, sq_loss, batch, lr=0.1, layers=lambda name, m: name in ("3", "6"))
+    assert by_name.layers == ["3", "6"]
+    np.testing.assert_array_equal(by_name.l2, ics(model, sq_loss, batch, lr=0.1).l2[1:])
+
+
+def test_the_default_seed_is_zero_and_results_are_float64():
+    """Dropout draws from the seed (0 unless given); a float32 model's rows come back as
+    float64 arrays."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Dropout(0.5), nn.Linear(8, 3)).to(F64)
+    batch = regression_batch()
+    default = ics(model, sq_loss, batch, lr=0.5)
+    np.testing.assert_array_equal(default.l2, ics(model, sq_loss, batch, lr=0.5, seed=0).l2)
+    assert not np.array_equal(default.l2, ics(model, sq_loss, batch, lr=0.5, seed=1).l2)
+    single = ics(three_layer(torch.float32), sq_loss, regression_batch(dtype=torch.float32), lr=0.1)
+    assert single.l2.dtype == single.cos.dtype == single.grad_norm.dtype == np.float64

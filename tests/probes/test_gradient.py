@@ -374,3 +374,78 @@ def test_step_sizes_for_model_is_the_papers_grid_with_overrides():
     assert (mine.low, mine.high, mine.spacing) == (1.0, 30.0, "linear")
     with pytest.raises(ValueError, match="larger than"):
         StepSizes.for_model("mlp", 0.1, low=5.0)
+
+
+def test_a_grid_of_one_step_size_and_its_bad_counts():
+    """low == high with count 1 is one step size; a count that is not an int >= 1 (a bool,
+    a float) is refused."""
+    np.testing.assert_array_equal(StepSizes(0.1, 2.0, 2.0, count=1).values(), [0.2])
+    np.testing.assert_array_equal(StepSizes(0.1, count=1).values(), [0.05])
+    for count in (True, 2.0, 0):
+        with pytest.raises(ValueError, match="count must be an integer >= 1"):
+            StepSizes(0.1, count=count)
+
+
+def test_step_sizes_for_model_keeps_the_count_and_each_override():
+    grid = StepSizes.for_model("vgg_small", 0.1, count=3, high=2.0)
+    assert (grid.count, grid.low, grid.high, grid.spacing) == (3, 0.5, 2.0, "linear")
+    close(grid.values(), [0.05, 0.125, 0.2])
+
+
+def test_integer_step_sizes_come_back_as_float64():
+    a, _, _ = spd(4, seed=0)
+    r = gradient_probe(Quadratic(torch.ones(4, dtype=F64)), identity_loss, (a, None), [1, 2])
+    assert r.step_sizes.dtype == np.float64 and r.step_sizes.tolist() == [1.0, 2.0]
+
+
+def test_the_default_seed_is_zero():
+    model, batch = three_layer(), regression_batch()
+    default = gradient_probe(model, sq_loss, batch, ETAS, direction="random")
+    np.testing.assert_array_equal(
+        default.loss, gradient_probe(model, sq_loss, batch, ETAS, direction="random", seed=0).loss
+    )
+    assert default.seed == 0
+    other = gradient_probe(model, sq_loss, batch, ETAS, direction="random", seed=1)
+    assert not np.array_equal(default.loss, other.loss)
+
+
+def test_a_random_direction_is_drawn_from_its_seed_alone():
+    """With base given (no pass at theta first) the draw is the same as without: from the
+    probe's own generator, not from whatever state the global one is in."""
+    x, y = regression_batch()
+    model = three_layer()
+    loss = sq_loss(model(x), y)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    base = (loss.detach(), {n: g for (n, _), g in zip(model.named_parameters(), grads)})
+    torch.manual_seed(123)
+    given = gradient_probe(model, sq_loss, (x, y), ETAS, direction="random", seed=7, base=base)
+    fresh = gradient_probe(model, sq_loss, (x, y), ETAS, direction="random", seed=7)
+    for key in ("loss", "grad_distance", "distance"):
+        np.testing.assert_allclose(getattr(given, key), getattr(fresh, key), rtol=1e-12)
+
+
+def test_a_random_direction_of_a_one_tensor_model():
+    """d ~ N(0, I) rescaled to |g|: on L = theta^T A theta / 2 the ratio is |A d| / |d|,
+    the same at every step size and between the extreme eigenvalues of A."""
+    a, eigs, _ = spd(6, seed=1)
+    theta = torch.randn(6, generator=torch.Generator().manual_seed(3), dtype=F64)
+    r = gradient_probe(Quadratic(theta), identity_loss, (a, None), ETAS, direction="random")
+    close(r.direction_norm, r.grad_norm, rtol=1e-12)
+    close(r.ratio, np.full(len(ETAS), r.ratio[0]), rtol=1e-10)
+    assert eigs[0] <= r.ratio[0] <= eigs[-1]
+
+
+def test_a_bad_base_gradient_is_named_as_such():
+    model, batch = three_layer(), regression_batch()
+    base = (torch.tensor(1.0, dtype=F64), {"nope": torch.zeros(1)})
+    with pytest.raises(ValueError, match=r"^base gradient has names that are not trainable"):
+        gradient_probe(model, sq_loss, batch, ETAS, base=base)
+
+
+def test_a_float64_loss_of_a_float32_model_is_reported_in_the_parameters_dtype():
+    """Computed in the parameters' dtype, returned as float64: a loss_fn that works in
+    float64 on a float32 model gives losses rounded to float32, like every other column."""
+    model, batch = three_layer(torch.float32), regression_batch(dtype=torch.float32)
+    r = gradient_probe(model, lambda out, y: sq_loss(out.double(), y.double()), batch, ETAS)
+    np.testing.assert_array_equal(r.loss, r.loss.astype(np.float32))
+    assert r.base_loss == float(np.float32(r.base_loss))

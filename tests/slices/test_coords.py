@@ -11,7 +11,7 @@ from landscape.slices import (
     random_line,
     random_plane,
 )
-from landscape.slices.coords import as_coords, parse_range
+from landscape.slices.coords import MAX_POINTS_PER_AXIS, as_coords, parse_range
 
 
 @pytest.mark.parametrize(
@@ -53,3 +53,20 @@ def test_default_range_has_51_points():
 def test_parse_range_guards(spec, match):
     with pytest.raises(ValueError, match=match):
         parse_range(spec)
+
+
+def test_the_largest_axis_is_allowed():
+    assert len(parse_range(f"0:1:{MAX_POINTS_PER_AXIS}")) == MAX_POINTS_PER_AXIS
+    with pytest.raises(ValueError, match="at most"):
+        parse_range(f"0:1:{MAX_POINTS_PER_AXIS + 1}")
+
+
+def test_numbers_become_a_flat_float64_array_named_in_errors():
+    for v, expected in (([0, 1, 2], [0.0, 1.0, 2.0]), ([[0, 1], [2, 3]], [0.0, 1.0, 2.0, 3.0]),
+                        (0.5, [0.5])):  # fmt: skip
+        arr = as_coords(v)
+        assert arr.dtype == np.float64 and arr.tolist() == expected
+    with pytest.raises(ValueError, match=r"^x coordinates must be finite"):
+        as_coords([0.0, np.nan])
+    with pytest.raises(ValueError, match=r"^y coordinates must be finite"):
+        as_coords([], "y")

@@ -9,6 +9,7 @@ from torch import nn
 
 from landscape._params import dot, get_params, norm
 from landscape.slices import (
+    buffer_direction,
     checkpoint_direction,
     normalize_direction,
     orthogonalize,
@@ -127,8 +128,8 @@ def test_checkpoint_direction_is_difference():
         checkpoint_direction(a, {"w": b["w"]})
 
 
-def planar_trajectory(t: int = 12):
-    g = torch.Generator().manual_seed(0)
+def planar_trajectory(t: int = 12, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
     shapes = {"layer.weight": (3, 4), "layer.bias": (3,), "out.weight": (2, 3)}
 
     def rand():
@@ -192,3 +193,100 @@ def test_pca_refuses_directions_the_trajectory_does_not_span():
     line = [{n: final[n] + a * traj[0][n] for n in final} for a in (0.5, 1.0, 2.0)]  # collinear
     with pytest.raises(ValueError, match="spans only 1 direction"):
         pca_directions(line, final, k=2, center=False)
+
+
+def test_orthogonalize_a_zero_or_unit_first_direction_and_any_scale():
+    """A zero d1 leaves d2 as it is; a unit d1 is projected out like any other; the result
+    scales with d2 down to tiny norms and refuses d2 parallel to d1 up to rounding at any
+    scale."""
+    d1 = {"w": torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)}
+    d2 = {"w": torch.tensor([1.0, 2.0, 2.0], dtype=torch.float64)}
+    zero = orthogonalize(d2, {"w": torch.zeros(3, dtype=torch.float64)})
+    assert torch.equal(zero["w"], d2["w"])
+    unit = orthogonalize(d2, d1)
+    torch.testing.assert_close(unit["w"], torch.tensor([0.0, 3.0, 3.0]).double() / 2**0.5)
+    for scale in (1e-14, 1e6):
+        small = orthogonalize({"w": scale * d2["w"]}, d1)
+        torch.testing.assert_close(small["w"], scale * unit["w"], rtol=1e-12, atol=0)
+    v = torch.randn(50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for scale in (1e-9, 1.0, 1e9):
+        with pytest.raises(ValueError, match="parallel"):
+            orthogonalize({"w": scale * 3.1 * v}, {"w": v})
+
+
+def test_checkpoint_and_buffer_directions_are_in_the_first_point_s_dtype():
+    """theta_b - theta_a is added to theta_a: in its dtype, whatever theta_b's."""
+    a = {"w": torch.tensor([1.0, 2.0])}
+    b = {"w": torch.tensor([0.5, 4.25], dtype=torch.float64)}
+    d = checkpoint_direction(a, b)
+    assert d["w"].dtype == torch.float32 and d["w"].tolist() == [-0.5, 2.25]
+    ma, mb = conv_bn_mlp(torch.float32), conv_bn_mlp(torch.float64)
+    with torch.no_grad():
+        mb[1].running_mean.fill_(0.25)
+    bd = buffer_direction(ma, mb)
+    assert set(bd) == {"1.running_mean", "1.running_var"}
+    assert bd["1.running_mean"].dtype == torch.float32
+    assert bd["1.running_mean"].tolist() == [0.25] * 4
+
+
+def test_differing_names_are_named():
+    a = {f"p{i}": torch.zeros(1) for i in range(6)}
+    with pytest.raises(ValueError, match=r"differ in names, e\.g\. \['p5'\]$"):
+        checkpoint_direction(a, {n: t for n, t in a.items() if n != "p5"})
+    with pytest.raises(ValueError, match=r"e\.g\. \['p0', 'p1', 'p2'\]$"):
+        checkpoint_direction(a, {"q": torch.zeros(1)})
+
+
+def test_pca_defaults_sign_and_dtype():
+    """Two centred directions by default; each with its largest entry positive; in the
+    dtype of ``final`` (float32 here) while the arithmetic is float64 (the same directions
+    as from the float64 copy)."""
+    traj, final, *_ = planar_trajectory()
+    dirs, ratios = pca_directions(traj, final)
+    want, want_ratios = pca_directions(traj, final, k=2, center=True)
+    assert len(dirs) == 2 and np.array_equal(ratios, want_ratios)
+    assert all(torch.equal(a[n], b[n]) for a, b in zip(dirs, want) for n in a)
+    uncentred, _ = pca_directions(traj, final, center=False)
+    assert not torch.allclose(uncentred[0]["layer.weight"], dirs[0]["layer.weight"])
+    for seed in range(4):
+        t, f, *_ = planar_trajectory(seed=seed)
+        for d in pca_directions(t, f, k=2)[0]:
+            flat = torch.cat([v.reshape(-1) for v in d.values()])
+            assert flat[flat.abs().argmax()] > 0
+    f32 = [{n: v.float() for n, v in p.items()} for p in traj]
+    final32 = {n: v.float() for n, v in final.items()}
+    d32, r32 = pca_directions(f32, final32)
+    as64 = [{n: v.double() for n, v in p.items()} for p in f32]
+    d64, r64 = pca_directions(as64, {n: v.double() for n, v in final32.items()})
+    np.testing.assert_allclose(r32, r64, rtol=1e-12)
+    for a, b in zip(d32, d64):
+        assert all(a[n].dtype == torch.float32 for n in a)
+        assert all(torch.equal(a[n], b[n].float()) for n in a)
+
+
+def test_pca_refuses_a_trajectory_that_does_not_move_and_names_the_centering():
+    traj, final, *_ = planar_trajectory(t=2)
+    with pytest.raises(ValueError, match="does not move"):
+        pca_directions([final, final], final)
+    with pytest.raises(ValueError, match=r"^the trajectory spans only 1 direction\(s\), 2 asked "
+                       r"\(centering removes one\): pass more"):  # fmt: skip
+        pca_directions(traj, final, k=2)
+    with pytest.raises(ValueError, match=r"^the trajectory spans only 1 direction\(s\), 2 asked: "):
+        pca_directions([traj[0], traj[0]], final, k=2, center=False)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
+def test_pca_rank_is_relative_to_the_largest_singular_value(scale):
+    """A collinear trajectory spans one direction at any scale: rounding noise in the
+    second singular value is measured against the first."""
+    _, final, u, *_ = planar_trajectory()
+    line = [{n: final[n] + scale * a * u[n] for n in final} for a in (0.5, 1.0, 2.0, 3.5)]
+    with pytest.raises(ValueError, match="spans only 1 direction"):
+        pca_directions(line, final, k=2, center=False)
+
+
+def test_project_float32_directions_in_float64():
+    traj, final, u, v, *_ = planar_trajectory()
+    coords = project(traj, final, [{n: t.float() for n, t in d.items()} for d in (u, v)])
+    exact = project(traj, final, [{n: t.float().double() for n, t in d.items()} for d in (u, v)])
+    np.testing.assert_allclose(coords, exact, rtol=1e-12)

@@ -1,0 +1,151 @@
+"""Mutation testing of one wing with mutmut 3: ``make mutate WING=probes [MODULES="core"]``.
+
+Not part of ``make test`` or CI: a habit for after a change to a numerical module. mutmut plants
+one small change (a mutant) at a time in ``landscape/<wing>/`` and runs the tests of that wing
+that reach the changed function; a mutant no test notices *survived*: a test is missing, or the
+change is equivalent (the same behaviour). ``docs/testing.md`` holds each wing's last score and
+the survivors judged equivalent, with the reason for each.
+
+Each wing works in its own git-ignored directory, ``build/mutate/<wing>/``: this project's
+``pyproject.toml`` with a ``[tool.mutmut]`` table appended, and links to ``landscape/`` and
+``tests/``. mutmut copies them to ``build/mutate/<wing>/mutants/``, mutates only the wing's
+modules (``--modules`` narrows them), runs ``tests/<wing>/`` (plus :data:`EXTRA_TESTS`) once to
+learn which test reaches which function, then each mutant against those tests only: one forked
+worker, one thread (the development machines have 2 shared cores). Logging calls, the messages
+of raised errors, ``__repr__`` and docstrings are not mutated (:data:`DO_NOT_MUTATE_PATTERNS`,
+and a ``# pragma: no mutate block`` on each ``__repr__``/``_repr_png_``).
+
+Results persist: a second run tests only the mutants of functions that changed since;
+``--survivors`` reruns the surviving mutants (after you added a test); ``--fresh`` starts over.
+``cd build/mutate/<wing> && ../../../.venv/bin/mutmut show NAME`` prints a mutant's diff.
+
+Run:  .venv/bin/python scripts/mutate.py probes [--modules gradient core] [--survivors]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "landscape"
+
+#: Test files outside ``tests/<wing>/`` that test the wing's modules directly.
+EXTRA_TESTS: dict[str, list[str]] = {
+    "store": ["tests/cli/test_own_model.py"],  # store/weights.py: your own state_dict files
+}
+#: Lines whose expressions (a call with all its arguments) are never mutated: logging, and the
+#: message of an error raised (its text; the condition that raises it is mutated). Tests check
+#: a message with ``match=``, a search that a message wrapped in "XX...XX" still passes.
+DO_NOT_MUTATE_PATTERNS = [
+    r"\b(log|logger|logging)\.(debug|info|warning|error|exception)\(",
+    r"^\s*raise\b",
+]
+
+
+def wings() -> list[str]:
+    return sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
+
+
+def toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(item) for item in items) + "]"
+
+
+def mutmut_table(wing: str, modules: list[str], tests: list[str]) -> str:
+    """The ``[tool.mutmut]`` table of one wing's run."""
+    only = [f"landscape/{wing}/{m}.py" for m in modules] or [f"landscape/{wing}/*"]
+    return "\n".join(
+        [
+            "",
+            "[tool.mutmut]",
+            'source_paths = ["landscape"]',
+            f"only_mutate = {toml_list(only)}",
+            f"do_not_mutate_patterns = {toml_list(DO_NOT_MUTATE_PATTERNS)}",
+            f"pytest_add_cli_args_test_selection = {toml_list(tests)}",
+            'pytest_add_cli_args = ["-p", "no:cacheprovider"]',
+            "use_git_change_detection = false",
+            "",
+        ]
+    )
+
+
+def prepare(workdir: Path, wing: str, modules: list[str], tests: list[str], fresh: bool) -> None:
+    if fresh and workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in ("landscape", "tests"):
+        link = workdir / name
+        if not link.is_symlink():
+            link.symlink_to(ROOT / name, target_is_directory=True)
+    text = (ROOT / "pyproject.toml").read_text() + mutmut_table(wing, modules, tests)
+    config = workdir / "pyproject.toml"
+    if not config.is_file() or config.read_text() != text:
+        config.write_text(text)
+
+
+def mutmut(workdir: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg")
+    command = [sys.executable, "-m", "mutmut", *args]
+    return subprocess.run(command, cwd=workdir, env=env, text=True, capture_output=capture)
+
+
+def results(workdir: Path) -> dict[str, str]:
+    """Every mutant's status by name (``killed``, ``survived``, ``no tests``, ``timeout``...)."""
+    out = mutmut(workdir, "results", "--all", "true", capture=True)
+    if out.returncode != 0:
+        sys.exit(out.stderr or out.stdout)
+    found = (re.match(r"\s+(\S+): (.+)$", line) for line in out.stdout.splitlines())
+    return {m.group(1): m.group(2).strip() for m in found if m}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("wing", choices=wings())
+    parser.add_argument(
+        "--modules", nargs="*", default=[], help="module names in the wing (default: all)"
+    )
+    parser.add_argument("--tests", nargs="*", default=[], help="more test files or directories")
+    parser.add_argument("--survivors", action="store_true", help="rerun the surviving mutants")
+    parser.add_argument("--fresh", action="store_true", help="forget earlier results")
+    args = parser.parse_args(argv)
+
+    for m in args.modules:
+        if not (PACKAGE / args.wing / f"{m}.py").is_file():
+            parser.error(f"no module landscape/{args.wing}/{m}.py")
+    tests = [f"tests/{args.wing}/", *EXTRA_TESTS.get(args.wing, []), *args.tests]
+    workdir = ROOT / "build" / "mutate" / args.wing
+    prepare(workdir, args.wing, args.modules, tests, args.fresh)
+
+    names: list[str] = []
+    if args.survivors:
+        names = [n for n, s in results(workdir).items() if s == "survived"]
+        if not names:
+            print("no surviving mutants to rerun")
+            return 0
+    start = time.perf_counter()
+    run = mutmut(workdir, "run", "--max-children", "1", *names)
+    wall = time.perf_counter() - start
+    if run.returncode != 0:
+        return run.returncode
+
+    status = results(workdir)
+    counts = Counter(status.values())
+    survivors = sorted(n for n, s in status.items() if s not in ("killed", "timeout"))
+    print(f"\nmutate {args.wing}: {len(status)} mutants in {wall:.0f} s wall")
+    print("  " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    for name in survivors:
+        print(f"  {status[name]}: {name}")
+    print(f"diffs: cd {workdir.relative_to(ROOT)} && {sys.executable} -m mutmut show NAME")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
