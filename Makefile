@@ -36,10 +36,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_distributed.py --repeats 3
 
 # Mutation testing of one wing, not in CI: make mutate WING=probes [MODULES="gradient core"]
-# [ARGS=--survivors|--fresh]; docs/testing.md holds the scores.
+# [TESTS="tests/probes/test_core.py ..."] [ARGS=--survivors|--fresh]; docs/testing.md has the scores.
 mutate: $(STAMP)
 	$(if $(WING),,$(error WING is required: make mutate WING=probes))
-	$(BIN)/python scripts/mutate.py $(WING) $(if $(MODULES),--modules $(MODULES)) $(ARGS)
+	$(BIN)/python scripts/mutate.py $(WING) $(if $(MODULES),--modules $(MODULES)) \
+		$(if $(TESTS),--tests $(TESTS)) $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache build/mutate

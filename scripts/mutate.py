@@ -9,11 +9,12 @@ the survivors judged equivalent, with the reason for each.
 Each wing works in its own git-ignored directory, ``build/mutate/<wing>/``: this project's
 ``pyproject.toml`` with a ``[tool.mutmut]`` table appended, and links to ``landscape/`` and
 ``tests/``. mutmut copies them to ``build/mutate/<wing>/mutants/``, mutates only the wing's
-modules (``--modules`` narrows them), runs ``tests/<wing>/`` (plus :data:`EXTRA_TESTS`) once to
-learn which test reaches which function, then each mutant against those tests only: one forked
-worker, one thread (the development machines have 2 shared cores). Logging calls, the messages
-of raised errors, ``__repr__`` and docstrings are not mutated (:data:`DO_NOT_MUTATE_PATTERNS`,
-and a ``# pragma: no mutate block`` on each ``__repr__``/``_repr_png_``).
+modules (``--modules`` narrows them), runs ``tests/<wing>/`` (plus :data:`EXTRA_TESTS`;
+``--tests`` names others instead) once to learn which test reaches which function, then each
+mutant against those tests only: one forked worker, one thread (the development machines have 2
+shared cores). Logging calls, the messages of raised errors, ``__repr__`` and docstrings are not
+mutated (:data:`DO_NOT_MUTATE_PATTERNS`, and a ``# pragma: no mutate block`` on each
+``__repr__``/``_repr_png_``).
 
 Results persist: a second run tests only the mutants of functions that changed since;
 ``--survivors`` reruns the surviving mutants (after you added a test); ``--fresh`` starts over.
@@ -112,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--modules", nargs="*", default=[], help="module names in the wing (default: all)"
     )
-    parser.add_argument("--tests", nargs="*", default=[], help="more test files or directories")
+    parser.add_argument(
+        "--tests", nargs="*", default=[], help="the tests to run (default: tests/<wing>/)"
+    )
     parser.add_argument("--survivors", action="store_true", help="rerun the surviving mutants")
     parser.add_argument("--fresh", action="store_true", help="forget earlier results")
     args = parser.parse_args(argv)
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     for m in args.modules:
         if not (PACKAGE / args.wing / f"{m}.py").is_file():
             parser.error(f"no module landscape/{args.wing}/{m}.py")
-    tests = [f"tests/{args.wing}/", *EXTRA_TESTS.get(args.wing, []), *args.tests]
+    tests = args.tests or [f"tests/{args.wing}/", *EXTRA_TESTS.get(args.wing, [])]
     workdir = ROOT / "build" / "mutate" / args.wing
     prepare(workdir, args.wing, args.modules, tests, args.fresh)
 
