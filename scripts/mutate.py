@@ -116,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tests", nargs="*", default=[], help="the tests to run (default: tests/<wing>/)"
     )
-    parser.add_argument("--survivors", action="store_true", help="rerun the surviving mutants")
+    parser.add_argument(
+        "--survivors", action="store_true", help="rerun the surviving (and unchecked) mutants"
+    )
     parser.add_argument("--fresh", action="store_true", help="forget earlier results")
     args = parser.parse_args(argv)
 
@@ -129,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
 
     names: list[str] = []
     if args.survivors:
-        names = [n for n, s in results(workdir).items() if s == "survived"]
+        rerun = ("survived", "not checked")  # not checked: mutants of functions changed since
+        names = [n for n, s in results(workdir).items() if s in rerun]
         if not names:
             print("no surviving mutants to rerun")
             return 0

@@ -248,3 +248,43 @@ def test_a_dataset_name_is_its_default_subset() -> None:
         given = op.matvec(v)
     for a, b in zip(named, given):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_data_from_a_callable_is_a_fresh_pass_for_every_product() -> None:
+    """data may be a callable returning a fresh (one-shot) iterator: every product and the
+    gradient take a new pass, as with the list."""
+    model, batches = mlp(), vector_data()
+    v = [torch.ones_like(p) for p in model.parameters()]
+    with HessianOperator(model, F.cross_entropy, batches) as op:
+        want = op.matvec(v)
+    for method in ("graph", "func"):
+        with HessianOperator(model, F.cross_entropy, lambda: iter(batches), method=method) as op:
+            for _ in range(2):
+                for a, b in zip(op.matvec(v), want):
+                    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+
+
+class TwoParts(torch.nn.Module):
+    """L_b = mean((a . x)^2) for batches marked "a", mean((b . x)^2) for those marked "b"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.tensor([1.0, -1.0, 0.5], dtype=F64))
+        self.b = torch.nn.Parameter(torch.tensor([0.5, 2.0, -1.0], dtype=F64))
+
+    def forward(self, x, part: str):
+        return x @ getattr(self, part)
+
+
+def test_a_batch_whose_loss_does_not_reach_the_chosen_parameters_adds_nothing() -> None:
+    """The Hessian over ``b`` when the first batch's loss involves only ``a``: the second
+    batch's (n_b / N) 2 X^T X / n_b, not zero."""
+    g = torch.Generator().manual_seed(0)
+    data = [{"x": torch.randn(n, 3, generator=g, dtype=F64), "part": part}
+            for n, part in ((4, "a"), (6, "b"))]  # fmt: skip
+    loss = L.batch_loss(lambda m, bt: (m(bt["x"], bt["part"]) ** 2).mean())
+    x = data[1]["x"]
+    want = 2 * x.T @ x / 10  # weight 6 / 10 times 2 X^T X / 6
+    for method in ("graph", "func"):
+        with HessianOperator(TwoParts(), loss, data, params=["b"], method=method) as op:
+            torch.testing.assert_close(_dense_of(op), want, rtol=1e-12, atol=1e-14)
