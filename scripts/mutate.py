@@ -9,15 +9,16 @@ the survivors judged equivalent, with the reason for each.
 Each wing works in its own git-ignored directory, ``build/mutate/<wing>/``: this project's
 ``pyproject.toml`` with a ``[tool.mutmut]`` table appended, and links to ``landscape/`` and
 ``tests/``. mutmut copies them to ``build/mutate/<wing>/mutants/``, mutates only the wing's
-modules (``--modules`` narrows them), runs ``tests/<wing>/`` (plus :data:`EXTRA_TESTS`;
-``--tests`` names others instead) once to learn which test reaches which function, then each
-mutant against those tests only: one forked worker, one thread (the development machines have 2
-shared cores). Logging calls, the messages of raised errors, ``__repr__`` and docstrings are not
-mutated (:data:`DO_NOT_MUTATE_PATTERNS`, and a ``# pragma: no mutate block`` on each
-``__repr__``/``_repr_png_``).
+modules (``--modules`` narrows them), runs ``tests/<wing>/`` (``--tests`` names others
+instead) once to learn which test reaches which function, then each mutant against those tests
+only: one forked worker, one thread (the development machines have 2 shared cores). Logging
+calls, the messages of raised errors, ``__repr__`` and docstrings are not mutated
+(:data:`DO_NOT_MUTATE_PATTERNS`, and a ``# pragma: no mutate block`` on each ``__repr__`` and
+``_repr_png_``).
 
 Results persist: a second run tests only the mutants of functions that changed since;
-``--survivors`` reruns the surviving mutants (after you added a test); ``--fresh`` starts over.
+``--survivors`` reruns the surviving mutants (after you added a test) and those of changed
+functions; ``--fresh`` starts over.
 ``cd build/mutate/<wing> && ../../../.venv/bin/mutmut show NAME`` prints a mutant's diff.
 
 Run:  .venv/bin/python scripts/mutate.py probes [--modules gradient core] [--survivors]
@@ -39,10 +40,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "landscape"
 
-#: Test files outside ``tests/<wing>/`` that test the wing's modules directly.
-EXTRA_TESTS: dict[str, list[str]] = {
-    "store": ["tests/cli/test_own_model.py"],  # store/weights.py: your own state_dict files
-}
 #: Lines whose expressions (a call with all its arguments) are never mutated: logging, and the
 #: message of an error raised (its text; the condition that raises it is mutated). Tests check
 #: a message with ``match=``, a search that a message wrapped in "XX...XX" still passes.
@@ -125,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     for m in args.modules:
         if not (PACKAGE / args.wing / f"{m}.py").is_file():
             parser.error(f"no module landscape/{args.wing}/{m}.py")
-    tests = args.tests or [f"tests/{args.wing}/", *EXTRA_TESTS.get(args.wing, [])]
+    tests = args.tests or [f"tests/{args.wing}/"]
     workdir = ROOT / "build" / "mutate" / args.wing
     prepare(workdir, args.wing, args.modules, tests, args.fresh)
 
