@@ -7,11 +7,12 @@ change is equivalent (the same behaviour). ``docs/testing.md`` holds each wing's
 the survivors judged equivalent, with the reason for each.
 
 Each wing works in its own git-ignored directory, ``build/mutate/<wing>/``: this project's
-``pyproject.toml`` with a ``[tool.mutmut]`` table appended, and links to ``landscape/`` and
-``tests/``. mutmut copies them to ``build/mutate/<wing>/mutants/``, mutates only the wing's
-modules (``--modules`` narrows them), runs ``tests/<wing>/`` (``--tests`` names others
-instead) once to learn which test reaches which function, then each mutant against those tests
-only: one forked worker, one thread (the development machines have 2 shared cores). Logging
+``pyproject.toml`` with a ``[tool.mutmut]`` table appended, and links to ``landscape/``,
+``tests/`` and ``docs/`` (:data:`ALSO_COPY`). mutmut copies them to
+``build/mutate/<wing>/mutants/``, mutates only the wing's modules (``--modules`` narrows them),
+runs ``tests/<wing>/`` (``--tests`` names others instead) once to learn which test reaches
+which function, then each mutant against those tests only: one forked worker, one thread (the
+development machines have 2 shared cores). Logging
 calls, the messages of raised errors, ``__repr__`` and docstrings are not mutated
 (:data:`DO_NOT_MUTATE_PATTERNS`, and a ``# pragma: no mutate block`` on each ``__repr__`` and
 ``_repr_png_``).
@@ -43,6 +44,9 @@ PACKAGE = ROOT / "landscape"
 #: Lines whose expressions (a call with all its arguments) are never mutated: logging, and the
 #: message of an error raised (its text; the condition that raises it is mutated). Tests check
 #: a message with ``match=``, a search that a message wrapped in "XX...XX" still passes.
+#: What the tests read besides the package and themselves (tests/store/test_schema_doc.py
+#: checks docs/hdf5-schema.md), copied next to the mutants.
+ALSO_COPY = ["docs"]
 DO_NOT_MUTATE_PATTERNS = [
     r"\b(log|logger|logging)\.(debug|info|warning|error|exception)\(",
     r"^\s*raise\b",
@@ -68,6 +72,7 @@ def mutmut_table(wing: str, modules: list[str], tests: list[str]) -> str:
             f"only_mutate = {toml_list(only)}",
             f"do_not_mutate_patterns = {toml_list(DO_NOT_MUTATE_PATTERNS)}",
             f"pytest_add_cli_args_test_selection = {toml_list(tests)}",
+            f"also_copy = {toml_list(ALSO_COPY)}",
             'pytest_add_cli_args = ["-p", "no:cacheprovider"]',
             "use_git_change_detection = false",
             "",
@@ -79,7 +84,7 @@ def prepare(workdir: Path, wing: str, modules: list[str], tests: list[str], fres
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    for name in ("landscape", "tests"):
+    for name in ("landscape", "tests", *ALSO_COPY):
         link = workdir / name
         if not link.is_symlink():
             link.symlink_to(ROOT / name, target_is_directory=True)
