@@ -7,17 +7,19 @@ change is equivalent (the same behaviour). ``docs/testing.md`` holds each wing's
 the survivors judged equivalent, with the reason for each.
 
 Each wing works in its own git-ignored directory, ``build/mutate/<wing>/``: this project's
-``pyproject.toml`` with a ``[tool.mutmut]`` table appended, and links to ``landscape/`` and
-``tests/``. mutmut copies them to ``build/mutate/<wing>/mutants/``, mutates only the wing's
-modules (``--modules`` narrows them), runs ``tests/<wing>/`` (plus :data:`EXTRA_TESTS`;
-``--tests`` names others instead) once to learn which test reaches which function, then each
-mutant against those tests only: one forked worker, one thread (the development machines have 2
-shared cores). Logging calls, the messages of raised errors, ``__repr__`` and docstrings are not
-mutated (:data:`DO_NOT_MUTATE_PATTERNS`, and a ``# pragma: no mutate block`` on each
-``__repr__``/``_repr_png_``).
+``pyproject.toml`` with a ``[tool.mutmut]`` table appended, and links to ``landscape/``,
+``tests/`` and ``docs/`` (:data:`ALSO_COPY`). mutmut copies them to
+``build/mutate/<wing>/mutants/``, mutates only the wing's modules (``--modules`` narrows them),
+runs ``tests/<wing>/`` (``--tests`` names others instead) once to learn which test reaches
+which function, then each mutant against those tests only: one forked worker, one thread (the
+development machines have 2 shared cores). Logging
+calls, the messages of raised errors, ``__repr__`` and docstrings are not mutated
+(:data:`DO_NOT_MUTATE_PATTERNS`, and a ``# pragma: no mutate block`` on each ``__repr__`` and
+``_repr_png_``).
 
 Results persist: a second run tests only the mutants of functions that changed since;
-``--survivors`` reruns the surviving mutants (after you added a test); ``--fresh`` starts over.
+``--survivors`` reruns the surviving mutants (after you added a test) and those of changed
+functions; ``--fresh`` starts over.
 ``cd build/mutate/<wing> && ../../../.venv/bin/mutmut show NAME`` prints a mutant's diff.
 
 Run:  .venv/bin/python scripts/mutate.py probes [--modules gradient core] [--survivors]
@@ -39,13 +41,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "landscape"
 
-#: Test files outside ``tests/<wing>/`` that test the wing's modules directly.
-EXTRA_TESTS: dict[str, list[str]] = {
-    "store": ["tests/cli/test_own_model.py"],  # store/weights.py: your own state_dict files
-}
 #: Lines whose expressions (a call with all its arguments) are never mutated: logging, and the
 #: message of an error raised (its text; the condition that raises it is mutated). Tests check
 #: a message with ``match=``, a search that a message wrapped in "XX...XX" still passes.
+#: What the tests read besides the package and themselves (tests/store/test_schema_doc.py
+#: checks docs/hdf5-schema.md), copied next to the mutants.
+ALSO_COPY = ["docs"]
 DO_NOT_MUTATE_PATTERNS = [
     r"\b(log|logger|logging)\.(debug|info|warning|error|exception)\(",
     r"^\s*raise\b",
@@ -71,6 +72,7 @@ def mutmut_table(wing: str, modules: list[str], tests: list[str]) -> str:
             f"only_mutate = {toml_list(only)}",
             f"do_not_mutate_patterns = {toml_list(DO_NOT_MUTATE_PATTERNS)}",
             f"pytest_add_cli_args_test_selection = {toml_list(tests)}",
+            f"also_copy = {toml_list(ALSO_COPY)}",
             'pytest_add_cli_args = ["-p", "no:cacheprovider"]',
             "use_git_change_detection = false",
             "",
@@ -82,7 +84,7 @@ def prepare(workdir: Path, wing: str, modules: list[str], tests: list[str], fres
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    for name in ("landscape", "tests"):
+    for name in ("landscape", "tests", *ALSO_COPY):
         link = workdir / name
         if not link.is_symlink():
             link.symlink_to(ROOT / name, target_is_directory=True)
@@ -116,20 +118,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tests", nargs="*", default=[], help="the tests to run (default: tests/<wing>/)"
     )
-    parser.add_argument("--survivors", action="store_true", help="rerun the surviving mutants")
+    parser.add_argument(
+        "--survivors", action="store_true", help="rerun the surviving (and unchecked) mutants"
+    )
     parser.add_argument("--fresh", action="store_true", help="forget earlier results")
     args = parser.parse_args(argv)
 
     for m in args.modules:
         if not (PACKAGE / args.wing / f"{m}.py").is_file():
             parser.error(f"no module landscape/{args.wing}/{m}.py")
-    tests = args.tests or [f"tests/{args.wing}/", *EXTRA_TESTS.get(args.wing, [])]
+    tests = args.tests or [f"tests/{args.wing}/"]
     workdir = ROOT / "build" / "mutate" / args.wing
     prepare(workdir, args.wing, args.modules, tests, args.fresh)
 
     names: list[str] = []
     if args.survivors:
-        names = [n for n, s in results(workdir).items() if s == "survived"]
+        rerun = ("survived", "not checked")  # not checked: mutants of functions changed since
+        names = [n for n, s in results(workdir).items() if s in rerun]
         if not names:
             print("no surviving mutants to rerun")
             return 0

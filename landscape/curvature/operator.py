@@ -161,7 +161,12 @@ class HessianOperator:
         out = [torch.zeros_like(p) for p in self.params]
         if self.method == "graph":
             for w, g in self._graphs:
-                hv = torch.autograd.grad(g, self.params, v, retain_graph=True, allow_unused=True)
+                # a parameter the loss does not reach has a constant zero gradient, no graph
+                live = [k for k, t in enumerate(g) if t.requires_grad]
+                if not live:
+                    continue
+                hv = torch.autograd.grad([g[k] for k in live], self.params, [v[k] for k in live],
+                                         retain_graph=True, allow_unused=True)  # fmt: skip
                 for o, h in zip(out, hv):
                     if h is not None:
                         o.add_(h, alpha=w)

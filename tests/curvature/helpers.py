@@ -31,6 +31,12 @@ def bn_cnn() -> nn.Module:
     return net
 
 
+def dropout_mlp() -> nn.Module:
+    """The mlp with dropout between its layers: its Hessian depends on the seed's masks."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Dropout(0.5), nn.Linear(7, 3)).to(F64)
+
+
 def frozen_mlp() -> nn.Module:
     net = mlp()
     net[0].bias.requires_grad_(False)

@@ -8,20 +8,22 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from landscape.curvature import HessianOperator, hessian_density, hessian_trace
-from tests.curvature.helpers import F64, bn_cnn, dense_hessian, image_data, mlp, vector_data
+from tests.curvature.helpers import (
+    F64,
+    bn_cnn,
+    dense_hessian,
+    dropout_mlp,
+    image_data,
+    mlp,
+    vector_data,
+)
 
 
 def dense_of(op: HessianOperator) -> torch.Tensor:
     eye = torch.eye(op.size, dtype=F64)
     return torch.stack([op.flat_matvec(eye[i]) for i in range(op.size)], dim=1)
-
-
-def dropout_mlp() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Dropout(0.5), nn.Linear(7, 3)).to(F64)
 
 
 def test_trace_of_a_subset_and_of_eval_mode_is_that_hessian_s() -> None:

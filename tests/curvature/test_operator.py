@@ -11,11 +11,13 @@ import torch.nn.functional as F
 
 import landscape as L
 from landscape.curvature import HessianOperator
+from landscape.data import dataset_batches
 from tests.curvature.helpers import (
     CASES,
     F64,
     bn_cnn,
     dense_hessian,
+    dropout_mlp,
     full_loss,
     image_data,
     mlp,
@@ -168,3 +170,121 @@ def test_func_products_pass_keyword_arguments_and_the_model_s_own_warnings() -> 
     with HessianOperator(model, L.batch_loss(warns), batches, method="func") as op:
         with pytest.warns(UserWarning, match="the model's own warning"):
             op.matvec(v)
+
+
+class WithUnused(torch.nn.Module):
+    """The mlp and a trainable parameter the loss never reaches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = mlp()
+        self.spare = torch.nn.Parameter(torch.ones(2, dtype=F64))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+@pytest.mark.parametrize("method", ["graph", "func"])
+def test_a_parameter_the_loss_does_not_reach_has_zero_rows_and_columns(method) -> None:
+    model, batches = WithUnused(), vector_data()
+    inner = dense_hessian(model.net, batches, train=True)
+    with HessianOperator(model, F.cross_entropy, batches, method=method) as op:
+        assert op.names[0] == "spare"  # the module's own parameter comes first
+        h = _dense_of(op)
+        g = torch.cat([t.reshape(-1) for t in op.gradient()])
+    torch.testing.assert_close(h[2:, 2:], inner, rtol=1e-10, atol=1e-12)
+    assert torch.count_nonzero(h[:2]) == 0 and torch.count_nonzero(h[:, :2]) == 0
+    assert torch.count_nonzero(g[:2]) == 0
+
+
+def test_vectors_in_another_dtype_and_a_predicate_on_the_parameter() -> None:
+    """v in float32 is used in the model's float64 (the float32 values themselves); the
+    predicate of ``params`` sees each parameter, not only its name."""
+    model, batches = mlp(), vector_data()
+    v32 = [torch.randn(p.shape, generator=torch.Generator().manual_seed(2)) for p in
+           model.parameters()]  # fmt: skip
+    with HessianOperator(model, F.cross_entropy, batches) as op:
+        for a, b in zip(op.matvec(v32), op.matvec([t.double() for t in v32])):
+            assert torch.equal(a, b)
+    with HessianOperator(model, F.cross_entropy, batches, params=lambda n, p: p.ndim == 1) as op:
+        assert op.names == ["0.bias", "2.bias"]
+
+
+def test_the_operator_is_closed_after_its_block_and_its_loss_must_be_a_scalar() -> None:
+    model, batches = mlp(), vector_data()
+    with HessianOperator(model, F.cross_entropy, batches) as op:
+        pass
+    with pytest.raises(RuntimeError, match="inside `with"):
+        op.matvec([torch.ones_like(p) for p in model.parameters()])
+    op.close()  # a second close is harmless
+    per_example = L.batch_loss(lambda m, b: F.cross_entropy(m(b[0]), b[1], reduction="none"))
+    with pytest.raises(ValueError, match="the loss must be a scalar"):
+        with HessianOperator(model, per_example, batches):
+            pass
+
+
+def test_the_default_seed_is_zero() -> None:
+    model, batches = dropout_mlp(), vector_data()
+    v = [torch.ones_like(p) for p in model.parameters()]
+    with HessianOperator(model, F.cross_entropy, batches) as op:
+        default = op.matvec(v)
+    for seed, same in ((0, True), (1, False)):
+        with HessianOperator(model, F.cross_entropy, batches, seed=seed) as op:
+            got = op.matvec(v)
+        assert all(torch.equal(a, b) for a, b in zip(default, got)) is same
+
+
+def test_a_dataset_name_is_its_default_subset() -> None:
+    """data="digits": the 1000-example subset of dataset_batches, in the model's dtype."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).to(F64)
+    subset = dataset_batches("digits", dtype=F64)
+    v = [torch.randn(p.shape, generator=torch.Generator().manual_seed(3), dtype=F64)
+         for p in model.parameters()]  # fmt: skip
+    with HessianOperator(model, F.cross_entropy, "digits") as op:
+        named = op.matvec(v)
+        assert op.examples == 1000
+    with HessianOperator(model, F.cross_entropy, subset) as op:
+        given = op.matvec(v)
+    for a, b in zip(named, given):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_data_from_a_callable_is_a_fresh_pass_for_every_product() -> None:
+    """data may be a callable returning a fresh (one-shot) iterator: every product and the
+    gradient take a new pass, as with the list."""
+    model, batches = mlp(), vector_data()
+    v = [torch.ones_like(p) for p in model.parameters()]
+    with HessianOperator(model, F.cross_entropy, batches) as op:
+        want = op.matvec(v)
+    for method in ("graph", "func"):
+        with HessianOperator(model, F.cross_entropy, lambda: iter(batches), method=method) as op:
+            for _ in range(2):
+                for a, b in zip(op.matvec(v), want):
+                    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+
+
+class TwoParts(torch.nn.Module):
+    """L_b = mean((a . x)^2) for batches marked "a", mean((b . x)^2) for those marked "b"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.tensor([1.0, -1.0, 0.5], dtype=F64))
+        self.b = torch.nn.Parameter(torch.tensor([0.5, 2.0, -1.0], dtype=F64))
+
+    def forward(self, x, part: str):
+        return x @ getattr(self, part)
+
+
+def test_a_batch_whose_loss_does_not_reach_the_chosen_parameters_adds_nothing() -> None:
+    """The Hessian over ``b`` when the first batch's loss involves only ``a``: the second
+    batch's (n_b / N) 2 X^T X / n_b, not zero."""
+    g = torch.Generator().manual_seed(0)
+    data = [{"x": torch.randn(n, 3, generator=g, dtype=F64), "part": part}
+            for n, part in ((4, "a"), (6, "b"))]  # fmt: skip
+    loss = L.batch_loss(lambda m, bt: (m(bt["x"], bt["part"]) ** 2).mean())
+    x = data[1]["x"]
+    want = 2 * x.T @ x / 10  # weight 6 / 10 times 2 X^T X / 6
+    for method in ("graph", "func"):
+        with HessianOperator(TwoParts(), loss, data, params=["b"], method=method) as op:
+            torch.testing.assert_close(_dense_of(op), want, rtol=1e-12, atol=1e-14)

@@ -218,3 +218,42 @@ def test_a_spectrum_of_one_value_still_gives_a_density() -> None:
         assert 0 < res.sigma <= 1e-9 * value and len(np.unique(res.grid)) == 1001
         np.testing.assert_allclose(np.trapezoid(res.density, res.grid), 1.0, rtol=1e-6)
         assert res.grid[np.argmax(res.density)] == pytest.approx(value, rel=1e-9)
+
+
+def test_hutch_plus_plus_rank_budget_and_fields() -> None:
+    """rank: a third of the budget, at most 50 (all of it with rtol 0); rank 1 is allowed;
+    the budget is never exceeded; rank = n is exact: stderr 0, no samples, converged; a
+    budget spent on the sketch alone leaves an infinite stderr, not converged."""
+    a = _matrix(_power_law())
+    mv = lambda v: a @ v  # noqa: E731
+    assert hutch_plus_plus(mv, N, rtol=0.5, max_products=300).rank == 50
+    assert hutch_plus_plus(mv, N, rtol=0.5, max_products=30).rank == 10
+    spent = hutch_plus_plus(mv, N, rtol=0.0, max_products=301)
+    assert spent.rank == 100 and spent.products == 301 and spent.samples == 101
+    one = hutch_plus_plus(mv, N, rtol=0.0, max_products=12, rank=1)
+    assert one.rank == 1 and one.products == 12 and one.samples == 10
+    small = _matrix(_decaying()[:20])
+    exact = hutch_plus_plus(lambda v: small @ v, 20, rtol=0.1, max_products=100, rank=20)
+    assert (exact.products, exact.samples, exact.stderr, exact.converged) == (40, 0, 0.0, True)
+    np.testing.assert_allclose(exact.value, float(torch.trace(small)), rtol=1e-12)
+    sketch = hutch_plus_plus(mv, N, rtol=0.1, max_products=20, rank=10)
+    assert sketch.samples == 0 and sketch.stderr == np.inf and not sketch.converged
+
+
+def test_hutch_plus_plus_stops_at_the_first_converged_count_of_the_whole_trace() -> None:
+    """The stopping rule measures stderr against |exact + mean|, the whole trace: two large
+    outliers over a negative bulk make the deflated mean large and of the other sign."""
+    spectrum = np.concatenate([[100.0, 80.0], -np.ones(58) + 0.3 * np.sin(np.arange(58))])
+    a = _matrix(spectrum, seed=3)
+    res = hutch_plus_plus(lambda v: a @ v, 60, rtol=0.05, max_products=1000, rank=2, seed=2)
+    assert res.converged and res.stderr <= 0.05 * abs(res.value) and res.samples > 10
+    short = hutch_plus_plus(lambda v: a @ v, 60, rtol=0.05, max_products=res.products - 1,
+                            rank=2, seed=2)  # fmt: skip
+    assert not short.converged and short.stderr > 0.05 * abs(short.value)
+    loose = hutch_plus_plus(lambda v: a @ v, 60, rtol=1e-6, max_products=60, rank=2, seed=2)
+    assert not loose.converged and loose.samples == 56
+
+
+def test_a_zero_matrix_has_a_converged_zero_trace() -> None:
+    zero = hutch_plus_plus(lambda v: 0.0 * v, 30, rtol=0.1, max_products=100, rank=4)
+    assert (zero.value, zero.stderr, zero.converged, zero.products) == (0.0, 0.0, True, 18)
