@@ -4,10 +4,13 @@ A forward frozen for inference (``torch.jit.freeze`` + ``optimize_for_inference`
 the CPU mostly because its conv trunk stays in oneDNN's blocked layout (``nChw16c``: channels
 in blocks of 16, innermost) from the first convolution to the last pooling, so no layer
 reorders its activations. Freezing bakes the weights in, which a slice cannot do (they move
-at every point), but it can do the rest: every convolution's weight becomes a oneDNN tensor
-once per point (:meth:`BlockedConv.repack`; ~10 microseconds for a CIFAR-sized layer), the
-activations enter the blocked layout at the first convolution of a chain and leave
-it (``to_dense``) where an operation that oneDNN does not run in it needs them. ReLU and max
+at every point), but it can do the rest: oneDNN's convolution takes an ordinary (dense)
+weight next to a blocked input and reorders it for its kernel at every call, as it does a
+weight converted with ``to_mkldnn`` (measured the same speed, equal values), so each
+convolution reads its source's current weight and bias at the call and a point costs no
+conversion at all. The activations enter the blocked layout at the first convolution of a
+chain and leave it (``to_dense``) where an operation that oneDNN does not run in it needs
+them. ReLU and max
 pooling run in the layout; everything else sees ordinary tensors.
 
 The values are the convolution's in another summation order: float32 rounding, ~1e-7
@@ -46,11 +49,12 @@ def _convertible(conv: nn.Module) -> bool:
 
 
 class BlockedConv(nn.Module):
-    """``conv2d(x; W, b)`` of ``source`` on oneDNN tensors.
+    """``conv2d(x; W, b)`` of ``source``, on oneDNN tensors.
 
-    The weight is converted from ``source``'s current tensors by :meth:`repack` (once per
-    point), so the module follows a source that moves. Dense inputs enter the blocked layout
-    here; the output stays in it.
+    In float32 ``W`` and ``b`` are ``source``'s own tensors, read at every call, so the
+    module follows a source that moves with nothing to do per point. In bfloat16 they are
+    cast copies, made by :meth:`repack` (once per point). Dense inputs enter the blocked
+    layout here; the output stays in it.
     """
 
     def __init__(self, source: nn.Conv2d, dtype: torch.dtype = torch.float32):
@@ -62,31 +66,34 @@ class BlockedConv(nn.Module):
         self._set(None, None)
 
     def _set(self, weight: Tensor | None, bias: Tensor | None) -> None:
-        # Plain attributes, past nn.Module.__setattr__'s checks (a third of a repack's time)
+        # Plain attributes, past nn.Module.__setattr__'s checks
         self.__dict__.update(weight=weight, bias=bias)
 
     @torch.no_grad()
     def repack(self) -> None:
-        """``W`` and ``b`` of ``source``, now, as oneDNN tensors in ``dtype``."""
+        """``W`` and ``b`` of ``source``, now, cast to ``dtype`` (nothing to do in float32)."""
         source = self._source[0]
-        # A oneDNN tensor in the plain layout: the convolution reorders it for its kernel at
-        # every call anyway, as fast as from a weight reordered here first (which costs 4x
-        # more per point: measured, benchmarks/README.md).
-        b = source.bias  # oneDNN takes a dense bias
+        if self.dtype == source.weight.dtype:
+            self._set(None, None)
+            return
+        b = source.bias
         self._set(
-            source.weight.detach().to(self.dtype).contiguous().to_mkldnn(),
-            None if b is None else b.detach().to(self.dtype),
+            source.weight.detach().to(self.dtype), None if b is None else b.detach().to(self.dtype)
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.weight is None:
-            self.repack()
+        source = self._source[0]
+        if self.dtype == source.weight.dtype:
+            w, b = source.weight.detach(), source.bias
+            b = None if b is None else b.detach()
+        else:
+            if self.weight is None:
+                self.repack()
+            w, b = self.weight, self.bias
         if not x.is_mkldnn:
             x = x.to(self.dtype).contiguous().to_mkldnn()
         padding, stride, dilation = self.args
-        return torch.mkldnn_convolution(
-            x, self.weight, self.bias, padding, stride, dilation, self.groups
-        )
+        return torch.mkldnn_convolution(x, w, b, padding, stride, dilation, self.groups)
 
 
 def _runs_blocked(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:

@@ -49,7 +49,7 @@ from landscape.data.evaluation import (
     describe_data,
     move,
 )
-from landscape.slices import fold
+from landscape.slices import fold, fused
 from landscape.slices.coords import MAX_POINTS, Coords, as_coords
 from landscape.slices.result import SliceResult
 
@@ -164,7 +164,8 @@ def _evaluate(forward, device, loss_fn, data, metrics, accuracy, precision) -> T
                 if out.ndim != 2:
                     raise ValueError("accuracy needs (N, C) logits; pass accuracy=False")
                 correct.append((out.argmax(dim=1) == targets).sum())
-                finite.append(torch.isfinite(out).all())
+                # all finite: |out|'s max is below infinity (NaN propagates through amax)
+                finite.append(out.abs().amax() < math.inf if out.numel() else torch.tensor(True))
     weights = torch.tensor(counts, dtype=acc_dtype, device=device)
     sums = (torch.stack(rows).to(acc_dtype) * weights[:, None]).sum(0)  # batch means, weighted
     if accuracy is True:  # argmax of non-finite logits is no prediction: accuracy undefined
@@ -341,6 +342,7 @@ def evaluate_grid(
             # On a GPU a point's values are read one point late, so that the queue never
             # drains: the host sync waits for point k while point k + 1 is already queued.
             defer, pending = device.type in DEFERRED_READBACK, None
+            point_loss = fused.fuse(loss_fn)  # the same loss, in a faster layout where there is one
             for done, k in enumerate(todo, 1):
                 cell = (k,) if ys is None else divmod(k, len(xs))  # (j, i) for 2D
                 coeffs = [float(xs[cell[-1]])] + ([] if ys is None else [float(ys[cell[0]])])
@@ -351,7 +353,7 @@ def evaluate_grid(
                         m.eval()  # modes are set once, before the loop: put BN back
                 if vehicle is not None:
                     vehicle.refresh()
-                sums = _evaluate(forward, device, loss_fn, data, metrics, use_acc, precision)
+                sums = _evaluate(forward, device, point_loss, data, metrics, use_acc, precision)
                 if pending is not None:  # read back while this point's kernels run
                     finish(*pending)
                 pending = (k, cell, sums, done)

@@ -69,9 +69,23 @@ def test_blocked_convolution_keeps_stride_groups_dilation_and_no_bias():
     with torch.inference_mode():
         close(blocked(x).to_dense(), conv(x), F32_RTOL)
         with torch.no_grad():
-            conv.weight.mul_(-3.0)  # the source moves: the next repack follows it
-        blocked.repack()
+            conv.weight.mul_(-3.0)  # the source moves: float32 reads it at the call
         close(blocked(x).to_dense(), conv(x), F32_RTOL)
+
+
+def test_bfloat16_follows_its_source_from_the_next_repack():
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    x = torch.randn(4, 3, 6, 6)
+    blocked = B.BlockedConv(conv, torch.bfloat16)
+    with torch.inference_mode():
+        before = blocked(x).to_dense()
+        assert before.dtype == torch.bfloat16
+        close(before.float(), conv(x), 2e-2)
+        with torch.no_grad():
+            conv.weight.mul_(-3.0)
+        assert torch.equal(blocked(x).to_dense(), before)  # the cast copy, until a repack
+        blocked.repack()
+        close(blocked(x).to_dense().float(), conv(x), 2e-2)
 
 
 def test_only_convertible_convolutions_are_blocked():

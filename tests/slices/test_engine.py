@@ -255,6 +255,27 @@ def test_accuracy_is_nan_where_the_outputs_are_not_finite():
     assert math.isnan(res.values["accuracy"][1])
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_one_non_finite_logit_makes_the_accuracy_nan(bad):
+    class Poison(nn.Module):  # one logit of the first example becomes `bad` where w != 0
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1, dtype=torch.float64))
+
+        def forward(self, x):
+            out = x.clone()
+            if self.w.item() != 0.0:
+                out[0, 1] = bad
+            return out
+
+    x = torch.tensor([[2.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
+    d = {"w": torch.ones(1, dtype=torch.float64)}
+    res = evaluate_grid(Poison(), torch.nn.functional.cross_entropy, [(x, torch.tensor([0, 1]))],
+                        [d], [0.0, 1.0])  # fmt: skip
+    assert res.values["accuracy"][0] == 1.0
+    assert math.isnan(res.values["accuracy"][1])
+
+
 def test_meta_records_the_recalibration_batches_used():
     model, data = stale_bn_net(), batches()
     d = random_directions(model, 1, seed=2)
