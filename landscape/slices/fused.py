@@ -11,8 +11,9 @@ Along dimension 0 of the transposed ``(C, N)`` view it vectorises across example
 
 Used by the grid engine for ``F.cross_entropy`` and ``nn.CrossEntropyLoss`` without label
 smoothing (weights, ``ignore_index`` and ``reduction`` pass through to ``nll_loss``), for 2-D
-CPU logits with 3 to 15 classes and at least 256 examples (measured: below that, or from 16
-classes on, torch's own layout is as fast or faster); anything else goes to the loss as given.
+float32/float64 CPU logits with 3 to 15 classes and at least 256 examples (measured: below
+that, or from 16 classes on, torch's own layout is as fast or faster); anything else, bfloat16
+logits under autocast included, goes to the loss as given.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -37,6 +39,7 @@ def cross_entropy(outputs: Tensor, targets: Tensor, **options) -> Tensor:
         and outputs.ndim == 2
         and outputs.shape[1] in FEW_CLASSES
         and outputs.shape[0] >= MIN_EXAMPLES
+        and outputs.dtype in (torch.float32, torch.float64)  # half types: torch's own rules
         and targets.ndim == 1
         and not targets.is_floating_point()
     ):

@@ -53,6 +53,14 @@ def test_other_shapes_go_to_torch_as_they_are(monkeypatch, n, c):
     assert seen == []
 
 
+def test_bfloat16_logits_under_autocast_go_to_torch(monkeypatch):
+    seen = spy(monkeypatch)
+    z, y = logits(512, 10, torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(fused.cross_entropy(z, y), F.cross_entropy(z, y))
+    assert seen == []
+
+
 def test_soft_targets_and_spatial_outputs_go_to_torch(monkeypatch):
     seen = spy(monkeypatch)
     z, _ = logits(300, 10)
