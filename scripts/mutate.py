@@ -8,7 +8,7 @@ the survivors judged equivalent, with the reason for each.
 
 Each wing works in its own git-ignored directory, ``build/mutate/<wing>/``: this project's
 ``pyproject.toml`` with a ``[tool.mutmut]`` table appended, and links to ``landscape/``,
-``tests/`` and ``docs/`` (:data:`ALSO_COPY`). mutmut copies them to
+``tests/``, ``docs/`` and ``scripts/`` (:data:`ALSO_COPY`). mutmut copies them to
 ``build/mutate/<wing>/mutants/``, mutates only the wing's modules (``--modules`` narrows them),
 runs ``tests/<wing>/`` (``--tests`` names others instead) once to learn which test reaches
 which function, then each mutant against those tests only: one forked worker, one thread (the
@@ -18,8 +18,8 @@ calls, the messages of raised errors, ``__repr__`` and docstrings are not mutate
 ``_repr_png_``).
 
 Results persist: a second run tests only the mutants of functions that changed since;
-``--survivors`` reruns the surviving mutants (after you added a test) and those of changed
-functions; ``--fresh`` starts over.
+``--survivors`` reruns the surviving mutants (after you added a test), those no test reached
+and those of changed functions; ``--fresh`` starts over.
 ``cd build/mutate/<wing> && ../../../.venv/bin/mutmut show NAME`` prints a mutant's diff.
 
 Run:  .venv/bin/python scripts/mutate.py probes [--modules gradient core] [--survivors]
@@ -45,8 +45,9 @@ PACKAGE = ROOT / "landscape"
 #: message of an error raised (its text; the condition that raises it is mutated). Tests check
 #: a message with ``match=``, a search that a message wrapped in "XX...XX" still passes.
 #: What the tests read besides the package and themselves (tests/store/test_schema_doc.py
-#: checks docs/hdf5-schema.md), copied next to the mutants.
-ALSO_COPY = ["docs"]
+#: checks docs/hdf5-schema.md against the files that scripts/fig2_noisy_bn.py writes), copied
+#: next to the mutants.
+ALSO_COPY = ["docs", "scripts"]
 DO_NOT_MUTATE_PATTERNS = [
     r"\b(log|logger|logging)\.(debug|info|warning|error|exception)\(",
     r"^\s*raise\b",
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "--tests", nargs="*", default=[], help="the tests to run (default: tests/<wing>/)"
     )
     parser.add_argument(
-        "--survivors", action="store_true", help="rerun the surviving (and unchecked) mutants"
+        "--survivors", action="store_true", help="rerun the surviving (untested, unchecked) mutants"
     )
     parser.add_argument("--fresh", action="store_true", help="forget earlier results")
     args = parser.parse_args(argv)
@@ -133,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
 
     names: list[str] = []
     if args.survivors:
-        rerun = ("survived", "not checked")  # not checked: mutants of functions changed since
+        # not checked: mutants of functions changed since; no tests: none reached them then
+        rerun = ("survived", "not checked", "no tests")
         names = [n for n, s in results(workdir).items() if s in rerun]
         if not names:
             print("no surviving mutants to rerun")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import pickle
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ from landscape.store import (
     save_checkpoint,
 )
 
+F64 = torch.float64
 SPEC = {"name": "mlp", "bn": True, "input_shape": [1, 8, 8], "options": {"depth": 2}}
 CONFIG = {"lr": 0.1, "steps": 10, "seed": 0, "note": None, "nan_ok": float("nan")}
 
@@ -310,3 +313,190 @@ def test_training_record_of_a_foreign_config(tmp_path: Path) -> None:
     save_checkpoint(path, model=_model(), step=0, spec=SPEC, config={"lr": True})
     with pytest.raises(CheckpointError, match="lr=True, which is not a number"):
         ck.TrainingRecord.of(load_checkpoint(path))
+
+
+def tiny(**spec) -> nn.Module:
+    """A factory named by import path (``tests.store.test_checkpoint:tiny``)."""
+    return nn.Linear(3, 2)
+
+
+def no_weights(**spec) -> nn.Module:
+    return nn.ReLU()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "what"),
+    [
+        ("model", 5, "model=5, which is not a string"),
+        ("dataset", 3, "dataset=3, which is not a string"),
+        ("data_dir", ["d"], r"data_dir=\['d'\], which is not a string"),
+        ("data_options", [1], r"data_options=\[1\], which is not a dict"),
+        ("seed", "7", "seed='7', which is not an integer"),
+        ("lr", "0.1", "lr='0.1', which is not a number"),
+        ("batch_size", 1.5, "batch_size=1.5, which is not an integer"),
+    ],
+)
+def test_training_record_names_each_field_of_the_wrong_type(tmp_path, key, value, what):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, model=_model(), step=0, spec=SPEC, config={key: value})
+    with pytest.raises(CheckpointError, match=f"its training config holds {what}: re-save"):
+        ck.TrainingRecord.of(load_checkpoint(path))
+
+
+def test_training_record_of_an_empty_config_is_all_defaults(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, model=_model(), step=0, spec=SPEC, config={})
+    assert ck.TrainingRecord.of(load_checkpoint(path)) == ck.TrainingRecord()
+
+
+def test_a_state_dict_saves_like_its_model_and_a_spec_must_be_a_dict(tmp_path):
+    model = _model().double()
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, model=model.state_dict(), step=3, spec=SPEC, config={})
+    loaded = load_checkpoint(path).model_state
+    assert loaded.keys() == model.state_dict().keys()
+    assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(CheckpointError, match=r"spec must be a dict .*, got list"):
+        save_checkpoint(path, model=model, step=3, spec=[1, 2], config={})
+
+
+@pytest.mark.parametrize("field", ["spec", "extra"])
+def test_a_value_that_is_not_json_is_named_by_its_field(tmp_path, field):
+    fields = {"spec": SPEC, "config": {}, "extra": None, field: {"f": object()}}
+    with pytest.raises(CheckpointError, match=rf"^{field}\['f'\] is a builtins\.object"):
+        save_checkpoint(tmp_path / "c.pt", model=_model(), step=0, **fields)
+
+
+def test_checkpoint_step_reads_the_name_and_else_the_file(tmp_path):
+    named = checkpoint_path(tmp_path, 5)
+    named.write_bytes(b"not read")  # the name says it all: the file is not opened
+    assert ck.checkpoint_step(named) == 5
+    other = tmp_path / "weights.pt"
+    save_checkpoint(other, model=_model(), step=7, spec={}, config={})
+    assert ck.checkpoint_step(other) == 7
+    assert ck.checkpoint_step(str(other)) == 7
+
+
+def test_map_location_places_the_tensors(tmp_path):
+    """The meta device stands in for a GPU: a CPU machine has it too."""
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, model=_model(), step=0, spec={}, config={})
+    assert {t.device.type for t in load_checkpoint(path, "meta").model_state.values()} == {"meta"}
+    assert {t.device.type for t in load_checkpoint(path).model_state.values()} == {"cpu"}
+    assert {t.device.type for t in load_state_dict_file(path, "meta").values()} == {"meta"}
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        (
+            {k: torch.zeros(1) for k in "gfedcba"},
+            r"a dict with keys \['a', 'b', 'c', 'd', 'e'\] \(",
+        ),
+        ([1, 2], r"a list \("),
+        (torch.zeros(2), r"a Tensor \("),
+    ],
+)
+def test_a_foreign_file_says_what_it_holds(tmp_path, content, what):
+    path = tmp_path / "w.pt"
+    torch.save(content, path)
+    with pytest.raises(CheckpointError, match=f"foreign checkpoint at .*w.pt: {what}expected keys"):
+        load_checkpoint(path)
+
+
+def test_a_missing_key_is_named(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, model=_model(), step=0, spec={}, config={})
+    obj = torch.load(path, weights_only=True)
+    del obj["extra"], obj["rng"]
+    torch.save(obj, path)
+    with pytest.raises(
+        CheckpointError, match=r"corrupt checkpoint at .*: missing keys \['rng', 'extra'\]"
+    ):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("field", ["spec", "config", "extra"])
+@pytest.mark.parametrize(
+    ("value", "why"), [(5, "is not a JSON string"), ("[1]", "is not a JSON object")]
+)
+def test_a_json_field_that_is_not_a_json_object_is_named(tmp_path, field, value, why):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, model=_model(), step=0, spec={}, config={})
+    obj = torch.load(path, weights_only=True)
+    obj[field] = value
+    torch.save(obj, path)
+    match = f"corrupt checkpoint at {re.escape(str(path))}: field '{field}' {why}"
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "opt",
+    [
+        {"state": {}},
+        {"param_groups": [{"params": [0]}]},
+        {"state": {}, "param_groups": [{"lr": 0.1}]},
+    ],
+)
+def test_an_optimizer_state_without_its_parts_is_damaged(tmp_path, opt):
+    path = checkpoint_path(tmp_path, 1)
+    save_checkpoint(path, model=_model(), step=1, spec={}, config={})
+    obj = torch.load(path, weights_only=True)
+    obj["optimizer_state"] = opt
+    torch.save(obj, path)
+    with pytest.raises(CheckpointError, match="optimizer_state is not an optimizer's state_dict"):
+        load_checkpoint(path)
+
+
+def _same(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_build_model_rebuilds_a_registry_model_in_its_dtype_leaving_the_rng_alone(tmp_path):
+    from landscape.models import ModelSpec
+
+    spec = ModelSpec.from_dict(SPEC)
+    model = spec.build(seed=3).double()
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, model=model, step=0, spec=spec, config={})
+    before = torch.get_rng_state()
+    rebuilt = ck.build_model(load_checkpoint(path))
+    assert torch.equal(torch.get_rng_state(), before)
+    assert _same(rebuilt, model)
+    assert {p.dtype for p in rebuilt.state_dict().values() if p.is_floating_point()} == {F64}
+    x = torch.randn(4, 1, 8, 8, dtype=F64)
+    assert torch.equal(rebuilt.eval()(x), model.eval()(x))
+
+
+def test_build_model_runs_a_factory_of_the_file_only_when_trusted(tmp_path):
+    path = tmp_path / "c.pt"
+    model = tiny()
+    save_checkpoint(path, model=model, step=0, spec={"name": "tests.store.test_checkpoint:tiny"},
+                    config={})  # fmt: skip
+    ckpt = load_checkpoint(path)
+    with pytest.raises(CheckpointError, match=r"names its model by the import path .tests\.store"):
+        ck.build_model(ckpt)
+    assert _same(ck.build_model(ckpt, trust_factory=True), model)
+
+
+def test_build_model_of_a_model_without_weights(tmp_path):
+    path = tmp_path / "c.pt"
+    spec = {"name": "tests.store.test_checkpoint:no_weights"}
+    save_checkpoint(path, model=no_weights(), step=0, spec=spec, config={})
+    assert isinstance(ck.build_model(load_checkpoint(path), trust_factory=True), nn.ReLU)
+
+
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")
+def test_build_model_places_the_model_on_the_device(tmp_path):
+    """The meta device stands in for a GPU; the weights keep their dtype."""
+    path = tmp_path / "c.pt"
+    spec = {"name": "tests.store.test_checkpoint:tiny"}
+    save_checkpoint(path, model=tiny().double(), step=0, spec=spec, config={})
+    ckpt = load_checkpoint(path)
+    for built in (
+        ck.build_model(ckpt, device="meta", trust_factory=True),
+        ck.build_model(dataclasses.replace(ckpt, builder=tiny), device="meta"),
+    ):
+        assert {(p.device.type, p.dtype) for p in built.parameters()} == {("meta", F64)}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import json
+import re
 from pathlib import Path
 
 import h5py
@@ -224,3 +227,162 @@ def test_read_json_object_names_a_damaged_attribute(h5, text, shown):
     assert read_json_object(h5, "absent", "t.h5", default={}) == {}
     with pytest.raises(ValueError, match="its attribute absent is missing: the file is damaged"):
         read_json_object(h5, "absent", "t.h5")
+
+
+def test_what_json_cannot_hold_is_named(h5):
+    from landscape.store import dumps, encode_attr
+
+    @dataclasses.dataclass
+    class Grid:
+        n: int = 3
+
+    assert dumps({"grid": Grid(), "p": Path("a/b")}, "meta") == '{"grid": {"n": 3}, "p": "a/b"}'
+    with pytest.raises(ValueError, match=r"meta cannot be recorded as JSON .*type set is not"):
+        dumps({"a": {1, 2}}, "meta")
+    with pytest.raises(ValueError, match="value of type type is not JSON-serialisable"):
+        dumps([Grid], "meta")
+    with pytest.raises(ValueError, match=r"^attribute 'meta' cannot be recorded as JSON"):
+        write_attrs(h5, {"meta": {1, 2}})
+    with pytest.raises(ValueError, match=r"^attribute 'attribute' cannot be recorded as JSON"):
+        encode_attr({1, 2})  # a value with no name
+    assert dict(h5.attrs) == {}
+
+
+def test_bytes_are_text_both_ways(h5):
+    """Bytes written are stored as UTF-8 text; fixed-length byte strings (what other tools
+    write) read back as text, JSON decoded, bytes that are not UTF-8 replaced."""
+    from landscape.store import attr_str
+
+    write_attrs(h5, {"written": "café".encode()})
+    assert h5.attrs["written"] == "café"
+    h5.attrs.update(
+        {
+            "name": np.bytes_("café".encode()),
+            "grid": np.bytes_(b'{"n": 3}'),
+            "bad": np.bytes_(b"\xff1"),
+        }
+    )
+    assert read_attrs(h5) == {"written": "café", "name": "café", "grid": {"n": 3}, "bad": "\ufffd1"}
+    assert read_attr(h5, "bad") == "\ufffd1"
+    assert attr_str(b"caf\xc3\xa9") == "café" and attr_str(b"\xff1") == "\ufffd1"
+    assert attr_str(3) == "3"
+
+
+@pytest.mark.parametrize(
+    ("version", "match"),
+    [
+        (np.bytes_(b"2.0"), r"written with schema 2\.0; this landscape reads schema 1\.1"),
+        (np.bytes_(b"\xff.0"), r"schema_version '\ufffd\.0', not MAJOR\.MINOR: it is damaged"),
+    ],
+)
+def test_a_schema_version_of_bytes_is_read_as_text(tmp_path, version, match):
+    path = tmp_path / "b.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["schema_version"] = version
+    with pytest.raises(ValueError, match=match):
+        open_run(path)
+
+
+def test_only_schema_1_0_groups_hold_json_scalars(tmp_path):
+    path = tmp_path / "new.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.create_group("probe/bn").attrs.update({"seed": "0", "mode": '"train"', "n": "null"})
+    with open_run(path) as f:
+        assert read_attrs(f["probe/bn"]) == {"seed": "0", "mode": '"train"', "n": None}
+
+
+def test_write_json_attr_writes_one_attribute(h5):
+    from landscape.store import write_json_attr
+
+    g = h5.create_group("g")
+    write_json_attr(g, "grid", {"n": 3})
+    write_json_attr(g, "seed", 7)
+    assert read_attrs(g) == {"grid": {"n": 3}, "seed": 7}
+    assert dict(h5.attrs) == {}
+
+
+def test_read_json_object_of_a_group_names_it_and_shortens_long_values(h5):
+    from landscape.store import read_json_object
+
+    g = h5.create_group("probe/bn")
+    g.attrs["a"] = "x" * 38  # repr: 40 characters, shown whole
+    g.attrs["b"] = "x" * 39  # repr: 41 characters, shortened to 37 and "..."
+    whole = rf"t\.h5: the attribute a of /probe/bn holds '{'x' * 38}', not a JSON object"
+    with pytest.raises(ValueError, match=whole):
+        read_json_object(g, "a", "t.h5")
+    short = rf"t\.h5: the attribute b of /probe/bn holds '{'x' * 36}\.\.\., not a JSON object"
+    with pytest.raises(ValueError, match=short):
+        read_json_object(g, "b", "t.h5")
+
+
+@pytest.mark.parametrize("mode", ["w", "w-", "x", "a"])
+def test_open_run_writing_modes_make_the_directories(tmp_path, mode):
+    path = tmp_path / "a" / "b" / "c" / "run.h5"
+    with open_run(path, mode) as f:
+        f.attrs["x"] = 1
+    with open_run(path) as f:
+        assert f.attrs["x"] == 1
+    if mode in ("w-", "x"):
+        with pytest.raises(ValueError, match="cannot be opened as HDF5"):
+            open_run(path, mode)
+
+
+def test_open_run_r_plus_checks_the_file_and_writes(tmp_path):
+    path = tmp_path / "run.h5"
+    with pytest.raises(ValueError, match="no such file"):
+        open_run(path, "r+")
+    with h5py.File(path, "w") as f:
+        f.attrs["schema_version"] = "1.1"
+    with open_run(path, "r+") as f:
+        f.attrs["x"] = 2
+    with open_run(path) as f:
+        assert f.attrs["x"] == 2
+    with h5py.File(path, "a") as f:
+        f.attrs["schema_version"] = "2.0"
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))} was written with schema 2\.0"):
+        open_run(path, "r+")
+
+
+def test_a_file_hdf5_cannot_make_is_named_with_hdf5s_reason(tmp_path):
+    """A name too long for the file system: not "locked by a writer" (the name cannot be
+    opened to ask); HDF5's reason on one line, cut to 200 characters."""
+    path = tmp_path / ("x" * 300 + ".h5")
+    with pytest.raises(ValueError) as err:
+        open_run(path, "w")
+    head, why = str(err.value).split(" cannot be opened as HDF5 (truncated or damaged?): ")
+    assert head == str(path) and len(why) == 200 and "\n" not in why
+    assert why.startswith(f"[Errno {errno.ENAMETOOLONG}] Unable to ")
+
+
+def test_a_file_system_without_locks_is_not_a_writer(tmp_path, monkeypatch):
+    import fcntl
+
+    path = tmp_path / "run.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = np.arange(1000.0)
+    path.write_bytes(path.read_bytes()[:3000])
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(ValueError, match=r"cannot be opened as HDF5 \(truncated or damaged\?\)"):
+        open_run(path)
+
+
+@pytest.mark.parametrize(
+    ("version", "match"),
+    [
+        ("999999.0", r"written with schema 999999\.0; .*: upgrade landscape"),
+        ("1234567.0", r"schema_version '1234567\.0', not MAJOR\.MINOR"),
+        ("x" * 40, rf"schema_version '{'x' * 40}', not MAJOR"),
+        ("x" * 41, rf"schema_version '{'x' * 20}\.\.\.\(41 characters\)', not MAJOR"),
+    ],
+)
+def test_schema_versions_at_the_limits(tmp_path, version, match):
+    path = tmp_path / "v.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["schema_version"] = version
+    with pytest.raises(ValueError, match=match):
+        open_run(path)

@@ -180,3 +180,128 @@ def test_read_series_unique_steps_and_text_columns(h5):
         read_series(g)
     with pytest.raises(ValueError, match="step holds int64, not text"):
         read_series(g, text=("step", "sha"))
+
+
+def test_a_series_with_unequal_columns_is_refused_by_append_and_truncate(h5):
+    """A damaged series (one column cut short) is named, not extended or cut further."""
+    g = h5.create_group("train/bn")
+    append_rows(g, step=np.arange(3), loss=np.zeros(3))
+    g["loss"].resize(2, axis=0)
+    with pytest.raises(ValueError, match=r"columns of /train/bn have unequal lengths"):
+        append_series(g, step=3, loss=0.0)
+    with pytest.raises(ValueError, match=r"columns of /train/bn have unequal lengths"):
+        truncate_series(g, "step", 1)
+    assert (g["step"].shape, g["loss"].shape) == ((3,), (2,))
+
+
+def test_a_column_that_is_not_numbers_is_named(h5):
+    g = h5.create_group("g")
+    with pytest.raises(ValueError, match=r"column 'note' has dtype <U5; series hold numbers"):
+        append_series(g, step=0, note="hello")
+    assert len(g) == 0
+
+
+def test_integer_columns_keep_every_integer_exactly(h5):
+    """Rows added to an int64 column stay integers: 2**53 + 1 has no float64 twin."""
+    g = h5.create_group("g")
+    append_series(g, step=0, flag=True)
+    append_rows(g, step=np.array([2**53 + 1, 2**62 + 3]), flag=np.array([False, True]))
+    out = read_series(g)
+    assert out["step"].dtype == np.int64 and out["flag"].dtype == np.int64
+    assert out["step"].tolist() == [0, 2**53 + 1, 2**62 + 3]
+    assert out["flag"].tolist() == [1, 0, 1]
+
+
+@pytest.mark.parametrize("row_shape", [(), (3,), (1000,), (10_000,)])
+def test_columns_are_chunked_in_blocks_of_at_most_64_kib(h5, row_shape):
+    """Chunks of 10-64 KiB (HDF5 favours 10 KiB - 1 MiB), at most 4096 rows; a row wider
+    than 64 KiB is a chunk of its own. A series of scalars grows 4096 rows at a time."""
+    g = h5.create_group("g")
+    append_rows(g, step=np.arange(2), x=np.ones((2, *row_shape)))
+    np.testing.assert_array_equal(read_series(g)["x"], np.ones((2, *row_shape)))
+    assert g["step"].chunks == (4096,)
+    rows, *rest = g["x"].chunks
+    assert tuple(rest) == row_shape
+    row_bytes = 8 * int(np.prod(row_shape))
+    if row_bytes > 1 << 16:
+        assert rows == 1
+    else:
+        assert rows <= 4096 and rows * row_bytes <= 1 << 16
+        assert rows == 4096 or rows * row_bytes >= 10 << 10
+
+
+def test_a_first_append_of_zero_rows_makes_empty_columns(h5):
+    g = h5.create_group("g")
+    append_rows(g, step=np.zeros(0, dtype=np.int64), vec=np.zeros((0, 2)))
+    out = read_series(g)
+    assert out["step"].shape == (0,) and out["vec"].shape == (0, 2)
+    append_series(g, step=4, vec=np.ones(2))
+    np.testing.assert_array_equal(read_series(g)["step"], [4])
+
+
+def test_a_missing_column_says_what_is_there_instead(h5):
+    g = h5.create_group("train/bn")
+    append_rows(g, step=np.arange(3), loss=np.zeros(3))
+    g["lr"] = np.zeros(3)  # fixed-size: not a series column
+    g.create_group("grad")
+    with pytest.raises(ValueError, match=r"has no column lr \(there: \{'lr': 'dataset'\}\)"):
+        read_series(g, columns=("lr",))
+    with pytest.raises(ValueError, match=r"has no column grad, x \(there: \{'grad': 'group'\}\)"):
+        read_series(g, columns=("grad", "x"))
+    with pytest.raises(ValueError, match=r"has no column x: the file is damaged"):
+        read_series(g, columns=("x",))
+
+
+@pytest.mark.parametrize(
+    ("steps", "match"),
+    [
+        ([5, 3], "goes from 5 to 3 at row 1"),
+        ([0, 1, 1], "goes from 1 to 1 at row 2"),
+        ([0, 4, 9, 2], "goes from 9 to 2 at row 3"),
+    ],
+)
+def test_increasing_steps_only_increase(h5, steps, match):
+    g = h5.create_group("g")
+    append_rows(g, step=np.array(steps), loss=np.zeros(len(steps)))
+    with pytest.raises(ValueError, match=match):
+        read_series(g, steps="increasing")
+    np.testing.assert_array_equal(read_series(g)["step"], steps)
+
+
+@pytest.mark.parametrize("steps", [[], [7], [0, 1], [0, 1, 2, 10, 11]])
+def test_increasing_steps_read_whatever_their_spacing(h5, steps):
+    g = h5.create_group("g")
+    append_rows(g, step=np.array(steps, dtype=np.int64), loss=np.zeros(len(steps)))
+    np.testing.assert_array_equal(read_series(g, steps="increasing")["step"], steps)
+    np.testing.assert_array_equal(read_series(g, steps="unique")["step"], steps)
+
+
+def test_unique_steps_name_the_step_written_twice(h5):
+    g = h5.create_group("g")
+    append_rows(g, step=np.array([0, 50, 100, 50]), loss=np.zeros(4))
+    with pytest.raises(ValueError, match="holds step 50 twice: the file is damaged"):
+        read_series(g, steps="unique")
+
+
+def test_a_series_log_writes_its_header_once_and_a_headless_log_adds_rows(tmp_path):
+    path = tmp_path / "log.h5"
+    calls = []
+
+    def header(f):
+        calls.append(1)
+        f.attrs["landscape_kind"] = "probe log"
+
+    log = SeriesLog(path, header=header)
+    for step in range(3):
+        log.add("probe/model", step=step, loss=1.0 / (step + 1))
+        log.commit()
+    assert calls == [1]
+    bare = tmp_path / "bare.h5"
+    h5py.File(bare, "w").close()  # made before the log, with no attributes
+    headless = SeriesLog(bare)
+    headless.add("train/bn", step=0, loss=1.0)
+    headless.commit()
+    with h5py.File(bare, "r") as f:
+        assert dict(f.attrs) == {} and read_series(f["train/bn"])["loss"].tolist() == [1.0]
+    with h5py.File(path, "r") as f:
+        assert read_series(f["probe/model"])["step"].tolist() == [0, 1, 2]

@@ -38,6 +38,7 @@ def test_a_state_dict_file_is_a_checkpoint_of_step_zero_with_its_factory(tmp_pat
     torch.save(mine.state_dict(), path)
     ckpt = weights_checkpoint(path, FACTORY, {"width": 6})
     assert (ckpt.step, ckpt.config, ckpt.path) == (0, {}, path)
+    assert (ckpt.rng, ckpt.optimizer_state) == ({}, None)  # no RNG states, no optimizer
     assert ckpt.spec == {"factory": FACTORY, "options": {"width": 6}}
     assert ckpt.extra == {"form": "state_dict"}
     assert same_weights(build_model(ckpt), mine)
@@ -85,3 +86,35 @@ def test_every_wrapper_key_and_what_is_not_a_state_dict(tmp_path, key):
         torch.save(holds_none, path)
         with pytest.raises(CheckpointError, match="holds no state_dict"):
             load_state_dict_file(path)
+
+
+def one_weight() -> nn.Module:
+    return nn.Linear(3, 1, bias=False)
+
+
+def test_a_state_dict_of_one_tensor_is_a_state_dict(tmp_path):
+    mine = one_weight()
+    path = tmp_path / "w.pt"
+    torch.save(mine.state_dict(), path)
+    assert load_state_dict_file(path).keys() == {"weight"}
+    ckpt = weights_checkpoint(path, "tests.store.test_weights:one_weight")
+    assert same_weights(build_model(ckpt), mine)
+
+
+def test_a_landscape_checkpoint_gives_its_model_state_even_when_empty(tmp_path):
+    from landscape.store import save_checkpoint
+
+    save_checkpoint(tmp_path / "c.pt", model=nn.ReLU(), step=0, spec={}, config={})
+    assert load_state_dict_file(tmp_path / "c.pt") == {}
+
+
+def test_weights_that_do_not_fit_say_why_in_one_line(tmp_path):
+    path = tmp_path / "m.pt"
+    torch.save(make(6).state_dict(), path)
+    with pytest.raises(CheckpointError) as err:
+        weights_checkpoint(path, FACTORY, {"width": 5})
+    head, why = str(err.value).split(": cannot rebuild its model: ")
+    assert head == str(path) and len(why) == 300  # torch's message, cut to 300 characters
+    assert why.startswith(
+        "Error(s) in loading state_dict for Sequential: size mismatch for 0.weight:"
+    )
