@@ -173,6 +173,21 @@ def test_a_schema_this_package_cannot_read_is_refused(tmp_path, version, match):
     open_run(path).close()
 
 
+def test_the_refusal_compares_majors_with_majors(tmp_path, monkeypatch):
+    """Under a future schema 3.0 a file of 3.9 is read and one of 4.0 refused."""
+    import landscape.store.hdf5 as hdf5
+
+    monkeypatch.setattr(hdf5, "SCHEMA_VERSION", "3.0")
+    path = tmp_path / "future.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["schema_version"] = "3.9"
+    open_run(path).close()
+    with h5py.File(path, "a") as f:
+        f.attrs["schema_version"] = "4.0"
+    with pytest.raises(ValueError, match=r"reads schema 3\.0 and older"):
+        open_run(path)
+
+
 def test_group_of_names_what_is_in_the_wrong_place(tmp_path):
     from landscape.store import group_of
 
