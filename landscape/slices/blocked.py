@@ -53,8 +53,9 @@ class BlockedConv(nn.Module):
 
     In float32 ``W`` and ``b`` are ``source``'s own tensors, read at every call, so the
     module follows a source that moves with nothing to do per point. In bfloat16 they are
-    cast copies, made by :meth:`repack` (once per point). Dense inputs enter the blocked
-    layout here; the output stays in it.
+    cast copies (buffers, written in place by :meth:`repack` once per point, so a traced
+    graph that reads them follows too). Dense inputs enter the blocked layout here; the
+    output stays in it.
     """
 
     def __init__(self, source: nn.Conv2d, dtype: torch.dtype = torch.float32):
@@ -63,23 +64,23 @@ class BlockedConv(nn.Module):
         self.dtype = dtype
         self.args = (list(source.padding), list(source.stride), list(source.dilation))
         self.groups = source.groups
-        self._set(None, None)
-
-    def _set(self, weight: Tensor | None, bias: Tensor | None) -> None:
-        # Plain attributes, past nn.Module.__setattr__'s checks
-        self.__dict__.update(weight=weight, bias=bias)
+        self.register_buffer("cast_weight", None, persistent=False)
+        self.register_buffer("cast_bias", None, persistent=False)
 
     @torch.no_grad()
     def repack(self) -> None:
         """``W`` and ``b`` of ``source``, now, cast to ``dtype`` (nothing to do in float32)."""
         source = self._source[0]
         if self.dtype == source.weight.dtype:
-            self._set(None, None)
+            if self.cast_weight is not None:  # (a switch back from bfloat16)
+                self.cast_weight = self.cast_bias = None
             return
-        b = source.bias
-        self._set(
-            source.weight.detach().to(self.dtype), None if b is None else b.detach().to(self.dtype)
-        )
+        for name, t in (("cast_weight", source.weight), ("cast_bias", source.bias)):
+            have = getattr(self, name)
+            if t is None or have is None or have.dtype != self.dtype:
+                setattr(self, name, None if t is None else t.detach().to(self.dtype))
+            else:
+                have.copy_(t)
 
     def forward(self, x: Tensor) -> Tensor:
         source = self._source[0]
@@ -87,9 +88,9 @@ class BlockedConv(nn.Module):
             w, b = source.weight.detach(), source.bias
             b = None if b is None else b.detach()
         else:
-            if self.weight is None:
+            if self.cast_weight is None:
                 self.repack()
-            w, b = self.weight, self.bias
+            w, b = self.cast_weight, self.cast_bias
         if not x.is_mkldnn:
             x = x.to(self.dtype).contiguous().to_mkldnn()
         padding, stride, dilation = self.args
@@ -176,4 +177,4 @@ def set_dtype(convs: list[BlockedConv], dtype: torch.dtype) -> None:
     """Run the blocked trunk in ``dtype`` (float32 or bfloat16) from the next repack."""
     for conv in convs:
         conv.dtype = dtype
-        conv._set(None, None)
+        conv.cast_weight = conv.cast_bias = None

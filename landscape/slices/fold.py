@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from landscape.slices import blocked
+from landscape.slices import blocked, traced
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class Vehicle:
         convs: list[blocked.BlockedConv],
     ):
         self.graph, self.folds, self.convs = graph, folds, convs  # folds: (layer, bn, copy)
+        self.run: Any = graph  # what a call runs: the graph, or its trace (:meth:`interpret`)
         self._scales: list[tuple[tuple, Tensor | None]] = [((), None)] * len(folds)
 
     @classmethod
@@ -139,18 +140,40 @@ class Vehicle:
             conv.repack()
 
     def __call__(self, inputs: Tensor) -> Any:
-        return self.graph(inputs)
+        return self.run(inputs)
+
+    def interpret(self, inputs: Tensor) -> bool:
+        """Run the graph traced (:mod:`landscape.slices.traced`) where its trace is allowed and
+        agrees with it on ``inputs`` and on one example fewer; True where it now does."""
+        self.refresh()  # the bfloat16 casts exist before the trace reads them
+        fast = traced.trace(self.graph, inputs)
+        if fast is None:
+            return False
+        sizes = {len(inputs), max(len(inputs) - 1, 1)}
+        try:
+            with torch.inference_mode():
+                same = all(_close(fast(inputs[:n]), self.graph(inputs[:n])) for n in sizes)
+        except Exception:  # e.g. a batch size baked into the trace
+            same = False
+        if same:
+            self.run = fast
+        return same
 
     def agrees(self, model: nn.Module, inputs: Tensor) -> bool:
         """The vehicle's and the model's outputs equal up to rounding on one batch."""
         self.refresh()
         with torch.inference_mode():
             want, got = model(inputs), self.graph(inputs)
-        if not (isinstance(want, Tensor) and isinstance(got, Tensor) and want.shape == got.shape):
-            return False
-        scale = want.nan_to_num(0.0, 0.0, 0.0).abs().max() if want.numel() else 0.0
-        atol = _FOLD_CHECK_RTOL * float(scale)
-        return torch.allclose(got, want, rtol=_FOLD_CHECK_RTOL, atol=atol, equal_nan=True)
+        return _close(got, want)
+
+
+def _close(got: Any, want: Any) -> bool:
+    """Equal up to rounding: at ``_FOLD_CHECK_RTOL`` of the largest finite ``|want|``."""
+    if not (isinstance(want, Tensor) and isinstance(got, Tensor) and want.shape == got.shape):
+        return False
+    scale = want.nan_to_num(0.0, 0.0, 0.0).abs().max() if want.numel() else 0.0
+    atol = _FOLD_CHECK_RTOL * float(scale)
+    return torch.allclose(got, want, rtol=_FOLD_CHECK_RTOL, atol=atol, equal_nan=True)
 
 
 def vehicle(
@@ -177,6 +200,11 @@ def vehicle(
         return None
     if bf16:
         blocked.set_dtype(found.convs, torch.bfloat16)
+    if found.convs:  # the CPU path, where Python's share of a point is largest
+        # traced as it will run: under bf16, inside the slice's autocast
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with autocast:
+            found.interpret(inputs)
     return found
 
 

@@ -1,0 +1,76 @@
+"""The vehicle's graph run by TorchScript's interpreter instead of Python (CPU).
+
+A slice point of a small network is mostly Python: the vehicle's ``torch.fx`` graph calls a
+dozen modules per batch through ``nn.Module.__call__``, ~0.1 ms per batch of 512 digits on
+one core, 5% of a small VGG's point, which a forward frozen for inference does not pay.
+``torch.jit.trace`` records the same graph once; its interpreter then runs it from C++.
+The weights stay the model's: the trace reads every parameter and buffer of the graph's
+modules by attribute at each call (``prim::GetAttr``), so it follows a point moved in place
+(the parameters, the folded copies, the bfloat16 casts of :mod:`landscape.slices.blocked`).
+
+A trace records tensor operations only, so it is taken only where nothing else can happen:
+every module the graph calls is of a type whose forward is a fixed sequence of tensor
+operations (:data:`PURE`, in eval mode), no module has hooks, and no global hooks are set.
+The caller checks the trace against the graph on two batch sizes (a batch size baked into
+the trace shows there). ``torch.jit.trace`` is deprecated in torch 2.x: where it fails or is
+gone, :func:`trace` returns None and the Python graph runs, as before.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor, fx, nn
+from torch.nn.modules import module as _module
+
+from landscape.slices.blocked import BlockedConv
+
+__all__ = ["PURE", "TRACE", "pure", "trace"]
+
+TRACE = True  # switch for benchmarks and tests
+
+#: Module types whose forward (in eval mode) is a fixed sequence of tensor operations.
+PURE: tuple[type[nn.Module], ...] = (
+    BlockedConv,
+    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.Bilinear,
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm,
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Softplus,
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+    nn.Flatten, nn.Identity, nn.Dropout,
+)  # fmt: skip
+
+
+def _global_hooks() -> bool:
+    """Forward hooks set for every module (``register_module_forward_hook`` and its pre)."""
+    return bool(_module._global_forward_hooks or _module._global_forward_pre_hooks)
+
+
+def pure(graph: fx.GraphModule) -> bool:
+    """Every module ``graph`` calls is of a :data:`PURE` type, without hooks, and its
+    BatchNorms and dropouts are in eval mode."""
+    modules = dict(graph.named_modules())
+    for node in graph.graph.nodes:
+        if node.op != "call_module":
+            continue
+        m = modules.get(str(node.target))
+        if type(m) not in PURE or m._forward_hooks or m._forward_pre_hooks:
+            return False
+        if m.training and isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.Dropout)):
+            return False  # the only PURE types whose forward reads the mode
+        if torch.nn.utils.parametrize.is_parametrized(m):
+            return False
+    return not _global_hooks()
+
+
+def trace(graph: fx.GraphModule, inputs: Tensor) -> torch.jit.ScriptModule | None:
+    """``graph`` traced on ``inputs`` (no gradients), or None where it may not or cannot be."""
+    if not (TRACE and isinstance(inputs, Tensor) and pure(graph)):
+        return None
+    try:
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")  # its deprecation and tracer warnings
+            return torch.jit.trace(graph, inputs, check_trace=False)
+    except Exception:  # any graph the tracer cannot take: the Python graph runs
+        return None

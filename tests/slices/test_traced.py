@@ -1,0 +1,137 @@
+"""The vehicle's graph run traced: the same values, following every move, taken only where
+a trace cannot differ from the graph (and refused, with the graph kept, everywhere else)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import landscape.slices.fold as F
+from landscape.slices import traced
+from tests.slices.test_blocked import close, inputs, model_of
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def vehicle(model: nn.Module, bf16: bool = False) -> F.Vehicle:
+    v = F.vehicle(model, inputs(), channels_last=True, running_stats=True, bf16=bf16)
+    assert v is not None and v.convs
+    return v
+
+
+def move(model: nn.Module, factor: float) -> None:
+    """Parameters scaled by ``factor``, running statistics by ``|factor|`` (variances > 0)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(factor)
+        for b in model.buffers():
+            if b.is_floating_point():
+                b.mul_(abs(factor))
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_trace_runs_and_follows_a_moved_point(bf16):
+    model = model_of("vgg_small", True)
+    v = vehicle(model, bf16)
+    assert isinstance(v.run, torch.jit.ScriptModule)
+    x = inputs()
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+    for factor in (1.0, 1.3, -0.7):  # parameters and running statistics moved in place
+        move(model, factor)
+        v.refresh()
+        with torch.inference_mode(), autocast:
+            got, graph = v(x), v.graph(x)
+        assert torch.equal(got, graph)  # the same operations on the same tensors
+        if not bf16:
+            with torch.inference_mode():
+                close(got, model(x), 2e-5)
+
+
+def test_a_batch_of_another_size_runs_through_the_trace():
+    model = model_of("vgg_small", True)
+    v = vehicle(model)
+    x = torch.randn(37, 1, 8, 8)
+    with torch.inference_mode():
+        close(v(x), model(x), 2e-5)
+
+
+def vgg_with(extra: nn.Module) -> nn.Module:
+    model = model_of("vgg_small", True)
+    model.features.append(extra)
+    return model
+
+
+def test_only_pure_graphs_without_hooks_are_traced():
+    assert isinstance(vehicle(vgg_with(nn.Identity())).run, torch.jit.ScriptModule)
+    v = vehicle(vgg_with(nn.Hardswish()))  # a module type not on the list: not traced
+    assert v.run is v.graph
+
+    hooked = vgg_with(nn.Identity())
+    seen = []
+    hooked.features[-1].register_forward_hook(lambda m, i, o: seen.append(1))
+    v = vehicle(hooked)
+    assert v.run is v.graph
+    with torch.inference_mode():
+        v(inputs())
+    assert seen  # the hook ran at the call
+
+    handle = nn.modules.module.register_module_forward_hook(lambda m, i, o: None)
+    try:
+        v = vehicle(model_of("vgg_small", True))
+        assert v.run is v.graph
+        assert not traced.pure(torch.fx.symbolic_trace(model_of("vgg_small", True)))
+    finally:
+        handle.remove()
+
+
+def test_modes_that_read_training_are_refused_in_training():
+    model = model_of("vgg_small", True)
+    gm = torch.fx.symbolic_trace(model)
+    assert traced.pure(gm)
+    gm.get_submodule("features.0.bn").train()
+    assert not traced.pure(gm)
+    drop = torch.fx.symbolic_trace(nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5)).eval())
+    assert traced.pure(drop)
+    drop.train()
+    assert not traced.pure(drop)
+    blocked = torch.fx.symbolic_trace(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()).eval())
+    from landscape.slices.blocked import block
+
+    (conv,) = block(blocked)
+    conv.train()  # its forward does not read the mode
+    assert traced.pure(blocked)
+
+
+def test_a_trace_that_disagrees_or_fails_is_not_used(monkeypatch):
+    model = model_of("vgg_small", True)
+    v = vehicle(copy.deepcopy(model))
+    graph = v.graph
+    x = inputs()
+
+    def doubled(g, i):
+        return lambda t: 2 * g(t)
+
+    def sized(g, i):  # as if the trace had baked the batch size in
+        n = len(i)
+        return lambda t: g(t) if len(t) == n else g(t)[:1]
+
+    def raising(g, i):
+        raise RuntimeError("the tracer cannot take this graph")
+
+    for fake in (doubled, sized):
+        v.run = graph
+        monkeypatch.setattr(traced, "trace", fake)
+        assert v.interpret(x) is False and v.run is graph
+    monkeypatch.undo()
+    assert v.interpret(x) is True and v.run is not graph  # the real trace agrees
+    monkeypatch.setattr(traced.torch.jit, "trace", raising)
+    assert traced.trace(graph, x) is None
+
+
+def test_the_switch_leaves_the_python_graph(monkeypatch):
+    monkeypatch.setattr(traced, "TRACE", False)
+    v = vehicle(model_of("vgg_small", True))
+    assert v.run is v.graph
