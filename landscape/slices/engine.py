@@ -16,11 +16,14 @@ cheaper than the model's own forward where that is exact in real arithmetic
 (:func:`landscape.slices.fold.vehicle`, checked against the model on one batch before the
 grid). Where BN runs on running statistics (``"eval"``, ``"recalibrate"``), every BatchNorm
 that directly follows a conv/linear layer is folded into it; on the CPU the 4-D weights are
-held in channels_last and, in float32, the conv trunk runs in oneDNN's blocked layout with
-its weights converted once per point (:mod:`landscape.slices.blocked`; in bf16 under
-``precision="bf16"``). All change only rounding (float32: ~1e-7 relative);
-``benchmarks/bench_report.py`` measures them against a forward frozen for inference. The
-switches are ``fold.FOLD_BN``, ``fold.CHANNELS_LAST`` and ``fold.BLOCKED``. On a GPU the
+held in channels_last and, in float32, the conv trunk runs in oneDNN's blocked layout
+reading the live weights (:mod:`landscape.slices.blocked`; in bf16 under
+``precision="bf16"``), the vehicle's graph traced where only standard layers without hooks
+run (:mod:`landscape.slices.traced`), and ``F.cross_entropy`` of few-class logits in a faster
+layout (:mod:`landscape.slices.fused`, the same bits). All change only rounding (float32:
+~1e-7 relative); ``benchmarks/bench_report.py`` measures them against a forward frozen for
+inference. The switches are ``fold.FOLD_BN``, ``fold.CHANNELS_LAST``, ``fold.BLOCKED`` and
+``traced.TRACE``. On a GPU the
 points are read back one point late (``DEFERRED_READBACK``), so the host never waits on an
 empty queue.
 """
