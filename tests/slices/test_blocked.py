@@ -206,6 +206,17 @@ class PoolWithIndices(nn.Module):
         return self.pool(self.conv(x))[0].flatten(1)
 
 
+class DensePool(nn.Module):
+    """A max pooling of a dense value stays out of the layout (nothing to convert back)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool, self.conv = nn.MaxPool2d(2), conv()
+
+    def forward(self, x):
+        return self.conv(x).flatten(1)[:, :4] + self.pool(x).flatten(1)[:, :4]
+
+
 def conv(*args, **kwargs) -> nn.Conv2d:
     return nn.Conv2d(3, 4, 3, *args, padding=1, **kwargs)
 
@@ -223,6 +234,7 @@ def conv(*args, **kwargs) -> nn.Conv2d:
         (lambda: nn.Sequential(conv(), nn.Flatten(), nn.Linear(256, 3)),
          [("call_module", "conv")]),
         (Functions, [("call_function", "relu_")]),  # the last ReLU, in place
+        (DensePool, [("call_module", "conv")]),
     ],
 )  # fmt: skip
 def test_relu_and_pooling_follow_the_layout_and_nothing_else(net, reads):
@@ -280,3 +292,33 @@ def test_available_needs_the_cpu_and_float32():
     assert not B.available(cpu, torch.float64) and not B.available(cpu, torch.bfloat16)
     assert not B.available(torch.device("cuda"), torch.float32)
     assert not B.available(torch.device("meta"), torch.float32)
+
+
+class ReluFirst(nn.Module):
+    """ReLUs of the input (module, function, method), each its input's only use."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind, self.act, self.conv = kind, nn.ReLU(), conv()
+
+    def forward(self, x):
+        if self.kind == "module":
+            h = self.act(x)
+        elif self.kind == "function":
+            h = torch.nn.functional.relu(x)
+        else:
+            h = x.relu()
+        return self.conv(h).flatten(1)
+
+
+@pytest.mark.parametrize("kind", ["module", "function", "method"])
+def test_a_relu_of_a_dense_value_leaves_it_alone(kind):
+    """Only a ReLU of a blocked value runs in place: the caller's inputs are not overwritten."""
+    net = ReluFirst(kind)
+    gm = torch.fx.symbolic_trace(copy.deepcopy(net))
+    assert len(B.block(gm)) == 1
+    x = torch.randn(2, 3, 8, 8)
+    before = x.clone()
+    with torch.inference_mode():
+        close(gm(x), net(before), F32_RTOL)
+    assert torch.equal(x, before)

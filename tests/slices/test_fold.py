@@ -251,3 +251,15 @@ def test_the_check_reads_at_most_check_examples():
     batch = (torch.randint(0, 10, (n,), generator=g), torch.randint(0, 4, (n,), generator=g))
     S.evaluate_grid(model, CE, [batch], random_directions(model, 1, seed=0), "0:0:1")
     assert sizes == [F.CHECK_EXAMPLES, F.CHECK_EXAMPLES, n]  # model, vehicle, the point
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_folded_4d_weights_take_the_layout_asked_for(channels_last):
+    model = vgg().eval()  # contiguous weights
+    x = data()[0][0]
+    found = F.vehicle(model, x, channels_last=channels_last, running_stats=True, bf16=False)
+    assert found is not None and len(found.folds) == 5
+    weights = [f.weight for _, _, f in found.folds if f.weight.ndim == 4 and f.weight.shape[1] > 1]
+    assert len(weights) == 3  # the first convolution has one input channel: both layouts
+    cl = torch.channels_last
+    assert all(w.is_contiguous(memory_format=cl) == channels_last for w in weights)
