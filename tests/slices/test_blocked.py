@@ -226,6 +226,8 @@ def conv(*args, **kwargs) -> nn.Conv2d:
     [
         (lambda: nn.Sequential(conv(), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()),
          [("call_module", "2")]),  # ReLU and pooling in the layout: to dense after the pool
+        (lambda: nn.Sequential(conv(), nn.ReLU(), nn.Flatten()),
+         [("call_function", "relu_")]),  # the ReLU module, in place
         (lambda: nn.Sequential(conv(), nn.MaxPool2d(2, dilation=(1, 1)), nn.Flatten()),
          [("call_module", "1")]),
         (lambda: nn.Sequential(conv(), nn.MaxPool2d(2, dilation=2), nn.Flatten()),
