@@ -134,7 +134,8 @@ class ModelSnapshot:
         """Put everything back (the snapshot's gradient tensors become the model's)."""
         live = _tensors(model)
         names = [n for n in self.state if n in live]
-        torch._foreach_copy_([live[n] for n in names], [self.state[n] for n in names])
+        if names:  # foreach refuses empty lists: a model without tensors has nothing to copy
+            torch._foreach_copy_([live[n] for n in names], [self.state[n] for n in names])
         for n, p in model.named_parameters():
             p.grad = self.grads.get(n)
         for n, m in model.named_modules():

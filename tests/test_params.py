@@ -117,3 +117,11 @@ def test_restored_gradients_are_not_shared_with_the_block():
     with preserved(model):
         model[0].weight.grad.mul_(0.0)  # in place on the live .grad inside
     assert torch.equal(model[0].weight.grad, torch.full_like(model[0].weight, 7.0))
+
+
+def test_a_model_without_tensors_comes_back_too():
+    """Nothing to copy back (no parameter, no buffer): only the train/eval flags."""
+    model = nn.Sequential(nn.ReLU(), nn.Flatten()).train()
+    with preserved(model):
+        model.eval()
+    assert all(m.training for m in model.modules())

@@ -178,3 +178,163 @@ def test_switch_off_and_batch_statistics_leave_the_model_alone(monkeypatch):
     assert vehicle is not None and vehicle.convs == []  # folded only
     plain = model_of("vgg_small", False)
     assert F.vehicle(plain, x, channels_last=True, running_stats=True, bf16=False) is None
+
+
+# --- which operations run blocked, hooks, in-place ReLUs, the trunk's dtype ----------------
+
+
+def to_dense_inputs(net: nn.Module) -> tuple[list[tuple[str, str]], torch.fx.GraphModule]:
+    """Where ``block`` leaves the layout: the nodes whose values ``to_dense`` reads."""
+    gm = torch.fx.symbolic_trace(copy.deepcopy(net))
+    B.block(gm)
+    reads = []
+    for n in gm.graph.nodes:
+        if n.op == "call_method" and n.target == "to_dense":
+            src = n.args[0]
+            name = getattr(src.target, "__name__", str(src.target))
+            reads.append((src.op, "conv" if name.startswith("_landscape_blocked") else name))
+    return reads, gm
+
+
+class Functions(nn.Module):
+    """ReLUs as functions and methods; dense ReLUs of the input first; torch.flatten last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.act = nn.ReLU()
+        self.c1, self.c2, self.c3 = conv(), nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        x = self.act(torch.relu(torch.nn.functional.relu(x - 0.5).relu()))  # dense input
+        h = torch.nn.functional.relu(self.c1(x))
+        h = torch.relu(self.c2(h))
+        return torch.flatten(self.c3(h).relu(), 1)
+
+
+class PoolWithIndices(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.pool = nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(2, return_indices=True)
+
+    def forward(self, x):
+        return self.pool(self.conv(x))[0].flatten(1)
+
+
+class DensePool(nn.Module):
+    """A max pooling of a dense value stays out of the layout (nothing to convert back)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool, self.conv = nn.MaxPool2d(2), conv()
+
+    def forward(self, x):
+        return self.conv(x).flatten(1)[:, :4] + self.pool(x).flatten(1)[:, :4]
+
+
+def conv(*args, **kwargs) -> nn.Conv2d:
+    return nn.Conv2d(3, 4, 3, *args, padding=1, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "net, reads",
+    [
+        (lambda: nn.Sequential(conv(), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()),
+         [("call_module", "2")]),  # ReLU and pooling in the layout: to dense after the pool
+        (lambda: nn.Sequential(conv(), nn.ReLU(), nn.Flatten()),
+         [("call_function", "relu_")]),  # the ReLU module, in place
+        (lambda: nn.Sequential(conv(), nn.MaxPool2d(2, dilation=(1, 1)), nn.Flatten()),
+         [("call_module", "1")]),
+        (lambda: nn.Sequential(conv(), nn.MaxPool2d(2, dilation=2), nn.Flatten()),
+         [("call_module", "conv")]),  # oneDNN pools without dilation only
+        (PoolWithIndices, [("call_module", "conv")]),  # nor does it give indices
+        (lambda: nn.Sequential(conv(), nn.Flatten(), nn.Linear(256, 3)),
+         [("call_module", "conv")]),
+        (Functions, [("call_function", "relu_")]),  # the last ReLU, in place
+        (DensePool, [("call_module", "conv")]),
+    ],
+)  # fmt: skip
+def test_relu_and_pooling_follow_the_layout_and_nothing_else(net, reads):
+    net = net()
+    got, gm = to_dense_inputs(net)
+    assert got == reads
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        close(gm(x.clone()), net(x), F32_RTOL)
+
+
+def test_hooked_convolutions_are_not_blocked():
+    net = nn.Sequential(conv(), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.Flatten())
+    net[0].register_forward_hook(lambda m, i, o: o * 2)
+    net[2].register_forward_pre_hook(lambda m, i: (i[0] - 1,))
+    gm = torch.fx.symbolic_trace(copy.deepcopy(net))
+    assert B.block(gm) == []
+    x = torch.randn(2, 3, 8, 8)
+    with torch.inference_mode():
+        close(gm(x), net(x), F32_RTOL)
+
+
+def test_a_relu_is_in_place_only_where_its_input_has_no_other_use():
+    class TwoUsers(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.pool = conv(), nn.MaxPool2d(2)
+
+        def forward(self, x):
+            c = self.conv(x)  # read by the ReLU and, after it, by the second pooling
+            return self.pool(torch.relu(c)).flatten(1) - self.pool(c).flatten(1)
+
+    net, x = TwoUsers(), torch.randn(2, 3, 8, 8)
+    gm = torch.fx.symbolic_trace(copy.deepcopy(net))
+    assert len(B.block(gm)) == 1
+    with torch.inference_mode():
+        close(gm(x), net(x), F32_RTOL)
+
+
+def test_block_in_bf16_runs_the_trunk_in_bf16():
+    net = nn.Sequential(conv(), nn.ReLU(), nn.Flatten())
+    gm = torch.fx.symbolic_trace(copy.deepcopy(net))
+    convs = B.block(gm, torch.bfloat16)
+    assert [c.dtype for c in convs] == [torch.bfloat16]
+    x = torch.randn(2, 3, 8, 8)
+    with torch.inference_mode():
+        got, want = gm(x), net(x)
+    assert got.dtype == torch.bfloat16
+    close(got.float(), want, 3e-2)
+
+
+def test_available_needs_the_cpu_and_float32():
+    cpu = torch.device("cpu")
+    assert B.available(cpu, torch.float32)
+    assert not B.available(cpu, torch.float64) and not B.available(cpu, torch.bfloat16)
+    assert not B.available(torch.device("cuda"), torch.float32)
+    assert not B.available(torch.device("meta"), torch.float32)
+
+
+class ReluFirst(nn.Module):
+    """ReLUs of the input (module, function, method), each its input's only use."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind, self.act, self.conv = kind, nn.ReLU(), conv()
+
+    def forward(self, x):
+        if self.kind == "module":
+            h = self.act(x)
+        elif self.kind == "function":
+            h = torch.nn.functional.relu(x)
+        else:
+            h = x.relu()
+        return self.conv(h).flatten(1)
+
+
+@pytest.mark.parametrize("kind", ["module", "function", "method"])
+def test_a_relu_of_a_dense_value_leaves_it_alone(kind):
+    """Only a ReLU of a blocked value runs in place: the caller's inputs are not overwritten."""
+    net = ReluFirst(kind)
+    gm = torch.fx.symbolic_trace(copy.deepcopy(net))
+    assert len(B.block(gm)) == 1
+    x = torch.randn(2, 3, 8, 8)
+    before = x.clone()
+    with torch.inference_mode():
+        close(gm(x), net(before), F32_RTOL)
+    assert torch.equal(x, before)

@@ -6,6 +6,7 @@ written."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 
@@ -201,3 +202,96 @@ def test_temporaries_of_a_killed_run_go_when_a_complete_file_is_run_again(tmp_pa
     stale.write_bytes(b"partial")
     assert run_grid(tmp_path / "full.h5", model, CE, data, dirs, XS, YS, meta=META) is None
     assert not stale.exists()
+
+
+def _spoiled(src, tmp_path, damage):
+    """A copy of the slice file ``src`` with ``damage(f)`` done to it, and its checked parts."""
+    path = tmp_path / f"copy{len(list(tmp_path.iterdir()))}.h5"
+    path.write_bytes(src.read_bytes())
+    with h5py.File(path, "r+") as f:
+        damage(f)
+
+    def check():
+        with h5py.File(path, "r") as f:
+            return cells.checked(f, path)
+
+    return path, check
+
+
+def _replace(name, make):
+    def damage(f):
+        del f[name]
+        make(f, name)
+
+    return damage
+
+
+MORE_DAMAGE = {
+    "coords/x is not a list of finite coordinates": _replace(
+        "coords/x", lambda f, n: f.create_dataset(n, data=np.zeros((5, 1)))
+    ),
+    "buffer_directions is not a group of groups d1, d2, ...": lambda f: f.create_dataset(
+        "buffer_directions", data=np.zeros(3)
+    ),
+    "directions is not a group of groups d1, d2, ...": _replace(
+        "directions/d2", lambda f, n: f.create_dataset(n, data=np.zeros(3))
+    ),
+    "directions/d1/0.weight names no torch dtype": lambda f: f["directions/d1/0.weight"].attrs
+    .__setitem__("dtype", "zeros"),  # a torch function, not a dtype
+}  # fmt: skip
+
+
+def test_more_damaged_parts_are_named(tmp_path, full):
+    src = tmp_path / "full.h5"
+    for needle, damage in MORE_DAMAGE.items():
+        path, check = _spoiled(src, tmp_path, damage)
+        message = re.escape(f"{path} is a damaged slice file ({needle}")
+        with pytest.raises(cells.DamagedSliceFile, match=message):
+            check()
+
+
+def test_older_files_name_the_bn_mode_bn(tmp_path, full):
+    """Files written before ``bn_mode`` called it ``bn``; a file with both keeps both."""
+    src = tmp_path / "full.h5"
+    for mode in ("eval", "train", "recalibrate"):
+        old = {**read_attr_meta(src), "bn": mode}
+        del old["bn_mode"]
+        _, check = _spoiled(
+            src, tmp_path, lambda f, m=old: f.attrs.__setitem__("meta", json.dumps(m))
+        )
+        meta, metrics = check()
+        assert meta["bn_mode"] == mode and "bn" not in meta and metrics == ["loss", "accuracy"]
+    both = {**read_attr_meta(src), "bn": "train"}
+    _, check = _spoiled(src, tmp_path, lambda f: f.attrs.__setitem__("meta", json.dumps(both)))
+    assert check()[0] == both
+    other = {**read_attr_meta(src), "bn": "yes"}
+    del other["bn_mode"]
+    _, check = _spoiled(src, tmp_path, lambda f: f.attrs.__setitem__("meta", json.dumps(other)))
+    assert check()[0] == other
+
+
+def read_attr_meta(path):
+    with h5py.File(path, "r") as f:
+        return json.loads(f.attrs["meta"])
+
+
+def test_cells_are_written_where_they_lie_in_runs_and_short_writes(tmp_path, full, monkeypatch):
+    """Cells of a block that are not adjacent go to their own places, also where the system
+    writes fewer bytes than asked (``pwrite`` returns how many: the rest follows)."""
+    path = tmp_path / "full.h5"
+    with h5py.File(path, "r") as f:
+        where = cells.cells_of(f, path)
+    real = os.pwrite
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, off: real(fd, bytes(data[:3]), off))
+    writer = cells.CellWriter(path, where, chunk=100)
+    ks = [9, 0, 2, 3, 14, 7]
+    for k in ks:
+        writer.add(k, {"loss": 100.0 + k, "accuracy": -1.0 - k})
+    writer.flush()
+    got = read_grid(path)
+    want_loss, want_acc = full.values["loss"].copy(), full.values["accuracy"].copy()
+    want_loss.reshape(-1)[ks] = [100.0 + k for k in ks]
+    want_acc.reshape(-1)[ks] = [-1.0 - k for k in ks]
+    np.testing.assert_array_equal(got.values["loss"], want_loss)
+    np.testing.assert_array_equal(got.values["accuracy"], want_acc)
+    assert got.computed.all()

@@ -396,3 +396,303 @@ def test_values_read_one_point_late_are_the_same(monkeypatch):
     flat = want.values["loss"].reshape(-1)
     np.testing.assert_array_equal([v for _, v in seen], flat[[4, 0, 5, 1]])
     np.testing.assert_array_equal(got.computed.reshape(-1), np.isin(np.arange(6), [4, 0, 5, 1]))
+
+
+# --- batch_loss batches, metrics of both forms, argument checks, metadata, buffers ----------
+
+
+def dict_batches(data):
+    return [{"x": x, "y": y} for x, y in data]
+
+
+def frac_correct(out, y):
+    return (out.argmax(1) == y).double().mean()
+
+
+@pytest.mark.parametrize("bn_mode", ["eval", "recalibrate"])
+def test_batch_loss_batches_give_the_values_of_plain_batches(bn_mode):
+    """Dict batches with batch_loss loss, metric and accuracy: the plain run's values (every
+    batch weighted by its count; recalibration runs the loss's own forward passes)."""
+    from landscape import batch_loss
+
+    model, data = stale_bn_net(), batches()
+    d = random_directions(model, 1, seed=2)
+    opts = {"bn_mode": bn_mode, "recalibrate_batches": 2}
+    want = evaluate_grid(model, CE, data, d, "-1:1:3", metrics={"m": lambda o, t: 3 * CE(o, t)},
+                         **opts)  # fmt: skip
+    got = evaluate_grid(
+        model,
+        batch_loss(lambda m, b: CE(m(b["x"]), b["y"])),
+        dict_batches(data),
+        d,
+        "-1:1:3",
+        metrics={"m": batch_loss(lambda m, b: 3 * CE(m(b["x"]), b["y"]))},
+        accuracy=batch_loss(lambda m, b: frac_correct(m(b["x"]), b["y"])),
+        **opts,
+    )
+    assert list(got.values) == ["loss", "accuracy", "m"] and got.computed.all()
+    for name in want.values:
+        np.testing.assert_allclose(got.values[name], want.values[name], rtol=1e-12, atol=0)
+    assert got.meta["eval_examples"] == 16 and got.meta["eval_batches"] == 3
+
+
+def test_plain_batches_take_batch_loss_metrics_and_accuracy():
+    from landscape import batch_loss
+
+    model, data = bn_net(), batches()
+    d = random_directions(model, 1, seed=0)
+    want = evaluate_grid(model, CE, data, d, "-1:1:3")
+    got = evaluate_grid(
+        model,
+        CE,
+        data,
+        d,
+        "-1:1:3",
+        metrics={"twice": batch_loss(lambda m, b: 2 * CE(m(b[0]), b[1]))},
+        accuracy=batch_loss(lambda m, b: frac_correct(m(b[0]), b[1])),
+    )
+    assert list(got.values) == ["loss", "accuracy", "twice"]
+    np.testing.assert_allclose(got.values["loss"], want.values["loss"], rtol=1e-12)
+    np.testing.assert_allclose(got.values["accuracy"], want.values["accuracy"], rtol=1e-12)
+    np.testing.assert_allclose(got.values["twice"], 2 * want.values["loss"], rtol=1e-12)
+
+
+def test_batch_loss_refuses_plain_metrics_and_accuracy_true():
+    from landscape import batch_loss
+
+    model, data = bn_net(), dict_batches(batches())
+    d = random_directions(model, 1, seed=0)
+    loss = batch_loss(lambda m, b: CE(m(b["x"]), b["y"]))
+    with pytest.raises(ValueError, match="metrics take the same form"):
+        evaluate_grid(model, loss, data, d, "0:1:2", metrics={"m": CE})
+    with pytest.raises(ValueError, match="accuracy=batch_loss"):
+        evaluate_grid(model, loss, data, d, "0:1:2", accuracy=True)
+    res = evaluate_grid(model, loss, data, d, "0:1:2", accuracy=False)  # no accuracy: fine
+    assert list(res.values) == ["loss"] and res.computed.all()
+
+
+def test_argument_checks(monkeypatch):
+    import landscape.slices.engine as engine
+
+    model, data = bn_net(), batches()
+    d1 = random_directions(model, 1, seed=0)
+    own = dict(model.named_parameters())
+
+    def grid(*args, **kwargs):
+        return evaluate_grid(model, CE, data, *args, **kwargs)
+
+    with pytest.raises(ValueError, match="x coordinates"):
+        grid(d1, [])
+    with pytest.raises(ValueError, match="y coordinates"):
+        grid(d1 * 2, "0:1:2", [np.nan])
+    bad = {**own, "4.weight": torch.zeros(4, 4, dtype=torch.float64)}
+    with pytest.raises(ValueError, match=r"origin entry '4\.weight'"):
+        grid(d1, "0:1:2", origin=bad)
+    with pytest.raises(ValueError, match="origin entry 'nope'"):
+        grid(d1, "0:1:2", origin={**own, "nope": own["4.bias"]})
+    with pytest.raises(ValueError, match=r"direction entry '4\.bias'"):
+        grid([{"4.bias": torch.zeros(5, dtype=torch.float64)}], "0:1:2")
+    with pytest.raises(ValueError, match="direction entry 'nope'"):
+        grid([{"nope": torch.zeros(4, dtype=torch.float64)}], "0:1:2")
+    for name, t in [
+        ("nope", torch.zeros(3)),
+        ("1.num_batches_tracked", torch.zeros((), dtype=torch.long)),  # not floating
+        ("1.running_mean", torch.zeros(4, dtype=torch.float64)),  # shape
+    ]:
+        with pytest.raises(ValueError, match=f"buffer direction '{name}'"):
+            grid(d1, "0:1:2", buffer_directions=[{name: t}])
+    with pytest.raises(ValueError, match="one buffer direction per direction"):
+        grid(d1, "0:1:2", buffer_directions=[{}, {}])
+    with pytest.raises(ValueError, match=r"point indices must lie in \[0, 2\)"):
+        grid(d1, "0:1:2", points=[2])
+    with pytest.raises(ValueError, match="recalibrate_batches must be >= 1"):
+        grid(d1, "0:1:2", bn_mode="recalibrate", recalibrate_batches=0)
+    assert grid(d1, "0:1:2", recalibrate_batches=0).computed.all()  # not read under "eval"
+    for name in ("loss", "accuracy"):
+        with pytest.raises(ValueError, match="may not be named"):
+            grid(d1, "0:1:2", metrics={name: CE})
+    regression = [(x, torch.randn(len(x), 4, dtype=torch.float64)) for x, _ in data]
+    mse = torch.nn.functional.mse_loss
+    with pytest.raises(ValueError, match="accuracy needs 1-D integer class labels"):
+        evaluate_grid(model, mse, regression, d1, "0:1:2", accuracy=True)
+    assert list(evaluate_grid(model, mse, regression, d1, "0:1:2", accuracy=False).values) == [
+        "loss"
+    ]
+    labelled = evaluate_grid(model, CE, data, d1, "0:1:2", accuracy=True)
+    assert list(labelled.values) == ["loss", "accuracy"]
+    monkeypatch.setattr(engine, "MAX_POINTS", 8)  # a grid of exactly MAX_POINTS is allowed
+    d2 = random_directions(model, 2, seed=0)
+    assert grid(d2, "0:1:4", "0:1:2", points=[]).shape == (2, 4)
+    with pytest.raises(ValueError, match="a 4×3 grid has 12 points, at most 8"):
+        grid(d2, "0:1:4", "0:1:3", points=[])
+
+
+def test_metadata_of_a_slice():
+    from landscape.data import Batches
+
+    model = bn_net()
+    source = {"dataset": "toy", "split": "train", "examples": 16, "subset_seed": 0}
+    data = Batches(batches(), source)
+    d = random_directions(model, 2, seed=0)
+    res = evaluate_grid(model, CE, data, d, "-1:1:3", "0:1:2", points=[1],
+                        metrics={"m": CE})  # fmt: skip
+    assert res.meta == {
+        "kind": "grid",
+        "bn_mode": "eval",
+        "recalibrate_batches": None,
+        "precision": "native",
+        "metrics": ["loss", "accuracy", "m"],
+        "eval_examples": 16,
+        "eval_batches": 3,
+        "dtype": "torch.float64",
+        "moves_buffers": False,
+        "data": source,
+    }
+    assert res.computed.dtype == bool and res.computed.sum() == 1
+    assert res.buffer_directions is None
+    assert "data" not in evaluate_grid(model, CE, batches(), d, "0:1:2", "0:1:2").meta
+
+    class Fixed(nn.Module):  # no parameter at all: a constant loss, no dtype to record
+        def forward(self, x):
+            return x.sum(dim=(1, 2, 3))[:, None] * torch.ones(4, dtype=x.dtype)
+
+    const = evaluate_grid(Fixed(), CE, batches(), [{}], "-1:1:2")
+    assert const.meta["dtype"] is None and const.values["loss"][0] == const.values["loss"][1]
+
+
+def test_buffer_directions_move_the_running_statistics():
+    model, data = stale_bn_net(), batches()
+    d = random_directions(model, 2, seed=1)
+    g = torch.Generator().manual_seed(3)
+    bdirs = [
+        {"1.running_mean": torch.randn(3, generator=g, dtype=torch.float64)},
+        {"1.running_var": torch.rand(3, generator=g, dtype=torch.float64)},
+    ]
+    before = state(model)
+    xs, ys = np.array([-1.0, 0.5]), np.array([0.0, 2.0])
+    res = evaluate_grid(model, CE, data, d, xs, ys, buffer_directions=bdirs)
+    assert res.meta["moves_buffers"] is True
+    assert res.buffer_directions is not None and len(res.buffer_directions) == 2
+    assert torch.equal(res.buffer_directions[1]["1.running_var"], bdirs[1]["1.running_var"])
+    x_all, y_all = torch.cat([x for x, _ in data]), torch.cat([y for _, y in data])
+    for j, b in enumerate(ys):
+        for i, a in enumerate(xs):
+            m = copy.deepcopy(model).eval()
+            with torch.no_grad():
+                for n, p in m.named_parameters():
+                    p.add_(a * d[0][n] + b * d[1][n])
+                m[1].running_mean.add_(a * bdirs[0]["1.running_mean"])
+                m[1].running_var.add_(b * bdirs[1]["1.running_var"])
+                want = float(CE(m(x_all), y_all))
+            assert abs(res.values["loss"][j, i] - want) < 1e-10
+    assert_same_state(model, before)
+
+
+def test_a_direction_on_a_subset_of_the_parameters():
+    model, data = bn_net(), batches()
+    g = torch.Generator().manual_seed(5)
+    d = [{"4.weight": torch.randn(4, 48, generator=g, dtype=torch.float64)}]  # one tensor
+    xs = np.array([-1.0, 0.0, 2.0])
+    res = evaluate_grid(model, CE, data, d, xs)
+    full = [{n: d[0].get(n, torch.zeros_like(p)) for n, p in model.named_parameters()}]
+    np.testing.assert_allclose(res.values["loss"], reference(model, data, full, xs)[0],
+                               rtol=1e-10)  # fmt: skip
+
+
+def toy_factory():
+    """Float32 batches for a float64 model: ``data="module:factory"`` puts them in its dtype."""
+    return [(x.float(), y) for x, y in batches()]
+
+
+def test_data_named_by_an_import_path_is_loaded_once_in_the_model_dtype():
+    model = bn_net()
+    d = random_directions(model, 1, seed=0)
+    res = evaluate_grid(model, CE, "tests.slices.test_engine:toy_factory", d, "-1:1:3")
+    want = evaluate_grid(model, CE, [(x.double(), y) for x, y in toy_factory()], d, "-1:1:3")
+    np.testing.assert_array_equal(res.values["loss"], want.values["loss"])
+    assert res.meta["data"]["dataset"] == "tests.slices.test_engine:toy_factory"
+    assert res.meta["data"]["examples"] == 16
+
+
+def test_float32_batch_means_are_averaged_in_float64():
+    """The example-weighted mean of float32 batch losses is taken in float64, not float32."""
+    g = torch.Generator().manual_seed(0)
+    sizes = [3, 7, 5, 11, 2, 9]
+    data = [(torch.zeros(n, 1), torch.full((n,), float(v))) for n, v in
+            zip(sizes, torch.rand(len(sizes), generator=g) * 1e3 + 1)]  # fmt: skip
+    model = nn.Linear(1, 1)  # float32, its output ignored
+
+    def loss(out, t):
+        return t[0] + 0 * out.sum()  # the batch's own float32 value
+
+    res = evaluate_grid(model, loss, data, [{"bias": torch.ones(1)}], "0:0:1", accuracy=False)
+    want = sum(float(t[0]) * len(t) for _, t in data) / sum(sizes)  # float64 from float32 values
+    assert abs(res.values["loss"][0] - want) <= 1e-13 * want
+
+
+def test_batch_statistics_evaluate_the_model_without_a_warning(caplog):
+    """bn_mode="train" does not fold or block (BN on batch statistics): no failed check."""
+    from tests.slices.test_fold import trained_like
+
+    torch.manual_seed(0)
+    model = trained_like(
+        nn.Sequential(
+            nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(64, 4)
+        )
+    )
+    data = batches(torch.float32)
+    d = random_directions(model, 1, seed=0)
+    with caplog.at_level("WARNING", logger="landscape.slices.fold"):
+        res = evaluate_grid(model, CE, data, d, [1.0, 0.0], bn_mode="train")
+    assert not caplog.records
+    ref = copy.deepcopy(model).train()
+    with torch.no_grad():
+        want = sum(float(CE(ref(x), y)) * len(y) for x, y in data) / 16
+    assert abs(res.values["loss"][1] - want) < 1e-5 * want
+
+
+def test_bf16_runs_the_conv_trunk_in_bf16():
+    """A float32 conv -> ReLU model: under precision="bf16" its values move by bf16 rounding
+    (the blocked trunk switched to bf16), not only by float32 rounding."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.Flatten())
+    g = torch.Generator().manual_seed(1)
+    data = [(torch.randn(6, 1, 8, 8, generator=g), torch.randn(6, 128, generator=g))]
+    mse = torch.nn.functional.mse_loss  # autocast runs it in float32
+    d = random_directions(model, 1, seed=0)
+    native = evaluate_grid(model, mse, data, d, "-1:1:3").values["loss"]
+    bf16 = evaluate_grid(model, mse, data, d, "-1:1:3", precision="bf16").values["loss"]
+    assert np.all(np.abs(bf16 - native) > 1e-5 * native)  # float32 rounding is ~1e-7
+    np.testing.assert_allclose(bf16, native, rtol=3e-2)
+
+
+def test_4d_weights_are_channels_last_during_the_slice_only(monkeypatch):
+    """On the CPU the 4-D weights (the model's and the folded copies) are held in
+    channels_last during the slice; the caller's tensors come back as they were."""
+    import landscape.slices.fold as fold
+
+    torch.manual_seed(0)  # two input channels: a (3, 1, 3, 3) weight is both layouts at once
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(48, 4))
+    model = model.double()
+    data = [(torch.cat([x, x.flip(0)], 1), y) for x, y in batches()]
+    d = random_directions(model, 1, seed=0)
+    conv, cl = model[0].weight, torch.channels_last
+    layout, seen, built = (conv.data_ptr(), conv.stride()), [], []
+    real_build = fold.Vehicle.build
+
+    def spy(*args, **kwargs):
+        built.append(real_build(*args, **kwargs))
+        return built[-1]
+
+    def look(k, v):
+        seen.append(model[0].weight.is_contiguous(memory_format=cl))
+
+    monkeypatch.setattr(fold.Vehicle, "build", spy)
+    evaluate_grid(model, CE, data, d, "-1:1:2", on_point=look)
+    assert seen == [True, True] and (conv.data_ptr(), conv.stride()) == layout
+    assert built[0] is not None and built[0].folds[0][2].weight.is_contiguous(memory_format=cl)
+    seen.clear()
+    monkeypatch.setattr(fold, "CHANNELS_LAST", False)
+    evaluate_grid(model, CE, data, d, "-1:1:2", on_point=look)
+    assert seen == [False, False]
+    assert not built[1].folds[0][2].weight.is_contiguous(memory_format=cl)
