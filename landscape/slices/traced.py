@@ -48,8 +48,9 @@ def _global_hooks() -> bool:
 
 
 def pure(graph: fx.GraphModule) -> bool:
-    """Every module ``graph`` calls is of a :data:`PURE` type, without hooks, and its
-    BatchNorms and dropouts are in eval mode."""
+    """Every module ``graph`` calls is of a :data:`PURE` type (exactly: a parametrized
+    module is of a subclass torch makes for it), without hooks, and its BatchNorms and
+    dropouts are in eval mode."""
     modules = dict(graph.named_modules())
     for node in graph.graph.nodes:
         if node.op != "call_module":
@@ -59,8 +60,6 @@ def pure(graph: fx.GraphModule) -> bool:
             return False
         if m.training and isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.Dropout)):
             return False  # the only PURE types whose forward reads the mode
-        if torch.nn.utils.parametrize.is_parametrized(m):
-            return False
     return not _global_hooks()
 
 

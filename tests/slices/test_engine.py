@@ -276,6 +276,18 @@ def test_one_non_finite_logit_makes_the_accuracy_nan(bad):
     assert math.isnan(res.values["accuracy"][1])
 
 
+def test_an_empty_batch_adds_no_prediction_and_no_example():
+    torch.manual_seed(0)
+    model = nn.Linear(3, 4).double()
+    x, y = torch.randn(6, 3, dtype=torch.float64), torch.randint(0, 4, (6,))
+    empty = (x[:0], y[:0])
+    d = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    got = evaluate_grid(model, torch.nn.functional.cross_entropy, [(x, y), empty], [d], [0.0])
+    with torch.no_grad():
+        want = (model(x).argmax(1) == y).double().mean().item()
+    assert got.values["accuracy"][0] == pytest.approx(want, rel=1e-15)
+
+
 def test_meta_records_the_recalibration_batches_used():
     model, data = stale_bn_net(), batches()
     d = random_directions(model, 1, seed=2)

@@ -81,6 +81,14 @@ def test_options_pass_through_ignored_targets_weights_and_sums():
         torch.testing.assert_close(got, want, rtol=1e-15, atol=0)
 
 
+def test_options_pass_through_where_torch_computes_it_too():
+    z, y = logits(400, 20)  # 20 classes: torch's own layout
+    w = torch.rand(20, dtype=torch.float64) + 0.5
+    for options in ({"weight": w}, {"reduction": "sum"}, {"label_smoothing": 0.2}):
+        assert torch.equal(fused.cross_entropy(z, y, **options), F.cross_entropy(z, y, **options))
+    assert not torch.equal(fused.cross_entropy(z, y, weight=w), F.cross_entropy(z, y))
+
+
 def test_non_finite_logits_give_torch_s_nan_and_infinity():
     z, y = logits(300, 10)
     z[0, y[0]] = math.inf  # inf - inf: NaN

@@ -87,6 +87,16 @@ def test_only_pure_graphs_without_hooks_are_traced():
         handle.remove()
 
 
+def test_a_parametrized_module_is_not_traced():
+    class Double(nn.Module):
+        def forward(self, w):
+            return 2 * w
+
+    model = model_of("vgg_small", True)
+    nn.utils.parametrize.register_parametrization(model.classifier[1], "weight", Double())
+    assert not traced.pure(torch.fx.symbolic_trace(model))
+
+
 def test_modes_that_read_training_are_refused_in_training():
     model = model_of("vgg_small", True)
     gm = torch.fx.symbolic_trace(model)
@@ -121,7 +131,17 @@ def test_a_trace_that_disagrees_or_fails_is_not_used(monkeypatch):
     def raising(g, i):
         raise RuntimeError("the tracer cannot take this graph")
 
-    for fake in (doubled, sized):
+    def fails_elsewhere(g, i):  # runs only at the traced batch size
+        n = len(i)
+
+        def run(t):
+            if len(t) != n:
+                raise RuntimeError("shape mismatch")
+            return g(t)
+
+        return run
+
+    for fake in (doubled, sized, fails_elsewhere):
         v.run = graph
         monkeypatch.setattr(traced, "trace", fake)
         assert v.interpret(x) is False and v.run is graph
@@ -135,3 +155,4 @@ def test_the_switch_leaves_the_python_graph(monkeypatch):
     monkeypatch.setattr(traced, "TRACE", False)
     v = vehicle(model_of("vgg_small", True))
     assert v.run is v.graph
+    assert v.interpret(inputs()) is False and v.run is v.graph
