@@ -111,6 +111,11 @@ class Vehicle:
             gm.graph.erase_node(node)
             folds.append((layer, bn, folded))
         convs = blocked.block(gm) if block else []
+        owned = {id(f) for _, _, f in folds}
+        for conv in convs:  # oneDNN reorders a weight per call: from NCHW without a copy
+            source = conv._source[0]
+            if id(source) in owned:
+                source.weight.data = source.weight.data.contiguous()
         if not (folds or convs):
             return None
         gm.recompile()

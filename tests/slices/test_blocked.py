@@ -338,3 +338,21 @@ def test_a_relu_of_a_dense_value_leaves_it_alone(kind):
     with torch.inference_mode():
         close(gm(x), net(before), F32_RTOL)
     assert torch.equal(x, before)
+
+
+def test_folded_weights_feeding_blocked_convolutions_are_nchw():
+    net = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),  # folded and blocked
+        nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), nn.BatchNorm2d(4),  # folded only
+        nn.Flatten(), nn.Linear(256, 3),
+    ).eval()  # fmt: skip
+    vehicle = F.Vehicle.build(trained_like(net), channels_last=True, block=True)
+    assert vehicle is not None and len(vehicle.convs) == 1
+    (first, _, blocked_source), (_, _, dense_source) = vehicle.folds[0], vehicle.folds[1]
+    assert vehicle.convs[0]._source[0] is blocked_source and first is net[0]
+    assert blocked_source.weight.is_contiguous()  # read as it is by oneDNN: no copy per call
+    assert dense_source.weight.is_contiguous(memory_format=torch.channels_last)
+    vehicle.refresh()
+    x = torch.randn(5, 2, 8, 8)
+    with torch.inference_mode():
+        close(vehicle(x), net(x), F32_RTOL)
