@@ -19,6 +19,9 @@ TINY = ["--model", "mlp", "--model-option", "depth=1", "--model-option", "width=
         "--steps", "4", "--batch-size", "32", "--eval-every", "2", "--device", "cpu",
         "-q"]  # fmt: skip
 FAST = ["--device", "cpu", "-q"]
+SWEEP = ["sweep", "init-scale", "--scales", "1", "--activation", "relu", "--seeds", "0",
+         "--steps", "2", "--grad-steps", "1", "--probe-every", "0", "--no-figures",
+         *FAST]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,9 @@ def made(tmp_path_factory):
     slice_file = root / "s.h5"
     args = ["slice", ckpt, "--x", "-1:1:2", "--y", "-1:1:2", "--examples", "20", *FAST]
     assert invoke(*args, "--out", slice_file).exit_code == 0
-    return {"run": run, "ckpt": ckpt, "slice": slice_file}
+    sweep_file = root / "sweep.h5"
+    assert invoke(*SWEEP, "--out", sweep_file).exit_code == 0
+    return {"run": run, "ckpt": ckpt, "slice": slice_file, "sweep": sweep_file}
 
 
 def _command(name: str, made: dict, out) -> list:
@@ -54,12 +59,15 @@ def _command(name: str, made: dict, out) -> list:
         "plot slice": ["plot", "slice", s, "--out", out / "f"],
         "plot compare": ["plot", "compare", s, s, "--out", out / "f"],
         "export vtk": ["export", "vtk", s, "--out", out / "f.vts"],
+        "sweep init-scale": [*SWEEP, "--out", out / "sweep.h5"],
+        "plot sweep": ["plot", "sweep", made["sweep"], "--out", out / "f"],
     }[name]
 
 
 WRITERS = ["train", "demo", "slice", "probe RUN", "probe --checkpoint", "hessian RUN",
            "hessian --checkpoint", "plot training", "plot santurkar", "plot hessian",
-           "plot slice", "plot compare", "export vtk"]  # fmt: skip
+           "plot slice", "plot compare", "export vtk", "sweep init-scale",
+           "plot sweep"]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", WRITERS)
@@ -74,7 +82,9 @@ def test_an_out_path_below_a_file_is_one_line_naming_the_path_and_the_fix(made, 
     assert notes.read_text() == "mine" and [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
-@pytest.mark.parametrize("command", ["train", "probe RUN", "plot training", "export vtk"])
+@pytest.mark.parametrize(
+    "command", ["train", "probe RUN", "plot training", "export vtk", "sweep init-scale"]
+)
 def test_out_below_dev_null_is_one_line(made, command):
     line = error_line(invoke(*_command(command, made, Path("/dev/null/run"))))
     assert "cannot write /dev/null/run" in line and "choose another path" in line, line
