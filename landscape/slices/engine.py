@@ -329,6 +329,7 @@ def evaluate_grid(
                 vehicle = fold.vehicle(
                     model, move(summary.first[0], device), channels_last=cl,
                     running_stats=bn_mode != "train" or not norms, bf16=precision == "bf16",
+                    calls=len(todo) * summary.batches,
                 )  # fmt: skip
                 forward = vehicle or forward
 

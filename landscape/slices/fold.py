@@ -182,9 +182,19 @@ def _close(got: Any, want: Any) -> bool:
 
 
 def vehicle(
-    model: nn.Module, inputs: Any, *, channels_last: bool, running_stats: bool, bf16: bool
+    model: nn.Module,
+    inputs: Any,
+    *,
+    channels_last: bool,
+    running_stats: bool,
+    bf16: bool,
+    calls: int | None = None,
 ) -> Vehicle | None:
     """The fastest vehicle that agrees with ``model`` on ``inputs`` (one batch), or None.
+
+    ``calls``: how many batches the vehicle will run (points x batches); the graph is traced
+    only when that is at least :data:`traced.MIN_CALLS` (None: always), as a trace costs
+    about as much as the Python it saves over a few hundred calls.
 
     ``running_stats``: no BatchNorm runs on batch statistics, so BN may be folded and the
     conv trunk blocked. The check runs in float32, where a wrong rewrite shows as O(1) and a
@@ -205,7 +215,7 @@ def vehicle(
         return None
     if bf16:
         blocked.set_dtype(found.convs, torch.bfloat16)
-    if found.convs:  # the CPU path, where Python's share of a point is largest
+    if found.convs and (calls is None or calls >= traced.MIN_CALLS):  # the CPU path
         # traced as it will run: under bf16, inside the slice's autocast
         autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
         with autocast:

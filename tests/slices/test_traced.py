@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -156,3 +157,23 @@ def test_the_switch_leaves_the_python_graph(monkeypatch):
     v = vehicle(model_of("vgg_small", True))
     assert v.run is v.graph
     assert v.interpret(inputs()) is False and v.run is v.graph
+
+
+def test_a_grid_traces_its_vehicle_only_when_it_runs_enough_batches(monkeypatch):
+    import landscape.slices as S
+    from tests.slices.helpers import CE
+
+    traces = []
+    real = traced.trace
+    monkeypatch.setattr(traced, "trace", lambda g, i: traces.append(1) or real(g, i))
+    monkeypatch.setattr(traced, "MIN_CALLS", 6)
+    model = model_of("vgg_small", True)
+    x = inputs(n=8)
+    batches = [(x[:4], torch.arange(4)), (x[4:], torch.arange(4))]
+    dirs = S.random_directions(model, 1, seed=0)
+    S.evaluate_grid(model, CE, batches, dirs, "-1:1:2")  # 2 points x 2 batches
+    assert traces == []
+    got = S.evaluate_grid(model, CE, batches, dirs, "-1:1:3")  # 3 x 2 = MIN_CALLS
+    assert traces == [1]
+    want = S.evaluate_grid(model, CE, batches, dirs, "-1:1:3", points=[0, 1, 2][:2])
+    np.testing.assert_allclose(got.values["loss"][:2], want.values["loss"][:2], rtol=1e-6)
