@@ -6,8 +6,8 @@ the digits training split (1438 examples) in batches of ``--batch``, float32, a 
 filter-normalized plane on ``-1:1:G`` squared. Printed, each measured side by side:
 
     throughput   slice vs limit and frozen bound: after each grid row, as many limit passes
-                 and bound passes back to back, run from the slice's progress callback; per-row
-                 means, medians over the rows (target >= 0.95 of the limit)
+                 and bound passes back to back, run from the slice's progress callback; medians
+                 of points and of passes (target >= 0.95 of the limit)
     levers       the slice with each fast path (landscape.slices.fold) switched off/on, grid
                  rows interleaved; forward-only levers (batch size, vmap, torch.compile)
     bf16         precision="bf16" vs float32, grid rows interleaved (target >= 1.8x), with
@@ -204,35 +204,39 @@ def frozen_bound(model: nn.Module, data) -> Callable | None:
 
 
 def throughput(model, data, dirs, g: int) -> dict:
-    """Slice throughput beside the limit's and the frozen bound's, in blocks: after each grid
-    row of ``g`` points (timed from the progress callback), ``g`` limit passes and ``g``
-    passes of the bound, each block back to back. Each side runs in its steady state, as it
-    would over a whole grid; interleaving single passes instead would start every point
-    with caches just filled by the two other networks (measured: 0.85 of the bound per
-    point, 0.92 in blocks; benchmarks/README.md). Per-row means (a row's first point, just
-    after the blocks, included), medians over the rows."""
+    """Slice points beside passes of the limit and of the frozen bound, in blocks: after each
+    grid row of ``g`` points (each timed from the progress callback), ``g`` limit passes and
+    ``g`` bound passes back to back, each timed. Each side runs in its steady state, as over a
+    whole grid, and medians compare a typical point with a typical pass (a row's first point,
+    just after the blocks, starts with cold caches, as does each block's first pass).
+    Interleaving single passes after every point instead started every point cold (measured:
+    0.85 of the bound; benchmarks/README.md). ``*_pairs``: the median over the rows of the
+    ratio of the row's and its blocks' medians."""
     limit_model = copy.deepcopy(model)  # the untouched model: its own layout, no folding
     for _ in range(3):
         forward_pass(limit_model, data)
     bound = frozen_bound(model, data)  # on CUDA too: cuDNN's fused conv+BN, frozen
     S.evaluate_grid(model, F.cross_entropy, data, dirs, "-1:1:2", "0:0:1")  # warm-up
-    point_t, limit_t, bound_t = [], [], []  # seconds per point / pass, one entry per row
+    rows: list[tuple[list[float], list[float], list[float]]] = []  # (points, limit, bound)
+    point_t: list[float] = []
     clock = [0.0]
 
     def progress(done: int, total: int) -> None:
-        if done % g:
-            return
-        point_t.append((time.perf_counter() - clock[0]) / g)
-        limit_t.append(sum(forward_pass(limit_model, data) for _ in range(g)) / g)
-        if bound is not None:
-            bound_t.append(sum(forward_pass(bound, data) for _ in range(g)) / g)
+        point_t.append(time.perf_counter() - clock[0])
+        if done % g == 0:
+            limit = [forward_pass(limit_model, data) for _ in range(g)]
+            passes = [forward_pass(bound, data) for _ in range(g)] if bound is not None else []
+            rows.append((point_t[-g:], limit, passes))
         clock[0] = time.perf_counter()
 
     clock[0] = start = time.perf_counter()
     S.evaluate_grid(model, F.cross_entropy, data, dirs, f"-1:1:{g}", f"-1:1:{g}", progress=progress)
     tail = time.perf_counter() - clock[0]
     n = sum(len(y) for _, y in data)
-    total = sum(point_t) * g + tail  # the whole call, setup and teardown included
+    limit_t = [t for _, limit, _ in rows for t in limit]
+    bound_t = [t for _, _, passes in rows for t in passes]
+    total = sum(point_t) + tail  # the whole call, setup and teardown included
+    nan = float("nan")
     return {
         "examples": n,
         "points": g * g,
@@ -242,11 +246,11 @@ def throughput(model, data, dirs, g: int) -> dict:
         "call_per_point": total / (g * g),
         "ratio_median": med(limit_t) / med(point_t),
         "ratio_mean": statistics.fmean(limit_t) / (total / (g * g)),
-        "ratio_pairs": med([a / b for a, b in zip(limit_t, point_t)]),
+        "ratio_pairs": med([med(li) / med(pt) for pt, li, _ in rows]),
         "wall": time.perf_counter() - start,
-        "bound_median": med(bound_t) if bound_t else float("nan"),
-        "bound_ratio": med(bound_t) / med(point_t) if bound_t else float("nan"),
-        "bound_pairs": med([a / b for a, b in zip(bound_t, point_t)]) if bound_t else float("nan"),
+        "bound_median": med(bound_t) if bound_t else nan,
+        "bound_ratio": med(bound_t) / med(point_t) if bound_t else nan,
+        "bound_pairs": med([med(b) / med(pt) for pt, _, b in rows]) if bound_t else nan,
     }
 
 

@@ -52,7 +52,7 @@ from landscape.data.evaluation import (
     describe_data,
     move,
 )
-from landscape.slices import fold, fused
+from landscape.slices import fold, fused, traced
 from landscape.slices.coords import MAX_POINTS, Coords, as_coords
 from landscape.slices.result import SliceResult
 
@@ -347,6 +347,11 @@ def evaluate_grid(
             # drains: the host sync waits for point k while point k + 1 is already queued.
             defer, pending = device.type in DEFERRED_READBACK, None
             point_loss = fused.fuse(loss_fn)  # the same loss, in a faster layout where there is one
+            scorer = None  # a traced vehicle's batch: forward, loss and accuracy in one call
+            if vehicle is not None and vehicle.run is not vehicle.graph and not metrics:
+                if point_loss is fused.cross_entropy and use_acc is True and precision != "bf16":
+                    first = move(summary.first, device)
+                    scorer = traced.scorer(vehicle.graph, first[0], first[1])
             for done, k in enumerate(todo, 1):
                 cell = (k,) if ys is None else divmod(k, len(xs))  # (j, i) for 2D
                 coeffs = [float(xs[cell[-1]])] + ([] if ys is None else [float(ys[cell[0]])])
@@ -357,7 +362,9 @@ def evaluate_grid(
                         m.eval()  # modes are set once, before the loop: put BN back
                 if vehicle is not None:
                     vehicle.refresh()
-                sums = _evaluate(forward, device, point_loss, data, metrics, use_acc, precision)
+                sums = None if scorer is None else traced.score(scorer, device, data)
+                if sums is None:
+                    sums = _evaluate(forward, device, point_loss, data, metrics, use_acc, precision)
                 if pending is not None:  # read back while this point's kernels run
                     finish(*pending)
                 pending = (k, cell, sums, done)

@@ -54,5 +54,7 @@ def fuse(loss_fn: Callable) -> Callable:
         return cross_entropy
     if type(loss_fn) is nn.CrossEntropyLoss and loss_fn.label_smoothing == 0.0:
         options = {"ignore_index": loss_fn.ignore_index, "reduction": loss_fn.reduction}
+        if loss_fn.weight is None and options == {"ignore_index": -100, "reduction": "mean"}:
+            return cross_entropy  # torch's defaults
         return partial(cross_entropy, weight=loss_fn.weight, **options)
     return loss_fn

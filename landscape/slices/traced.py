@@ -18,15 +18,19 @@ gone, :func:`trace` returns None and the Python graph runs, as before.
 
 from __future__ import annotations
 
+import math
 import warnings
+from typing import Any
 
 import torch
 from torch import Tensor, fx, nn
 from torch.nn.modules import module as _module
 
+from landscape.data.evaluation import as_batches, move
 from landscape.slices.blocked import BlockedConv
+from landscape.slices.fused import cross_entropy
 
-__all__ = ["MIN_CALLS", "PURE", "TRACE", "pure", "trace"]
+__all__ = ["MIN_CALLS", "PURE", "TRACE", "pure", "score", "scorer", "trace"]
 
 TRACE = True  # switch for benchmarks and tests
 #: Batches a grid must run before its vehicle is traced: tracing ``vgg_small`` took 30-50 ms
@@ -66,9 +70,10 @@ def pure(graph: fx.GraphModule) -> bool:
     return not _global_hooks()
 
 
-def trace(graph: fx.GraphModule, inputs: Tensor) -> torch.jit.ScriptModule | None:
+def trace(graph: nn.Module, inputs: Tensor | tuple) -> torch.jit.ScriptModule | None:
     """``graph`` traced on ``inputs`` (no gradients), or None where it may not or cannot be."""
-    if not (TRACE and isinstance(inputs, Tensor) and pure(graph)):
+    vehicle = graph.graph if isinstance(graph, _Scored) else graph
+    if not (TRACE and isinstance(inputs, Tensor | tuple) and pure(vehicle)):
         return None
     try:
         with warnings.catch_warnings(), torch.inference_mode():
@@ -76,3 +81,57 @@ def trace(graph: fx.GraphModule, inputs: Tensor) -> torch.jit.ScriptModule | Non
             return torch.jit.trace(graph, inputs, check_trace=False)
     except Exception:  # any graph the tracer cannot take: the Python graph runs
         return None
+
+
+class _Scored(nn.Module):
+    """One batch's ``[mean cross-entropy, correct predictions, max |logit|]`` (float64)."""
+
+    def __init__(self, graph: fx.GraphModule):
+        super().__init__()
+        self.graph = graph
+
+    def forward(self, inputs: Tensor, targets: Tensor) -> Tensor:
+        out = self.graph(inputs)
+        hits = (out.argmax(1) == targets).sum()
+        parts = [cross_entropy(out, targets), hits, out.abs().amax()]
+        return torch.stack([t.to(torch.float64) for t in parts])
+
+
+def scorer(graph: fx.GraphModule, inputs: Tensor, targets: Tensor) -> Any:
+    """The vehicle's graph, its cross-entropy and its accuracy counts traced as one call per
+    batch (no Python between them), or None where not allowed or not equal to the Python
+    path on ``(inputs, targets)`` and on one example fewer."""
+    if not (isinstance(targets, Tensor) and targets.ndim == 1 and len(targets) > 0):
+        return None
+    fast = trace(_Scored(graph), (inputs, targets))  # type: ignore[arg-type]
+    if fast is None:
+        return None
+    slow = _Scored(graph)
+    try:
+        with torch.inference_mode():
+            for n in {len(targets), max(len(targets) - 1, 1)}:
+                got, want = fast(inputs[:n], targets[:n]), slow(inputs[:n], targets[:n])
+                if not torch.allclose(got, want, rtol=1e-5, atol=0.0, equal_nan=True):
+                    return None
+    except Exception:  # e.g. a batch size baked into the trace
+        return None
+    return fast
+
+
+def score(fast: Any, device: torch.device, data: Any) -> Tensor | None:
+    """``[loss, accuracy]`` of one pass over ``data`` through a :func:`scorer`, reduced as
+    the engine's own evaluation reduces them; None at an empty batch (the engine's own
+    path then evaluates the point)."""
+    rows, counts = [], []
+    with torch.inference_mode():
+        for batch in as_batches(data):
+            targets = move(batch[1], device)
+            if len(targets) == 0:
+                return None
+            rows.append(fast(move(batch[0], device), targets))
+            counts.append(len(targets))
+        table = torch.stack(rows)
+        weights = torch.tensor(counts, dtype=torch.float64, device=device)
+        loss = (table[:, 0] * weights).sum()
+        hits = torch.where(table[:, 2].max() < math.inf, table[:, 1].sum(), math.nan)
+        return torch.stack([loss, hits]) / sum(counts)

@@ -100,6 +100,7 @@ def test_non_finite_logits_give_torch_s_nan_and_infinity():
 
 def test_fuse_takes_torch_s_cross_entropy_and_keeps_everything_else():
     assert fused.fuse(F.cross_entropy) is fused.cross_entropy
+    assert fused.fuse(nn.CrossEntropyLoss()) is fused.cross_entropy  # torch's defaults
     w = torch.rand(10, dtype=torch.float64)
     loss = fused.fuse(nn.CrossEntropyLoss(weight=w, ignore_index=2, reduction="sum"))
     assert isinstance(loss, partial) and loss.func is fused.cross_entropy

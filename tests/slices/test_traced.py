@@ -4,6 +4,7 @@ a trace cannot differ from the graph (and refused, with the graph kept, everywhe
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -165,7 +166,7 @@ def test_a_grid_traces_its_vehicle_only_when_it_runs_enough_batches(monkeypatch)
 
     traces = []
     real = traced.trace
-    monkeypatch.setattr(traced, "trace", lambda g, i: traces.append(1) or real(g, i))
+    monkeypatch.setattr(traced, "trace", lambda g, i: traces.append(type(g)) or real(g, i))
     monkeypatch.setattr(traced, "MIN_CALLS", 6)
     model = model_of("vgg_small", True)
     x = inputs(n=8)
@@ -174,6 +175,96 @@ def test_a_grid_traces_its_vehicle_only_when_it_runs_enough_batches(monkeypatch)
     S.evaluate_grid(model, CE, batches, dirs, "-1:1:2")  # 2 points x 2 batches
     assert traces == []
     got = S.evaluate_grid(model, CE, batches, dirs, "-1:1:3")  # 3 x 2 = MIN_CALLS
-    assert traces == [1]
+    assert traces[0] is not traced._Scored and traces[1:] == [traced._Scored]  # then its scorer
     want = S.evaluate_grid(model, CE, batches, dirs, "-1:1:3", points=[0, 1, 2][:2])
     np.testing.assert_allclose(got.values["loss"][:2], want.values["loss"][:2], rtol=1e-6)
+
+
+def grid_both_ways(monkeypatch, model, batches, dirs, xs):
+    """The same grid through the traced scorer and through the Python evaluation."""
+    import landscape.slices as S
+    from tests.slices.helpers import CE
+
+    used = []
+    real = traced.scorer
+    monkeypatch.setattr(traced, "MIN_CALLS", 1)
+    monkeypatch.setattr(traced, "scorer", lambda *a: used.append(1) or real(*a))
+    fast = S.evaluate_grid(copy.deepcopy(model), CE, batches, dirs, xs)
+    monkeypatch.setattr(traced, "scorer", lambda *a: None)
+    slow = S.evaluate_grid(copy.deepcopy(model), CE, batches, dirs, xs)
+    return used, fast, slow
+
+
+def digits_like(sizes=(6, 5)):
+    g = torch.Generator().manual_seed(3)
+    return [(torch.randn(n, 1, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g))
+            for n in sizes]  # fmt: skip
+
+
+def test_the_scorer_gives_the_python_path_s_loss_and_accuracy(monkeypatch):
+    import landscape.slices as S
+
+    model = model_of("vgg_small", True)
+    with torch.no_grad():  # labels the model gets right at 0: the accuracy moves with the point
+        batches = [(x, model(x).argmax(1)) for x, _ in digits_like((40, 30))]
+    dirs = S.random_directions(model, 1, seed=0)
+    used, fast, slow = grid_both_ways(monkeypatch, model, batches, dirs, "-2:2:5")
+    assert used == [1]
+    np.testing.assert_allclose(fast.values["loss"], slow.values["loss"], rtol=1e-6)
+    np.testing.assert_array_equal(fast.values["accuracy"], slow.values["accuracy"])
+    assert len(set(fast.values["accuracy"].tolist())) > 1  # the points differ
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_logit_makes_the_scorer_s_accuracy_nan(monkeypatch, bad):
+    model = model_of("vgg_small", True)
+    bias = torch.zeros(10)
+    bias[3] = bad  # the classifier's bias moves to `bad` at coefficient 1 (0 is not moved)
+    dirs = [{"classifier.1.bias": bias}]
+    used, fast, slow = grid_both_ways(monkeypatch, model, digits_like(), dirs, [0.0, 1.0])
+    assert used == [1]
+    assert math.isfinite(fast.values["accuracy"][0]) and math.isnan(fast.values["accuracy"][1])
+    np.testing.assert_array_equal(fast.values["accuracy"], slow.values["accuracy"])
+    np.testing.assert_array_equal(fast.values["loss"], slow.values["loss"])
+
+
+def test_an_empty_batch_leaves_the_point_to_the_python_path(monkeypatch):
+    import landscape.slices as S
+
+    model = model_of("vgg_small", True)
+    batches = digits_like((6, 0, 5))
+    dirs = S.random_directions(model, 1, seed=1)
+    scored = []
+    real = traced.score
+    monkeypatch.setattr(traced, "score", lambda *a: scored.append(real(*a)) or scored[-1])
+    used, fast, slow = grid_both_ways(monkeypatch, model, batches, dirs, "-1:1:2")
+    assert used == [1] and scored and all(s is None for s in scored)
+    np.testing.assert_array_equal(fast.values["accuracy"], slow.values["accuracy"])
+
+
+def test_the_scorer_is_refused_where_it_could_differ(monkeypatch):
+    model = model_of("vgg_small", True)
+    graph = vehicle(model).graph
+    x, y = inputs(n=6), torch.arange(6)
+    assert traced.scorer(graph, x, y) is not None
+    assert traced.scorer(graph, x[:0], y[:0]) is None  # no example
+    assert traced.scorer(graph, x, torch.softmax(torch.randn(6, 10), 1)) is None  # soft targets
+
+    def doubled(g, i):
+        return lambda a, b: 2 * g(a, b)
+
+    def sized(g, i):
+        n = len(i[1])
+
+        def run(a, b):
+            if len(b) != n:
+                raise RuntimeError("shape mismatch")
+            return g(a, b)
+
+        return run
+
+    for fake in (doubled, sized):
+        monkeypatch.setattr(traced, "trace", fake)
+        assert traced.scorer(graph, x, y) is None
+    monkeypatch.setattr(traced, "trace", lambda g, i: None)
+    assert traced.scorer(graph, x, y) is None
