@@ -105,6 +105,8 @@ def test_fuse_takes_torch_s_cross_entropy_and_keeps_everything_else():
     loss = fused.fuse(nn.CrossEntropyLoss(weight=w, ignore_index=2, reduction="sum"))
     assert isinstance(loss, partial) and loss.func is fused.cross_entropy
     assert loss.keywords == {"weight": w, "ignore_index": 2, "reduction": "sum"}
+    weighted = fused.fuse(nn.CrossEntropyLoss(weight=w))  # the weight alone is an option too
+    assert isinstance(weighted, partial) and weighted.keywords["weight"] is w
     smoothed = nn.CrossEntropyLoss(label_smoothing=0.1)
     assert fused.fuse(smoothed) is smoothed
 

@@ -208,8 +208,11 @@ def test_the_scorer_gives_the_python_path_s_loss_and_accuracy(monkeypatch):
     with torch.no_grad():  # labels the model gets right at 0: the accuracy moves with the point
         batches = [(x, model(x).argmax(1)) for x, _ in digits_like((40, 30))]
     dirs = S.random_directions(model, 1, seed=0)
+    scored = []
+    real = traced.score
+    monkeypatch.setattr(traced, "score", lambda *a: scored.append(real(*a)) or scored[-1])
     used, fast, slow = grid_both_ways(monkeypatch, model, batches, dirs, "-2:2:5")
-    assert used == [1]
+    assert used == [1] and len(scored) == 5 and all(s is not None for s in scored)
     np.testing.assert_allclose(fast.values["loss"], slow.values["loss"], rtol=1e-6)
     np.testing.assert_array_equal(fast.values["accuracy"], slow.values["accuracy"])
     assert len(set(fast.values["accuracy"].tolist())) > 1  # the points differ
@@ -263,8 +266,38 @@ def test_the_scorer_is_refused_where_it_could_differ(monkeypatch):
 
         return run
 
-    for fake in (doubled, sized):
+    def loss_off(g, i):  # only the loss off, by less than 1
+        return lambda a, b: g(a, b) + torch.tensor([0.5, 0.0, 0.0], dtype=torch.float64)
+
+    for fake in (doubled, sized, loss_off):
         monkeypatch.setattr(traced, "trace", fake)
         assert traced.scorer(graph, x, y) is None
     monkeypatch.setattr(traced, "trace", lambda g, i: None)
     assert traced.scorer(graph, x, y) is None
+
+
+@pytest.mark.parametrize("kind", ["another loss", "no accuracy"])
+def test_only_the_cross_entropy_with_accuracy_is_scored(monkeypatch, kind):
+    import torch.nn.functional as nnf
+
+    import landscape.slices as S
+
+    def doubled_ce(out, y):
+        return 2 * nnf.cross_entropy(out, y)
+
+    model = model_of("vgg_small", True)
+    monkeypatch.setattr(traced, "MIN_CALLS", 1)
+    built = []
+    real = traced.scorer
+    monkeypatch.setattr(traced, "scorer", lambda *a: built.append(1) or real(*a))
+    loss, accuracy = (doubled_ce, None) if kind == "another loss" else (nnf.cross_entropy, False)
+    batches = digits_like()
+    dirs = S.random_directions(model, 1, seed=2)
+    got = S.evaluate_grid(model, loss, batches, dirs, [0.0, 0.5], accuracy=accuracy)
+    assert built == []
+    factor = 2.0 if kind == "another loss" else 1.0
+    with torch.inference_mode():
+        x = torch.cat([b[0] for b in batches])
+        y = torch.cat([b[1] for b in batches])
+        want = factor * nnf.cross_entropy(model(x), y).item()
+    assert got.values["loss"][0] == pytest.approx(want, rel=1e-5)
