@@ -8,7 +8,7 @@ concept (``docs/architecture.md``).
 
 from __future__ import annotations
 
-from landscape._device import keep_freed_memory
+from landscape._device import cpu_description, keep_freed_memory
 from landscape.comparison import read_sweep
 from landscape.curvature import (
     HessianOperator,
@@ -103,6 +103,8 @@ __all__ = [
     "hessian_trace",
     # many passes: glibc keeps freed memory (the CLI does this at start)
     "keep_freed_memory",
+    # the CPU a result came from (model name and vector extensions), for its provenance
+    "cpu_description",
     # data, and batches of any form
     "batch_loss",
     "DataError",

@@ -23,11 +23,49 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import platform
+from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ["device_of", "keep_freed_memory", "resolve_device"]
+__all__ = [
+    "CPU_FLAGS",
+    "cpu_description",
+    "cpu_info",
+    "device_of",
+    "keep_freed_memory",
+    "resolve_device",
+]
+
+
+#: The vector extensions that decide torch's CPU kernels (and so the last bits of float
+#: sums: results differ between machines that differ here), as /proc/cpuinfo names them.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_info() -> tuple[str, frozenset[str]]:
+    """The CPU's model name and all its flags (Linux: /proc/cpuinfo; elsewhere the
+    processor string of ``platform`` and no flags)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine() or "unknown", frozenset()
+    model, flags = "unknown", frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model == "unknown":
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = frozenset(value.split())
+    return model, flags
+
+
+def cpu_description() -> str:
+    """One line for a result's provenance: the CPU's model and which of :data:`CPU_FLAGS`
+    it has."""
+    model, flags = cpu_info()
+    found = " ".join(f for f in CPU_FLAGS if f in flags) or f"none of {', '.join(CPU_FLAGS)}"
+    return f"{model}; flags: {found}"
 
 
 def resolve_device(device: str) -> torch.device:

@@ -40,7 +40,7 @@ import torch
 from matplotlib.figure import Figure
 
 from landscape import DataError, keep_freed_memory, load_dataset, store
-from landscape._device import resolve_device
+from landscape._device import cpu_info, resolve_device
 from landscape.probes import bn_inputs
 from landscape.render import save_figure
 from landscape.train import PairResult, TrainConfig, train_pair
@@ -107,18 +107,11 @@ def parser(doc: str) -> argparse.ArgumentParser:
 
 def machine(device: torch.device) -> dict[str, Any]:
     """CPU model, flags, cores, threads, load and device: what a run's numbers depend on."""
-    model, flags = platform.processor() or platform.machine(), []
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = line.split(":", 1)[1].split()
-                break
+    model, flags = cpu_info()
     info: dict[str, Any] = {
         "cpu": model,
         "simd_flags": [x for x in SIMD_FLAGS if x in flags],
-        "cpu_flags": flags,
+        "cpu_flags": sorted(flags),
         "nproc": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,

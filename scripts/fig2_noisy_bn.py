@@ -32,8 +32,6 @@ percentiles, the exact configuration and provenance) and OUT/fig2_noisy_bn.png/.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -43,7 +41,7 @@ from typing import Any, NoReturn
 import _presets
 import torch
 
-from landscape import store
+from landscape import cpu_description, store
 from landscape.data import DataError, load_dataset
 from landscape.render import activation_distributions, save_figure
 from landscape.train import DEFAULT_PERCENTILES, ActivationRecorder, TrainConfig, train_pair
@@ -130,20 +128,6 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(threads_before)
 
 
-def cpu_line() -> str:
-    """The CPU's model name and the vector extensions that change float sums (science.md 5)."""
-    model, flags = platform.processor() or "unknown CPU", set()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    wanted = [x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if x in flags]
-    return f"{model}; {', '.join(wanted) or 'no avx2/avx512'}"
-
-
 def run_study(args: argparse.Namespace, preset: Preset) -> None:
     """Train the three networks, write the study file, draw the figure."""
     out = args.out or Path("runs") / f"fig2_{args.preset}"
@@ -191,7 +175,7 @@ def run_study(args: argparse.Namespace, preset: Preset) -> None:
         acts[n] = [(layer, recorded[layer["module"]]) for layer in layers]
     config = {"study": STUDY, "preset": args.preset, **asdict(preset), "seed": args.seed,
               "layers_chosen": layers, "percentiles": list(DEFAULT_PERCENTILES),
-              "threads": torch.get_num_threads(), "cpu": cpu_line(),
+              "threads": torch.get_num_threads(), "cpu": cpu_description(),
               "networks": {n: f"{run}/{v}" for n, (run, v) in NETWORKS.items()},
               "train_configs": {"pair": base.to_dict(), "noisy_bn": noisy.to_dict()}}  # fmt: skip
     runs = {n: (out / run, v) for n, (run, v) in NETWORKS.items()}
@@ -204,7 +188,7 @@ def run_study(args: argparse.Namespace, preset: Preset) -> None:
     )  # fmt: skip
     written = save_figure(fig, out / FIGURE)
     print(f"trained in {trained:.1f} s; {time.perf_counter() - started:.1f} s in all "
-          f"({torch.get_num_threads()} thread(s); {cpu_line()})")  # fmt: skip
+          f"({torch.get_num_threads()} thread(s); {cpu_description()})")  # fmt: skip
     print(f"study written to {study}; figure {', '.join(map(str, written))}")
 
 

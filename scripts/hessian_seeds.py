@@ -22,31 +22,17 @@ Writes one run directory per seed under --out (``seed<k>/run.h5``, ``seed<k>/hes
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from landscape import cpu_description
 from landscape.cli.demo import DEMO_CONFIG
 from landscape.curvature import HessianConfig, hessian_checkpoints, read_hessian_file
 from landscape.store import VARIANTS, checkpoint_dir, checkpoint_path
 from landscape.train import train_pair
-
-
-def cpu_line() -> str:
-    flags = set()
-    model = platform.processor()
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    wanted = [x for x in ("avx512f", "avx512_bf16", "amx_bf16") if x in flags]
-    return f"{model}; flags {', '.join(wanted) or 'none of avx512f/avx512_bf16/amx'}"
 
 
 def fmt(values: list[float]) -> str:
@@ -63,7 +49,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/hessian_seeds"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"# {cpu_line()}; {torch.get_num_threads()} thread(s); torch {torch.__version__}")
+    print(f"# {cpu_description()}; {torch.get_num_threads()} thread(s); torch {torch.__version__}")
     config = HessianConfig(top_k=3, trace_rtol=0.05, examples=args.examples)
     table: dict[tuple[str, int], dict[str, list[float]]] = {}
     ratio: dict[int, list[float]] = {s: [] for s in args.at}

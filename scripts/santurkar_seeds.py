@@ -38,7 +38,7 @@ import h5py
 import numpy as np
 import torch
 
-from landscape import store
+from landscape import cpu_description, store
 from landscape.comparison import (
     Network,
     comparison_lines,
@@ -48,7 +48,6 @@ from landscape.comparison import (
 )
 from landscape.data import load_dataset
 from landscape.store import RUN_FILE, VARIANTS
-from landscape.studies import cpu_description
 from landscape.train import TrainConfig, train_pair
 
 METRICS = ("beta", "grad_pred", "loss_range")

@@ -97,6 +97,8 @@ PUBLIC_API = [
     "hessian_trace",
     # many passes: glibc keeps freed memory (the CLI does this at start)
     "keep_freed_memory",
+    # the CPU a result came from
+    "cpu_description",
     # data, and batches of any form
     "batch_loss",
     "DataError",

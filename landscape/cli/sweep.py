@@ -12,6 +12,7 @@ import click
 import torch
 
 from landscape import figures
+from landscape._device import cpu_description
 from landscape.cli.common import (
     BadInput,
     comma_list,
@@ -37,7 +38,6 @@ from landscape.studies import (
     DEFAULT_SEEDS,
     GRAD_STEPS,
     SweepConfig,
-    cpu_description,
     default_train,
     init_scale_sweep,
 )

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from landscape import store
-from landscape._device import resolve_device
+from landscape._device import cpu_description, resolve_device
 from landscape._files import remove_stale_temporaries, writer_lock
 from landscape.comparison import OutcomeRules, classify, probe_metrics
 from landscape.comparison.matched import PROBE_METRICS
@@ -60,7 +60,6 @@ __all__ = [
     "DEFAULT_SEEDS",
     "GRAD_STEPS",
     "SweepConfig",
-    "cpu_description",
     "default_train",
     "init_scale_sweep",
     "weight_layers",
@@ -73,8 +72,6 @@ DEFAULT_SEEDS = (0, 1, 2)
 GRAD_STEPS = 20
 #: The fields of TrainConfig the grid sets per cell (and eval_every: once, at the end).
 PER_CELL = ("activation", "init_scale", "seed", "eval_every")
-#: CPU flags recorded with every sweep (floating-point results differ between machines).
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
 def default_train() -> TrainConfig:
@@ -149,26 +146,6 @@ class SweepConfig:
             raise ValueError(f"unknown sweep settings: {sorted(unknown)}")
         train = TrainConfig.from_dict(d.get("train", {}))
         return cls(**{**d, "train": train})
-
-
-def cpu_description() -> str:
-    """The CPU's model name and which of :data:`CPU_FLAGS` it has (Linux; else the
-    processor string of ``platform``)."""
-    import platform
-
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown"
-    model, flags = "unknown", set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and model == "unknown":
-            model = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = set(value.split())
-    found = " ".join(f for f in CPU_FLAGS if f in flags) or f"none of {', '.join(CPU_FLAGS)}"
-    return f"{model}; flags: {found}"
 
 
 @torch.no_grad()
