@@ -149,6 +149,17 @@ class Session:
     def preset(self) -> str:
         return self.args.preset
 
+    def train_config(self, **fields: Any) -> TrainConfig:
+        """The preset's run: its ``model``, ``dataset``, ``lr``, ``batch_size`` and ``steps``,
+        the command line's data options, seed and device, held-out evaluation 20 times a
+        run; ``fields`` set or replace any of them."""
+        p, a = self.settings, self.args
+        preset = {k: p[k] for k in ("model", "dataset", "lr", "batch_size", "steps") if k in p}
+        config = {**preset, "data_dir": a.data_dir, "download": a.download, "seed": a.seed,
+                  "device": a.device, **fields}  # fmt: skip
+        config.setdefault("eval_every", max(1, config["steps"] // 20))
+        return TrainConfig(**config)
+
     def train(self, name: str, config: TrainConfig, **kwargs: Any) -> PairResult:
         """``train_pair`` into ``OUT/name``, its configuration recorded under ``runs``."""
         self.record.setdefault("runs", {})[name] = config.to_dict()

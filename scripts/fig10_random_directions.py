@@ -35,7 +35,6 @@ import _presets
 
 from landscape.figures import load_runs
 from landscape.render import gradient_distance_vs_step, gradient_landscape
-from landscape.train import TrainConfig
 
 PRESETS = {
     "tiny": {"model": "vgg_small", "dataset": "digits", "batch_size": 128, "steps": 600,
@@ -54,12 +53,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         s.note(runs_direction_lr=RUNS)
         for direction, lr in RUNS:
             name = f"{direction}_lr{lr:g}"
-            config = TrainConfig(
-                model=p["model"], dataset=p["dataset"], data_dir=a.data_dir,
-                download=a.download, lr=lr, batch_size=p["batch_size"], steps=p["steps"],
-                eval_every=max(1, p["steps"] // 20), probe_every=p["probe_every"],
-                probe_direction=direction, seed=a.seed, device=a.device,
-            )  # fmt: skip
+            config = s.train_config(lr=lr, probe_every=p["probe_every"],
+                                    probe_direction=direction)  # fmt: skip
             s.train(name, config)
             probes = load_runs(s.out / name, "probe")
             along = "a random direction d (||d|| = ||∇L||)" if direction == "random" else (

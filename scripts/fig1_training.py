@@ -35,7 +35,7 @@ import h5py
 from landscape import load_dataset, store
 from landscape.figures import training_figure
 from landscape.render import activation_distributions
-from landscape.train import DEFAULT_PERCENTILES, ActivationRecorder, TrainConfig
+from landscape.train import DEFAULT_PERCENTILES, ActivationRecorder
 
 PRESETS = {
     "tiny": {"model": "vgg_small", "dataset": "digits", "lrs": [0.1, 0.5], "batch_size": 128,
@@ -74,11 +74,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         layers: list[dict] = []
         for lr in p["lrs"]:
             name = f"lr{lr:g}"
-            config = TrainConfig(
-                model=p["model"], dataset=p["dataset"], data_dir=a.data_dir,
-                download=a.download, lr=lr, batch_size=p["batch_size"], steps=p["steps"],
-                eval_every=p["eval_every"], seed=a.seed, device=a.device,
-            )  # fmt: skip
+            config = s.train_config(lr=lr, eval_every=p["eval_every"])
             if not layers:  # the same layers and units at every lr (the same initial weights)
                 model = config.spec(data, bn=True).build(seed=a.seed)
                 layers = _presets.bn_fed_layers(model, data.x_train[:8], PAPER_LAYERS, a.seed)

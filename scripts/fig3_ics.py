@@ -61,12 +61,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with _presets.session("fig3_ics", __doc__, PRESETS, argv) as s:
         p, a = s.settings, s.args
         _presets.check_data(p["dataset"], a.data_dir, a.download)
-        vgg = TrainConfig(
-            model=p["model"], dataset=p["dataset"], data_dir=a.data_dir, download=a.download,
-            lr=p["lr"], batch_size=p["batch_size"], steps=p["steps"],
-            eval_every=max(1, p["steps"] // 20), ics_every=p["ics_every"], seed=a.seed,
-            device=a.device,
-        )  # fmt: skip
+        vgg = s.train_config(ics_every=p["ics_every"])
         for name, config in (("vgg", vgg), ("dln", dln_config(p, a))):
             s.train(name, config)
             series = load_runs(s.out / name, "ics")

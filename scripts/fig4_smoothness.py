@@ -29,7 +29,6 @@ import _presets
 
 from landscape.figures import load_runs
 from landscape.render import gradient_landscape
-from landscape.train import TrainConfig
 
 PRESETS = {
     "tiny": {"model": "vgg_small", "dataset": "digits", "lr": 0.1, "batch_size": 128,
@@ -43,12 +42,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     with _presets.session("fig4_smoothness", __doc__, PRESETS, argv) as s:
         p, a = s.settings, s.args
         _presets.check_data(p["dataset"], a.data_dir, a.download)
-        config = TrainConfig(
-            model=p["model"], dataset=p["dataset"], data_dir=a.data_dir, download=a.download,
-            lr=p["lr"], batch_size=p["batch_size"], steps=p["steps"],
-            eval_every=max(1, p["steps"] // 20), probe_every=p["probe_every"],
-            probe_direction="gradient", probe_bn_mode="train", seed=a.seed, device=a.device,
-        )  # fmt: skip
+        config = s.train_config(probe_every=p["probe_every"], probe_direction="gradient",
+                                probe_bn_mode="train")  # fmt: skip
         s.train("vgg", config)
         title = (
             f"Fig. 4: along the gradient, {config.model} on {config.dataset}, SGD lr "

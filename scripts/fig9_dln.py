@@ -29,7 +29,6 @@ from _presets import DLN_DATA, DLN_DTYPE
 
 from landscape.figures import load_runs
 from landscape.render import gradient_landscape
-from landscape.train import TrainConfig
 
 PRESETS = {
     "tiny": {"lr": 1e-6, "steps": 1000, "probe_every": 20},
@@ -39,12 +38,10 @@ PRESETS = {
 
 def main(argv: Sequence[str] | None = None) -> None:
     with _presets.session("fig9_dln", __doc__, PRESETS, argv) as s:
-        p, a = s.settings, s.args
-        config = TrainConfig(
+        p = s.settings
+        config = s.train_config(
             model="dln", dataset="synthetic", data_options=DLN_DATA, dtype=DLN_DTYPE,
-            lr=p["lr"], batch_size=DLN_DATA["n"], steps=p["steps"],
-            eval_every=max(1, p["steps"] // 20), probe_every=p["probe_every"],
-            probe_direction="gradient", seed=a.seed, device=a.device,
+            batch_size=DLN_DATA["n"], probe_every=p["probe_every"], probe_direction="gradient",
         )  # fmt: skip
         s.train("dln", config)
         grid = config.step_sizes()

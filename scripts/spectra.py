@@ -35,7 +35,6 @@ import _presets
 from landscape.curvature import HessianConfig, hessian_checkpoints
 from landscape.figures import hessian_figures
 from landscape.store import HESSIAN_FILE, checkpoint_dir, checkpoint_path
-from landscape.train import TrainConfig
 
 PRESETS = {
     "tiny": {"model": "vgg_small", "dataset": "digits", "lr": 0.1, "batch_size": 128,
@@ -56,12 +55,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with _presets.session("spectra", __doc__, PRESETS, argv) as s:
         p, a = s.settings, s.args
         _presets.check_data(p["dataset"], a.data_dir, a.download)
-        config = TrainConfig(
-            model=p["model"], dataset=p["dataset"], data_dir=a.data_dir, download=a.download,
-            lr=p["lr"], batch_size=p["batch_size"], steps=p["steps"],
-            eval_every=max(1, p["steps"] // 20), checkpoint_steps=p["checkpoints_at"],
-            probe_every=p["probe_every"], seed=a.seed, device=a.device,
-        )  # fmt: skip
+        config = s.train_config(checkpoint_steps=p["checkpoints_at"], probe_every=p["probe_every"])
         result = s.train("vgg", config)
         run = s.out / "vgg"
         files = {
