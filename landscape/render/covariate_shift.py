@@ -18,11 +18,11 @@ from numpy.typing import ArrayLike
 from landscape.render.common import finite_or_nan, has_positive, positive_or_nan, require_keys
 from landscape.render.santurkar import _rows
 from landscape.render.style import (
+    bottom_legend,
     colors_for,
     display_label,
     figure_style,
     fit_titles,
-    legend_columns,
     new_figure,
 )
 
@@ -147,8 +147,7 @@ def ics_figure(
             ax_l2.set_title(f"{where}{name}")
             ax_l2.set_ylabel("‖G − G′‖₂")
         handles = [Line2D([], [], color=colors[lab], label=lab) for lab in labels.values()]
-        ncols = legend_columns([h.get_label() for h in handles], fig.get_figwidth())
-        fig.legend(handles=handles, loc="outside lower center", ncols=ncols)
+        bottom_legend(fig, handles)
         fig.suptitle(
             title
             or "Internal covariate shift: gradient G of a layer vs G′ after the earlier layers "

@@ -18,11 +18,11 @@ from numpy.typing import ArrayLike
 
 from landscape.render.common import finite_or_nan, has_positive, positive_or_nan, require_keys
 from landscape.render.style import (
+    bottom_legend,
     colors_for,
     display_label,
     figure_style,
     fit_titles,
-    legend_columns,
     new_figure,
 )
 
@@ -103,8 +103,7 @@ def hessian_over_training(
         if any("beta" in r for r in runs.values()):
             handles.append(Line2D([], [], color="0.3", linestyle="--",
                                   label="probes' effective β (panel c)"))  # fmt: skip
-        ncols = legend_columns([h.get_label() for h in handles], fig.get_figwidth())
-        fig.legend(handles=handles, loc="outside lower center", ncols=ncols)
+        bottom_legend(fig, handles)
         fig.suptitle(title or "Hessian of the training loss over training")
         fit_titles(fig)
     return fig

@@ -19,11 +19,11 @@ from landscape.render.common import (
     require_keys,
 )
 from landscape.render.style import (
+    bottom_legend,
     colors_for,
     display_label,
     figure_style,
     fit_titles,
-    legend_columns,
     new_figure,
 )
 
@@ -252,12 +252,7 @@ def training_curves(
         legend_title = (
             f"moving average over {smooth} steps (raw values faint)" if smooth > 1 else None
         )
-        fig.legend(
-            handles=handles,
-            loc="outside lower center",
-            ncols=legend_columns([h.get_label() for h in handles], fig.get_figwidth()),
-            title=legend_title,
-        )
+        bottom_legend(fig, handles, title=legend_title)
         if title:
             fig.suptitle(title)
         fit_titles(fig)

@@ -20,11 +20,11 @@ from numpy.typing import ArrayLike
 from landscape.render.common import finite_or_nan, require_keys
 from landscape.render.curves import moving_average
 from landscape.render.style import (
+    bottom_legend,
     colors_for,
     display_label,
     figure_style,
     fit_titles,
-    legend_columns,
     new_figure,
 )
 
@@ -128,8 +128,7 @@ def activation_distributions(
             bands = ", ".join(shown) + (" and median" if median is not None else "")
             handles.append(Line2D([], [], color="0.45", lw=6, alpha=0.3,
                                   label=f"(b) activations: {bands}"))  # fmt: skip
-        ncols = legend_columns([h.get_label() for h in handles], fig.get_figwidth())
-        fig.legend(handles=handles, loc="outside lower center", ncols=ncols)
+        bottom_legend(fig, handles)
         fig.suptitle(title or "Training accuracy and the distribution of activations")
         fit_titles(fig)
     return fig

@@ -27,11 +27,11 @@ from numpy.typing import ArrayLike
 
 from landscape.render.common import finite_or_nan, has_positive, positive_or_nan, require_keys
 from landscape.render.style import (
+    bottom_legend,
     colors_for,
     display_label,
     figure_style,
     fit_titles,
-    legend_columns,
     new_figure,
 )
 
@@ -194,8 +194,7 @@ def gradient_landscape(
             )
             for lab in labels.values()
         ]
-        ncols = legend_columns([h.get_label() for h in handles], fig.get_figwidth())
-        fig.legend(handles=handles, loc="outside lower center", ncols=ncols)
+        bottom_legend(fig, handles)
         head = title or "Gradient-direction probes"
         note = _eta_note(etas)
         fig.suptitle(f"{head}\n{note}" if note else head)

@@ -53,6 +53,7 @@ __all__ = [
     "fit_titles",
     "font_points",
     "legend_columns",
+    "bottom_legend",
     "new_figure",
     "overflow",
     "save_figure",
@@ -284,6 +285,12 @@ def legend_columns(labels: Sequence[str], width_in: float) -> int:
     per_char = 0.6 * font_points("legend.fontsize") / 72
     entry = max((len(lab) for lab in labels), default=1) * per_char + 0.6  # handle and gaps
     return max(1, min(len(labels), int(0.95 * width_in / entry)))
+
+
+def bottom_legend(fig: Figure, handles: Sequence[Any], **kwargs: Any) -> None:
+    """The figure's legend of ``handles`` below its panels, in as many columns as fit."""
+    ncols = legend_columns([h.get_label() for h in handles], fig.get_figwidth())
+    fig.legend(handles=handles, loc="outside lower center", ncols=ncols, **kwargs)
 
 
 def fit_titles(fig: Figure) -> None:

@@ -19,11 +19,11 @@ from matplotlib.patches import Patch, Rectangle
 from numpy.typing import ArrayLike
 
 from landscape.render.style import (
+    bottom_legend,
     color_for,
     display_label,
     figure_style,
     fit_titles,
-    legend_columns,
     new_figure,
 )
 
@@ -131,8 +131,7 @@ def gradient_scaling(
             Line2D([], [], color="0.45", lw=0.8, linestyle="--",
                    label="−1: one layer feeding BN scaled alone (Ioffe & Szegedy)"),
         ]  # fmt: skip
-        ncols = legend_columns([h.get_label() for h in handles], fig.get_figwidth())
-        fig.legend(handles=handles, loc="outside lower center", ncols=ncols)
+        bottom_legend(fig, handles)
         seeds = g.shape[3]
         fig.suptitle(title or "Does BN tame large initial weights? Every weight tensor × a; "
                      f"median over {seeds} seeds, band and bars: min..max")  # fmt: skip
@@ -216,8 +215,7 @@ def trainability_map(
         ax.set_xlabel("init scale a (every weight tensor × a)")
         handles = [Patch(color=_tint(col, 0.35), label=f"{_LETTERS[o]}: {_OUTCOME_TEXT[o]}")
                    for o, col in OUTCOME_COLORS.items()]  # fmt: skip
-        ncols = legend_columns([h.get_label() for h in handles], fig.get_figwidth())
-        fig.legend(handles=handles, loc="outside lower center", ncols=ncols)
+        bottom_legend(fig, handles)
         fig.suptitle(title or "Trainability: seeds per outcome (acc: median held-out accuracy)")
         fit_titles(fig)
     return fig
