@@ -30,7 +30,7 @@ from landscape.data.evaluation import as_batches, move
 from landscape.slices.blocked import BlockedConv
 from landscape.slices.fused import cross_entropy
 
-__all__ = ["MIN_CALLS", "PURE", "TRACE", "pure", "score", "scorer", "trace"]
+__all__ = ["MIN_CALLS", "PURE", "TRACE", "agree", "pure", "score", "scorer", "trace"]
 
 TRACE = True  # switch for benchmarks and tests
 #: Batches a grid must run before its vehicle is traced: tracing ``vgg_small`` took 30-50 ms
@@ -106,16 +106,27 @@ def scorer(graph: fx.GraphModule, inputs: Tensor, targets: Tensor) -> Any:
     fast = trace(_Scored(graph), (inputs, targets))  # type: ignore[arg-type]
     if fast is None:
         return None
-    slow = _Scored(graph)
+
+    def close(got: Tensor, want: Tensor) -> bool:
+        return torch.allclose(got, want, rtol=1e-5, atol=0.0, equal_nan=True)
+
+    return fast if agree(fast, _Scored(graph), (inputs, targets), close) else None
+
+
+def agree(fast: Any, slow: Any, args: tuple, close: Any) -> bool:
+    """``close(fast(*args), slow(*args))`` on the batch ``args`` and on its first ``n - 1``
+    examples, with no gradients: a trace with the batch size baked in fails or differs at
+    the second size (an exception counts as a disagreement)."""
+    n = len(args[0])
     try:
         with torch.inference_mode():
-            for n in {len(targets), max(len(targets) - 1, 1)}:
-                got, want = fast(inputs[:n], targets[:n]), slow(inputs[:n], targets[:n])
-                if not torch.allclose(got, want, rtol=1e-5, atol=0.0, equal_nan=True):
-                    return None
+            for m in {n, max(n - 1, 1)}:
+                cut = tuple(a[:m] for a in args)
+                if not close(fast(*cut), slow(*cut)):
+                    return False
     except Exception:  # e.g. a batch size baked into the trace
-        return None
-    return fast
+        return False
+    return True
 
 
 def score(fast: Any, device: torch.device, data: Any) -> Tensor | None:
