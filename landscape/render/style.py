@@ -52,7 +52,6 @@ __all__ = [
     "figure_style",
     "fit_titles",
     "font_points",
-    "legend_columns",
     "bottom_legend",
     "new_figure",
     "overflow",
@@ -280,16 +279,11 @@ def font_points(key: str) -> float:
     return float(FontProperties(size=value).get_size_in_points())
 
 
-def legend_columns(labels: Sequence[str], width_in: float) -> int:
-    """Columns for a figure legend of ``labels`` that fits in ``width_in`` inches (>= 1)."""
-    per_char = 0.6 * font_points("legend.fontsize") / 72
-    entry = max((len(lab) for lab in labels), default=1) * per_char + 0.6  # handle and gaps
-    return max(1, min(len(labels), int(0.95 * width_in / entry)))
-
-
 def bottom_legend(fig: Figure, handles: Sequence[Any], **kwargs: Any) -> None:
     """The figure's legend of ``handles`` below its panels, in as many columns as fit."""
-    ncols = legend_columns([h.get_label() for h in handles], fig.get_figwidth())
+    labels = [h.get_label() for h in handles]  # an entry: its characters, 0.6 in of handle
+    entry = max(map(len, labels), default=1) * 0.6 * font_points("legend.fontsize") / 72 + 0.6
+    ncols = max(1, min(len(labels), int(0.95 * fig.get_figwidth() / entry)))
     fig.legend(handles=handles, loc="outside lower center", ncols=ncols, **kwargs)
 
 
