@@ -45,6 +45,7 @@ from torch import nn
 import landscape
 import landscape.slices as S
 import landscape.slices.fold as fold
+from landscape._params import channels_last
 
 BOUND_TARGET = 0.9
 LI_WORKERS = 2
@@ -111,7 +112,7 @@ def vehicle_parts(model: nn.Module, data, repeats: int = 30) -> dict[str, float]
     if bound is None:
         return {}
     cl = fold.CHANNELS_LAST and B.DEVICE.type == "cpu"
-    with fold.channels_last(model, cl):
+    with channels_last(model, cl):
         vehicle = fold.vehicle(model, data[0][0], channels_last=cl, running_stats=True,
                                bf16=False)  # fmt: skip
         if vehicle is None:

@@ -7,7 +7,8 @@ the common arguments, the BN mode among them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
 import torch
@@ -138,6 +139,67 @@ def place(params: list[nn.Parameter], theta0: list[Tensor], d: list[Tensor], alp
         torch._foreach_add_(params, torch._foreach_mul(d, alpha))  # recorded, not an error
     else:
         torch._foreach_add_(params, d, alpha=alpha)
+
+
+@contextlib.contextmanager
+def points(
+    params: list[nn.Parameter], theta0: list[Tensor], d: list[Tensor]
+) -> Iterator[Callable[[float], None]]:
+    """``at(alpha)`` writes ``theta0 + alpha * d`` into the parameters, as :func:`place` does
+    (bit for bit), for the duration of the block.
+
+    Parameters of one dtype and device, each dense (contiguous or channels_last), become views
+    of one flat buffer inside the block, in their own layout (each ``.data`` is back on exit,
+    whatever happens), so a point is one kernel over one vector, not two over every tensor:
+    ~0.05 ms of each of a small network's passes. Other parameters are written by :func:`place`.
+    """
+    if not _one_buffer(params):
+        yield lambda alpha: place(params, theta0, d, alpha)
+        return
+    start, step, point = (params[0].new_empty(sum(p.numel() for p in params)) for _ in "abc")
+    views: list[list[Tensor]] = [[], [], []]
+    offset = 0
+    for p in params:
+        for buffer, out in zip((start, step, point), views):
+            out.append(buffer.as_strided(p.shape, p.stride(), offset))
+        offset += p.numel()
+    with torch.no_grad():
+        torch._foreach_copy_(views[0], theta0)
+        torch._foreach_copy_(views[1], d)
+        point.copy_(start)
+    own = [p.data for p in params]
+    try:
+        for p, view in zip(params, views[2]):
+            p.data = view
+        yield lambda alpha: _at(point, start, step, alpha)
+    finally:
+        for p, t in zip(params, own):
+            p.data = t
+
+
+def _one_buffer(params: list[nn.Parameter]) -> bool:
+    """True when the parameters can be slots of one flat buffer in their own layouts."""
+    kind = (params[0].dtype, params[0].device)
+    return all(
+        (p.dtype, p.device) == kind
+        and p.layout == torch.strided
+        and (p.is_contiguous() or (p.ndim == 4 and p.is_contiguous(memory_format=CL)))
+        for p in params
+    )
+
+
+CL = torch.channels_last
+
+
+@torch.no_grad()
+def _at(point: Tensor, start: Tensor, step: Tensor, alpha: float) -> None:
+    """``point = start + alpha * step``, rounded as :func:`place` rounds it."""
+    if alpha == 0.0:
+        point.copy_(start)
+    elif abs(alpha) > torch.finfo(point.dtype).max:  # as place: the point is inf, recorded
+        torch.add(start, step * alpha, out=point)
+    else:
+        torch.add(start, step, alpha=alpha, out=point)
 
 
 def cosine(inner: Tensor, norm_a: Tensor, norm_b: Tensor) -> Tensor:

@@ -22,14 +22,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape._params import Params, flatten, norm, preserved
+from landscape._params import Params, channels_last, flatten, norm, preserved
 from landscape.data.evaluation import Loss
 from landscape.probes.core import (
     BNMode,
     by_name,
     cosine,
     loss_and_grad,
-    place,
+    points,
     saved,
     setup,
 )
@@ -54,6 +54,10 @@ VGG_MULTIPLIERS = (0.5, 4.0)
 DLN_MULTIPLIERS = (0.01, 30.0)
 # The paper does not say how many step sizes it used; recorded with every result.
 DEFAULT_STEP_COUNT = 8
+# Gradients at the moved points wait for their comparison with g in batches of at most this
+# many bytes: one set of kernels per batch, not per step size (a small network's probe is ~3%
+# faster), and a large network's k gradients are never all held at once.
+HELD_GRADIENT_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -228,8 +232,10 @@ def gradient_probe(
     """
     etas = as_step_sizes(step_sizes)
     train_mode, batch, names, params = setup(model, batch, bn_mode, loss_fn)
-    with preserved(model) as snap, torch.enable_grad():
-        model.train(train_mode)
+    cpu = params[0].device.type == "cpu"  # conv weights channels_last: ~20% faster passes
+    with preserved(model) as snap, torch.enable_grad(), channels_last(model, cpu):
+        if any(on != train_mode for on in snap.modes.values()):
+            model.train(train_mode)  # a walk of its own: skipped when the flags are set
         theta0 = saved(snap, names, params)
         if base is None:
             base_loss, g_list = loss_and_grad(model, loss_fn, batch, params, seed)
@@ -241,19 +247,26 @@ def gradient_probe(
         g_norm = g_flat.norm()
         kind, d = _direction(direction, names, params, g, g_norm, seed)
         d_norm = norm(d)  # not g_norm when d is g: a different rounding, and the figures move
-        d_list = [d[n] for n in names]
-        rows = []
-        for eta in etas:
-            place(params, theta0, d_list, -float(eta))
-            loss, grads = loss_and_grad(model, loss_fn, batch, params, seed)
-            moved = flatten(dict(zip(names, grads)))
-            diff = (moved - g_flat).norm()
-            dist = d_norm * float(eta)
-            cos = cosine(moved @ g_flat, moved.norm(), g_norm)
-            # in the order of ProbeResult's fields
-            rows.append(torch.stack([loss.to(diff.dtype), diff, diff / dist, dist, cos]))
+        losses, compared = [], []
+        per_batch = max(1, HELD_GRADIENT_BYTES // max(1, g_flat.numel() * g_flat.element_size()))
+        moved = g_flat.new_empty(min(per_batch, len(etas)), g_flat.numel())
+        with points(params, theta0, [d[n] for n in names]) as at:
+            for i, eta in enumerate(etas):
+                at(-float(eta))
+                loss, grads = loss_and_grad(model, loss_fn, batch, params, seed)
+                losses.append(loss)
+                row = i % len(moved)  # flattened while in cache, compared with g in batches:
+                torch.cat([t.reshape(-1) for t in grads], out=moved[row])  # no small kernels
+                del grads  # freed before the next pass, which then reuses their memory: ~3%
+                if row == len(moved) - 1 or i == len(etas) - 1:  # between the passes
+                    compared.append(_compare(moved[: row + 1], g_flat))
+        diff, inner, moved_norm = torch.cat(compared, dim=1)
+        dist = d_norm * torch.as_tensor(etas, dtype=d_norm.dtype, device=d_norm.device)
+        cos = cosine(inner, moved_norm, g_norm)
+        # in the order of ProbeResult's fields
+        rows = torch.stack([torch.stack(losses).to(diff.dtype), diff, diff / dist, dist, cos])
         head = torch.stack([base_loss.to(g_norm.dtype), g_norm, d_norm])
-        flat = torch.cat([head, torch.stack(rows).T.reshape(-1)])
+        flat = torch.cat([head, rows.reshape(-1)])
         values = flat.detach().cpu().to(torch.float64).numpy()  # the one host sync
     (base, gn, dn), table = values[:3], values[3:].reshape(5, len(etas))
     finite = table[2][np.isfinite(table[2])]
@@ -280,6 +293,12 @@ def as_step_sizes(step_sizes: Steps | StepSizes) -> np.ndarray:
     if bad.size:
         raise ValueError(f"step sizes must be positive and finite, got {float(bad[0])!r}")
     return etas
+
+
+def _compare(moved: Tensor, g_flat: Tensor) -> Tensor:
+    """Rows ``||m - g||``, ``<m, g>`` and ``||m||`` (shape (3, n)) for the n flattened
+    gradients ``m`` that are the rows of ``moved``."""
+    return torch.stack([(moved - g_flat).norm(dim=1), moved @ g_flat, moved.norm(dim=1)])
 
 
 def _direction(

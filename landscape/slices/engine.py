@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 
 from landscape._device import device_of
-from landscape._params import preserved
+from landscape._params import channels_last, preserved
 from landscape.data.evaluation import (
     BatchLoss,
     Data,
@@ -312,7 +312,7 @@ def evaluate_grid(
     norms = [m for m in model.modules() if isinstance(m, _NormBase)]
     flags = [(m, m.momentum, m.track_running_stats) for m in norms]
     cl = fold.CHANNELS_LAST and device.type == "cpu"
-    with preserved(model), fold.channels_last(model, cl):
+    with preserved(model), channels_last(model, cl):
         buf_base = {n: b.detach().clone() for n, b in bufs.items()}
         targets = _targets(model, base, directions, buf_base, buffer_directions)
         try:

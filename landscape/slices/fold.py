@@ -216,21 +216,3 @@ def vehicle(
         with autocast:
             found.interpret(inputs)
     return found
-
-
-@contextlib.contextmanager
-def channels_last(model: nn.Module, enabled: bool):
-    """4-D floating parameters held in channels_last inside; the original tensors put back.
-
-    Convolutions follow their weight's layout, so the activations go channels_last too.
-    """
-    swapped = []
-    for p in model.parameters() if enabled else ():
-        if p.ndim == 4 and p.is_floating_point():
-            swapped.append((p, p.data))
-            p.data = p.data.contiguous(memory_format=torch.channels_last)
-    try:
-        yield
-    finally:
-        for p, original in swapped:
-            p.data = original
