@@ -297,8 +297,9 @@ def as_step_sizes(step_sizes: Steps | StepSizes) -> np.ndarray:
 
 def _compare(moved: Tensor, g_flat: Tensor) -> Tensor:
     """Rows ``||m - g||``, ``<m, g>`` and ``||m||`` (shape (3, n)) for the n flattened
-    gradients ``m`` that are the rows of ``moved``."""
-    return torch.stack([(moved - g_flat).norm(dim=1), moved @ g_flat, moved.norm(dim=1)])
+    gradients ``m`` that are the rows of ``moved`` (which then hold ``m - g``)."""
+    inner, norms = moved @ g_flat, moved.norm(dim=1)
+    return torch.stack([moved.sub_(g_flat).norm(dim=1), inner, norms])
 
 
 def _direction(
