@@ -141,3 +141,41 @@ def test_the_one_walk_finds_what_torch_names():
     assert [(n, id(p)) for n, p in params] == [(n, id(p)) for n, p in model.named_parameters()]
     assert [(n, id(b)) for n, b in buffers] == [(n, id(b)) for n, b in model.named_buffers()]
     assert "4.weight" not in dict(params) and "1.unset" not in dict(buffers)
+
+
+def test_one_buffer_holds_the_tensors_as_views_and_gives_them_back():
+    """Parameters and a buffer as slots of one buffer, in their own layouts; writes through it
+    reach them, and on exit each has its own storage again with the values written inside."""
+    from landscape._params import one_buffer
+
+    conv = nn.Conv2d(3, 4, 3).double()
+    conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)
+    conv.register_buffer("scale", torch.ones(4, dtype=F64))
+    tensors = [conv.weight, conv.bias, conv.scale]
+    own = [(t.data_ptr(), t.stride()) for t in tensors]
+    before = [t.detach().clone() for t in tensors]
+    with one_buffer(tensors) as flat:
+        assert flat is not None and flat.numel() == sum(t.numel() for t in tensors)
+        assert [t.stride() for t in tensors] == [s for _, s in own]
+        assert all(torch.equal(t, b) for t, b in zip(tensors, before))
+        flat.mul_(2.0)
+    assert [(t.data_ptr(), t.stride()) for t in tensors] == own
+    assert all(torch.equal(t, 2 * b) for t, b in zip(tensors, before))
+
+
+@pytest.mark.parametrize("case", ["two dtypes", "strided", "too large", "none"])
+def test_one_buffer_changes_nothing_where_it_cannot_hold_them(monkeypatch, case):
+    import landscape._params as P
+
+    a, b = torch.zeros(4), torch.zeros(2, 3)
+    tensors = {
+        "two dtypes": [a, b.double()],
+        "strided": [a, b.t()],
+        "too large": [a, b],
+        "none": [],
+    }[case]
+    if case == "too large":
+        monkeypatch.setattr(P, "ONE_BUFFER_BYTES", 4 * 10 - 1)
+    ptrs = [t.data_ptr() for t in tensors]
+    with P.one_buffer(tensors) as flat:
+        assert flat is None and [t.data_ptr() for t in tensors] == ptrs

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from landscape._params import ModelSnapshot
+from landscape._params import ModelSnapshot, one_buffer, slots
 from landscape.data.evaluation import BatchLoss, Loss, pair
 
 #: BatchNorm during a probe: "train" uses batch statistics (the landscape the optimizer
@@ -146,49 +146,18 @@ def points(
     params: list[nn.Parameter], theta0: list[Tensor], d: list[Tensor]
 ) -> Iterator[Callable[[float], None]]:
     """``at(alpha)`` writes ``theta0 + alpha * d`` into the parameters, as :func:`place` does
-    (bit for bit), for the duration of the block.
-
-    Parameters of one dtype and device, each dense (contiguous or channels_last), become views
-    of one flat buffer inside the block, in their own layout (each ``.data`` is back on exit,
-    whatever happens), so a point is one kernel over one vector, not two over every tensor:
-    ~0.05 ms of each of a small network's passes. Other parameters are written by :func:`place`.
-    """
-    if not _one_buffer(params):
-        yield lambda alpha: place(params, theta0, d, alpha)
-        return
-    start, step, point = (params[0].new_empty(sum(p.numel() for p in params)) for _ in "abc")
-    views: list[list[Tensor]] = [[], [], []]
-    offset = 0
-    for p in params:
-        for buffer, out in zip((start, step, point), views):
-            out.append(buffer.as_strided(p.shape, p.stride(), offset))
-        offset += p.numel()
-    with torch.no_grad():
-        torch._foreach_copy_(views[0], theta0)
-        torch._foreach_copy_(views[1], d)
-        point.copy_(start)
-    own = [p.data for p in params]
-    try:
-        for p, view in zip(params, views[2]):
-            p.data = view
+    (bit for bit), for the duration of the block: one kernel over one vector where the
+    parameters can be held in one buffer (:func:`~landscape._params.one_buffer`), else
+    :func:`place`."""
+    with one_buffer(params) as point:
+        if point is None:
+            yield lambda alpha: place(params, theta0, d, alpha)
+            return
+        start, step = torch.empty_like(point), torch.empty_like(point)
+        with torch.no_grad():
+            torch._foreach_copy_(slots(start, params), theta0)
+            torch._foreach_copy_(slots(step, params), d)
         yield lambda alpha: _at(point, start, step, alpha)
-    finally:
-        for p, t in zip(params, own):
-            p.data = t
-
-
-def _one_buffer(params: list[nn.Parameter]) -> bool:
-    """True when the parameters can be slots of one flat buffer in their own layouts."""
-    kind = (params[0].dtype, params[0].device)
-    return all(
-        (p.dtype, p.device) == kind
-        and p.layout == torch.strided
-        and (p.is_contiguous() or (p.ndim == 4 and p.is_contiguous(memory_format=CL)))
-        for p in params
-    )
-
-
-CL = torch.channels_last
 
 
 @torch.no_grad()

@@ -42,8 +42,8 @@ def test_a_point_from_the_flat_buffer_is_place_bit_for_bit(dtype, channels_last)
             for p, twin in zip(params, twins):
                 assert torch.equal(p, twin) or (alpha == -1e39 and not p.isfinite().all())
                 assert p.stride() == twin.stride()  # each slot in its parameter's layout
-    assert [p.data_ptr() for p in params] == storages  # each .data is back
-    assert all(torch.equal(p, t) for p, t in zip(params, theta0))
+    assert [p.data_ptr() for p in params] == storages  # each .data is back,
+    assert all(torch.equal(p, t) for p, t in zip(params, twins))  # with the last point in it
 
 
 def test_the_parameters_come_back_after_an_error_inside():
