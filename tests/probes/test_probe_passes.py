@@ -121,3 +121,17 @@ def test_comparing_in_batches_of_any_size_gives_the_same_probe(monkeypatch, rows
     assert sizes == [rows] * (7 // rows) + [7 % rows] * (7 % rows > 0) and len(sizes) == batches
     for field in ("loss", "grad_distance", "ratio", "distance", "grad_cosine"):
         np.testing.assert_allclose(getattr(batched, field), getattr(together, field), rtol=1e-14)
+
+
+def test_a_model_found_in_eval_mode_is_probed_in_the_mode_asked_for():
+    """The probe skips ``model.train(mode)`` only when every flag already says so: a model
+    found in eval mode is probed with batch statistics under bn_mode="train", and comes back
+    in eval mode."""
+    model, batch = bn_net(F64), image_batch(F64)
+    model[7].p = 0.0  # no dropout: the two probes draw no noise
+    trained = gradient_probe(model.train(), F.cross_entropy, batch, [0.1, 0.3])
+    found_eval = gradient_probe(model.eval(), F.cross_entropy, batch, [0.1, 0.3])
+    evaluated = gradient_probe(model, F.cross_entropy, batch, [0.1, 0.3], bn_mode="eval")
+    np.testing.assert_array_equal(found_eval.loss, trained.loss)
+    assert not np.allclose(evaluated.loss, trained.loss)  # the modes differ on this model
+    assert not any(m.training for m in model.modules())
