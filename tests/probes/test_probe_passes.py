@@ -61,7 +61,8 @@ def test_parameters_of_two_dtypes_are_written_one_by_one():
     theta0 = [p.detach().clone() for p in params]
     with points(params, theta0, theta0) as at:
         at(2.0)
-        assert params[0].data_ptr() != params[1].data_ptr() - 12  # not one buffer
+        storages = {p.untyped_storage().data_ptr() for p in params}
+        assert len(storages) == 2  # not one buffer: each parameter keeps its own
         assert all(torch.equal(p, 3 * t) for p, t in zip(params, theta0))
 
 
