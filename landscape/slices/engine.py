@@ -168,7 +168,8 @@ def _evaluate(forward, device, loss_fn, data, metrics, accuracy, precision) -> T
                     raise ValueError("accuracy needs (N, C) logits; pass accuracy=False")
                 correct.append((out.argmax(dim=1) == targets).sum())
                 # all finite: |out|'s max is below infinity (NaN propagates through amax)
-                finite.append(out.abs().amax() < math.inf if out.numel() else torch.tensor(True))
+                empty = out.new_ones((), dtype=torch.bool)  # on the outputs' device
+                finite.append(out.abs().amax() < math.inf if out.numel() else empty)
     weights = torch.tensor(counts, dtype=acc_dtype, device=device)
     sums = (torch.stack(rows).to(acc_dtype) * weights[:, None]).sum(0)  # batch means, weighted
     if accuracy is True:  # argmax of non-finite logits is no prediction: accuracy undefined

@@ -276,10 +276,18 @@ def test_one_non_finite_logit_makes_the_accuracy_nan(bad):
     assert math.isnan(res.values["accuracy"][1])
 
 
-def test_an_empty_batch_adds_no_prediction_and_no_example():
+CUDA = pytest.param(
+    "cuda",
+    marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")],
+)
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_an_empty_batch_adds_no_prediction_and_no_example(device):
     torch.manual_seed(0)
-    model = nn.Linear(3, 4).double()
-    x, y = torch.randn(6, 3, dtype=torch.float64), torch.randint(0, 4, (6,))
+    model = nn.Linear(3, 4).double().to(device)
+    x = torch.randn(6, 3, dtype=torch.float64, device=device)
+    y = torch.randint(0, 4, (6,), device=device)
     empty = (x[:0], y[:0])
     d = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
     got = evaluate_grid(model, torch.nn.functional.cross_entropy, [(x, y), empty], [d], [0.0])
