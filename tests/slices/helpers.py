@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -31,3 +34,27 @@ def state(model: nn.Module) -> dict[str, torch.Tensor]:
 def assert_same_state(model: nn.Module, before: dict[str, torch.Tensor]) -> None:
     after = model.state_dict()
     assert all(torch.equal(after[n], t) for n, t in before.items())
+
+
+def reference(model, data, directions, xs, ys=None, buffer_directions=None):
+    """Obviously correct: a fresh copy per point, its parameters (and buffers, with
+    ``buffer_directions``) moved by hand, one big batch, eval mode. ``(loss, accuracy)``,
+    shaped ``(len(xs),)`` or ``(len(ys), len(xs))``."""
+    x_all = torch.cat([x for x, _ in data])
+    y_all = torch.cat([y for _, y in data])
+    shape = (len(xs),) if ys is None else (len(ys), len(xs))
+    loss, acc = np.full(shape, np.nan), np.full(shape, np.nan)
+    for cell in np.ndindex(*shape):
+        coeffs = [xs[cell[-1]]] + ([] if ys is None else [ys[cell[0]]])
+        m = copy.deepcopy(model).eval()
+        with torch.no_grad():
+            for n, p in m.named_parameters():
+                p.copy_(p + sum(c * d[n] for c, d in zip(coeffs, directions)))
+            for n, b in m.named_buffers():
+                moves = [c * d[n] for c, d in zip(coeffs, buffer_directions or ()) if n in d]
+                if moves:
+                    b.add_(sum(moves))
+            out = m(x_all)
+        loss[cell] = float(CE(out, y_all))
+        acc[cell] = float((out.argmax(1) == y_all).double().mean())
+    return loss, acc

@@ -19,8 +19,8 @@ import landscape.slices.blocked as B
 import landscape.slices.fold as F
 from landscape.models import create_model
 from landscape.slices import random_directions
-from tests.slices.helpers import CE
-from tests.slices.test_fold import data, slow, trained_like
+from tests.slices.helpers import CE, reference
+from tests.slices.test_fold import data, trained_like
 
 ONEDNN = torch.backends.mkldnn.is_available()  # every x86 and ARM wheel of torch has it
 pytestmark = [
@@ -148,7 +148,7 @@ def test_float32_grid_equals_float64_reference(bn_mode, monkeypatch):
     d64 = [{n: t.double() for n, t in d.items()} for d in dirs]
     b64 = [(x.double(), y) for x, y in batches]
     if bn_mode == "eval":
-        want = slow(m64, b64, d64, xs, ys)
+        want = reference(m64, b64, d64, xs, ys)[0]
     else:
         want = S.evaluate_grid(m64, CE, b64, d64, xs, ys, bn_mode=bn_mode,
                                recalibrate_batches=2).values["loss"]  # fmt: skip

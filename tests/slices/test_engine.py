@@ -14,25 +14,7 @@ from landscape.slices import (
     evaluate_grid,
     random_directions,
 )
-from tests.slices.helpers import CE, assert_same_state, batches, bn_net, state
-
-
-def reference(model, data, directions, xs, ys=None):
-    """Obviously correct: a fresh copy per point, parameters moved by hand, one big batch."""
-    x_all = torch.cat([x for x, _ in data])
-    y_all = torch.cat([y for _, y in data])
-    shape = (len(xs),) if ys is None else (len(ys), len(xs))
-    loss, acc = np.full(shape, np.nan), np.full(shape, np.nan)
-    for cell in np.ndindex(*shape):
-        coeffs = [xs[cell[-1]]] + ([] if ys is None else [ys[cell[0]]])
-        m = copy.deepcopy(model).eval()
-        with torch.no_grad():
-            for n, p in m.named_parameters():
-                p.copy_(p + sum(c * d[n] for c, d in zip(coeffs, directions)))
-            out = m(x_all)
-        loss[cell] = float(CE(out, y_all))
-        acc[cell] = float((out.argmax(1) == y_all).double().mean())
-    return loss, acc
+from tests.slices.helpers import CE, assert_same_state, batches, bn_net, reference, state
 
 
 class Analytic(nn.Module):
@@ -594,17 +576,8 @@ def test_buffer_directions_move_the_running_statistics():
     assert res.meta["moves_buffers"] is True
     assert res.buffer_directions is not None and len(res.buffer_directions) == 2
     assert torch.equal(res.buffer_directions[1]["1.running_var"], bdirs[1]["1.running_var"])
-    x_all, y_all = torch.cat([x for x, _ in data]), torch.cat([y for _, y in data])
-    for j, b in enumerate(ys):
-        for i, a in enumerate(xs):
-            m = copy.deepcopy(model).eval()
-            with torch.no_grad():
-                for n, p in m.named_parameters():
-                    p.add_(a * d[0][n] + b * d[1][n])
-                m[1].running_mean.add_(a * bdirs[0]["1.running_mean"])
-                m[1].running_var.add_(b * bdirs[1]["1.running_var"])
-                want = float(CE(m(x_all), y_all))
-            assert abs(res.values["loss"][j, i] - want) < 1e-10
+    want = reference(model, data, d, xs, ys, buffer_directions=bdirs)[0]
+    np.testing.assert_allclose(res.values["loss"], want, rtol=0, atol=1e-10)
     assert_same_state(model, before)
 
 

@@ -13,7 +13,7 @@ import landscape.slices as S
 import landscape.slices.fold as F
 from landscape.models import create_model
 from landscape.slices import random_directions
-from tests.slices.helpers import CE
+from tests.slices.helpers import CE, reference
 
 
 def trained_like(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -46,21 +46,6 @@ def data(n=(7, 5)):
     ]
 
 
-def slow(model, batches, dirs, xs, ys):
-    """A fresh copy per point, parameters moved by hand, one big batch, eval mode."""
-    x = torch.cat([b[0] for b in batches])
-    y = torch.cat([b[1] for b in batches])
-    out = np.empty((len(ys), len(xs)))
-    for j, b in enumerate(ys):
-        for i, a in enumerate(xs):
-            m = copy.deepcopy(model).eval()
-            with torch.no_grad():
-                for n, p in m.named_parameters():
-                    p.add_(a * dirs[0][n] + b * dirs[1][n])
-                out[j, i] = float(CE(m(x), y))
-    return out
-
-
 @pytest.fixture
 def plain_path(monkeypatch):
     monkeypatch.setattr(F, "FOLD_BN", False)
@@ -77,7 +62,9 @@ def test_vgg_small_folds_every_bn_and_matches_reference():
     dirs = random_directions(model, 2, seed=3, ignore="none")  # BN parameters move too
     xs, ys = np.linspace(-1, 1, 3), np.array([-0.5, 1.0])
     res = S.evaluate_grid(model, CE, data(), dirs, xs, ys)
-    np.testing.assert_allclose(res.values["loss"], slow(model, data(), dirs, xs, ys), atol=1e-6)
+    np.testing.assert_allclose(
+        res.values["loss"], reference(model, data(), dirs, xs, ys)[0], atol=1e-6
+    )
     assert all((p.data_ptr(), p.stride()) == layout[n] for n, p in model.named_parameters())
     assert all(torch.equal(t, before[n]) for n, t in model.state_dict().items())
     assert model.training
@@ -181,7 +168,7 @@ def test_layers_with_pre_hooks_are_not_folded(caplog):
     with caplog.at_level("WARNING", logger="landscape.slices.fold"):
         got = S.evaluate_grid(model, CE, data(), dirs, "-1:1:2", "0:1:2").values["loss"]
     assert not caplog.records  # the check passed: the fold kept the hooks
-    np.testing.assert_allclose(got, slow(model, data(), dirs, [-1.0, 1.0], [0.0, 1.0]),
+    np.testing.assert_allclose(got, reference(model, data(), dirs, [-1.0, 1.0], [0.0, 1.0])[0],
                                rtol=0, atol=1e-10)  # fmt: skip
 
 
