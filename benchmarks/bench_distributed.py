@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _machine
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -42,19 +43,6 @@ from landscape.probes import OfflineProbeConfig, probe_checkpoints
 from landscape.slices import random_directions, run_grid
 from landscape.store import list_checkpoints
 from landscape.train import TrainConfig, train_pair
-
-
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
-                  if ln.startswith("model name")), "unknown")  # fmt: skip
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
-                  if ln.startswith("flags")), [])  # fmt: skip
-    wanted = [f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma")]
-    return f"{model}; {os.cpu_count()} cores; {' '.join(wanted) or 'no avx2/avx512/amx'}"
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -108,7 +96,8 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    print(f"torch {torch.__version__}; {cpu_flags()}; one thread per process")
+    print(f"torch {torch.__version__}; {_machine.cpu()}; load {_machine.load()}; "
+          "one thread per process")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         config = TrainConfig(model="vgg_small", steps=40, checkpoint_every=4, device="cpu")

@@ -21,27 +21,16 @@ PyHessian is a benchmark-only dependency: ``.venv/bin/pip install pyhessian==0.1
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
-from pathlib import Path
 
+import _machine
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 import landscape as L
 from landscape.curvature import HessianOperator, hessian_eigenvalues, hessian_trace
-
-
-def cpu_flags() -> str:
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
-                  if ln.startswith("model name")), "unknown")  # fmt: skip
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
-                  if ln.startswith("flags")), [])  # fmt: skip
-    wanted = [f for f in flags if f.startswith(("avx512_bf16", "amx")) or f == "avx512f"]
-    return f"{model}; {os.cpu_count()} cores; {' '.join(wanted) or 'no avx512/amx'}"
 
 
 def trained_model() -> tuple[torch.nn.Module, tuple[torch.Tensor, torch.Tensor]]:
@@ -164,8 +153,8 @@ def main() -> None:
     torch.set_num_threads(1)
     kept = False if args.glibc_defaults else L.keep_freed_memory()
     allocator = "keep_freed_memory()" if kept else "glibc defaults"
-    print(f"# {cpu_flags()}; torch {torch.__version__}, 1 thread; allocator {allocator}; load "
-          f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}")  # fmt: skip
+    print(f"# {_machine.cpu()}; torch {torch.__version__}, 1 thread; allocator {allocator}; "
+          f"load {_machine.load()}")  # fmt: skip
     model, batch = trained_model()
     n = sum(p.numel() for p in model.parameters())
     print(f"vgg_small (BN) after 100 steps: {n} parameters; 512 digits; bn_mode eval\n")

@@ -29,8 +29,8 @@ import cProfile
 import pstats
 import statistics
 import time
-from pathlib import Path
 
+import _machine
 import torch
 import torch.nn.functional as F
 
@@ -49,22 +49,6 @@ VARIANTS = ("bn", "plain")
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def cpu_flags() -> list[str]:
-    """The vector flags of /proc/cpuinfo that decide torch's CPU kernels."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return []
-    return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-
-
-def load() -> list[str]:
-    try:
-        return Path("/proc/loadavg").read_text().split()[:3]
-    except OSError:
-        return ["?"]
 
 
 def fb_loop(model, params, x, y, device, passes: int, as_run: bool = False) -> float:
@@ -159,8 +143,8 @@ def main() -> None:
     print(
         f"torch {torch.__version__}  threads {torch.get_num_threads()}  device {device}  "
         f"batch {args.batch}  repeats {args.repeats} (each probe next to a loop of its passes)  "
-        f"CPU flags: {' '.join(cpu_flags()) or '-'}  allocator "
-        f"{'keep_freed_memory()' if kept else 'glibc defaults'}  load {' '.join(load())}"
+        f"{_machine.cpu()}  allocator "
+        f"{'keep_freed_memory()' if kept else 'glibc defaults'}  load {_machine.load()}"
     )
     r = measure(args.batch, args.k, args.repeats, args.warmup, device)
     loop, loop_cl, probe, forms = r["loop"], r["loop_cl"], r["probe"], ("full", "base")

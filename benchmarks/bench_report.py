@@ -35,8 +35,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
+import _machine
 import bench_probe
 import bench_slices as B
 import numpy as np
@@ -136,10 +136,6 @@ def vehicle_parts(model: nn.Module, data, repeats: int = 30) -> dict[str, float]
     return {k: B.med(v) for k, v in times.items()}
 
 
-def load() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--grid", type=int, default=11, help="G x G grids (throughput, bf16, Li)")
@@ -158,9 +154,8 @@ def main() -> None:
     g = args.grid
     print(
         f"torch {torch.__version__}  device {B.hardware_name()}  "
-        f"threads {torch.get_num_threads()}  CPU flags: "
-        f"{' '.join(B.cpu_flags()) or '-'}  allocator "
-        f"{'keep_freed_memory()' if kept else 'glibc defaults'}  load {load()}"
+        f"threads {torch.get_num_threads()}  {_machine.cpu()}  allocator "
+        f"{'keep_freed_memory()' if kept else 'glibc defaults'}  load {_machine.load()}"
     )
     rows: list[tuple[str, str, str]] = []  # (quantity, value, target and verdict)
 
@@ -229,7 +224,7 @@ def main() -> None:
             rows.append((f"probe / the same passes as it runs them (channels_last), {v}, {form}",
                          f"{as_run:.3f}", "its own bookkeeping; no target"))  # fmt: skip
 
-    print(f"\n## Summary (load at the end: {load()})\n")
+    print(f"\n## Summary (load at the end: {_machine.load()})\n")
     print("| quantity | measured | target |")
     print("|---|---|---|")
     for name, value, target in rows:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -44,6 +43,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import _machine
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -51,31 +51,8 @@ import torch.nn.functional as F
 import landscape
 from landscape.data import eval_batches
 
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")  # the ones torch uses
-
 
 # ----------------------------------------------------------------------------- setup
-def cpu_info() -> tuple[str, list[str]]:
-    """The CPU's model name and the vector flags of /proc/cpuinfo that torch's kernels use."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown", []
-    name = next(
-        (ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")),
-        platform.processor() or "unknown",
-    )
-    flags = set(text.split())
-    return name, [f for f in CPU_FLAGS if f in flags]
-
-
-def loadavg() -> str:
-    try:
-        return Path("/proc/loadavg").read_text().strip()
-    except OSError:
-        return "n/a"
-
-
 def make_model(seed: int = 0) -> torch.nn.Module:
     ds = landscape.load_dataset("digits")
     torch.manual_seed(seed)
@@ -278,16 +255,12 @@ def main() -> None:
         args.sizes, args.size_grid, args.memory_grids = [125, 250, 500, 1000], 3, [21, 11]
 
     start = time.perf_counter()
-    name, flags = cpu_info()
-    amx = [f for f in flags if f.startswith("amx")]
-    print(f"CPU: {name}")
+    print(_machine.cpu())
     print(
-        f"flags: avx512f {'yes' if 'avx512f' in flags else 'no'}, avx512_bf16 "
-        f"{'yes' if 'avx512_bf16' in flags else 'no'}, amx {' '.join(amx) or 'no'}  "
         f"nproc {len(os.sched_getaffinity(0))}  threads {torch.get_num_threads()}  "
         f"torch {torch.__version__}"
     )
-    print(f"loadavg at start: {loadavg()}")
+    print(f"loadavg at start: {_machine.load()}")
     print(
         f"vgg_small (BN) eval, digits, float32, random filter-normalized plane, bn_mode eval, "
         f"batches of {args.batch}, medians of {args.repeats}, whole evaluate_grid calls"
@@ -385,7 +358,7 @@ def main() -> None:
         f"{ru.ru_stime:.1f} s, minor page faults {ru.ru_minflt:,}; MALLOC_ environment: "
         + (" ".join(f"{k}={v}" for k, v in os.environ.items() if k.startswith("MALLOC_")) or "none")
     )
-    print(f"loadavg at end: {loadavg()}  (total {time.perf_counter() - start:.0f} s)")
+    print(f"loadavg at end: {_machine.load()}  (total {time.perf_counter() - start:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -40,8 +40,8 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
+import _machine
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,7 @@ from torch import nn
 
 import landscape.slices as S
 import landscape.slices.fold as fastpath
+from landscape._device import cpu_info
 from landscape.data import eval_batches, load_dataset
 from landscape.models import create_model
 from landscape.slices import random_directions
@@ -59,7 +60,6 @@ MEMORY_GRID = 51  # Li et al.'s 51 x 51
 OVERHEAD_TARGET_US = 50.0  # evaluate_grid's point - the hand loop's point
 # few examples through a small MLP, so that a point's fixed cost is not lost in its forward
 OVERHEAD_EXAMPLES, OVERHEAD_BATCH = 256, 128
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")  # the ones torch uses
 
 
 DEVICE = torch.device("cpu")  # --device; data, model and directions live there
@@ -104,15 +104,6 @@ def forward_pass(model: Callable, data) -> float:
     return time.perf_counter() - t0
 
 
-def cpu_flags() -> list[str]:
-    """The vector flags of /proc/cpuinfo that decide torch's CPU kernels (empty elsewhere)."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        flags = set()
-    return [f for f in CPU_FLAGS if f in flags]
-
-
 def hardware_name() -> str:
     """The GPU's name, or "cpu"."""
     return torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else "cpu"
@@ -127,7 +118,8 @@ def hardware() -> dict:
         info["bf16"] = "supported" if torch.cuda.is_bf16_supported() else "not supported"
     else:
         info["name"] = f"CPU, torch capability {torch.backends.cpu.get_cpu_capability()}"
-        native = [f for f in cpu_flags() if f in ("avx512_bf16", "amx_bf16", "amx_tile")]
+        flags = cpu_info()[1]
+        native = [f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
         info["bf16"] = ", ".join(native) if native else "no avx512_bf16 / AMX flag"
     a = torch.randn(512, 1024, device=DEVICE)
     b = torch.randn(1024, 1024, device=DEVICE)
@@ -536,9 +528,9 @@ def main() -> None:
     print(
         f"torch {torch.__version__}  threads {torch.get_num_threads()}  vgg_small (BN) eval  "
         f"digits train {n} examples in batches of {args.batch}  float32  grid {args.grid}^2  "
-        f"device {DEVICE}  CPU flags: {' '.join(cpu_flags()) or 'none of ' + str(CPU_FLAGS)}  "
+        f"device {DEVICE}  {_machine.cpu()}  "
         f"allocator {'keep_freed_memory()' if kept else 'glibc defaults'}  "
-        f"load {' '.join(open('/proc/loadavg').read().split()[:3])}"
+        f"load {_machine.load()}"
     )
 
     if args.profile:
