@@ -11,7 +11,9 @@ plain) with a batch of 128 digits, and prints three ratios:
                                             issue 12 item 4's target: <= 1.05
     as run         = t_probe / t_loop_cl    against the same passes with the conv weights
                                             channels_last, as the probe runs them on the CPU
-                                            (~5-10% faster): the probe's own bookkeeping
+                                            (5-12% faster): the probe's own bookkeeping,
+                                            also fitted over the k given as a fixed cost
+                                            per probe plus a cost per step size
     ratio_k        = t_probe / (k * t_fb)   t_fb = t_loop / passes; the older target <= 1.15
 
 It times two forms of the probe: ``full`` computes g itself (k + 1 passes); ``base`` is
@@ -171,6 +173,15 @@ def main() -> None:
         "\nfloor of ratio_k from the passes alone: (k+1)/k = "
         + ", ".join(f"k={k}: {(k + 1) / k:.3f}" for k in args.k)
     )
+    if len(set(args.k)) > 1:
+        print("\nbookkeeping = t_probe - t_loop_cl (medians), fitted as fixed + per step * k:")
+        for v in VARIANTS:
+            for f in forms:
+                extra = [statistics.median(probe[v, k, f]) - statistics.median(loop_cl[v, k, f])
+                         for k in args.k]  # fmt: skip
+                per_step, fixed = statistics.linear_regression(args.k, extra)
+                print(f"  {v} {f}: {1e3 * fixed:.2f} ms per probe + {1e3 * per_step:.3f} ms "
+                      "per step size")  # fmt: skip
 
     if args.profile:
         k = 8 if 8 in args.k else args.k[0]
