@@ -244,11 +244,11 @@ def one_buffer(tensors: Sequence[Tensor]) -> Iterator[Tensor | None]:
     of a small network's passes, between passes that evict the caches).
 
     Writes through the buffer do not move a tensor's own ``_version``, so nothing that caches
-    on versions may read the tensors inside (the slices' BN folds do: slices set their points
-    tensor by tensor). Yields None, changing nothing, unless the tensors are of one dtype and
-    device, each dense (contiguous, or channels_last 4-D), :data:`ONE_BUFFER_BYTES` at most in
-    all. On exit, each tensor's ``.data`` is its own storage again, holding the values written
-    inside.
+    on versions may read the tensors inside (the slices' BN folds no longer do: they are set
+    from the point itself or recomputed at every point). Yields None, changing nothing, unless
+    the tensors are of one dtype and device, each dense (contiguous, or channels_last 4-D),
+    :data:`ONE_BUFFER_BYTES` at most in all. On exit, each tensor's ``.data`` is its own
+    storage again, holding the values written inside.
     """
     kind = (tensors[0].dtype, tensors[0].device) if tensors else None
     size = sum(t.numel() for t in tensors)

@@ -54,6 +54,7 @@ from landscape.data.evaluation import (
 )
 from landscape.slices import fold, fused, traced
 from landscape.slices.coords import MAX_POINTS, Coords, as_coords
+from landscape.slices.points import set_point, setter, targets
 from landscape.slices.result import SliceResult
 
 __all__ = [
@@ -82,33 +83,6 @@ def _precision_ctx(precision: str, device: torch.device) -> contextlib.AbstractC
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     else:
         raise ValueError(f"unknown precision {precision!r}; use 'native' or 'bf16'")
-
-
-Target = tuple[Tensor, Tensor, list[tuple[int, Tensor]]]  # (live tensor, base, [(k, d_k)])
-
-
-def _targets(model, base, directions, buf_base, buf_dirs) -> list[Target]:
-    """Every tensor set per point, its base and the directions that move it (not zero ones)."""
-
-    def moves(n: str, ds: Sequence[Mapping[str, Tensor]]) -> list[tuple[int, Tensor]]:
-        return [(k, d[n]) for k, d in enumerate(ds) if n in d and bool(d[n].any())]
-
-    own, bufs = dict(model.named_parameters()), dict(model.named_buffers())
-    out = [(own[n], b, moves(n, directions)) for n, b in base.items()]
-    return out + [(bufs[n], b, moves(n, buf_dirs or ())) for n, b in buf_base.items()]
-
-
-@torch.no_grad()
-def _set_point(targets: Sequence[Target], coeffs: Sequence[float]) -> None:
-    """``theta <- base + sum_k c_k d_k`` (and buffers alike), each from the stored base: one
-    foreach copy and one foreach add per direction (not one call per tensor)."""
-    if not targets:
-        return
-    torch._foreach_copy_([t[0] for t in targets], [t[1] for t in targets])
-    for k, c in enumerate(coeffs):
-        moved = [(live, d) for live, _, moves in targets for j, d in moves if j == k]
-        if c != 0.0 and moved:
-            torch._foreach_add_([m[0] for m in moved], [m[1] for m in moved], alpha=c)
 
 
 @torch.no_grad()
@@ -315,7 +289,7 @@ def evaluate_grid(
     cl = fold.CHANNELS_LAST and device.type == "cpu"
     with preserved(model), channels_last(model, cl):
         buf_base = {n: b.detach().clone() for n, b in bufs.items()}
-        targets = _targets(model, base, directions, buf_base, buffer_directions)
+        every = targets(model, base, directions, buf_base, buffer_directions)
         try:
             if bn_mode == "train":  # batch statistics without writing the running statistics
                 for m in norms:
@@ -323,8 +297,8 @@ def evaluate_grid(
             forward = model.eval()  # dropout off; BN in train mode only under bn_mode="train"
             for m in norms if bn_mode == "train" else ():
                 m.train()
-            moved = targets if bn_mode == "recalibrate" else [t for t in targets if t[2]]
-            _set_point(targets, [0.0] * len(directions))  # unmoved: set once (not recalibrated)
+            moved = every if bn_mode == "recalibrate" else [t for t in every if t[2]]
+            set_point(every, [0.0] * len(directions))  # unmoved: set once (not recalibrated)
             vehicle = None  # checked on the first batch's plain inputs (no pass of its own)
             if not isinstance(loss_fn, BatchLoss):
                 vehicle = fold.vehicle(
@@ -333,6 +307,8 @@ def evaluate_grid(
                     calls=len(todo) * summary.batches,
                 )  # fmt: skip
                 forward = vehicle or forward
+            if vehicle is not None and bn_mode == "eval":  # folds affine in the point
+                moved = moved + vehicle.follow(moved)
 
             def finish(k: int, cell: tuple, sums: Tensor, done: int) -> None:
                 point = dict(zip(names, sums.tolist()))  # the host sync
@@ -353,25 +329,28 @@ def evaluate_grid(
                 if point_loss is fused.cross_entropy and use_acc is True and precision != "bf16":
                     first = move(summary.first, device)
                     scorer = traced.scorer(vehicle.graph, first[0], first[1])
-            for done, k in enumerate(todo, 1):
-                cell = (k,) if ys is None else divmod(k, len(xs))  # (j, i) for 2D
-                coeffs = [float(xs[cell[-1]])] + ([] if ys is None else [float(ys[cell[0]])])
-                _set_point(moved, coeffs)
-                if bn_mode == "recalibrate":
-                    _recalibrate(model, norms, data, recalibrate_batches, precision, loss_fn)
-                    for m in norms:
-                        m.eval()  # modes are set once, before the loop: put BN back
-                if vehicle is not None:
-                    vehicle.refresh()
-                sums = None if scorer is None else traced.score(scorer, device, data)
-                if sums is None:
-                    sums = _evaluate(forward, device, point_loss, data, metrics, use_acc, precision)
-                if pending is not None:  # read back while this point's kernels run
-                    finish(*pending)
-                pending = (k, cell, sums, done)
-                if not defer:
-                    finish(*pending)
-                    pending = None
+            with setter(moved, len(directions)) as at:  # the moved tensors in one buffer
+                for done, k in enumerate(todo, 1):
+                    cell = (k,) if ys is None else divmod(k, len(xs))  # (j, i) for 2D
+                    coeffs = [float(xs[cell[-1]])] + ([] if ys is None else [float(ys[cell[0]])])
+                    at(coeffs)
+                    if bn_mode == "recalibrate":
+                        _recalibrate(model, norms, data, recalibrate_batches, precision, loss_fn)
+                        for m in norms:
+                            m.eval()  # modes are set once, before the loop: put BN back
+                    if vehicle is not None:
+                        vehicle.refresh()
+                    sums = None if scorer is None else traced.score(scorer, device, data)
+                    if sums is None:
+                        sums = _evaluate(
+                            forward, device, point_loss, data, metrics, use_acc, precision
+                        )
+                    if pending is not None:  # read back while this point's kernels run
+                        finish(*pending)
+                    pending = (k, cell, sums, done)
+                    if not defer:
+                        finish(*pending)
+                        pending = None
             if pending is not None:
                 finish(*pending)
         finally:

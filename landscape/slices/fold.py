@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -31,6 +32,9 @@ _FOLDS_INTO = {  # layer type -> the BatchNorm type that can be folded into it
     nn.Conv3d: nn.BatchNorm3d,
     nn.Linear: nn.BatchNorm1d,
 }
+#: A tensor set at every point: ``(live tensor, base, [(k, d_k)])``, i.e.
+#: ``live <- base + sum_k c_k d_k`` (the slice engine's unit of work).
+Target = tuple[Tensor, Tensor, list[tuple[int, Tensor]]]
 # A correct fold differs from the model by rounding only, a wrong one by O(1): the
 # one-batch check before a grid compares at this relative tolerance (of the largest |logit|).
 _FOLD_CHECK_RTOL = 1e-3
@@ -49,8 +53,9 @@ class Vehicle:
     ``s = gamma / sqrt(var + eps)``, so ``bn(conv(x; W, b)) = conv(x; W s, (b - mu) s + beta)``
     (``W s`` scales output channel ``j`` of ``W`` by ``s_j``): one pass over the activations
     fewer per block. The model's forward is traced once (``torch.fx``); each folded layer is
-    a copy owned here, recomputed from the model's (moved) tensors by :meth:`refresh` at every
-    point, and every other node calls the model's own module. A fold needs a BN node fed
+    a copy owned here, set with the point where it is affine in the point (:meth:`follow`) or
+    else recomputed from the model's moved tensors by :meth:`refresh` at every point, and
+    every other node calls the model's own module. A fold needs a BN node fed
     only by a conv/linear node of the matching dimension, both free of hooks and
     parametrizations, and a BN that tracks running statistics.
 
@@ -67,7 +72,7 @@ class Vehicle:
     ):
         self.graph, self.folds, self.convs = graph, folds, convs  # folds: (layer, bn, copy)
         self.run: Any = graph  # what a call runs: the graph, or its trace (:meth:`interpret`)
-        self._scales: list[tuple[tuple, Tensor | None]] = [((), None)] * len(folds)
+        self._affine: set[int] = set()  # folds set by the engine's targets (:meth:`follow`)
 
     @classmethod
     def build(
@@ -123,26 +128,67 @@ class Vehicle:
 
     @torch.no_grad()
     def refresh(self) -> None:
-        """Recompute every folded and every blocked layer from the model's current tensors.
-
-        The BN scale ``s`` and the folded bias are recomputed only when a tensor they read
-        has changed (its ``_version``): a slice that moves only the weights (Li's
-        ``ignore="biasbn"``) pays one multiply per layer and point.
-        """
+        """Recompute every folded and every blocked layer from the model's current tensors
+        (the folds set by the point itself, :meth:`follow`, excepted)."""
         for i, (layer, bn, folded) in enumerate(self.folds):
+            if i in self._affine:
+                continue
             w = layer.weight
-            reads = (bn.running_var, bn.running_mean, bn.weight, bn.bias, layer.bias)
-            key = tuple(-1 if t is None else (id(t), t._version) for t in reads)
-            if self._scales[i][0] != key:
-                s = torch.rsqrt(bn.running_var + bn.eps)
-                s = s * bn.weight if bn.weight is not None else s
-                shift = -bn.running_mean * s + (bn.bias if bn.bias is not None else 0.0)
-                folded.bias.copy_(shift if layer.bias is None else layer.bias * s + shift)
-                scale = s.to(w.dtype).view(-1, *([1] * (w.ndim - 1)))
-                self._scales[i] = (key, scale)
-            torch.mul(w, self._scales[i][1], out=folded.weight)
+            s = torch.rsqrt(bn.running_var + bn.eps)
+            s = s * bn.weight if bn.weight is not None else s
+            shift = -bn.running_mean * s + (bn.bias if bn.bias is not None else 0.0)
+            folded.bias.copy_(shift if layer.bias is None else layer.bias * s + shift)
+            torch.mul(w, s.to(w.dtype).view(-1, *([1] * (w.ndim - 1))), out=folded.weight)
         for conv in self.convs:
             conv.repack()
+
+    @torch.no_grad()
+    def follow(self, targets: Sequence[Target]) -> list[Target]:
+        """Set the folded layers from the point itself, where that is affine in the point.
+
+        Where nothing moves a fold's scale ``s`` (neither ``gamma`` nor the running variance:
+        Li's ``ignore="biasbn"`` directions), the folded layer is affine in the coefficients,
+
+            ``W' = W0 s + sum_k c_k (dW_k s)``,
+            ``b' = b'0 + sum_k c_k ((db_k - dmu_k) s + dbeta_k)``, ``b'0 = (b0 - mu0) s + beta0``,
+
+        so it is set with the model's own tensors (one foreach call for all of them) instead
+        of being recomputed per layer by :meth:`refresh`, which from now on skips it. Values
+        change by rounding only (float32: ~1e-7 relative). ``targets`` are the tensors the
+        engine sets at every point, after the others were set once; returns the targets of
+        the folded copies that move (the rest are written here, once).
+        """
+        found = {id(t[0]): t for t in targets}
+
+        def base(t: Tensor | None) -> Tensor | None:  # its value at the point c = 0
+            return found[id(t)][1] if t is not None and id(t) in found else t
+
+        def moves(t: Tensor | None) -> list[tuple[int, Tensor]]:
+            return found[id(t)][2] if t is not None and id(t) in found else []
+
+        out: list[Target] = []
+        for i, (layer, bn, folded) in enumerate(self.folds):
+            if moves(bn.running_var) or moves(bn.weight):
+                continue  # s moves: W s is bilinear in the point, refreshed per point
+            s = torch.rsqrt(base(bn.running_var) + bn.eps)
+            s = s * base(bn.weight) if bn.weight is not None else s
+            w = folded.weight
+            scale = s.to(w.dtype).view(-1, *([1] * (w.ndim - 1)))
+            w_moves = [(k, _times(d, scale, w)) for k, d in moves(layer.weight)]
+            b_moves: dict[int, Tensor] = {}
+            for t, factor in ((layer.bias, s), (bn.running_mean, -s), (bn.bias, None)):
+                for k, d in moves(t):
+                    term = d * factor if factor is not None else d
+                    b_moves[k] = b_moves[k] + term if k in b_moves else term
+            b0 = base(layer.bias)
+            shift = -base(bn.running_mean) * s + (base(bn.bias) if bn.bias is not None else 0.0)
+            folded.bias.copy_(shift if b0 is None else b0 * s + shift)
+            w.copy_(_times(base(layer.weight), scale, w))
+            for live, moved in ((w, w_moves), (folded.bias, sorted(b_moves.items()))):
+                if moved:
+                    out.append((live, live.clone(), moved))
+            self._affine.add(i)
+        return out
 
     def __call__(self, inputs: Tensor) -> Any:
         return self.run(inputs)
@@ -165,6 +211,11 @@ class Vehicle:
         with torch.inference_mode():
             want, got = model(inputs), self.graph(inputs)
         return _close(got, want)
+
+
+def _times(t: Tensor, scale: Tensor, like: Tensor) -> Tensor:
+    """``t * scale`` laid out as ``like`` (channels_last or not)."""
+    return torch.mul(t, scale, out=torch.empty_like(like))
 
 
 def _close(got: Any, want: Any) -> bool:
