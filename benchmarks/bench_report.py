@@ -11,7 +11,10 @@ Printed (sections first, then one summary table with the targets):
     bf16 / fp32             precision="bf16" against float32, grid rows interleaved, with the
                             largest and median |loss_bf16 - loss_fp32|, for vgg_small at width 16
                             (the default) and 64 (convolutions large enough for bf16's kernels
-                            to matter); target >= 1.8
+                            to matter); target >= 1.8. Beside it the vehicle's forward alone in
+                            both precisions, passes alternated: the most bf16 can gain here
+                            (a point also sets weights and computes the loss, which bf16 does
+                            not speed up)
     ours / loss-landscapes  random_plane vs the PyPI package's, one batch (lower is better)
     ours / Li et al.        evaluate_grid vs Li et al.'s per-point loop (set the weights, one
                             pass over a DataLoader with 2 workers, loss.item() and the correct
@@ -136,6 +139,30 @@ def vehicle_parts(model: nn.Module, data, repeats: int = 30) -> dict[str, float]
     return {k: B.med(v) for k, v in times.items()}
 
 
+def bf16_ceiling(model: nn.Module, data, repeats: int = 15) -> dict[str, float]:
+    """The slice's vehicle forward alone over ``data``, float32 and bf16 (its blocked trunk in
+    bfloat16, the rest under autocast, as ``precision="bf16"`` runs it), passes alternated;
+    medians in seconds. Empty where no vehicle is built (no blocked trunk on this device)."""
+    cl = fold.CHANNELS_LAST and B.DEVICE.type == "cpu"
+    with channels_last(model, cl):
+        first = data[0][0]
+        found = {
+            bf16: fold.vehicle(model, first, channels_last=cl, running_stats=True, bf16=bf16)
+            for bf16 in (False, True)
+        }
+        if any(v is None or not v.convs for v in found.values()):
+            return {}
+        for v in found.values():
+            v.refresh()
+        autocast = torch.autocast(B.DEVICE.type, dtype=torch.bfloat16)
+        times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+        for _ in range(repeats):
+            times["fp32"].append(B.forward_pass(found[False], data))
+            with autocast:
+                times["bf16"].append(B.forward_pass(found[True], data))
+    return {k: B.med(v) for k, v in times.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--grid", type=int, default=11, help="G x G grids (throughput, bf16, Li)")
@@ -181,16 +208,21 @@ def main() -> None:
 
     print("\n## bf16 vs fp32 (rows interleaved)\n")
     print("| vgg_small width | fp32 ms/pt | bf16 ms/pt | fp32/bf16 | max abs dev "
-          "| median abs dev |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+          "| median abs dev | forward alone fp32/bf16 |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for width in (16, 64):
         m, d, dr = B.setup(512, width=width)
         b = B.bf16_vs_fp32(m, d, dr, min(g, 5))
+        c = bf16_ceiling(m, d, 3 if args.quick else 15)
+        ceiling = f"{c['fp32'] / c['bf16']:.2f}" if c else "n/a"
         print(f"| {width} | {1e3 * b['fp32']['steady']:.2f} | {1e3 * b['bf16']['steady']:.2f} "
-              f"| {b['speedup']:.2f} | {b['max_dev']:.2e} | {b['median_dev']:.2e} |")  # fmt: skip
+              f"| {b['speedup']:.2f} | {b['max_dev']:.2e} | {b['median_dev']:.2e} "
+              f"| {ceiling} |")  # fmt: skip
         rows.append((f"bf16 / fp32 speed, width {width} (max, median abs dev)",
                      f"{b['speedup']:.2f} ({b['max_dev']:.1e}, {b['median_dev']:.1e})",
                      f">= {B.BF16_TARGET}: {verdict(b['speedup'] >= B.BF16_TARGET)}"))  # fmt: skip
+        rows.append((f"bf16 / fp32, the vehicle's forward alone, width {width} (the ceiling)",
+                     ceiling, ""))  # fmt: skip
 
     p = B.versus_peer(model, data, g, 2 if args.quick else 3)
     value = "not installed" if p is None else f"{p['ratio']:.3f}"

@@ -60,6 +60,7 @@ def test_bench_report_quick_prints_every_ratio_of_the_summary() -> None:
         "slice / model's own forward",
         "bf16 / fp32 speed, width 16",
         "bf16 / fp32 speed, width 64",
+        "bf16 / fp32, the vehicle's forward alone, width 16 (the ceiling)",
         "ours / loss-landscapes",
         "ours / Li's per-point method, DataLoader with 2 workers",
         "per-point overhead over a hand loop, mlp plain (us)",
@@ -70,3 +71,5 @@ def test_bench_report_quick_prints_every_ratio_of_the_summary() -> None:
         assert f"| {row}" in summary, row
     bound = r"\| slice / frozen-forward bound \(fp32\), medians; row pairs \|"
     assert 0 < number(bound, summary) < 3
+    ceiling = r"\| bf16 / fp32, the vehicle's forward alone, width 64 \(the ceiling\) \|"
+    assert 0.2 < number(ceiling, summary) < 10
