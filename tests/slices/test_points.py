@@ -147,13 +147,17 @@ def test_moving_running_statistics_keep_a_fold_affine_only_through_the_mean(monk
 
 def test_a_fold_set_from_the_point_is_not_recomputed_from_the_model():
     model = vgg()
-    vehicle = F.Vehicle.build(model, channels_last=False)
+    vehicle = F.Vehicle.build(model, channels_last=True)
     assert vehicle is not None
     layer, _, folded = vehicle.folds[0]
+    assert folded.weight.is_contiguous(memory_format=torch.channels_last)
     base = {n: p.detach().clone() for n, p in model.named_parameters()}
     dirs = directions(model, bn_names(model, "weight"))
     vehicle.refresh()
-    assert vehicle.follow(targets(model, base, dirs, {}, None))
+    followed = vehicle.follow(targets(model, base, dirs, {}, None))
+    assert followed
+    for live, start, moves in followed:  # bases and directions laid out as the folded copy
+        assert all(t.stride() == live.stride() for t in (start, *(d for _, d in moves)))
     before = folded.weight.clone()
     with torch.no_grad():
         layer.weight.mul_(3.0)  # not through the point: an affine fold does not see it
