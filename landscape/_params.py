@@ -229,7 +229,7 @@ ONE_BUFFER_BYTES = 64 * 2**20
 def slots(buffer: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
     """Views of the flat ``buffer``, one per tensor of ``like`` in order, each with that
     tensor's shape and strides (see :func:`one_buffer`)."""
-    views, offset = [], 0
+    views, offset = [], buffer.storage_offset()  # the buffer may itself be a view (a row)
     for t in like:
         views.append(buffer.as_strided(t.shape, t.stride(), offset))
         offset += t.numel()

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from landscape._params import preserved
+from landscape._params import preserved, slots
 from tests.cases import F64, regression_batch, sq_loss, three_layer
 
 
@@ -179,3 +179,14 @@ def test_one_buffer_changes_nothing_where_it_cannot_hold_them(monkeypatch, case)
     ptrs = [t.data_ptr() for t in tensors]
     with P.one_buffer(tensors) as flat:
         assert flat is None and [t.data_ptr() for t in tensors] == ptrs
+
+
+def test_slots_of_a_row_start_at_the_row():
+    """A buffer that is itself a view (a row of a matrix): its slots lie inside it."""
+    cl = torch.empty(4, 1, 1, 1).contiguous(memory_format=torch.channels_last)
+    like = [torch.empty(2, 3), cl]
+    matrix = torch.arange(30.0).reshape(3, 10)
+    for r in range(3):
+        views = slots(matrix[r], like)
+        assert torch.equal(torch.cat([v.reshape(-1) for v in views]), matrix[r])
+        assert [v.stride() for v in views] == [t.stride() for t in like]
