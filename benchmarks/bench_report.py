@@ -112,7 +112,8 @@ def versus_li(model, data, dirs, g: int) -> dict:
 
 def vehicle_parts(model: nn.Module, data, repeats: int = 30) -> dict[str, float]:
     """Where a point's time goes: the frozen bound, the slice's vehicle forward alone, the
-    vehicle's refresh (folds, weights for oneDNN), medians of interleaved timings (seconds)."""
+    vehicle's refresh of every fold (a grid pays it only for folds whose scale its directions
+    move: the others are set with the point), medians of interleaved timings (seconds)."""
     bound = B.frozen_bound(model, data)
     if bound is None:
         return {}
@@ -131,7 +132,7 @@ def vehicle_parts(model: nn.Module, data, repeats: int = 30) -> dict[str, float]
             vehicle.refresh()
             return time.perf_counter() - t0
 
-        fns["vehicle refresh"] = refresh
+        fns["refresh of every fold (as when the directions move gamma)"] = refresh
         times: dict[str, list[float]] = {k: [] for k in fns}
         for _ in range(repeats):
             for k, f in fns.items():
