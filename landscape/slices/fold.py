@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from landscape.slices import blocked, traced
+from landscape.slices.points import Target
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,6 @@ _FOLDS_INTO = {  # layer type -> the BatchNorm type that can be folded into it
     nn.Conv3d: nn.BatchNorm3d,
     nn.Linear: nn.BatchNorm1d,
 }
-#: A tensor set at every point: ``(live tensor, base, [(k, d_k)])``, i.e.
-#: ``live <- base + sum_k c_k d_k`` (the slice engine's unit of work).
-Target = tuple[Tensor, Tensor, list[tuple[int, Tensor]]]
 # A correct fold differs from the model by rounding only, a wrong one by O(1): the
 # one-batch check before a grid compares at this relative tolerance (of the largest |logit|).
 _FOLD_CHECK_RTOL = 1e-3

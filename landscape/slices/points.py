@@ -4,7 +4,7 @@ A :data:`Target` is a tensor set at every point with its base and the directions
 it. :func:`set_point` writes a point tensor by tensor (one foreach copy, one foreach add per
 direction); :func:`setter` holds the targets in one flat buffer for the duration of a grid
 (:func:`landscape._params.one_buffer`), so that a point is one kernel per direction over one
-vector instead of a copy and an add per tensor, with the same values to the last bit.
+vector instead of a copy and an add per tensor, with the same values.
 """
 
 from __future__ import annotations
@@ -57,11 +57,12 @@ def set_point(targets: Sequence[Target], coeffs: Sequence[float]) -> None:
 @contextlib.contextmanager
 def setter(targets: Sequence[Target], n: int) -> Iterator[Callable[[Sequence[float]], None]]:
     """``at(coeffs)`` sets the point ``coeffs`` (``n`` coefficients) as :func:`set_point` does,
-    to the last bit, for the duration of the block: the live tensors are held in one flat
-    buffer, their bases and each direction (zero where it does not move a tensor) in flat
-    vectors of the same layout, so a point is ``torch.add(base, d_0, alpha=c_0)`` and one
-    ``add_`` per further direction. Where the tensors cannot share a buffer (mixed dtypes or
-    devices, unusual strides, too large), ``at`` is :func:`set_point`.
+    to the last bit (but for the sign of a zero that a direction does not move: ``-0.0 +
+    c 0.0`` is ``+0.0`` for ``c > 0``), for the duration of the block: the live tensors are
+    held in one flat buffer, their bases and each direction (zero where it does not move a
+    tensor) in flat vectors of the same layout, so a point is ``torch.add(base, d_0,
+    alpha=c_0)`` and one ``add_`` per further direction. Where the tensors cannot share a
+    buffer (mixed dtypes or devices, unusual strides, too large), ``at`` is :func:`set_point`.
 
     Only for coefficients that are finite (a zero slot times an infinite coefficient would
     be NaN where :func:`set_point` leaves the tensor alone); the slice's coordinates are.
