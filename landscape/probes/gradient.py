@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from landscape._params import Params, channels_last, flatten, norm, preserved, slots
+from landscape._params import Params, channels_last, flatten, norm, preserved
 from landscape.data.evaluation import Loss
 from landscape.probes.core import (
     BNMode,
@@ -250,15 +250,13 @@ def gradient_probe(
         losses, compared = [], []
         per_batch = max(1, HELD_GRADIENT_BYTES // max(1, g_flat.numel() * g_flat.element_size()))
         moved = g_flat.new_empty(min(per_batch, len(etas)), g_flat.numel())
-        logical = [p.new_empty(p.shape, device="meta") for p in params]  # contiguous strides
-        row_views = [slots(r, logical) for r in moved]  # each row as views in g_flat's order
         with points(params, theta0, [d[n] for n in names]) as at:
             for i, eta in enumerate(etas):
                 at(-float(eta))
                 loss, grads = loss_and_grad(model, loss_fn, batch, params, seed)
                 losses.append(loss)
                 row = i % len(moved)  # flattened while in cache, compared with g in batches:
-                torch._foreach_copy_(row_views[row], grads)  # no small kernels; 40 vs 65 us in situ
+                torch.cat([t.reshape(-1) for t in grads], out=moved[row])  # no small kernels
                 del grads  # freed before the next pass, which then reuses their memory: ~3%
                 if row == len(moved) - 1 or i == len(etas) - 1:  # between the passes
                     compared.append(_compare(moved[: row + 1], g_flat))
