@@ -14,7 +14,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from landscape._params import ModelSnapshot, one_buffer, slots
+from landscape._params import ModelSnapshot, Target, point_setter, set_point
 from landscape.data.evaluation import BatchLoss, Loss, pair
 
 #: BatchNorm during a probe: "train" uses batch statistics (the landscape the optimizer
@@ -129,16 +129,14 @@ def seed_device(device: torch.device, seed: int) -> None:
         torch.default_generator.manual_seed(seed)
 
 
-@torch.no_grad()
+def _line(params: list[nn.Parameter], theta0: list[Tensor], d: list[Tensor]) -> list[Target]:
+    """Each parameter moved from its saved value along its part of the one direction."""
+    return [(p, t, [(0, di)]) for p, t, di in zip(params, theta0, d)]
+
+
 def place(params: list[nn.Parameter], theta0: list[Tensor], d: list[Tensor], alpha: float):
     """Write ``theta0 + alpha * d`` into the parameters (from the saved copy: no drift)."""
-    torch._foreach_copy_(params, theta0)
-    if alpha == 0.0:
-        return
-    if abs(alpha) > torch.finfo(params[0].dtype).max:  # no such scalar: the point is inf,
-        torch._foreach_add_(params, torch._foreach_mul(d, alpha))  # recorded, not an error
-    else:
-        torch._foreach_add_(params, d, alpha=alpha)
+    set_point(_line(params, theta0, d), (alpha,))
 
 
 @contextlib.contextmanager
@@ -147,28 +145,9 @@ def points(
 ) -> Iterator[Callable[[float], None]]:
     """``at(alpha)`` writes ``theta0 + alpha * d`` into the parameters, as :func:`place` does
     (bit for bit), for the duration of the block: one kernel over one vector where the
-    parameters can be held in one buffer (:func:`~landscape._params.one_buffer`), else
-    :func:`place`."""
-    with one_buffer(params) as point:
-        if point is None:
-            yield lambda alpha: place(params, theta0, d, alpha)
-            return
-        start, step = torch.empty_like(point), torch.empty_like(point)
-        with torch.no_grad():
-            torch._foreach_copy_(slots(start, params), theta0)
-            torch._foreach_copy_(slots(step, params), d)
-        yield lambda alpha: _at(point, start, step, alpha)
-
-
-@torch.no_grad()
-def _at(point: Tensor, start: Tensor, step: Tensor, alpha: float) -> None:
-    """``point = start + alpha * step``, rounded as :func:`place` rounds it."""
-    if alpha == 0.0:
-        point.copy_(start)
-    elif abs(alpha) > torch.finfo(point.dtype).max:  # as place: the point is inf, recorded
-        torch.add(start, step * alpha, out=point)
-    else:
-        torch.add(start, step, alpha=alpha, out=point)
+    parameters can be held in one buffer (:func:`~landscape._params.point_setter`)."""
+    with point_setter(_line(params, theta0, d), 1) as at:
+        yield lambda alpha: at((alpha,))
 
 
 def cosine(inner: Tensor, norm_a: Tensor, norm_b: Tensor) -> Tensor:

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 
 from landscape._device import device_of
-from landscape._params import channels_last, preserved
+from landscape._params import Target, channels_last, point_setter, preserved, set_point
 from landscape.data.evaluation import (
     BatchLoss,
     Data,
@@ -54,7 +54,6 @@ from landscape.data.evaluation import (
 )
 from landscape.slices import fold, fused, traced
 from landscape.slices.coords import MAX_POINTS, Coords, as_coords
-from landscape.slices.points import set_point, setter, targets
 from landscape.slices.result import SliceResult
 
 __all__ = [
@@ -83,6 +82,17 @@ def _precision_ctx(precision: str, device: torch.device) -> contextlib.AbstractC
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     else:
         raise ValueError(f"unknown precision {precision!r}; use 'native' or 'bf16'")
+
+
+def _targets(model, base, directions, buf_base, buf_dirs) -> list[Target]:
+    """Every tensor set per point, its base and the directions that move it (not zero ones)."""
+
+    def moves(n: str, ds: Sequence[Mapping[str, Tensor]]) -> list[tuple[int, Tensor]]:
+        return [(k, d[n]) for k, d in enumerate(ds) if n in d and bool(d[n].any())]
+
+    own, bufs = dict(model.named_parameters()), dict(model.named_buffers())
+    out = [(own[n], b, moves(n, directions)) for n, b in base.items()]
+    return out + [(bufs[n], b, moves(n, buf_dirs or ())) for n, b in buf_base.items()]
 
 
 @torch.no_grad()
@@ -289,7 +299,7 @@ def evaluate_grid(
     cl = fold.CHANNELS_LAST and device.type == "cpu"
     with preserved(model), channels_last(model, cl):
         buf_base = {n: b.detach().clone() for n, b in bufs.items()}
-        every = targets(model, base, directions, buf_base, buffer_directions)
+        every = _targets(model, base, directions, buf_base, buffer_directions)
         try:
             if bn_mode == "train":  # batch statistics without writing the running statistics
                 for m in norms:
@@ -329,7 +339,7 @@ def evaluate_grid(
                 if point_loss is fused.cross_entropy and use_acc is True and precision != "bf16":
                     first = move(summary.first, device)
                     scorer = traced.scorer(vehicle.graph, first[0], first[1])
-            with setter(moved, len(directions)) as at:  # the moved tensors in one buffer
+            with point_setter(moved, len(directions)) as at:  # the moved tensors in one buffer
                 for done, k in enumerate(todo, 1):
                     cell = (k,) if ys is None else divmod(k, len(xs))  # (j, i) for 2D
                     coeffs = [float(xs[cell[-1]])] + ([] if ys is None else [float(ys[cell[0]])])

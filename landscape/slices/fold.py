@@ -19,8 +19,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from landscape._params import Target
 from landscape.slices import blocked, traced
-from landscape.slices.points import Target
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
-"""A slice's points written from one flat buffer (``slices.points.setter``) against the
-tensor-by-tensor ``set_point``, and the BN folds set from the point itself (``follow``)."""
+"""A slice's points written from one flat buffer (``_params.point_setter``) against the
+tensor-by-tensor ``_params.set_point``, and the BN folds set from the point itself
+(``follow``)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import torch
 from torch import nn
 
 import landscape.slices.fold as F
+from landscape._params import point_setter, set_point
 from landscape.models import create_model
 from landscape.slices import evaluate_grid, random_directions
-from landscape.slices.points import set_point, setter, targets
+from landscape.slices.engine import _targets as targets
 from tests.slices.helpers import CE, batches, bn_net, reference
 from tests.slices.test_fold import data, trained_like
 
@@ -45,7 +47,7 @@ def test_a_point_from_the_flat_buffer_is_set_point_bit_for_bit(dtype, channels_l
     a, b = live_tensors(dtype, channels_last), live_tensors(dtype, channels_last)
     ta, tb = some_targets(a, n_dirs), some_targets(b, n_dirs)
     coeff_sets = [[0.3, -1.7][:n_dirs], [0.0, 2.5][:n_dirs], [0.0, 0.0][:n_dirs], [1e-30, 7.0]]
-    with setter(ta, n_dirs) as at:
+    with point_setter(ta, n_dirs) as at:
         assert len({t.untyped_storage().data_ptr() for t in a}) == 1  # one buffer
         for coeffs in coeff_sets:
             at(coeffs[:n_dirs])
@@ -61,7 +63,7 @@ def test_a_point_from_the_flat_buffer_is_set_point_bit_for_bit(dtype, channels_l
 def test_tensors_of_two_dtypes_are_set_one_by_one():
     live = [nn.Parameter(torch.ones(3)), nn.Parameter(torch.ones(2, dtype=torch.float64))]
     ts = [(t, torch.zeros_like(t), [(0, torch.full_like(t, 2.0))]) for t in live]
-    with setter(ts, 1) as at:
+    with point_setter(ts, 1) as at:
         assert live[0].untyped_storage().data_ptr() != live[1].untyped_storage().data_ptr()
         at([0.5])
     assert all(torch.equal(t, torch.ones_like(t)) for t in live)
