@@ -190,3 +190,23 @@ def test_slots_of_a_row_start_at_the_row():
         views = slots(matrix[r], like)
         assert torch.equal(torch.cat([v.reshape(-1) for v in views]), matrix[r])
         assert [v.stride() for v in views] == [t.stride() for t in like]
+
+
+@pytest.mark.parametrize("in_channels, kernel", [(1, 3), (3, 1), (3, 3)])
+def test_channels_last_runs_a_convolution_channels_last_whatever_its_sizes(in_channels, kernel):
+    """A weight with one input channel or a 1x1 kernel is ambiguous: ``.contiguous(
+    memory_format=channels_last)`` returns it as it is, strides that torch reads as NCHW,
+    and the network then ran NCHW. Inside ``channels_last`` the output is channels_last,
+    equal to the model's own up to rounding, and the original weight comes back."""
+    from landscape._params import channels_last
+
+    conv = nn.Conv2d(in_channels, 4, kernel).double()
+    x = torch.randn(2, in_channels, 5, 5, dtype=F64)
+    weight, want = conv.weight.data, conv(x)
+    own = (weight.data_ptr(), weight.stride())
+    with channels_last(conv):
+        assert conv.weight.stride(1) == 1 and torch.equal(conv.weight, weight)
+        out = conv(x)
+    assert out.stride(1) == 1 and not out.is_contiguous()  # channels_last, not NCHW
+    torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12)
+    assert (conv.weight.data_ptr(), conv.weight.stride()) == own

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from landscape._params import Target
+from landscape._params import Target, as_channels_last
 from landscape.slices import blocked, traced
 
 log = logging.getLogger(__name__)
@@ -104,9 +104,7 @@ class Vehicle:
             if folded.bias is None:
                 folded.bias = nn.Parameter(folded.weight.new_zeros(folded.weight.shape[0]), False)
             if channels_last and folded.weight.ndim == 4:
-                folded.weight.data = folded.weight.data.contiguous(
-                    memory_format=torch.channels_last
-                )
+                folded.weight.data = as_channels_last(folded.weight.data)
             name = f"_landscape_folded_{len(folds)}"
             gm.add_submodule(name, folded)
             prev.target = name
