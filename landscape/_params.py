@@ -209,7 +209,7 @@ def channels_last(model: nn.Module, enabled: bool = True) -> Iterator[None]:
     """4-D floating parameters held in channels_last inside; the original tensors put back.
 
     Convolutions follow their weight's layout, so the activations go channels_last too: on
-    the CPU a small VGG's forward and backward passes run 5-12% faster (batch 128 of 8x8
+    the CPU a small VGG's forward and backward passes take 19-24% less time (batch 128 of 8x8
     digits, one thread; benchmarks/README.md), with the same values up to rounding. Slices
     and the gradient probe evaluate inside it.
     """
