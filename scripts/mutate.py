@@ -22,6 +22,9 @@ Results persist: a second run tests only the mutants of functions that changed s
 and those of changed functions; ``--fresh`` starts over.
 ``cd build/mutate/<wing> && ../../../.venv/bin/mutmut show NAME`` prints a mutant's diff.
 
+The package's top-level modules are the pseudo-wing ``root``: ``make mutate WING=root
+MODULES=_params`` (tests: ``tests/test_params.py`` unless ``TESTS=`` names others).
+
 Run:  .venv/bin/python scripts/mutate.py probes [--modules gradient core] [--survivors]
 """
 
@@ -54,8 +57,25 @@ DO_NOT_MUTATE_PATTERNS = [
 ]
 
 
+#: Not a wing: the modules at the package's top level (``_params``, ``_files``, ...), named
+#: with ``--modules``; their tests by default are ``tests/test_<module>.py``.
+ROOT_WING = "root"
+
+
 def wings() -> list[str]:
     return sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
+
+
+def module_path(wing: str, module: str) -> str:
+    """A module's path from the repository root (``root``: the package's top level)."""
+    return f"landscape/{module}.py" if wing == ROOT_WING else f"landscape/{wing}/{module}.py"
+
+
+def default_tests(wing: str, modules: list[str]) -> list[str]:
+    """``tests/<wing>/``; for ``root``, each module's ``tests/test_<module>.py``."""
+    if wing != ROOT_WING:
+        return [f"tests/{wing}/"]
+    return [f"tests/test_{m.lstrip('_')}.py" for m in modules]
 
 
 def toml_list(items: list[str]) -> str:
@@ -64,7 +84,7 @@ def toml_list(items: list[str]) -> str:
 
 def mutmut_table(wing: str, modules: list[str], tests: list[str]) -> str:
     """The ``[tool.mutmut]`` table of one wing's run."""
-    only = [f"landscape/{wing}/{m}.py" for m in modules] or [f"landscape/{wing}/*"]
+    only = [module_path(wing, m) for m in modules] or [f"landscape/{wing}/*"]
     return "\n".join(
         [
             "",
@@ -112,7 +132,7 @@ def results(workdir: Path) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("wing", choices=wings())
+    parser.add_argument("wing", choices=[*wings(), ROOT_WING])
     parser.add_argument(
         "--modules", nargs="*", default=[], help="module names in the wing (default: all)"
     )
@@ -125,10 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="forget earlier results")
     args = parser.parse_args(argv)
 
+    if args.wing == ROOT_WING and not args.modules:
+        parser.error("root needs --modules (e.g. --modules _params)")
     for m in args.modules:
-        if not (PACKAGE / args.wing / f"{m}.py").is_file():
-            parser.error(f"no module landscape/{args.wing}/{m}.py")
-    tests = args.tests or [f"tests/{args.wing}/"]
+        if not (ROOT / module_path(args.wing, m)).is_file():
+            parser.error(f"no module {module_path(args.wing, m)}")
+    tests = args.tests or default_tests(args.wing, args.modules)
+    for t in tests:
+        if not (ROOT / t).exists():
+            parser.error(f"no tests at {t}; name them with --tests")
     workdir = ROOT / "build" / "mutate" / args.wing
     prepare(workdir, args.wing, args.modules, tests, args.fresh)
 

@@ -138,3 +138,30 @@ def test_scripts_say_how_to_run_them(name: str) -> None:
     text = (SCRIPTS / name).read_text()
     assert text.startswith('"""') and f"scripts/{name} [--preset tiny|paper]" in text
     assert "--preset" in text and "PRESETS = {" in text and '"paper":' in text
+
+
+def test_mutation_runs_take_the_package_top_level_as_the_root_wing(capsys) -> None:
+    """``make mutate WING=root MODULES=_params`` mutates ``landscape/_params.py`` against
+    ``tests/test_params.py``; a wing's modules stay under the wing; root without modules, a
+    module or a test file that does not exist are one usage error each, before any run."""
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        import mutate
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    table = mutate.mutmut_table("root", ["_params"], mutate.default_tests("root", ["_params"]))
+    assert 'only_mutate = ["landscape/_params.py"]' in table
+    assert 'pytest_add_cli_args_test_selection = ["tests/test_params.py"]' in table
+    assert 'only_mutate = ["landscape/probes/core.py"]' in mutate.mutmut_table(
+        "probes", ["core"], mutate.default_tests("probes", ["core"])
+    )
+    assert mutate.default_tests("probes", []) == ["tests/probes/"]
+    for argv, says in [
+        (["root"], "root needs --modules"),
+        (["root", "--modules", "_nope"], "no module landscape/_nope.py"),
+        (["probes", "--modules", "_params"], "no module landscape/probes/_params.py"),
+        (["root", "--modules", "_files", "--tests", "tests/nope.py"], "no tests at tests/nope.py"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            mutate.main(argv)
+        assert stop.value.code == 2 and says in capsys.readouterr().err
