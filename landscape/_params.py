@@ -23,9 +23,7 @@ __all__ = [
     "Params",
     "Target",
     "as_channels_last",
-    "axpy",
     "channels_last",
-    "clone",
     "dot",
     "flatten",
     "get_params",
@@ -34,50 +32,15 @@ __all__ = [
     "point_setter",
     "preserved",
     "rng_preserved",
-    "scale",
-    "set_params",
     "set_point",
     "slots",
     "unflatten",
-    "zeros_like",
 ]
 
 
-def get_params(model: nn.Module, *, trainable_only: bool = True) -> Params:
-    """Detached clones of the model's parameters, keyed by name."""
-    return {
-        n: p.detach().clone()
-        for n, p in model.named_parameters()
-        if p.requires_grad or not trainable_only
-    }
-
-
-@torch.no_grad()
-def set_params(model: nn.Module, params: Mapping[str, Tensor]) -> None:
-    """Copy ``params`` into the model's parameters in place (names must exist)."""
-    own = dict(model.named_parameters())
-    unknown = set(params) - set(own)
-    if unknown:
-        raise ValueError(f"parameters not in the model: {sorted(unknown)[:3]}")
-    for n, v in params.items():
-        own[n].copy_(v)
-
-
-def clone(p: Mapping[str, Tensor]) -> Params:
-    return {n: v.detach().clone() for n, v in p.items()}
-
-
-def zeros_like(p: Mapping[str, Tensor]) -> Params:
-    return {n: torch.zeros_like(v) for n, v in p.items()}
-
-
-def axpy(alpha: float, x: Mapping[str, Tensor], y: Mapping[str, Tensor]) -> Params:
-    """Return ``y + alpha * x`` (a new dict; inputs untouched)."""
-    return {n: y[n] + alpha * x[n] for n in y}
-
-
-def scale(alpha: float, x: Mapping[str, Tensor]) -> Params:
-    return {n: alpha * v for n, v in x.items()}
+def get_params(model: nn.Module) -> Params:
+    """Detached clones of the model's trainable parameters (``requires_grad``), by name."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def dot(x: Mapping[str, Tensor], y: Mapping[str, Tensor]) -> Tensor:
@@ -142,7 +105,7 @@ class ModelSnapshot:
         return cls(state, grads, modes, live, *kept)
 
     @torch.no_grad()
-    def restore(self, model: nn.Module) -> None:
+    def restore(self) -> None:
         """Put everything back (the snapshot's gradient tensors become the model's)."""
         if self._live:  # foreach refuses empty lists: a model without tensors has nothing
             torch._foreach_copy_(self._live, list(self.state.values()))
@@ -201,7 +164,7 @@ def preserved(model: nn.Module) -> Iterator[ModelSnapshot]:
         try:
             yield snap
         finally:
-            snap.restore(model)
+            snap.restore()
 
 
 @contextlib.contextmanager

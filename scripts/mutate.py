@@ -7,8 +7,11 @@ change is equivalent (the same behaviour). ``docs/testing.md`` holds each wing's
 the survivors judged equivalent, with the reason for each.
 
 Each wing works in its own git-ignored directory, ``build/mutate/<wing>/``: this project's
-``pyproject.toml`` with a ``[tool.mutmut]`` table appended, and links to ``landscape/``,
-``tests/``, ``docs/`` and ``scripts/`` (:data:`ALSO_COPY`). mutmut copies them to
+``pyproject.toml`` with a ``[tool.mutmut]`` table appended, a copy of ``landscape/`` whose
+mutated modules have their decorated functions rewritten as a definition and an assignment
+(``scripts/_undecorate.py``: mutmut 3 skips decorated functions, among them every
+context manager and ``@torch.no_grad()`` function), and links to ``tests/``, ``docs/`` and
+``scripts/`` (:data:`ALSO_COPY`). mutmut copies them to
 ``build/mutate/<wing>/mutants/``, mutates only the wing's modules (``--modules`` narrows them),
 runs ``tests/<wing>/`` (``--tests`` names others instead) once to learn which test reaches
 which function, then each mutant against those tests only: one forked worker, one thread (the
@@ -40,6 +43,8 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+
+from _undecorate import undecorate  # scripts/, beside this file
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "landscape"
@@ -105,7 +110,8 @@ def prepare(workdir: Path, wing: str, modules: list[str], tests: list[str], fres
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    for name in ("landscape", "tests", *ALSO_COPY):
+    copy_package(workdir / "landscape", mutated(wing, modules))
+    for name in ("tests", *ALSO_COPY):
         link = workdir / name
         if not link.is_symlink():
             link.symlink_to(ROOT / name, target_is_directory=True)
@@ -113,6 +119,26 @@ def prepare(workdir: Path, wing: str, modules: list[str], tests: list[str], fres
     config = workdir / "pyproject.toml"
     if not config.is_file() or config.read_text() != text:
         config.write_text(text)
+
+
+def mutated(wing: str, modules: list[str]) -> list[Path]:
+    """The files a run mutates, relative to the package."""
+    if modules:
+        return [Path(module_path(wing, m)).relative_to("landscape") for m in modules]
+    return sorted(p.relative_to(PACKAGE) for p in (PACKAGE / wing).glob("*.py"))
+
+
+def copy_package(dest: Path, rewrite: list[Path]) -> None:
+    """A fresh copy of the package at ``dest`` (replacing a link left by earlier versions of
+    this script), the files of ``rewrite`` with their decorated functions undecorated
+    (:mod:`_undecorate`: mutmut 3 does not mutate decorated functions)."""
+    if dest.is_symlink() or dest.is_file():
+        dest.unlink()
+    elif dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(PACKAGE, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    for rel in rewrite:
+        (dest / rel).write_text(undecorate((PACKAGE / rel).read_text()))
 
 
 def mutmut(workdir: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess:

@@ -210,3 +210,102 @@ def test_channels_last_runs_a_convolution_channels_last_whatever_its_sizes(in_ch
     assert out.stride(1) == 1 and not out.is_contiguous()  # channels_last, not NCHW
     torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12)
     assert (conv.weight.data_ptr(), conv.weight.stride()) == own
+
+
+# --- the dict algebra, against closed forms in float64 ---------------------------------
+
+
+def test_the_dict_algebra_is_the_algebra_of_the_concatenated_vector():
+    """``get_params`` keeps the trainable parameters only (detached copies); ``dot``,
+    ``norm``, ``flatten`` and ``unflatten`` are those of the one vector that concatenates
+    the tensors in dict order, ``norm`` and ``dot`` of nothing are 0."""
+    from landscape._params import dot, flatten, get_params, norm, unflatten
+
+    model = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 1)).double()
+    model[0].bias.requires_grad_(False)
+    got = get_params(model)
+    assert list(got) == ["0.weight", "1.weight", "1.bias"]
+    assert all(torch.equal(got[n], p) and not got[n].requires_grad
+               for n, p in model.named_parameters() if n in got)  # fmt: skip
+    got["0.weight"].add_(1.0)  # a copy: the model does not move
+    assert not torch.equal(got["0.weight"], model[0].weight)
+    x = {"a": torch.tensor([[1.0, 2.0]], dtype=F64), "b": torch.tensor([2.0], dtype=F64)}
+    y = {"a": torch.tensor([[3.0, -1.0]], dtype=F64), "b": torch.tensor([0.5], dtype=F64)}
+    assert float(dot(x, y)) == 1 * 3 + 2 * -1 + 2 * 0.5 and float(norm(x)) == 3.0
+    assert float(norm({})) == 0.0 and float(dot({}, {})) == 0.0
+    flat = flatten(x)
+    assert flat.tolist() == [1.0, 2.0, 2.0]
+    back = unflatten(flat, x)
+    assert all(torch.equal(back[n], x[n]) and back[n].shape == x[n].shape for n in x)
+    with pytest.raises(ValueError, match="vector has 4 entries, the parameters 3"):
+        unflatten(torch.zeros(4, dtype=F64), x)
+
+
+def test_the_walk_names_the_root_modules_own_tensors_without_a_dot():
+    """Parameters and buffers of the model itself, not of a child, are named bare."""
+    from landscape._params import _walk
+
+    model = nn.Sequential(nn.Linear(2, 2))
+    model.scale = nn.Parameter(torch.ones(()))
+    model.register_buffer("count", torch.zeros(()))
+    _, params, buffers = _walk(model)
+    assert [n for n, _ in params] == [n for n, _ in model.named_parameters()]
+    assert [n for n, _ in buffers] == ["count"] and "scale" in dict(params)
+
+
+def test_channels_last_switched_off_leaves_the_weights_alone():
+    from landscape._params import channels_last
+
+    conv = nn.Conv2d(3, 4, 3)
+    own = (conv.weight.data_ptr(), conv.weight.stride())
+    with channels_last(conv, enabled=False):
+        assert (conv.weight.data_ptr(), conv.weight.stride()) == own
+
+
+def test_one_buffer_holds_one_tensor_and_exactly_its_size_limit(monkeypatch):
+    """One tensor (a model with a single parameter) is held too; a buffer of exactly
+    ``ONE_BUFFER_BYTES`` is allowed, one byte less is not."""
+    import landscape._params as P
+
+    t = torch.zeros(10)
+    monkeypatch.setattr(P, "ONE_BUFFER_BYTES", 40)
+    with P.one_buffer([t]) as flat:
+        assert flat is not None and t.untyped_storage().data_ptr() == flat.data_ptr()
+    monkeypatch.setattr(P, "ONE_BUFFER_BYTES", 39)
+    with P.one_buffer([t]) as flat:
+        assert flat is None
+
+
+def test_one_buffer_refuses_a_4d_tensor_that_is_neither_layout():
+    """A permuted 4-D tensor is dense but neither contiguous nor channels_last: its strides
+    do not fit a slot of the flat buffer."""
+    from landscape._params import one_buffer
+
+    odd = torch.zeros(2, 3, 4, 5).transpose(2, 3)
+    with one_buffer([torch.zeros(3), odd]) as flat:
+        assert flat is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_set_point_is_base_plus_the_sum_of_the_scaled_directions(dtype):
+    """Against ``base + sum_k c_k d_k`` computed directly, for coefficients 1, -1, 0.5 and 0,
+    one target or several; at all-zero coefficients the point is the base bit for bit,
+    signs of zeros included (nothing is added)."""
+    from landscape._params import set_point
+
+    g = torch.Generator().manual_seed(0)
+    base = [torch.randn(3, 2, generator=g, dtype=dtype), torch.tensor([-0.0, 1.0], dtype=dtype)]
+    dirs = [[torch.randn(b.shape, generator=g, dtype=dtype) for b in base] for _ in range(2)]
+    live = [torch.empty_like(b) for b in base]
+    targets = [(t, b, [(0, dirs[0][i]), (1, dirs[1][i])]) for i, (t, b) in
+               enumerate(zip(live, base))]  # fmt: skip
+    tol = {"rtol": 1e-6, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 0, "atol": 1e-15}
+    for coeffs in [(1.0, -1.0), (0.5, 1.0), (1.0, 0.0)]:
+        for chosen in (targets, targets[:1]):  # several targets, and a single one
+            set_point(chosen, coeffs)
+            for t, b, moves in chosen:
+                want = b + sum(coeffs[k] * d for k, d in moves)
+                torch.testing.assert_close(t, want, **tol)
+    set_point(targets, (0.0, 0.0))
+    assert all(torch.equal(t, b) for t, b in zip(live, base))
+    assert torch.signbit(live[1][0]) and torch.signbit(base[1][0])  # -0.0 stays -0.0

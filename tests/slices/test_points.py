@@ -46,7 +46,7 @@ def some_targets(live, n_dirs: int):
 def test_a_point_from_the_flat_buffer_is_set_point_bit_for_bit(dtype, channels_last, n_dirs):
     a, b = live_tensors(dtype, channels_last), live_tensors(dtype, channels_last)
     ta, tb = some_targets(a, n_dirs), some_targets(b, n_dirs)
-    coeff_sets = [[0.3, -1.7][:n_dirs], [0.0, 2.5][:n_dirs], [0.0, 0.0][:n_dirs], [1e-30, 7.0]]
+    coeff_sets = [[0.3, -1.7], [0.0, 2.5], [0.0, 0.0], [1e-30, 7.0], [1.0, -1.0], [-1.0, 1.0]]
     with point_setter(ta, n_dirs) as at:
         assert len({t.untyped_storage().data_ptr() for t in a}) == 1  # one buffer
         for coeffs in coeff_sets:
