@@ -165,3 +165,73 @@ def test_mutation_runs_take_the_package_top_level_as_the_root_wing(capsys) -> No
         with pytest.raises(SystemExit) as stop:
             mutate.main(argv)
         assert stop.value.code == 2 and says in capsys.readouterr().err
+
+
+UNDECORATE_CASE = """
+import contextlib
+import functools
+
+calls = []
+
+def trace(tag):
+    def wrap(fn):
+        calls.append(tag)
+        @functools.wraps(fn)
+        def inner(*args):
+            return (tag, fn(*args))
+        return inner
+    return wrap
+
+@contextlib.contextmanager
+def held(x):
+    calls.append("enter")
+    yield x + 1
+    calls.append("exit")
+
+@trace("outer")
+@trace("inner")
+def twice(x):
+    return x * 2
+
+class Box:
+    def __init__(self):
+        self._v = 1
+
+    @property
+    def v(self):
+        return self._v
+
+    @v.setter
+    def v(self, value):
+        self._v = value * 10
+
+    @staticmethod
+    def kind():
+        return "box"
+"""
+
+
+def test_undecorate_keeps_what_decorated_functions_do() -> None:
+    """The rewrite that lets mutmut reach decorated functions: the same behaviour (a
+    context manager, stacked decorators applied inner first and once each, a property with
+    its setter, a static method left as it is) and no decorated function left."""
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        from _undecorate import undecorate
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    rewritten = undecorate(UNDECORATE_CASE)
+    assert "@contextlib" not in rewritten and "@trace" not in rewritten
+    assert "@property" not in rewritten and "@staticmethod" in rewritten
+    assert 'twice = trace("outer")(trace("inner")(twice))' in rewritten
+    results = []
+    for source in (UNDECORATE_CASE, rewritten):
+        ns: dict = {}
+        exec(compile(source, "<case>", "exec"), ns)  # the test's own literal source
+        with ns["held"](1) as got:
+            assert got == 2
+        box = ns["Box"]()
+        box.v = 3
+        results.append((ns["twice"](4), box.v, ns["Box"].kind(), ns["calls"]))
+    assert results[0] == results[1]
+    assert results[0] == (("outer", ("inner", 8)), 30, "box", ["inner", "outer", "enter", "exit"])
