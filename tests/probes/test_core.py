@@ -56,9 +56,11 @@ def test_a_parameter_the_loss_does_not_use_has_a_zero_gradient():
 
 def test_the_cosine_is_clamped_to_one_against_rounding():
     """cos(G', g) of a gradient with itself (and its negative) is exactly 1 (-1), although
-    g.g / (|g| |g|) rounds to 1 + 2.2e-16 for this g in float64."""
-    theta = torch.randn(6, generator=torch.Generator().manual_seed(4), dtype=F64)
-    assert float((theta @ theta) / (theta.norm() * theta.norm())) > 1.0  # the case at hand
+    g.g / (|g| |g|), as the probe computes it (the moved gradients as the rows of a matrix),
+    rounds to 1 + 2.2e-16 for this g in float64."""
+    theta = torch.randn(6, generator=torch.Generator().manual_seed(7), dtype=F64)
+    rows = theta[None, :]
+    assert float((rows @ theta) / (rows.norm(dim=1) * theta.norm())) > 1.0  # the case at hand
     eye = torch.eye(6, dtype=F64)  # L = |theta|^2 / 2: the gradient at theta - eta g is
     r = gradient_probe(Quadratic(theta), identity_loss, (eye, None), [1e-300, 2.0])
     assert r.grad_cosine.tolist() == [1.0, -1.0]  # (1 - eta) g: g itself, then -g
@@ -142,3 +144,16 @@ def test_direction_errors_name_the_offending_entries():
     assert refusal(full | {"p3": [1.0, 1.0, 1.0, 1.0]}).endswith(
         "direction['p3'] has shape list, parameter (4,)"
     )
+
+
+def test_cosine_is_clamped_to_its_range_against_rounding_and_nan_for_a_zero_norm():
+    """``<a, b> / (|a| |b|)`` rounded past +-1 (parallel gradients) comes back as +-1
+    exactly; a zero norm gives nan, not a clamped number."""
+    from landscape.probes.core import cosine
+
+    one, tiny = torch.tensor(1.0, dtype=torch.float64), 1e-12
+    inner = torch.tensor([1.0 + tiny, -1.0 - tiny, 0.5, 0.0], dtype=torch.float64)
+    got = cosine(inner, one, one)
+    assert got.tolist() == [1.0, -1.0, 0.5, 0.0]
+    zero = torch.tensor(0.0, dtype=torch.float64)
+    assert torch.isnan(cosine(torch.tensor([0.0], dtype=torch.float64), zero, one)).all()
