@@ -71,9 +71,7 @@ class BlockedConv(nn.Module):
     def repack(self) -> None:
         """``W`` and ``b`` of ``source``, now, cast to ``dtype`` (nothing to do in float32)."""
         source = self._source[0]
-        if self.dtype == source.weight.dtype:
-            if self.cast_weight is not None:  # (a switch back from bfloat16)
-                self.cast_weight = self.cast_bias = None
+        if self.dtype == source.weight.dtype:  # float32 reads the source at the call
             return
         for name, t in (("cast_weight", source.weight), ("cast_bias", source.bias)):
             have = getattr(self, name)

@@ -73,6 +73,16 @@ def test_blocked_convolution_keeps_stride_groups_dilation_and_no_bias():
         close(blocked(x).to_dense(), conv(x), F32_RTOL)
 
 
+def test_a_bfloat16_convolution_without_bias_casts_its_weight_only():
+    conv = nn.Conv2d(4, 6, 3, padding=1, bias=False)
+    x = torch.randn(5, 4, 9, 9)
+    cast = B.BlockedConv(conv, torch.bfloat16)
+    with torch.inference_mode():
+        cast.repack()
+        assert cast.cast_bias is None and cast.cast_weight.dtype == torch.bfloat16
+        close(cast(x).to_dense().float(), conv(x), 2e-2)
+
+
 def test_bfloat16_follows_its_source_from_the_next_repack():
     conv = nn.Conv2d(3, 8, 3, padding=1)
     x = torch.randn(4, 3, 6, 6)

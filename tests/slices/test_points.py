@@ -178,3 +178,57 @@ def test_the_grid_sets_its_points_through_one_buffer():
 
     evaluate_grid(model, CE, batches(), dirs, "-1:1:3", on_point=on_point)
     assert seen and all(n == 1 for n in seen)
+
+
+def plain_bn_net() -> nn.Module:
+    """A convolution without bias feeding a BN without gamma and beta (``affine=False``),
+    as in ResNets' stems: the folds' ``None`` branches."""
+    torch.manual_seed(2)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, bias=False), nn.BatchNorm2d(4, affine=False), nn.ReLU(),
+        nn.Flatten(), nn.Linear(144, 10),
+    )  # fmt: skip
+    return trained_like(model.double()).eval()
+
+
+@pytest.mark.parametrize("variance_moves", [False, True])
+def test_folds_without_a_bias_or_affine_bn_equal_the_slow_reference(variance_moves, monkeypatch):
+    """Set from the point (nothing moves the scale: ``follow``), or recomputed per point
+    (a direction moves the running variance: ``refresh``), against fresh copies moved by
+    hand."""
+    model, xs, ys = plain_bn_net(), np.array([-1.0, 0.5]), np.array([0.0, 2.0])
+    dirs = random_directions(model, 2, seed=0, ignore="none")
+    bdirs = None
+    if variance_moves:
+        g = torch.Generator().manual_seed(3)
+        var = model[1].running_var
+        bdirs = [{"1.running_var": torch.rand(var.shape, generator=g, dtype=var.dtype)}, {}]
+    seen = spy_follow(monkeypatch)
+    res = evaluate_grid(model, CE, data(), dirs, xs, ys, buffer_directions=bdirs)
+    assert seen == [0 if variance_moves else 1]
+    want = reference(model, data(), dirs, xs, ys, buffer_directions=bdirs)[0]
+    np.testing.assert_allclose(res.values["loss"], want, rtol=0, atol=1e-10)
+
+
+def test_follow_folds_the_points_bases_not_the_models_current_tensors():
+    """The folded layer at the point c = 0 is the fold of the targets' bases, whatever the
+    model's own tensors hold when ``follow`` is called (W0 s and (b0 - mu0) s + beta0, by
+    hand in float64)."""
+    model = vgg()
+    vehicle = F.Vehicle.build(model, channels_last=False)
+    assert vehicle is not None
+    layer, bn, folded = vehicle.folds[0]
+    base = {n: p.detach().clone() for n, p in model.named_parameters()}
+    dirs = directions(model, bn_names(model, "weight"))
+    ts = targets(model, base, dirs, {}, None)
+    with torch.no_grad():  # the live tensors away from the bases
+        for t in (layer.weight, layer.bias, bn.bias):
+            t.mul_(3.0).add_(1.0)
+    vehicle.follow(ts)
+    names = {id(p): n for n, p in model.named_parameters()}
+    w0, b0 = base[names[id(layer.weight)]], base[names[id(layer.bias)]]
+    beta0, gamma0 = base[names[id(bn.bias)]], base[names[id(bn.weight)]]
+    s = gamma0 / torch.sqrt(bn.running_var + bn.eps)
+    torch.testing.assert_close(folded.weight, w0 * s.view(-1, 1, 1, 1), rtol=1e-13, atol=0)
+    want_bias = (b0 - bn.running_mean) * s + beta0
+    torch.testing.assert_close(folded.bias, want_bias, rtol=1e-13, atol=1e-15)
