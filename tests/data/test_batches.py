@@ -11,6 +11,7 @@ from landscape.data import (
     accuracy,
     batch_indices,
     eval_batches,
+    mix_seed,
     steps_per_epoch,
 )
 
@@ -53,3 +54,42 @@ def test_eval_batches_and_accuracy():
     logits = torch.tensor([[2.0, 1.0], [0.0, 3.0], [5.0, 1.0], [0.0, 1.0]])
     assert accuracy(logits, torch.tensor([0, 1, 1, 1])) == pytest.approx(0.75)
     assert np.isnan(accuracy(logits[:0], torch.tensor([], dtype=torch.long)))
+
+
+MASK64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+
+
+def splitmix64(state: int) -> tuple[int, int]:
+    """One step of SplitMix64 (Steele, Lea and Flood 2014; Vigna's C version), written from
+    its definition: the next state and the output."""
+    state = (state + GOLDEN) & MASK64
+    z = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return state, z ^ (z >> 31)
+
+
+def test_mix_seed_is_splitmix64_so_the_batch_order_never_changes():
+    """The epochs' permutations are seeded by ``mix_seed``: a resumed run, or a pair trained
+    by another version, needs the very same numbers. The reference reproduces SplitMix64's
+    published first outputs for the seed 1234567; ``mix_seed(seed, salt)`` is its output at
+    the state ``seed * golden + salt + 1``, shifted to 63 bits."""
+    state, outputs = 1234567, []
+    for _ in range(3):
+        state, out = splitmix64(state)
+        outputs.append(out)
+    assert outputs == [6457827717110365317, 3203168211198807973, 9817491932198370423]
+    for seed, salt in [(0, 0), (1, 0), (0, 1), (7, 3), (2**63 + 5, 11), (-1, 2)]:
+        start = ((seed & MASK64) * GOLDEN + salt + 1 - GOLDEN) & MASK64
+        assert mix_seed(seed, salt) == splitmix64(start)[1] >> 1, (seed, salt)
+        assert 0 <= mix_seed(seed, salt) < 2**63
+
+
+def test_batches_of_one_example_are_allowed_and_of_none_refused():
+    assert steps_per_epoch(5, 1) == 5 and steps_per_epoch(5, 5) == 1
+    assert len(batch_indices(5, 1, 3, seed=0)) == 1
+    x, y = torch.arange(3.0), torch.arange(3)
+    assert [len(b[1]) for b in eval_batches(x, y, 1)] == [1, 1, 1]
+    for call in (lambda: steps_per_epoch(5, 0), lambda: list(eval_batches(x, y, 0))):
+        with pytest.raises(DataError, match="batch_size"):
+            call()
