@@ -3,6 +3,7 @@ batch through batch_loss, at every entry point; a dataset by name is a fixed see
 
 from __future__ import annotations
 
+import collections
 import types
 
 import numpy as np
@@ -170,3 +171,115 @@ def test_a_dict_without_batch_loss_is_refused_by_name():
         random_line(model, HF_LOSS, [batch], "-1:1:3", accuracy=True)
     with pytest.raises(ValueError, match="cannot tell how many examples"):
         random_line(model, batch_loss(lambda m, b: m(b)), [object()], "-1:1:3")
+
+
+# --- the protocol's small parts, from the data wing's mutants ---------------------------
+
+
+def factory_dict_batches() -> list[dict]:
+    """A factory of batches that are dicts (import path ``tests.data.test_evaluation:``)."""
+    return [
+        {"x": torch.ones(3, 2), "y": torch.arange(3)},
+        {"x": torch.ones(2, 2), "y": torch.arange(2)},
+    ]
+
+
+def a_dataset():
+    """A factory returning a loaded Dataset: the digits, as named."""
+    from landscape.data import load_dataset
+
+    return load_dataset("digits")
+
+
+def test_move_walks_containers_and_casts_only_floating_tensors():
+    from landscape.data.evaluation import move
+
+    point = collections.namedtuple("point", "a b")(torch.zeros(1), 2)
+    batch = {
+        "x": torch.zeros(2),
+        "ids": torch.arange(2),
+        "more": [torch.zeros(1), (torch.ones(1),)],
+    }
+    got = move({**batch, "point": point}, "cpu", torch.float64)
+    assert got["x"].dtype == torch.float64 and got["ids"].dtype == torch.int64
+    assert isinstance(got["more"], list) and isinstance(got["more"][1], tuple)
+    assert got["more"][0].dtype == torch.float64 and got["more"][1][0].dtype == torch.float64
+    assert got["point"] is point  # a namedtuple cannot be rebuilt from a generator: kept
+
+
+def test_example_counts_of_scalar_missing_and_batch_loss_targets():
+    """A 0-d target is one example, as are targets that hold no tensor; a batch_loss batch
+    counts its first tensor's length, 1-D included, and refuses a 0-d one."""
+    from landscape.data.evaluation import objective
+
+    mse = nn.functional.mse_loss
+    assert objective(mse, (torch.zeros(1), torch.tensor(3.0)))[1] == 1
+    assert objective(mse, (torch.zeros(4), None))[1] == 1
+    assert objective(mse, (torch.zeros(4, 2), torch.zeros(4)))[1] == 4
+    counted = batch_loss(lambda m, b: torch.zeros(()))
+    assert counted.count({"y": torch.arange(4)}) == 4
+    assert counted.count({"x": torch.zeros(5, 3), "y": torch.arange(5)}) == 5
+    with pytest.raises(ValueError, match="cannot tell how many examples"):
+        counted.count({"s": torch.tensor(2.0)})
+    for bad in (3, None):
+        with pytest.raises(ValueError, match="batch_loss needs fn"):
+            batch_loss(bad)
+    with pytest.raises(ValueError, match="batch_loss needs fn"):
+        batch_loss(lambda m, b: torch.zeros(()), size=3)
+
+
+def test_dataset_batches_of_one_example_and_of_a_subset_of_one(digits):
+    one = dataset_batches("digits", examples=3, batch_size=1)
+    assert [len(y) for _, y in one] == [1, 1, 1] and one.source["examples"] == 3
+    single = dataset_batches("digits", examples=1)
+    assert single.source["examples"] == 1 and len(single[0][1]) == 1
+    with pytest.raises(ValueError, match="batch_size >= 1"):
+        dataset_batches("digits", batch_size=0)
+
+
+def test_dataset_batches_from_a_factory_of_batches_or_of_a_dataset(digits):
+    path = "tests.data.test_evaluation:factory_dict_batches"
+    got = dataset_batches(path, dtype=torch.float64)
+    assert got.source == {"dataset": path, "split": None, "examples": 5, "subset_seed": None}
+    assert got[0]["x"].dtype == torch.float64
+    made = dataset_batches("tests.data.test_evaluation:a_dataset", examples=7)
+    assert made.source == {"dataset": "digits", "split": "train", "examples": 7, "subset_seed": 0}
+    with pytest.raises(ValueError, match="data factory 'nope:none'"):
+        dataset_batches("nope:none")
+
+
+@pytest.mark.parametrize("model", [None, nn.ReLU(), nn.Linear(64, 10).double()])
+def test_a_dataset_name_follows_the_models_dtype_whatever_tensors_it_has(model, digits):
+    """No model, a model without tensors (defaults: float32 on the CPU) or a float64 one."""
+    from landscape.data.evaluation import as_batches
+
+    batches = as_batches("digits", model)
+    want = torch.float64 if isinstance(model, nn.Linear) else torch.float32
+    assert batches[0][0].dtype == want and batches.source["examples"] == 1000
+
+
+def test_describe_data_keeps_the_first_batch_and_refuses_batches_without_examples():
+    from landscape.data.evaluation import describe_data
+
+    batches = [(torch.zeros(2, 1), torch.arange(2)), (torch.ones(3, 1), torch.arange(3))]
+    summary = describe_data(batches)
+    assert summary.first is batches[0] and (summary.examples, summary.batches) == (5, 2)
+    assert summary.classification
+    assert not describe_data([(torch.zeros(2, 1), torch.tensor([True, False]))]).classification
+    assert not describe_data(
+        [(torch.zeros(2, 1), torch.zeros(2, 3, dtype=torch.long))]
+    ).classification
+    with pytest.raises(ValueError, match="the evaluation data is empty"):
+        describe_data([(torch.zeros(0, 1), torch.zeros(0, dtype=torch.long))])
+
+
+def test_loss_function_and_the_accuracy_of_one_example():
+    from landscape.data import accuracy
+    from landscape.data.evaluation import loss_function
+
+    assert loss_function("classification") is nn.functional.cross_entropy
+    assert loss_function("regression") is nn.functional.mse_loss
+    with pytest.raises(ValueError, match="unknown task 'ranking'"):
+        loss_function("ranking")
+    logits = torch.tensor([[0.0, 2.0]])
+    assert accuracy(logits, torch.tensor([1])) == 1.0 and accuracy(logits, torch.tensor([0])) == 0.0

@@ -377,3 +377,27 @@ def test_a_file_system_without_locks_is_not_a_writer(tmp_path, monkeypatch):
     monkeypatch.setattr(fcntl, "flock", no_locks)
     with pytest.raises(ValueError, match=r"cannot be opened as HDF5 \(truncated or damaged\?\)"):
         open_run(path)
+
+
+def test_an_edit_keeps_the_file_its_rows_and_its_permissions(tmp_path):
+    """An edit adds to the file (its attributes and datasets stay), a fresh one replaces it
+    whole; both keep the permissions the file had (a user's 0o600 stays private), and a new
+    file is 0o644, whatever the temporary file was made with."""
+    path = tmp_path / "run.h5"
+    with edit(path, fresh=True) as f:
+        write_attrs(f, {"landscape_kind": "run"})
+        f["a"] = np.arange(3)
+    assert path.stat().st_mode & 0o777 == 0o644
+    path.chmod(0o600)
+    with edit(path) as f:
+        f["b"] = np.arange(2)
+    with h5py.File(path, "r") as f:
+        assert set(f) == {"a", "b"} and f.attrs["landscape_kind"] == "run"
+        assert f["a"][()].tolist() == [0, 1, 2]
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.chmod(0o640)
+    with edit(path, fresh=True) as f:
+        f["c"] = np.arange(1)
+    with h5py.File(path, "r") as f:
+        assert set(f) == {"c"} and "landscape_kind" not in f.attrs
+    assert path.stat().st_mode & 0o777 == 0o640
