@@ -19,6 +19,9 @@ from landscape.data import (
 from landscape.data import datasets as data
 from tests.data.helpers import write_cifar
 
+#: sha256 prefixes of what ``test_the_bundled_data_do_not_change_between_versions`` reads.
+DATA_DIGESTS = {"digits": "08c5757fb173b53e", "synthetic": "c524712bcaa9dc6b"}
+
 
 def test_digits_shapes_labels_and_standardisation():
     ds = load_dataset("digits")
@@ -171,3 +174,141 @@ def test_idx_missing_directory_names_the_files(tmp_path):
     for name in formats.IDX_FILES:
         assert name in message
     assert str(tmp_path / "nowhere" / "fashion-mnist") in message and "--download" in message
+
+
+class _Planted:
+    """Unpickling this would run code (it writes a marker file): what a hostile archive does."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_digits_archive_holding_a_pickle_is_refused_without_unpickling(tmp_path):
+    """The bundled-data loader reads arrays only (``allow_pickle=False``): an archive whose
+    ``images`` is an object array is refused and the object is never built."""
+    marker = tmp_path / "unpickled"
+    images = np.empty(1, dtype=object)
+    images[0] = _Planted(str(marker))
+    np.savez(tmp_path / "digits.npz", images=images, targets=np.arange(1))
+    with pytest.raises((DataError, ValueError)):
+        load_dataset("digits", data_dir=tmp_path)
+    assert not marker.exists()
+
+
+def test_digits_in_a_data_dir_directly_or_in_its_digits_folder(tmp_path):
+    """``data_dir/digits.npz`` first, else ``data_dir/digits/digits.npz``; an archive that is
+    not one (images of another shape, or more images than labels) is refused by name."""
+    images = np.tile(np.arange(10, dtype=np.uint8).reshape(10, 1, 1), (2, 8, 8))
+    (tmp_path / "digits").mkdir()
+    np.savez(tmp_path / "digits" / "digits.npz", images=images, targets=np.tile(np.arange(10), 2))
+    nested = load_dataset("digits", data_dir=tmp_path)
+    assert len(nested.x_train) + len(nested.x_test) == 20
+    assert nested.meta["path"] == str(tmp_path / "digits" / "digits.npz")
+    np.savez(tmp_path / "digits.npz", images=images[:10], targets=np.arange(10))
+    assert load_dataset("digits", data_dir=tmp_path).meta["path"] == str(tmp_path / "digits.npz")
+    for bad in (dict(images=images[:, :7], targets=np.tile(np.arange(10), 2)),
+                dict(images=images, targets=np.arange(10))):  # fmt: skip
+        np.savez(tmp_path / "digits.npz", **bad)
+        with pytest.raises(DataError, match="is not a digits archive"):
+            load_dataset("digits", data_dir=tmp_path)
+
+
+def test_a_loaded_dataset_records_what_it_is_and_scales_both_splits():
+    """Provenance of a dataset (name, seed, options, scale, subsets, sizes, standardisation)
+    and pixel values in [0, 1] before standardisation in both splits."""
+    ds = load_dataset("digits", standardize=False, subset=30, test_subset=20)
+    meta = ds.meta
+    assert (meta["name"], meta["seed"], meta["scale"]) == ("digits", 0, 1 / 16)
+    assert (meta["subset"], meta["test_subset"], meta["n_train"], meta["n_test"]) == (
+        30,
+        20,
+        30,
+        20,
+    )
+    assert load_dataset("digits", test_fraction=0.0).meta["n_test"] == 0  # all for training
+    assert meta["options"] == {} and meta["standardized"] is False
+    assert meta["mean"] is None and meta["std"] is None
+    assert meta["source"].startswith("UCI optical recognition")
+    full = load_dataset("digits", standardize=False)
+    for x in (full.x_train, full.x_test):
+        assert float(x.min()) == 0.0 and float(x.max()) == 1.0
+    assert load_dataset("digits").meta["standardized"] is True
+
+
+def test_subsets_of_one_and_of_all_examples_are_allowed_and_booleans_refused():
+    n = len(load_dataset("digits").x_train)
+    assert len(load_dataset("digits", subset=1).x_train) == 1
+    assert len(load_dataset("digits", subset=n).x_train) == n
+    for bad in (0, True, 2.0):
+        with pytest.raises(DataError, match="subset must be an integer"):
+            load_dataset("digits", subset=bad)
+
+
+def test_standardisation_is_per_channel_and_leaves_a_constant_channel_finite(tmp_path):
+    """Each channel of the training split to mean 0 and standard deviation 1 with its own
+    statistics; a constant channel (std 0) is centred, not divided by 0; one example
+    (no standard deviation) is left as it is, two are standardised."""
+    write_cifar(tmp_path / "cifar10" / "cifar-10-batches-py", n=6)
+    ds = load_dataset("cifar10", data_dir=tmp_path)
+    torch.testing.assert_close(
+        ds.x_train.double().std(dim=(0, 2, 3)),
+        torch.ones(3, dtype=torch.float64),
+        atol=1e-5,
+        rtol=0,
+    )
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    np.savez(flat / "digits.npz", images=np.full((20, 8, 8), 7, dtype=np.uint8),
+             targets=np.tile(np.arange(10), 2))  # fmt: skip
+    constant = load_dataset("digits", data_dir=flat)
+    assert constant.meta["std"] == [1.0] and bool((constant.x_train == 0).all())
+    assert load_dataset("digits", subset=1).meta["standardized"] is False
+    assert load_dataset("digits", subset=2).meta["standardized"] is True
+
+
+def test_synthetic_points_follow_their_law_and_the_smallest_options_are_allowed():
+    """Gaussian mixture: x = means[y] + noise * z with z standard normal, drawn per point
+    (the means as recorded); noise 0 gives the means themselves; one point, one dimension
+    and one class are allowed, as is any noise in [0, inf)."""
+    ds = load_dataset(
+        "synthetic", n=4000, dim=3, num_classes=2, standardize=False, test_fraction=0.0
+    )
+    means = torch.tensor(ds.meta["means"], dtype=torch.float64)
+    z = ds.x_train.double() - means[ds.y_train]
+    torch.testing.assert_close(
+        z.mean(dim=0), torch.zeros(3, dtype=torch.float64), atol=0.06, rtol=0
+    )
+    torch.testing.assert_close(z.std(dim=0), torch.ones(3, dtype=torch.float64), atol=0.06, rtol=0)
+    exact = load_dataset("synthetic", n=50, noise=0, standardize=False)
+    torch.testing.assert_close(
+        exact.x_train.double(),
+        torch.tensor(exact.meta["means"], dtype=torch.float64)[exact.y_train],
+        atol=1e-6,
+        rtol=0,
+    )
+    tiny = load_dataset("synthetic", n=1, dim=1, num_classes=1, noise=0.5, standardize=False)
+    assert tiny.x_train.shape == (1, 1) and tiny.meta["dim"] == 1
+    assert tiny.meta["source"] == "synthetic" and tiny.meta["kind"] == "gaussian-mixture"
+
+
+def test_the_bundled_data_do_not_change_between_versions():
+    """The digits split and the synthetic labels of seed 0, as digests: every figure and
+    README number rests on them. A change here (a salt, the split's rule, or torch's
+    generators after an upgrade) changes every run: say so in the CHANGELOG."""
+    digits = load_dataset("digits", standardize=False)
+    synthetic = load_dataset("synthetic", standardize=False)
+
+    def digest(*ts: torch.Tensor) -> str:
+        return hashlib.sha256(b"".join(t.contiguous().numpy().tobytes() for t in ts)).hexdigest()[
+            :16
+        ]
+
+    got = {
+        "digits": digest(digits.y_train, digits.y_test, digits.x_train[:50]),
+        "synthetic": digest(synthetic.y_train, synthetic.y_test),  # (its x: randn, whose
+        # vectorised paths may round differently between CPUs)
+    }
+    assert got == DATA_DIGESTS, got
