@@ -312,3 +312,32 @@ def test_the_bundled_data_do_not_change_between_versions():
         # vectorised paths may round differently between CPUs)
     }
     assert got == DATA_DIGESTS, got
+
+
+def a_small_dataset(n: int = 4):
+    """A factory of a Dataset (import path ``tests.data.test_datasets:a_small_dataset``)."""
+    from landscape.data import Dataset
+
+    x, y = torch.zeros(n, 2), torch.arange(n) % 2
+    return Dataset("mine", "classification", x, y, x[:1], y[:1], (2,), 2, {"made": "here"})
+
+
+def not_a_dataset():
+    return [1, 2, 3]
+
+
+def test_a_dataset_of_your_own_by_import_path():
+    """``load_dataset("package.module:factory", **options)`` is the factory's Dataset, its
+    options passed on; a factory that fails or returns something else is one DataError."""
+    mine = load_dataset("tests.data.test_datasets:a_small_dataset", n=6)
+    assert mine.name == "mine" and len(mine.x_train) == 6 and mine.meta == {"made": "here"}
+    with pytest.raises(
+        DataError, match=r"data factory 'tests.data.test_datasets:not_a_dataset' returns a list"
+    ):
+        load_dataset("tests.data.test_datasets:not_a_dataset")
+    with pytest.raises(
+        DataError, match=r"data factory 'tests.data.test_datasets:a_small_dataset' fails"
+    ):
+        load_dataset("tests.data.test_datasets:a_small_dataset", colour=True)
+    with pytest.raises(DataError, match=r"data factory 'tests\.data\.nowhere:f' fails"):
+        load_dataset("tests.data.nowhere:f")

@@ -188,3 +188,37 @@ def test_remote_table_is_complete():
     for table in formats.REMOTE.values():
         for url, md5 in table.items():
             assert url.startswith(("http://", "https://")) and len(md5) == 32
+
+
+@pytest.mark.parametrize("which", ["train", "t10k"])
+@pytest.mark.parametrize("fault", ["label 10", "label -1", "float labels", "one label short"])
+def test_idx_labels_outside_0_to_9_or_not_one_per_image_are_refused(tmp_path, which, fault):
+    """Named by the labels file at fault, training or test."""
+    arrays = _write_mnist(tmp_path / "mnist", compress=False)
+    name = f"{which}-labels-idx1-ubyte"
+    labels = arrays[name]
+    if fault == "label 10":
+        bad, code = np.where(np.arange(len(labels)) == 0, 10, labels).astype(np.uint8), 0x08
+    elif fault == "label -1":
+        bad, code = np.where(np.arange(len(labels)) == 0, -1, labels).astype(np.int8), 0x09
+    elif fault == "float labels":
+        bad, code = labels.astype(np.float32), 0x0D
+    else:
+        bad, code = labels[:-1], 0x08
+    (tmp_path / "mnist" / name).write_bytes(_idx(bad, code=code))
+    with pytest.raises(DataError, match=rf"{name}: \d+ images but \d+ labels in 0\.\.9"):
+        load_dataset("mnist", data_dir=tmp_path)
+
+
+def test_idx_and_cifar_datasets_say_what_they_are(tmp_path):
+    """Ten classes, pixels in [0, 1] (uint8 / 255), and where they came from."""
+    _write_mnist(tmp_path / "mnist", compress=False)
+    mnist = load_dataset("mnist", data_dir=tmp_path, standardize=False)
+    assert mnist.num_classes == 10 and mnist.task == "classification"
+    assert float(mnist.x_train.max()) == 1.0 and float(mnist.x_train.min()) == 0.0
+    assert mnist.meta["source"] == "mnist IDX files"
+    assert mnist.meta["path"] == str(tmp_path / "mnist") and mnist.meta["split"] == "official"
+    write_cifar(tmp_path / "cifar10" / "cifar-10-batches-py")
+    cifar = load_dataset("cifar10", data_dir=tmp_path, standardize=False)
+    assert cifar.num_classes == 10 and float(cifar.x_train.max()) == 1.0
+    assert cifar.meta["source"].startswith("CIFAR-10 python version")
