@@ -341,3 +341,25 @@ def test_a_dataset_of_your_own_by_import_path():
         load_dataset("tests.data.test_datasets:a_small_dataset", colour=True)
     with pytest.raises(DataError, match=r"data factory 'tests\.data\.nowhere:f' fails"):
         load_dataset("tests.data.nowhere:f")
+
+
+def test_synthetic_data_do_not_depend_on_the_global_generator_and_record_small_laws():
+    """The points come from their own seeded generators; ``A`` or the means go into the
+    metadata up to 1024 numbers (``dim`` 32: 1024), not beyond."""
+    torch.manual_seed(1)
+    a = load_dataset("synthetic", kind="linear-regression", dim=32, n=20)
+    torch.manual_seed(2)
+    b = load_dataset("synthetic", kind="linear-regression", dim=32, n=20)
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_train, b.y_train)
+    assert len(a.meta["A"]) == 32
+    assert load_dataset("synthetic", kind="linear-regression", dim=33, n=5).meta["A"] is None
+    assert len(load_dataset("synthetic", dim=256, num_classes=4, n=5).meta["means"]) == 4
+    assert load_dataset("synthetic", dim=257, num_classes=4, n=5).meta["means"] is None
+    assert load_dataset("digits").meta["split"] == "stratified"
+
+
+def test_the_messages_name_the_option_and_the_factory():
+    with pytest.raises(DataError, match="test_subset must be an integer"):
+        load_dataset("digits", test_subset=0)
+    with pytest.raises(DataError, match=r"cannot import data factory 'tests\.data\.nowhere:f'"):
+        load_dataset("tests.data.nowhere:f")

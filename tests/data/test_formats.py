@@ -222,3 +222,156 @@ def test_idx_and_cifar_datasets_say_what_they_are(tmp_path):
     cifar = load_dataset("cifar10", data_dir=tmp_path, standardize=False)
     assert cifar.num_classes == 10 and float(cifar.x_train.max()) == 1.0
     assert cifar.meta["source"].startswith("CIFAR-10 python version")
+
+
+@pytest.mark.parametrize("name", ["/abs/data_batch_1", "\\windows\\data_batch_1"])
+def test_extracting_refuses_absolute_member_names(tmp_path, name):
+    """Absolute names (POSIX or Windows) are refused by the archive check itself, before
+    Python's own extraction filter (where there is one) would see them."""
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(_tar_gz({"cifar-10-batches-py/data_batch_1": b"x", name: b"x"}))
+    with pytest.raises(DataError, match="unsafe member"):
+        formats._extract_tar(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def _py2_cifar_pickle(data: np.ndarray, labels: list[int]) -> bytes:
+    """A batch as Python 2 wrote CIFAR-10: the dict's keys are Python 2 ``str`` (pickle
+    opcode ``U``), which Python 3 reads as bytes only with ``encoding="bytes"``."""
+    array = pickle.dumps(data, protocol=2)[2:-1]  # without PROTO and STOP
+    body = b"".join(b"K" + bytes([v]) for v in labels)
+    return b"\x80\x02}(U\x04data" + array + b"U\x06labels](" + body + b"eu."
+
+
+def test_cifar_batches_written_by_python2_are_read(tmp_path):
+    folder = tmp_path / "cifar10" / "cifar-10-batches-py"
+    batches = write_cifar(folder)
+    data = batches["data_batch_2"][b"data"]
+    labels = batches["data_batch_2"][b"labels"]
+    (folder / "data_batch_2").write_bytes(_py2_cifar_pickle(data, labels))
+    images, got = formats.read_cifar_batch(folder / "data_batch_2")
+    assert got.tolist() == labels and np.array_equal(images.reshape(len(data), -1), data)
+
+
+@pytest.mark.parametrize(
+    "batch, says",
+    [
+        ([1, 2], "is not a CIFAR-10 batch: no uint8"),
+        ({b"data": np.zeros((2, 3072), np.uint8)}, r"2 images but 0 labels in 0\.\.9"),
+        ({b"data": np.zeros((2, 3072), np.float32), b"labels": [0, 1]}, "no uint8"),
+        ({b"data": np.zeros((2, 3071), np.uint8), b"labels": [0, 1]}, "no uint8"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}, "labels in 0"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, -1]}, "labels in 0"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0.0, 1.0]}, "labels in 0"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, "2 images but 1 labels"),
+    ],
+    ids=[
+        "a list",
+        "no labels",
+        "float data",
+        "row size",
+        "label 10",
+        "label -1",
+        "float labels",
+        "one label short",
+    ],
+)
+def test_a_cifar_batch_that_is_not_one_is_refused_by_name(tmp_path, batch, says):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(DataError, match=says):
+        formats.read_cifar_batch(path)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"\x00\x00\x08", b"\x00\x00\x08\x01\x00\x00\x00", b"\x01\x00\x08\x01\x00\x00\x00\x00",
+     b"\x00\x00\x0a\x01\x00\x00\x00\x00", b"\x00\x00\x08\x02\x00\x00\x00\x00"],
+    ids=["no header", "short dims", "first byte", "unknown type", "two dims"],
+)  # fmt: skip
+def test_an_idx_header_that_is_not_one_is_refused(tmp_path, raw):
+    """A one-dimensional IDX file needs 00 00, a known type, ndim 1 and one 4-byte size."""
+    (tmp_path / "x").write_bytes(raw)
+    with pytest.raises(DataError, match="bad IDX magic"):
+        formats.read_idx(tmp_path / "x", 1)
+    (tmp_path / "ok").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x00")  # an empty vector
+    assert formats.read_idx(tmp_path / "ok", 1).shape == (0,)
+
+
+def test_labels_come_as_int64_and_float_idx_images_unscaled(tmp_path):
+    write_cifar(tmp_path / "cifar10" / "cifar-10-batches-py")
+    assert (
+        formats.read_cifar_batch(tmp_path / "cifar10" / "cifar-10-batches-py" / "data_batch_1")[
+            1
+        ].dtype
+        == np.int64
+    )
+    arrays = _write_mnist(tmp_path / "mnist", compress=False)
+    images = arrays["train-images-idx3-ubyte"].astype(np.float32) / 7
+    (tmp_path / "mnist" / "train-images-idx3-ubyte").write_bytes(_idx(images, code=0x0D))
+    (tmp_path / "mnist" / "t10k-images-idx3-ubyte").write_bytes(
+        _idx(arrays["t10k-images-idx3-ubyte"].astype(np.float32), code=0x0D)
+    )
+    ds = load_dataset("mnist", data_dir=tmp_path, standardize=False)
+    assert ds.meta["scale"] == 1.0
+    torch.testing.assert_close(ds.x_train[:, 0], torch.from_numpy(images))
+
+
+@pytest.mark.parametrize(
+    "name, where",
+    [("cifar10", "cifar10"), ("cifar10", "cifar-10-batches-py"), ("cifar10", "."),
+     ("mnist", "MNIST/raw"), ("mnist", "."), ("fashion-mnist", "FashionMNIST/raw"),
+     ("fashion-mnist", "fashion-mnist")],
+)  # fmt: skip
+def test_files_are_found_in_every_layout_people_keep_them_in(tmp_path, name, where):
+    """The folders of the original archives and of torchvision, or the root itself."""
+    folder = tmp_path / where
+    if name == "cifar10":
+        write_cifar(folder)
+    else:
+        _write_mnist(folder, compress=True)
+    assert formats.locate(name, tmp_path, download=False) == folder
+
+
+def test_missing_files_name_what_to_put_where(tmp_path):
+    with pytest.raises(DataError, match=r"mnist files not found .* \(each may end in \.gz\) in "):
+        formats.locate("mnist", tmp_path, download=False)
+    with pytest.raises(
+        DataError, match=r"data_batch_1, .*test_batch in .*cifar10/cifar-10-batches-py/"
+    ):
+        formats.locate("cifar10", tmp_path, download=False)
+    with pytest.raises(DataError) as cifar:
+        formats.locate("cifar10", tmp_path, download=False)
+    assert ".gz" not in str(cifar.value)
+
+
+def test_the_default_data_root_is_the_users_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv(formats.DATA_DIR_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert formats._data_root(None) == tmp_path / "xdg" / "landscape"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert formats._data_root(None) == tmp_path / "home" / ".cache" / "landscape"
+    monkeypatch.setenv(formats.DATA_DIR_ENV, str(tmp_path / "mine"))
+    assert formats._data_root(None) == tmp_path / "mine"
+
+
+def test_the_restricted_unpicklers_encode_takes_latin1_text_only():
+    """Python 3 pickles bytes at protocol 2 as ``_codecs.encode(text, "latin1")``: only
+    that call passes."""
+    assert formats._latin1_encode("ab\xff") == b"ab\xff"
+    assert formats._latin1_encode("ab", "latin-1") == b"ab"
+    for args in [(b"ab",), ("ab", "utf-8"), ("ab", "rot13")]:
+        with pytest.raises(DataError, match="something other than bytes"):
+            formats._latin1_encode(*args)
+
+
+def test_download_fashion_mnist(tmp_path, monkeypatch):
+    files = {f"{k}.gz": gzip.compress(_idx(v)) for k, v in _mnist_arrays().items()}
+    _serve(monkeypatch, "fashion-mnist", files, tmp_path / "server")
+    ds = load_dataset("fashion-mnist", data_dir=tmp_path / "root", download=True)
+    assert ds.x_train.shape == (12, 1, 28, 28)
+    assert ds.meta["path"] == str(tmp_path / "root" / "fashion-mnist")
+    write_cifar(tmp_path / "c" / "cifar10")
+    cifar = load_dataset("cifar10", data_dir=tmp_path / "c", standardize=False)
+    assert cifar.meta["path"] == str(tmp_path / "c" / "cifar10")
