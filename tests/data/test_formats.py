@@ -375,3 +375,10 @@ def test_download_fashion_mnist(tmp_path, monkeypatch):
     write_cifar(tmp_path / "c" / "cifar10")
     cifar = load_dataset("cifar10", data_dir=tmp_path / "c", standardize=False)
     assert cifar.meta["path"] == str(tmp_path / "c" / "cifar10")
+
+
+def test_a_three_dimensional_idx_header_cut_short_is_refused(tmp_path):
+    """Images (ndim 3) need 12 bytes of sizes after the magic: 8 are not enough."""
+    (tmp_path / "x").write_bytes(b"\x00\x00\x08\x03" + b"\x00\x00\x00\x01" * 2)
+    with pytest.raises(DataError, match="bad IDX magic"):
+        formats.read_idx(tmp_path / "x", 3)
