@@ -190,3 +190,32 @@ def test_spec_options_are_checked_and_round_trip():
         ModelSpec("vgg_small", bn=True, bn_noise="loud")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"has none: build it with bn=True"):
         ModelSpec("vgg_small", bn=False, bn_noise="santurkar").build(seed=0)
+
+
+def test_the_noise_streams_rest_on_splitmix64():
+    """``_splitmix64`` reproduces SplitMix64's published first outputs for the seed 1234567
+    (each call is one step from the state it is given); ``stream_seed`` spreads seeds and
+    indices over all 63 bits, and no seed or index collapses onto another."""
+    from landscape.models.noisy_bn import _splitmix64
+
+    golden, state, outputs = 0x9E3779B97F4A7C15, 1234567, []
+    for _ in range(3):
+        outputs.append(_splitmix64(state))
+        state = (state + golden) & (2**64 - 1)
+    assert outputs == [6457827717110365317, 3203168211198807973, 9817491932198370423]
+    seeds = {stream_seed(s, i) for s in range(20) for i in range(20)}
+    assert len(seeds) == 400 and max(seeds) < 2**63 and max(seeds) >= 2**62
+    assert stream_seed(0, 0) != stream_seed(1, 0) and stream_seed(-1, 0) != stream_seed(0, 0)
+
+
+def test_add_bn_noise_keeps_a_bn_without_parameters_and_the_modules_dtype():
+    """A BN with neither affine parameters nor running statistics (nothing to take a dtype
+    from) becomes noisy with its settings; a float64 BN stays float64."""
+    bare = nn.Sequential(nn.BatchNorm2d(3, affine=False, track_running_stats=False))
+    assert add_bn_noise(bare, seed=0) == ["0"]
+    assert (bare[0].affine, bare[0].track_running_stats) == (False, False)
+    assert bare[0].noise_seed.dtype == torch.int64
+    bare.train()(torch.randn(4, 3, 2, 2))  # runs
+    wide = nn.Sequential(nn.BatchNorm1d(5).double())
+    add_bn_noise(wide, seed=0)
+    assert wide[0].weight.dtype == torch.float64 and wide[0].running_mean.dtype == torch.float64
