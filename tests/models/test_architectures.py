@@ -172,3 +172,38 @@ def test_sigmoid_networks_and_the_dlns_options():
     deep = create_model("dln", init="kaiming", input_shape=(200,), num_classes=200, depth=3)
     w = torch.cat([p.detach().flatten() for p in deep.parameters()])
     assert float(w.std()) == pytest.approx(1 / math.sqrt(200), rel=0.02)
+
+
+def test_noisy_bn_in_3d_and_through_create_model():
+    """Noise after a BatchNorm3d too; ``create_model(..., bn_noise="santurkar")`` passes the
+    option on; a spec built without a seed draws its noise seed (two builds differ)."""
+    from landscape.models import ModelSpec, add_bn_noise
+    from landscape.models.noisy_bn import NoisyBatchNorm3d
+
+    net = nn.Sequential(nn.Conv3d(1, 2, 1), nn.BatchNorm3d(2, eps=1e-3, momentum=0.2))
+    assert add_bn_noise(net, seed=0) == ["1"] and isinstance(net[1], NoisyBatchNorm3d)
+    assert (net[1].num_features, net[1].eps, net[1].momentum) == (2, 1e-3, 0.2)
+    y = torch.randn(3, 2, 2, 2, 2)
+    plain = nn.functional.batch_norm(y, None, None, training=True)
+    assert not torch.allclose(net[1].train()(y), plain)  # noise added in training mode
+    noisy = create_model("vgg_small", bn=True, bn_noise="santurkar", input_shape=(1, 8, 8))
+    assert any(type(m).__name__.startswith("Noisy") for m in noisy.modules())
+    spec = ModelSpec(name="mlp", bn=True, bn_noise="santurkar", options={"depth": 1, "width": 4})
+    seeds = [
+        [int(b) for n, b in spec.build().named_buffers() if n.endswith("noise_seed")]
+        for _ in range(2)
+    ]
+    assert len(seeds[0]) == 1 and seeds[0] != seeds[1]
+
+
+def test_spec_refusals_name_what_is_accepted():
+    from landscape.models import ModelSpec
+
+    with pytest.raises(ValueError, match=r"vgg: cfg must hold at least one conv width"):
+        create_model("vgg", cfg=["M"], input_shape=(1, 8, 8))
+    with pytest.raises(
+        ValueError, match=r"unknown option\(s\) \['colour'\] .* accepts \['depth', 'width'\]"
+    ):
+        create_model("mlp", colour=1, input_shape=(1, 8, 8))
+    with pytest.raises(ValueError, match="model options must be JSON-serialisable"):
+        ModelSpec(name="mlp", options={"depth": object()})
