@@ -105,3 +105,81 @@ def test_a_configuration_stored_before_a_field_existed_takes_its_default():
     assert TrainConfig.from_dict(old) == new
     assert fill_defaults(old) == new.to_dict()
     assert fill_defaults({**old, "hessian_every": 5})["hessian_every"] == 5
+
+
+def test_checkpoints_every_k_steps_include_0_and_the_end():
+    assert checkpoint_schedule(TrainConfig(steps=10, checkpoint_every=4)) == [0, 4, 8, 10]
+    assert checkpoint_schedule(TrainConfig(steps=9, checkpoint_every=3)) == [0, 3, 6, 9]
+    assert checkpoint_schedule(TrainConfig(steps=1, checkpoint_log=3)) == [0, 1]
+
+
+def test_bn_noise_is_refused_where_it_cannot_apply():
+    """Noise after BN needs BN layers, and inline probes or Hessians in training mode would
+    see new noise at every pass; eval-mode probes and Hessians are fine."""
+    with pytest.raises(ValueError, match="--bn plain trains none"):
+        TrainConfig(bn="plain", bn_noise="santurkar").validate()
+    TrainConfig(bn="both", bn_noise="santurkar").validate()
+    for noisy in ({"probe_every": 5}, {"ics_every": 5}, {"hessian_every": 5}):
+        with pytest.raises(ValueError, match="draws new noise"):
+            TrainConfig(bn="bn", bn_noise="santurkar", **noisy).validate()
+        TrainConfig(bn="bn", **noisy).validate()  # without noise
+    TrainConfig(bn="bn", bn_noise="santurkar", probe_every=5, ics_every=5,
+                probe_bn_mode="eval").validate()  # fmt: skip
+    TrainConfig(bn="bn", bn_noise="santurkar", hessian_every=5, hessian_bn_mode="eval").validate()
+
+
+def test_a_probe_grid_is_checked_whenever_it_is_set_or_used():
+    for grid in (
+        {"probe_low": 5.0},  # above the VGG grid's high, 4
+        {"probe_high": 0.1},
+        {"ics_every": 1, "probe_low": 5.0, "probe_high": 1.0},
+    ):
+        with pytest.raises(ValueError, match="larger than high"):
+            TrainConfig(**grid).validate()
+    assert len(TrainConfig(probe_count=5).step_sizes().values()) == 5
+
+
+def test_optimizers_variants_and_the_models_spec():
+    import torch
+    from torch import nn
+
+    from landscape.data import load_dataset
+    from landscape.train.config import make_optimizer
+
+    net = nn.Linear(2, 1)
+    sgd = make_optimizer(TrainConfig(optimizer="sgd", lr=0.3, weight_decay=0.01), net)
+    assert type(sgd) is torch.optim.SGD and sgd.defaults["momentum"] == 0
+    assert (sgd.defaults["lr"], sgd.defaults["weight_decay"]) == (0.3, 0.01)
+    config = TrainConfig(optimizer="momentum", lr=0.05, momentum=0.8, weight_decay=0.02)
+    mom = make_optimizer(config, net)
+    assert type(mom) is torch.optim.SGD
+    assert (mom.defaults["lr"], mom.defaults["momentum"], mom.defaults["weight_decay"]) == (
+        0.05, 0.8, 0.02)  # fmt: skip
+    adam = make_optimizer(TrainConfig(optimizer="adam", lr=0.02, weight_decay=0.03), net)
+    assert type(adam) is torch.optim.Adam
+    assert (adam.defaults["lr"], adam.defaults["weight_decay"]) == (0.02, 0.03)
+    assert TrainConfig(bn="both").variants == ("bn", "plain")
+    assert TrainConfig(bn="plain").variants == ("plain",)
+    config = TrainConfig(model="mlp", activation="tanh", init="kaiming", init_scale=2.0,
+                         model_options={"depth": 1}, bn_noise="santurkar")  # fmt: skip
+    data = load_dataset("synthetic", dim=5, num_classes=3, n=20)
+    bn, plain = config.spec(data, True), config.spec(data, False)
+    assert (bn.name, bn.bn, bn.activation, bn.init, bn.init_scale) == (
+        "mlp",
+        True,
+        "tanh",
+        "kaiming",
+        2.0,
+    )
+    assert bn.input_shape == (5,) and bn.num_classes == 3 and bn.options == {"depth": 1}
+    assert bn.bn_noise == "santurkar" and plain.bn_noise == "none" and plain.bn is False
+
+
+def test_the_edges_of_the_allowed_values_and_unknown_stored_options():
+    TrainConfig(bn="plain").validate()  # plain, without noise: fine
+    TrainConfig(momentum=0.0).validate()
+    TrainConfig(steps=10, checkpoint_steps=[0, 10], lr_milestones=[10]).validate()
+    with pytest.raises(ValueError, match="checkpoint_steps"):
+        TrainConfig(steps=10, checkpoint_steps=[11]).validate()
+    with pytest.raises(ValueError, match=r"unknown training options: \['colour'\]"):
+        TrainConfig.from_dict({**TrainConfig().to_dict(), "colour": 1})
