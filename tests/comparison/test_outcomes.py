@@ -56,3 +56,38 @@ def test_bad_shapes_are_refused():
         classify([0, 1], [1.0])
     with pytest.raises(ValueError, match="one equal length"):
         classify([], [])
+
+
+def test_a_verdict_carries_the_final_loss_accuracy_and_its_reason():
+    """The final values are the means over the last FINAL_WINDOW finite rows; accuracy
+    exactly at chance + margin is a stall; the reason names the numbers it compared."""
+    steps = np.arange(3 * FINAL_WINDOW)
+    loss = np.linspace(2.0, 1.0, len(steps))
+    rules = OutcomeRules(stall_margin=0.25)  # chance 1/4 + 1/4: exact in binary
+    at_margin = classify(steps, loss, np.full(len(steps), 0.5), num_classes=4, rules=rules)
+    assert at_margin.outcome == "stalled" and at_margin.final_accuracy == 0.5
+    assert at_margin.final_loss == pytest.approx(loss[-FINAL_WINDOW:].mean())
+    assert "<= chance 0.25 + 0.25" in at_margin.reason
+    good = classify(steps, loss, np.full(len(steps), 0.9), num_classes=10)
+    assert good.outcome == "trained" and good.final_accuracy == pytest.approx(0.9)
+    assert (
+        good.final_loss == pytest.approx(loss[-FINAL_WINDOW:].mean()) and "> chance" in good.reason
+    )
+    acc = np.full(len(steps), 0.5)
+    gone = classify(steps, np.r_[loss[:-1], np.inf], acc, num_classes=10)
+    assert gone.outcome == "diverged" and gone.final_accuracy == pytest.approx(0.5)
+
+
+def test_regression_stalls_above_a_fraction_of_the_first_loss_and_trains_at_it():
+    """No accuracy: trained when the final loss is at most stall_loss_fraction x the mean of
+    the first FINAL_WINDOW losses (a first loss of 4 tells x from /)."""
+    rules = OutcomeRules(stall_loss_fraction=0.5, final_window=2)
+    at = classify([0, 1, 2, 3], [4.0, 4.0, 2.0, 2.0], rules=rules)
+    assert at.outcome == "trained" and at.final_loss == 2.0 and "<= 0.5 x initial 4" in at.reason
+    above = classify([0, 1, 2, 3], [4.0, 4.0, 2.5, 2.5], rules=rules)
+    assert (
+        above.outcome == "stalled"
+        and above.final_loss == 2.5
+        and "> 0.5 x initial 4" in above.reason
+    )
+    assert math.isnan(above.final_accuracy)

@@ -48,3 +48,11 @@ def test_the_docstring_examples_hold():
 
     for module in (matched, outcomes, scaling):
         assert doctest.testmod(module).failed == 0, module.__name__
+
+
+def test_loglog_slope_skips_zero_x_and_needs_two_distinct_points():
+    from landscape.comparison.scaling import loglog_slope
+
+    assert loglog_slope([0.0, 1.0, 10.0], [5.0, 1.0, 100.0]) == pytest.approx(2.0)
+    assert loglog_slope([1.0, 10.0], [1.0, 10.0]) == pytest.approx(1.0)
+    assert math.isnan(loglog_slope([2.0, 2.0, 0.0], [1.0, 3.0, 4.0]))
