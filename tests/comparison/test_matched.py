@@ -145,3 +145,28 @@ def test_probe_metrics_of_probe_rows():
 def test_an_unknown_outcome_is_refused():
     with pytest.raises(ValueError, match="outcome must be one of"):
         _net("a", [1.0], outcome="exploded")
+
+
+def test_the_probe_at_or_after_a_step_and_why_a_network_is_left_out():
+    from landscape.comparison.matched import Network
+
+    net = Network("a", "trained", np.arange(9), np.ones(9), np.array([2, 4, 6]))
+    assert net.probe_index(4, exact=True) == 1 and net.probe_index(3, exact=True) is None
+    assert net.probe_index(4, exact=False) == 1 and net.probe_index(5, exact=False) == 2
+    assert net.probe_index(7, exact=False) is None and net.excluded == ""
+    gone = Network("b", "diverged", np.arange(3), np.ones(3), np.arange(0), diverged_step=2)
+    assert gone.excluded == "diverged at step 2"
+    assert Network("c", "diverged", np.arange(3), np.ones(3), np.arange(0)).excluded == "diverged"
+    assert Network("d", "stalled", np.arange(3), np.ones(3), np.arange(0)).excluded == "stalled"
+
+
+def test_loss_levels_skip_networks_that_did_not_train_and_need_room_between_best_and_start():
+    from landscape.comparison.matched import Network, loss_levels
+
+    up = Network("up", "stalled", np.arange(3), np.array([9.0, 9.0, 9.0]), np.arange(0))
+    a = Network("a", "trained", np.arange(3), np.array([4.0, 2.0, 1.0]), np.arange(0))
+    assert loss_levels([up, a], count=1, window=1).tolist() == [2.0]  # the stall is skipped
+    flat = Network("f", "trained", np.arange(3), np.array([2.0, 2.0, 2.0]), np.arange(0))
+    assert loss_levels([flat], count=1, window=1).size == 0  # best == start: no room
+    zero = Network("z", "trained", np.arange(3), np.array([4.0, 1.0, 0.0]), np.arange(0))
+    assert loss_levels([zero], count=1, window=1).size == 0  # a best of 0 has no log

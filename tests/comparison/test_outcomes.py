@@ -90,4 +90,4 @@ def test_regression_stalls_above_a_fraction_of_the_first_loss_and_trains_at_it()
         and above.final_loss == 2.5
         and "> 0.5 x initial 4" in above.reason
     )
-    assert math.isnan(above.final_accuracy)
+    assert math.isnan(above.final_accuracy) and math.isnan(at.final_accuracy)
