@@ -241,3 +241,55 @@ def test_special_files_are_refused_never_opened(tmp_path):
         sock.close()
     with pytest.raises(ValueError, match=r"/dev/null is a device, not a regular file"):
         check_output("/dev/null", "figure")
+
+
+def _slice_of(path, sources, variant="bn"):
+    """A slice file whose recorded sources are ``(variant, file, sha256)`` triples."""
+    import json
+
+    meta = {"variant": variant,
+            "sources": [{"variant": v, "file": f, "sha256": s} for v, f, s in sources]}  # fmt: skip
+    return _hdf5(path, slice_format="landscape.slice/1", meta=json.dumps(meta))
+
+
+def test_remove_run_outputs_takes_only_slices_and_hessians_of_this_run(tmp_path):
+    """A slice file goes only when every checkpoint it was made from is this run's, by name
+    and SHA-256; another run's slice of a same-named checkpoint, a slice without sources,
+    other HDF5 files below slices/, and a hessian.h5 that is not a Hessian file stay."""
+    from landscape._files import sha256_of
+
+    run = _run(tmp_path)
+    ckpt = run / "checkpoints" / "bn" / "step_0000002.pt"
+    digest = sha256_of(ckpt)
+    (run / "slices" / "sub").mkdir(parents=True)
+    ours = _slice_of(run / "slices" / "sub" / "ours.h5", [("bn", ckpt.name, digest)])
+    theirs = _slice_of(run / "slices" / "theirs.h5", [("bn", ckpt.name, "0" * 64)])
+    bare = _slice_of(run / "slices" / "bare.h5", [])
+    plain = _slice_of(run / "slices" / "plain.h5", [("plain", ckpt.name, digest)])
+    other = _hdf5(run / "slices" / "table.h5")
+    hessian = _hdf5(run / "hessian.h5", **{KIND_ATTR: "hessian file"})
+    kept = remove_run_outputs(run)
+    assert not ours.exists() and not hessian.exists() and not ckpt.exists()
+    assert {theirs, bare, plain, other} <= set(kept) and all(
+        p.exists() for p in (theirs, bare, plain, other))  # fmt: skip
+    run2 = _run(tmp_path, "run2")
+    mine = _hdf5(run2 / "hessian.h5", **{KIND_ATTR: "run log"})
+    remove_run_outputs(run2)
+    assert mine.exists()
+
+
+def test_a_hostile_file_at_a_checkpoints_name_is_refused_unread(tmp_path):
+    """A pickle at ``checkpoints/bn/step_XXXXXXX.pt`` is read weights-only: refused as not
+    the run's checkpoint, nothing deleted, and the object it holds never built."""
+    run = _run(tmp_path)
+    marker = tmp_path / "unpickled"
+
+    class Planted:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"format": "x", "obj": Planted()}, run / "checkpoints" / "bn" / "step_0000001.pt")
+    with pytest.raises(ValueError, match=r"step_0000001.pt is not a checkpoint of this run"):
+        remove_run_outputs(run)
+    assert not marker.exists() and (run / "run.h5").exists()
+    assert (run / "checkpoints" / "bn" / "step_0000002.pt").exists()
