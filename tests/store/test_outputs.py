@@ -293,3 +293,39 @@ def test_a_hostile_file_at_a_checkpoints_name_is_refused_unread(tmp_path):
         remove_run_outputs(run)
     assert not marker.exists() and (run / "run.h5").exists()
     assert (run / "checkpoints" / "bn" / "step_0000002.pt").exists()
+
+
+def test_remove_run_outputs_checks_each_checkpoint_and_slice_source_in_full(tmp_path):
+    """A run checkpoint at another step's or variant's name is refused (nothing deleted); a
+    slice whose meta is missing, or whose trajectory
+    or sources name a checkpoint the run does not have, stays; no lock file is reported."""
+    import json
+
+    from landscape._files import sha256_of
+
+    run = _run(tmp_path)
+    bn, plain = run / "checkpoints" / "bn", run / "checkpoints" / "plain"
+    for source, name in [(bn / "step_0000002.pt", "step_0000001.pt"),
+                         (plain / "step_0000002.pt", "step_0000003.pt")]:  # fmt: skip
+        shutil.copy(source, bn / name)
+        with pytest.raises(ValueError, match=rf"{name} is not a checkpoint of this run"):
+            remove_run_outputs(run)
+        (bn / name).unlink()
+    assert (run / "run.h5").exists() and (bn / "step_0000002.pt").exists()
+
+    digest = sha256_of(bn / "step_0000002.pt")
+    (run / "slices").mkdir()
+    no_meta = _hdf5(run / "slices" / "no_meta.h5", slice_format="landscape.slice/1")
+    missing = _slice_of(run / "slices" / "missing.h5", [("bn", "step_0000099.pt", digest)])
+    meta = {"variant": "bn", "sources": [{"variant": "bn", "file": "step_0000002.pt",
+                                          "sha256": digest}],
+            "trajectory": [{"file": "step_0000002.pt", "sha256": "1" * 64}]}  # fmt: skip
+    path = _hdf5(run / "slices" / "pca.h5", slice_format="landscape.slice/1",
+                 meta=json.dumps(meta))  # fmt: skip
+    meta["trajectory"][0]["sha256"] = digest
+    pca = _hdf5(run / "slices" / "pca_ours.h5", slice_format="landscape.slice/1",
+                meta=json.dumps(meta))  # fmt: skip
+    kept = remove_run_outputs(run)
+    assert no_meta.exists() and missing.exists() and path.exists() and not pca.exists()
+    assert {no_meta, missing, path} <= set(kept)
+    assert not any(p.name.endswith(".lock") or ".lock" in p.name for p in kept)
