@@ -193,7 +193,7 @@ def as_channels_last(t: Tensor) -> Tensor:
     the layout ambiguous: ``t.contiguous(memory_format=torch.channels_last)`` returns a
     weight with one input channel (or a 1x1 kernel) as it is, with strides that torch's
     layout choice reads as NCHW, so that convolution and everything after it ran NCHW
-    (~13% slower passes of a small VGG on one-channel digits)."""
+    (a small VGG's passes on one-channel digits took 12-17% longer; benchmarks/README.md)."""
     return torch.empty_like(t, memory_format=torch.channels_last).copy_(t)
 
 

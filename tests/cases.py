@@ -166,3 +166,28 @@ def load_script(name: str) -> ModuleType:
     sys.modules[qualified] = module
     spec.loader.exec_module(module)
     return module
+
+
+#: SplitMix64's golden increment and its published first outputs for the seed 1234567
+#: (Vigna's reference C code): what the data order and the BN noise streams rest on.
+SPLITMIX64_GOLDEN = 0x9E3779B97F4A7C15
+SPLITMIX64_PUBLISHED = (1234567, [6457827717110365317, 3203168211198807973, 9817491932198370423])
+
+
+def splitmix64(state: int) -> tuple[int, int]:
+    """One step of SplitMix64 (Steele, Lea and Flood 2014), written from its definition: the
+    next state and the output."""
+    state = (state + SPLITMIX64_GOLDEN) & ((1 << 64) - 1)
+    z = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & ((1 << 64) - 1)
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & ((1 << 64) - 1)
+    return state, z ^ (z >> 31)
+
+
+def splitmix64_stream(seed: int, n: int) -> list[tuple[int, int]]:
+    """The first ``n`` steps from ``seed``: ``(state before the step, output)``."""
+    out, state = [], seed
+    for _ in range(n):
+        nxt, value = splitmix64(state)
+        out.append((state, value))
+        state = nxt
+    return out

@@ -129,12 +129,9 @@ class Vehicle:
         for i, (layer, bn, folded) in enumerate(self.folds):
             if i in self._affine:
                 continue
-            w = layer.weight
-            s = torch.rsqrt(bn.running_var + bn.eps)
-            s = s * bn.weight if bn.weight is not None else s
-            shift = -bn.running_mean * s + (bn.bias if bn.bias is not None else 0.0)
-            folded.bias.copy_(shift if layer.bias is None else layer.bias * s + shift)
-            torch.mul(w, s.to(w.dtype).view(-1, *([1] * (w.ndim - 1))), out=folded.weight)
+            s, bias = _fold(layer, bn, lambda t: t)
+            folded.bias.copy_(bias)
+            torch.mul(layer.weight, _per_channel(s, layer.weight), out=folded.weight)
         for conv in self.convs:
             conv.repack()
 
@@ -166,19 +163,16 @@ class Vehicle:
         for i, (layer, bn, folded) in enumerate(self.folds):
             if moves(bn.running_var) or moves(bn.weight):
                 continue  # s moves: W s is bilinear in the point, refreshed per point
-            s = torch.rsqrt(base(bn.running_var) + bn.eps)
-            s = s * base(bn.weight) if bn.weight is not None else s
+            s, bias = _fold(layer, bn, base)
             w = folded.weight
-            scale = s.to(w.dtype).view(-1, *([1] * (w.ndim - 1)))
+            scale = _per_channel(s, w)
             w_moves = [(k, _times(d, scale, w)) for k, d in moves(layer.weight)]
             b_moves: dict[int, Tensor] = {}
             for t, factor in ((layer.bias, s), (bn.running_mean, -s), (bn.bias, None)):
                 for k, d in moves(t):
                     term = d * factor if factor is not None else d
                     b_moves[k] = b_moves[k] + term if k in b_moves else term
-            b0 = base(layer.bias)
-            shift = -base(bn.running_mean) * s + (base(bn.bias) if bn.bias is not None else 0.0)
-            folded.bias.copy_(shift if b0 is None else b0 * s + shift)
+            folded.bias.copy_(bias)
             w.copy_(_times(base(layer.weight), scale, w))
             for live, moved in ((w, w_moves), (folded.bias, sorted(b_moves.items()))):
                 if moved:
@@ -207,6 +201,22 @@ class Vehicle:
         with torch.inference_mode():
             want, got = model(inputs), self.graph(inputs)
         return _close(got, want)
+
+
+def _fold(layer: nn.Module, bn: nn.Module, value: Any) -> tuple[Tensor, Tensor]:
+    """``s = gamma / sqrt(var + eps)`` and the folded bias ``(b - mu) s + beta`` of a layer
+    and the BN after it, each tensor read through ``value`` (itself, or its value at the
+    point c = 0); a missing ``gamma``, ``beta`` or ``b`` counts as 1, 0 and 0."""
+    s = torch.rsqrt(value(bn.running_var) + bn.eps)
+    s = s * value(bn.weight) if bn.weight is not None else s
+    shift = -value(bn.running_mean) * s + (value(bn.bias) if bn.bias is not None else 0.0)
+    b = value(layer.bias) if layer.bias is not None else None
+    return s, (shift if b is None else b * s + shift)
+
+
+def _per_channel(s: Tensor, w: Tensor) -> Tensor:
+    """``s`` in ``w``'s dtype, shaped to scale ``w``'s output channels (dim 0)."""
+    return s.to(w.dtype).view(-1, *([1] * (w.ndim - 1)))
 
 
 def _times(t: Tensor, scale: Tensor, like: Tensor) -> Tensor:

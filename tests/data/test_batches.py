@@ -14,6 +14,7 @@ from landscape.data import (
     mix_seed,
     steps_per_epoch,
 )
+from tests.cases import SPLITMIX64_GOLDEN, SPLITMIX64_PUBLISHED, splitmix64, splitmix64_stream
 
 
 def test_batch_indices_cover_each_epoch_once():
@@ -57,16 +58,6 @@ def test_eval_batches_and_accuracy():
 
 
 MASK64 = (1 << 64) - 1
-GOLDEN = 0x9E3779B97F4A7C15
-
-
-def splitmix64(state: int) -> tuple[int, int]:
-    """One step of SplitMix64 (Steele, Lea and Flood 2014; Vigna's C version), written from
-    its definition: the next state and the output."""
-    state = (state + GOLDEN) & MASK64
-    z = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
-    return state, z ^ (z >> 31)
 
 
 def test_mix_seed_is_splitmix64_so_the_batch_order_never_changes():
@@ -74,13 +65,10 @@ def test_mix_seed_is_splitmix64_so_the_batch_order_never_changes():
     by another version, needs the very same numbers. The reference reproduces SplitMix64's
     published first outputs for the seed 1234567; ``mix_seed(seed, salt)`` is its output at
     the state ``seed * golden + salt + 1``, shifted to 63 bits."""
-    state, outputs = 1234567, []
-    for _ in range(3):
-        state, out = splitmix64(state)
-        outputs.append(out)
-    assert outputs == [6457827717110365317, 3203168211198807973, 9817491932198370423]
+    seed, published = SPLITMIX64_PUBLISHED
+    assert [out for _, out in splitmix64_stream(seed, 3)] == published
     for seed, salt in [(0, 0), (1, 0), (0, 1), (7, 3), (2**63 + 5, 11), (-1, 2)]:
-        start = ((seed & MASK64) * GOLDEN + salt + 1 - GOLDEN) & MASK64
+        start = ((seed & MASK64) * SPLITMIX64_GOLDEN + salt + 1 - SPLITMIX64_GOLDEN) & MASK64
         assert mix_seed(seed, salt) == splitmix64(start)[1] >> 1, (seed, salt)
         assert 0 <= mix_seed(seed, salt) < 2**63
 

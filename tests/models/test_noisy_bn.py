@@ -25,6 +25,7 @@ from landscape.models.noisy_bn import (
     NoisyBatchNorm2d,
     stream_seed,
 )
+from tests.cases import SPLITMIX64_PUBLISHED, splitmix64_stream
 
 SIGMAS = 5.0
 
@@ -194,15 +195,14 @@ def test_spec_options_are_checked_and_round_trip():
 
 def test_the_noise_streams_rest_on_splitmix64():
     """``_splitmix64`` reproduces SplitMix64's published first outputs for the seed 1234567
-    (each call is one step from the state it is given); ``stream_seed`` spreads seeds and
-    indices over all 63 bits, and no seed or index collapses onto another."""
+    (each call is one step from the state it is given, as in ``tests.cases.splitmix64``);
+    ``stream_seed`` spreads seeds and indices over all 63 bits, and no seed or index
+    collapses onto another."""
     from landscape.models.noisy_bn import _splitmix64
 
-    golden, state, outputs = 0x9E3779B97F4A7C15, 1234567, []
-    for _ in range(3):
-        outputs.append(_splitmix64(state))
-        state = (state + golden) & (2**64 - 1)
-    assert outputs == [6457827717110365317, 3203168211198807973, 9817491932198370423]
+    seed, published = SPLITMIX64_PUBLISHED
+    stream = splitmix64_stream(seed, 3)
+    assert [_splitmix64(state) for state, _ in stream] == [out for _, out in stream] == published
     seeds = {stream_seed(s, i) for s in range(20) for i in range(20)}
     assert len(seeds) == 400 and max(seeds) < 2**63 and max(seeds) >= 2**62
     assert stream_seed(0, 0) != stream_seed(1, 0) and stream_seed(-1, 0) != stream_seed(0, 0)

@@ -164,13 +164,8 @@ def test_optimizers_variants_and_the_models_spec():
                          model_options={"depth": 1}, bn_noise="santurkar")  # fmt: skip
     data = load_dataset("synthetic", dim=5, num_classes=3, n=20)
     bn, plain = config.spec(data, True), config.spec(data, False)
-    assert (bn.name, bn.bn, bn.activation, bn.init, bn.init_scale) == (
-        "mlp",
-        True,
-        "tanh",
-        "kaiming",
-        2.0,
-    )
+    want = ("mlp", True, "tanh", "kaiming", 2.0)
+    assert (bn.name, bn.bn, bn.activation, bn.init, bn.init_scale) == want
     assert bn.input_shape == (5,) and bn.num_classes == 3 and bn.options == {"depth": 1}
     assert bn.bn_noise == "santurkar" and plain.bn_noise == "none" and plain.bn is False
 
