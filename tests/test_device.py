@@ -36,6 +36,12 @@ def test_the_first_processor_s_model_and_flags(monkeypatch):
     assert landscape.cpu_description() == "Test CPU 9000; flags: avx2 avx512f avx512_bf16"
 
 
+def test_the_x86_family_and_model_follow_the_name(monkeypatch):
+    fake_cpuinfo(monkeypatch, "model name : AMD EPYC\ncpu family : 25\nmodel : 17\nflags : avx2\n"
+                 "processor : 1\ncpu family : 26\nmodel : 2\n")  # fmt: skip
+    assert _device.cpu_description() == "AMD EPYC (family 25, model 17); flags: avx2"
+
+
 def test_a_cpu_without_the_flags_says_so(monkeypatch):
     fake_cpuinfo(monkeypatch, "model name : Old CPU\nflags : fpu sse2\n")
     assert _device.cpu_description() == (
