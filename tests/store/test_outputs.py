@@ -56,6 +56,47 @@ def test_kinds_are_read_from_content_not_names(tmp_path):
     assert {p: kind_of(p) for p in found} == found
 
 
+def _layout(path, attrs, groups):
+    with h5py.File(path, "w") as f:
+        f.attrs.update(attrs)
+        for g in groups:
+            f.create_group(g)
+    return path
+
+
+@pytest.mark.parametrize(
+    "attrs, groups, kind",
+    [
+        ({"variants": "bn,plain"}, ["train"], "run log"),
+        ({"variants": "bn,plain"}, ["probe"], "HDF5 file"),
+        ({"schema_version": "1"}, ["probe"], "probe log"),
+        ({"schema_version": "1"}, ["ics", "probe"], "probe log"),
+        ({"schema_version": "1"}, ["probe", "train"], "HDF5 file"),
+        ({"schema_version": "1"}, [], "HDF5 file"),
+        ({}, ["probe"], "HDF5 file"),
+        ({KIND_ATTR: np.bytes_(b"sweep file")}, [], "sweep file"),
+        ({KIND_ATTR: "hessian file", "slice_format": "x", "variants": "bn"}, ["train"],
+         "hessian file"),
+        ({"slice_format": "x", "offline_probe_settings": "{}"}, [], "slice file"),
+    ],
+)  # fmt: skip
+def test_files_written_before_the_kind_attribute_are_known_by_their_layout(
+    tmp_path, attrs, groups, kind
+):
+    assert kind_of(_layout(tmp_path / "f.h5", attrs, groups)) == kind
+
+
+def test_legacy_checkpoints_and_vtk_files_are_known_by_their_first_bytes(tmp_path):
+    legacy = tmp_path / "old.pt"
+    torch.save({"w": torch.zeros(2)}, legacy, _use_new_zipfile_serialization=False)
+    vtk = tmp_path / "s.vts"
+    vtk.write_text('<?xml version="1.0"?>\n<VTKFile type="StructuredGrid">\n</VTKFile>\n')
+    xml = tmp_path / "other.xml"
+    xml.write_text('<?xml version="1.0"?>\n<notes/>\n')
+    assert legacy.read_bytes()[:1] == b"\x80"
+    assert [kind_of(p) for p in (legacy, vtk, xml)] == ["checkpoint", "VTK file", "file"]
+
+
 def test_check_output_refuses_every_other_kind(tmp_path):
     log = _hdf5(tmp_path / "run.h5", **{KIND_ATTR: "run log"})
     assert check_output(log, "run log") is True
@@ -329,3 +370,41 @@ def test_remove_run_outputs_checks_each_checkpoint_and_slice_source_in_full(tmp_
     assert no_meta.exists() and missing.exists() and path.exists() and not pca.exists()
     assert {no_meta, missing, path} <= set(kept)
     assert not any(p.name.endswith(".lock") or ".lock" in p.name for p in kept)
+
+
+def test_only_empty_layout_folders_go_never_a_link_or_its_target(tmp_path):
+    from landscape.store import remove_empty_run_folders
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "bn").mkdir(parents=True)
+    (run / "checkpoints" / "plain").mkdir()
+    remove_empty_run_folders(run)
+    assert not (run / "checkpoints").exists() and run.is_dir()  # children first, then the parent
+
+    (run / "checkpoints" / "bn").mkdir(parents=True)
+    (run / "checkpoints" / "bn" / "mine.txt").write_text("keep")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (run / "checkpoints" / "plain").symlink_to(elsewhere, target_is_directory=True)
+    (run / "figures").mkdir()
+    remove_empty_run_folders(run)
+    assert (run / "checkpoints" / "bn" / "mine.txt").read_text() == "keep"
+    assert (run / "checkpoints" / "plain").is_symlink() and elsewhere.is_dir()
+    assert (run / "figures").is_dir()  # not among the default folders
+    remove_empty_run_folders(run, (run / "figures",))
+    assert not (run / "figures").exists()
+
+
+def test_a_figure_landscape_did_not_draw_is_refused_with_the_way_out(tmp_path):
+    fig = Figure()
+    fig.add_subplot().plot([0, 1])
+    fig.savefig(tmp_path / "mine.png")
+    with pytest.raises(ValueError) as err:
+        check_output(tmp_path / "mine.png", "figure", option="--figure")
+    assert str(err.value) == (
+        f"{tmp_path / 'mine.png'} holds an image landscape did not draw, not a figure: it is "
+        "never replaced, whatever --overwrite says; choose another --figure (a figure drawn "
+        "before landscape stamped its figures counts as one: delete it yourself to redraw it)"
+    )
+    with pytest.raises(ValueError, match=r"choose another --out$"):
+        check_output(_hdf5(tmp_path / "a.h5"), "figure")  # no hint for other kinds

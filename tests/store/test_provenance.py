@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,9 @@ from landscape.store import (
     read_provenance,
     write_provenance,
 )
+
+# the module (the package's name `provenance` is its function)
+provenance_module = importlib.import_module("landscape.store.provenance")
 
 
 def test_provenance_keys_and_config_json():
@@ -58,3 +63,49 @@ def test_write_read_provenance(h5):
     write_provenance(h5, prov)
     h5.attrs["status"] = "running"  # not provenance: not returned
     assert read_provenance(h5) == prov
+
+
+class _FakeGit:
+    """Stands in for ``subprocess.run``: records the call, then answers or raises."""
+
+    def __init__(self, answer):
+        self.answer, self.calls = answer, []
+
+    def __call__(self, args, **kwargs):
+        self.calls.append((args, kwargs))
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        return self.answer
+
+
+@pytest.mark.parametrize(
+    "answer, commit",
+    [
+        (subprocess.CompletedProcess([], 0, stdout="0123abc\n", stderr=""), "0123abc"),
+        (subprocess.CompletedProcess([], 128, stdout="0123abc\n", stderr="fatal"), "unknown"),
+        (subprocess.CompletedProcess([], 0, stdout=" \n", stderr=""), "unknown"),
+        (FileNotFoundError("git"), "unknown"),
+        (subprocess.TimeoutExpired("git", 2.0), "unknown"),
+    ],
+    ids=["a commit", "not a repository", "no output", "no git", "git hangs"],
+)
+def test_the_commit_is_heads_or_unknown_never_an_error(monkeypatch, answer, commit):
+    fake = _FakeGit(answer)
+    monkeypatch.setattr(provenance_module.subprocess, "run", fake)
+    git_commit = provenance_module._git_commit
+    git_commit.cache_clear()  # asked once per process: the answer is cached
+    try:
+        assert git_commit() == commit
+        assert git_commit() == commit
+    finally:
+        git_commit.cache_clear()  # the real answer for the tests after this one
+    ((args, kwargs),) = fake.calls
+    assert args == ["git", "rev-parse", "HEAD"]
+    assert kwargs == {
+        "cwd": Path(provenance_module.__file__).resolve().parent,  # the package's repository
+        "capture_output": True,
+        "text": True,
+        "timeout": provenance_module._GIT_TIMEOUT_S,
+        "check": False,
+    }
+    assert 0 < provenance_module._GIT_TIMEOUT_S <= 10
