@@ -137,7 +137,7 @@ def _hdf5_kind(path: Path) -> str:
 
 
 def _a(kind: str) -> str:
-    return f"an {kind}" if kind[0] in "aeiouAEIOU" or kind.startswith("HDF5") else f"a {kind}"
+    return f"an {kind}" if kind[0] in "aeiou" or kind.startswith("HDF5") else f"a {kind}"
 
 
 def check_output(path: str | Path, kind: Kind | tuple[Kind, ...], *, option: str = "--out") -> bool:
@@ -235,9 +235,8 @@ def remove_run_outputs(run: str | Path) -> list[Path]:
             remove_stale_temporaries(p)  # of killed writers: we hold the lock
         for p in [*remove, *locked, run / RUN_FILE]:
             p.unlink(missing_ok=True)
-    gone = {*remove, *locked}
     kept = [p for top in (ckpt_root, run / FIGURES, run / SLICES) for p in _walk(top)
-            if p not in gone and not _LOCK_FILE.fullmatch(p.name)]  # fmt: skip
+            if not _LOCK_FILE.fullmatch(p.name)]  # fmt: skip
     remove_empty_run_folders(run, (*variants, ckpt_root, run / FIGURES, run / SLICES))
     return sorted(kept)
 
@@ -267,9 +266,8 @@ def remove_empty_run_folders(run: str | Path, folders: tuple[Path, ...] | None =
     if folders is None:
         folders = (*(checkpoint_dir(run, v) for v in VARIANTS), run / CHECKPOINTS)
     for folder in folders:
-        if folder.is_dir() and not folder.is_symlink():
-            with contextlib.suppress(OSError):  # not empty
-                folder.rmdir()
+        with contextlib.suppress(OSError):  # not empty, absent, a link (rmdir removes no link)
+            folder.rmdir()
 
 
 _CHECKPOINT_TMP = re.compile(r"\.step_\d{7,}\.pt\..+\.tmp")

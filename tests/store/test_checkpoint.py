@@ -7,6 +7,7 @@ import dataclasses
 import pickle
 import random
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from landscape.store import (
     load_checkpoint,
     load_state_dict_file,
     restore_rng,
+    safe_torch_load,
     save_checkpoint,
 )
 
@@ -500,3 +502,14 @@ def test_build_model_places_the_model_on_the_device(tmp_path):
         ck.build_model(dataclasses.replace(ckpt, builder=tiny), device="meta"),
     ):
         assert {(p.device.type, p.dtype) for p in built.parameters()} == {("meta", F64)}
+
+
+def test_a_plain_pickle_is_refused_with_our_message_alone(tmp_path):
+    """torch warns about the pickle protocol of a file it then refuses; the refusal names the
+    problem, so the warning is not passed on."""
+    path = tmp_path / "plain.pt"
+    path.write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning that escapes fails the test
+        with pytest.raises(CheckpointError, match="is not a landscape checkpoint"):
+            safe_torch_load(path, "cpu")

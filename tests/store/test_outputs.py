@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 
 import h5py
@@ -406,5 +408,81 @@ def test_a_figure_landscape_did_not_draw_is_refused_with_the_way_out(tmp_path):
         "never replaced, whatever --overwrite says; choose another --figure (a figure drawn "
         "before landscape stamped its figures counts as one: delete it yourself to redraw it)"
     )
-    with pytest.raises(ValueError, match=r"choose another --out$"):
+    with pytest.raises(
+        ValueError, match=r"holds an HDF5 file, not a figure: .*choose another --out$"
+    ):
         check_output(_hdf5(tmp_path / "a.h5"), "figure")  # no hint for other kinds
+
+
+def test_a_symbolic_link_loop_or_an_unopenable_file_is_a_file(tmp_path, monkeypatch):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")  # stat: too many levels of links
+    assert kind_of(tmp_path / "a") == "file"
+    locked = _hdf5(tmp_path / "locked.h5", **{KIND_ATTR: "run log"})
+    real_open = os.open
+
+    def refuse(path, *args, **kwargs):
+        if os.fspath(path) == os.fspath(locked):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)
+    assert kind_of(locked) == "file"
+
+
+def test_a_fifo_put_in_place_after_the_stat_is_never_waited_on(tmp_path, monkeypatch):
+    """The race the O_NONBLOCK open is for: stat saw a regular file, the open finds a FIFO
+    (no writer: a blocking open would wait forever)."""
+    fifo = tmp_path / "swapped.h5"
+    os.mkfifo(fifo)
+    regular = os.stat(_hdf5(tmp_path / "regular.h5"))
+    real_stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: regular if os.fspath(p) == os.fspath(fifo)
+                        else real_stat(p, *a, **k))  # fmt: skip
+    assert _within(10, lambda: kind_of(fifo), fifo) == "file"
+
+
+def test_an_hdf5_file_another_process_is_writing_is_known_by_its_kind(tmp_path):
+    """Read without HDF5's file locking: a run log open for writing elsewhere is a run log (with
+    locking, the open would fail and it would look damaged)."""
+    log = _hdf5(tmp_path / "run.h5", **{KIND_ATTR: "run log"})
+    hold = ("import sys, time, h5py\nf = h5py.File(sys.argv[1], 'a')\n"
+            "print(1, flush=True); time.sleep(60)")  # fmt: skip
+    writer = subprocess.Popen([sys.executable, "-c", hold, str(log)], stdout=subprocess.PIPE)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == b"1"
+        assert kind_of(log) == "run log"
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+def test_a_fifo_at_a_checkpoints_name_is_refused_and_stays(tmp_path):
+    run = _run(tmp_path)
+    fifo = run / "checkpoints" / "bn" / "step_0000005.pt"
+    os.mkfifo(fifo)
+    err = _within(10, lambda: remove_run_outputs(run), fifo)
+    assert isinstance(err, ValueError) and "is not a checkpoint of this run" in str(err)
+    assert fifo.exists() and (run / "run.h5").exists()
+
+
+def test_the_runs_emptied_folders_go_and_links_inside_them_are_not_followed(tmp_path):
+    run = _run(tmp_path)
+    fig = Figure()
+    fig.add_subplot().plot([0, 1])
+    save_figure(fig, run / "figures" / "fig1_training")
+    (run / "slices").mkdir()
+    assert remove_run_outputs(run) == []
+    assert sorted(p.name for p in run.iterdir()) == []  # figures/, slices/, checkpoints/ too
+
+    run = _run(tmp_path, "second")
+    elsewhere = tmp_path / "paper"
+    elsewhere.mkdir()
+    theirs = save_figure(fig, elsewhere / "fig1_training")
+    (run / "figures").mkdir()
+    (run / "figures" / "paper").symlink_to(elsewhere, target_is_directory=True)
+    stale_lock = run / "figures" / ".other.png.lock"  # a killed writer's, of another file
+    stale_lock.touch()
+    kept = remove_run_outputs(run)
+    assert kept == [run / "figures" / "paper"]  # the link itself; no lock file
+    assert all(p.exists() for p in theirs) and (run / "figures" / "paper").is_symlink()

@@ -109,3 +109,17 @@ def test_the_commit_is_heads_or_unknown_never_an_error(monkeypatch, answer, comm
         "check": False,
     }
     assert 0 < provenance_module._GIT_TIMEOUT_S <= 10
+
+
+def test_versions_are_the_running_ones_and_a_source_tree_says_unknown(monkeypatch):
+    import torch
+
+    prov = provenance()
+    assert prov["torch_version"] == str(torch.__version__)
+    assert prov["package_version"] == importlib.metadata.version("landscape")
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    assert provenance_module.package_version() == "0+unknown"

@@ -26,6 +26,7 @@ def draws() -> tuple:
 
 def test_the_cached_gaussians_come_back(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("no CUDA to ask"))
     while random.getstate()[2] is None:  # a call caches or uses up the pair's second
         random.gauss(0.0, 1.0)
     while not np.random.get_state(legacy=True)[3]:
@@ -33,6 +34,8 @@ def test_the_cached_gaussians_come_back(monkeypatch):
     state = capture_rng()
     assert state["numpy"]["has_gauss"] == 1 and state["python"][2] is not None
     assert state["cuda"] == []
+    keys = state["numpy"]["keys"]  # int64: torch before 2.3 has no uint32 tensors to store
+    assert keys.dtype == torch.int64 and keys.shape == (624,)
     first = draws()
     restore_rng(state)
     assert draws() == first
