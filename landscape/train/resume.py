@@ -87,8 +87,12 @@ def check_config(out_dir: Path, config: TrainConfig) -> None:
         except ValueError as exc:
             raise ValueError(f"{exc}; {RUN_FIX}") from None
         variants = store.read_attr(f, "variants", list(config.variants))
-    new = config.to_dict()
-    stored = fill_defaults(stored) if stored else stored  # none at all is not an old one
+    if not stored:  # none at all is not an old one: every run log holds its configuration
+        raise ValueError(
+            f"{log}: it holds no training configuration (attribute config_json): the file is "
+            f"damaged; {RUN_FIX}"
+        )
+    new, stored = config.to_dict(), fill_defaults(stored)
     if stored != new:
         diff = sorted(k for k in set(stored) | set(new) if stored.get(k) != new.get(k))
         raise ValueError(
@@ -186,24 +190,34 @@ def _read_log(
 def _ended(
     path: Path, variant: str, config: TrainConfig, logs: dict, status: str, message: str
 ) -> Ended | None:
-    """The stored result of a variant that needs no more training (None: it does)."""
-    train, evals = logs["train"], logs["eval"]
-    if status == "diverged":
-        steps, loss = train.get("step", []), train.get("loss", [])
-        nan = float("nan")
-        return Ended("diverged", int(steps[-1]) if len(steps) else 0,
-                     float(loss[-1]) if len(loss) else nan, nan, nan, message)  # fmt: skip
-    if status != "finished":
+    """The stored result of a variant that needs no more training (None: it does).
+
+    A log that says the variant ended must show it, with one training row per step from 0:
+    ending at the step whose loss was not finite (diverged), or at the last step and with a
+    final evaluation (finished). Anything else is a damaged file (ValueError).
+    """
+    if status == "running":
         return None
-    steps, eval_steps = train.get("step", np.empty(0)), evals.get("step", np.empty(0))
-    complete = np.array_equal(steps, np.arange(config.steps))
-    if not (complete and len(eval_steps) and eval_steps[-1] == config.steps):
-        last = int(steps[-1]) if len(steps) else "no row"
+    train, evals = logs["train"], logs["eval"]
+    steps, loss = train.get("step", np.empty(0)), train.get("loss", np.empty(0))
+    every_step = len(steps) > 0 and np.array_equal(steps, np.arange(len(steps)))
+    last = f"step {int(steps[-1])}" if len(steps) else "no row"
+    if status == "diverged":
+        if not (every_step and not np.isfinite(loss[-1])):
+            raise ValueError(
+                f"{path}: /train/{variant} says diverged, but its log does not end at a "
+                f"non-finite loss after one row per step (it ends at {last}): the file is damaged"
+            )
+        nan = float("nan")
+        return Ended("diverged", int(steps[-1]), float(loss[-1]), nan, nan, message)
+    eval_steps = evals.get("step", np.empty(0))
+    if not (every_step and len(steps) == config.steps and len(eval_steps)
+            and eval_steps[-1] == config.steps):  # fmt: skip
         raise ValueError(
-            f"{path}: /train/{variant} says finished, but its log ends at step {last} of "
+            f"{path}: /train/{variant} says finished, but its log ends at {last} of "
             f"{config.steps} (or has no final evaluation): the file is damaged"
         )
-    return Ended("finished", config.steps, float(train["loss"][-1]), float(evals["loss"][-1]),
+    return Ended("finished", config.steps, float(loss[-1]), float(evals["loss"][-1]),
                  float(evals["accuracy"][-1]))  # fmt: skip
 
 

@@ -54,5 +54,31 @@ def test_bad_settings_are_refused(digits):
         ActivationRecorder({"features.9.bn": 0}, every=1).capture(model, digits.x_train[:4])
     with pytest.raises(ValueError, match=r"features.0.bn has 16 units, not unit 99"):
         ActivationRecorder({"features.0.bn": 99}, every=1).capture(model, digits.x_train[:4])
+    with pytest.raises(ValueError, match=r"features.0.bn has 16 units, not unit 16"):
+        ActivationRecorder({"features.0.bn": 16}, every=1).capture(model, digits.x_train[:4])
+    assert ActivationRecorder({"features.0.bn": 15}, every=1).capture(model, digits.x_train[:4])
+    for bad in [(-0.5, 50.0), (50.0, 100.5)]:
+        with pytest.raises(ValueError, match=r"percentiles must lie in \[0, 100\]"):
+            ActivationRecorder(UNITS, every=1, percentiles=bad)
+    assert ActivationRecorder(UNITS, every=1, percentiles=(0.0, 100.0)).percentiles == (0.0, 100.0)
     with pytest.raises(ValueError, match=r"every must be >= 1"):
         ActivationRecorder(UNITS, every=0)
+
+
+def test_series_are_in_step_order_and_an_unseen_variant_has_none(digits):
+    model = ModelSpec("vgg_small", bn=True, options={"width": 4}).build(seed=0)
+    recorder = ActivationRecorder({"features.0.bn": 1}, every=5, percentiles=(0.0, 50.0, 100.0))
+    batches = {
+        step: (digits.x_train[8 * k : 8 * k + 8], None) for k, step in enumerate((10, 0, 5, 7))
+    }
+    for step, batch in batches.items():  # out of order; step 7 is not a recording step
+        recorder("bn", step, model, None, batch, None)
+    recorder("bn", 5, model, None, batches[0], None)  # a step recorded twice: kept in call order
+    series = recorder.series("bn")["features.0.bn"]
+    assert series["step"].dtype == np.int64 and series["percentiles"].dtype == np.float64
+    np.testing.assert_array_equal(series["step"], [0, 5, 5, 10])
+    for row, batch in zip(series["percentiles"], [0, 5, 0, 10]):  # the batch of each row
+        values = recorder.capture(model, batches[batch][0])["features.0.bn"]
+        assert row[0] == values.min() and row[2] == values.max()
+        np.testing.assert_allclose(row[1], np.median(values), rtol=1e-12)  # interpolated
+    assert recorder.series("plain") == {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import replace
 
 import h5py
@@ -271,14 +273,30 @@ def test_lr_schedule_sets_the_optimizers_step(tmp_path, digits):
     np.testing.assert_allclose(logged, [0.1, 0.1, 0.1, 0.05, 0.05, 0.05], rtol=1e-15)
 
 
+def _fields(result) -> dict:
+    """A VariantResult's reported numbers, NaN written as the string "nan" (NaN != NaN)."""
+    out = dataclasses.asdict(result)
+    out.pop("already_ended")
+    return {k: "nan" if isinstance(v, float) and math.isnan(v) else v for k, v in out.items()}
+
+
 def test_resume_keeps_a_diverged_variant_as_it_ended(tmp_path, digits):
     config = TrainConfig(**{**TINY, "lr": 1e6, "init_scale": 10.0})
-    train_pair(config, tmp_path / "run", dataset=digits)
+    first = train_pair(config, tmp_path / "run", dataset=digits)
     with h5py.File(tmp_path / "run" / "run.h5") as f:
         before = store.read_series(f["train/plain"])["loss"]
     result = train_pair(config, tmp_path / "run", resume=True, dataset=digits)
+    for v in ("bn", "plain"):  # reported from the log as the first run reported it
+        assert result.variants[v].already_ended and not first.variants[v].already_ended
+        assert _fields(result.variants[v]) == _fields(first.variants[v])
     assert result.variants["plain"].status == "diverged"
+    assert "diverged" in result.variants["plain"].message
     assert result.variants["bn"].status == "finished"
+    for p in (tmp_path / "run" / "checkpoints" / "plain").glob("*.pt"):
+        p.unlink()  # its log alone says how it ended
+    again = train_pair(config, tmp_path / "run", resume=True, dataset=digits)
+    assert _fields(again.variants["plain"]) == _fields(result.variants["plain"])
+    assert again.variants["plain"].already_ended
     with h5py.File(tmp_path / "run" / "run.h5") as f:
         after = store.read_series(f["train/plain"])["loss"]
     np.testing.assert_array_equal(before, after)  # the non-finite row is still there

@@ -19,7 +19,10 @@ import pytest
 import torch
 
 from landscape import store
-from landscape.train import TrainConfig, train_pair
+from landscape.models import ModelSpec
+from landscape.store.checkpoint import REPAIR
+from landscape.train import TrainConfig, resume, train_pair
+from landscape.train.loop import EVAL_COLUMNS, TRAIN_COLUMNS
 from tests.train.helpers import TINY
 
 CONFIG = TrainConfig(**{**TINY, "optimizer": "momentum", "probe_every": 10})
@@ -89,6 +92,34 @@ LOG_DAMAGE = {
         lambda f: [ds.resize(25, axis=0) for ds in f["train/bn"].values()],
         r"/train/bn says finished, but its log ends at step 24 of 30",
     ),
+    "diverged, finite": (
+        lambda f: f["train/bn"].attrs.__setitem__("status", "diverged"),
+        r"/train/bn says diverged, but its log does not end at a non-finite loss after one row "
+        r"per step \(it ends at step 29\)",
+    ),
+    "diverged, no row": (
+        lambda f: (
+            [ds.resize(0, axis=0) for ds in f["train/plain"].values()]
+            + [f["train/plain"].attrs.__setitem__("status", "diverged")]
+        ),
+        r"/train/plain says diverged, .* \(it ends at no row\)",
+    ),
+    "diverged, a step missing": (
+        lambda f: (
+            replace_column(f["train/bn"], "step", np.delete(np.arange(31), 7)),
+            replace_column(f["train/bn"], "loss", np.r_[np.ones(29), np.inf]),
+            f["train/bn"].attrs.__setitem__("status", "diverged"),
+        ),
+        r"/train/bn says diverged, .* \(it ends at step 30\)",
+    ),
+    "a step back": (
+        lambda f: replace_column(f["train/bn"], "step", np.r_[0:5, 4, 6:30]),
+        r"/train/bn/step goes from 4 to 4 at row 5, where steps only increase",
+    ),
+    "no config_json": (
+        lambda f: f.attrs.__delitem__("config_json"),
+        r"it holds no training configuration \(attribute config_json\): the file is damaged",
+    ),
     "status": (
         lambda f: f["train/bn"].attrs.__setitem__("status", "done"),
         r"/train/bn has status 'done', not one of running, finished, diverged",
@@ -105,7 +136,7 @@ def test_a_damaged_log_is_refused_and_the_run_left_as_it_was(finished, tmp_path,
     before = files_of(run)
     with pytest.raises(ValueError, match=match) as refused:
         train_pair(CONFIG, run, resume=True, dataset=digits)
-    assert str(run / "run.h5") in str(refused.value) or damage == "config_json"
+    assert str(run / "run.h5") in str(refused.value) or damage in ("config_json", "no config_json")
     assert "nothing was changed: train again with --overwrite" in str(refused.value)
     assert files_of(run) == before
 
@@ -126,6 +157,8 @@ def _damage_checkpoint(path: Path, damage: str) -> None:
         obj["extra"] = '{"variant": "plain"}'
     elif damage == "other config":
         obj["config"] = obj["config"].replace('"lr": 0.1', '"lr": 0.2')
+    elif damage == "a key of another version":
+        obj["config"] = obj["config"].replace('"lr": 0.1', '"bogus": 1, "lr": 0.1')
     elif damage == "rng":
         obj["rng"] = {"python": 5}
     else:
@@ -140,6 +173,7 @@ CHECKPOINT_DAMAGE = {
     "stored step": r"it is named for step 30 but holds step 7",
     "other variant": r"it holds the plain variant, not bn",
     "other config": r"its training configuration differs from the run's in \['lr'\]",
+    "a key of another version": r"its training configuration differs from the run's in \['bogus'\]",
     "rng": r"its RNG states do not restore",
 }
 
@@ -166,6 +200,7 @@ def test_a_damaged_last_checkpoint_is_named_and_the_run_left_as_it_was(
     assert str(refused.value).endswith(
         "nothing was changed: delete that file and --resume goes on from the checkpoint before it"
     )
+    assert REPAIR not in str(refused.value)  # the loader's own advice, replaced by ours
     assert files_of(run) == before
 
 
@@ -231,6 +266,123 @@ def test_a_run_written_before_the_hessian_fields_resumes(finished, tmp_path, dig
     a = store.load_checkpoint(store.checkpoint_path(run / "checkpoints" / "bn", 30))
     b = store.load_checkpoint(store.checkpoint_path(finished / "checkpoints" / "bn", 30))
     assert all(torch.equal(a.model_state[k], b.model_state[k]) for k in b.model_state)
+    with store.open_run(run / "run.h5") as f, store.open_run(finished / "run.h5") as g:
+        for group in ("train/bn", "eval/bn", "probe/bn"):
+            x, y = store.read_series(f[group]), store.read_series(g[group])
+            assert all(np.array_equal(x[k], y[k]) for k in y), group
+
+
+def test_a_stored_configuration_with_a_key_of_another_version_differs(finished, tmp_path, digits):
+    run = copy_of(finished, tmp_path)
+    with h5py.File(run / "run.h5", "a") as f:
+        f.attrs["config_json"] = f.attrs["config_json"].replace(
+            '"lr": 0.1', '"bogus": 1, "lr": 0.1'
+        )
+    with pytest.raises(ValueError, match=r"its configuration differs in \['bogus'\]"):
+        train_pair(CONFIG, run, resume=True, dataset=digits)
+
+
+def test_an_empty_configuration_is_damage_even_where_the_defaults_would_match(tmp_path):
+    """``{}`` filled with today's defaults would equal a default configuration."""
+    with h5py.File(tmp_path / "run.h5", "w") as f:
+        f.attrs["config_json"] = "{}"
+    with pytest.raises(ValueError, match="holds no training configuration"):
+        resume.check_config(tmp_path, TrainConfig())
+
+
+def test_a_log_without_the_variants_attribute_trains_its_configurations(finished, tmp_path, digits):
+    run = copy_of(finished, tmp_path)
+    with h5py.File(run / "run.h5", "a") as f:
+        del f.attrs["variants"]
+    result = train_pair(CONFIG, run, resume=True, dataset=digits)
+    assert sorted(result.variants) == ["bn", "plain"]
+    assert all(r.already_ended for r in result.variants.values())
+
+
+def _models(run: Path) -> dict[str, torch.nn.Module]:
+    models = {}
+    for v in ("bn", "plain"):
+        ckpt = store.load_checkpoint(store.checkpoint_path(run / "checkpoints" / v, 0))
+        models[v] = ModelSpec.from_dict(ckpt.spec).build()
+    return models
+
+
+def test_planning_leaves_the_models_it_is_given_unchanged(finished):
+    models = _models(finished)
+    before = {v: {k: t.clone() for k, t in m.state_dict().items()} for v, m in models.items()}
+    columns = {"train": TRAIN_COLUMNS, "eval": EVAL_COLUMNS}
+    restarts = resume.plan(finished, CONFIG, models, columns)
+    assert {v: r.ended.status for v, r in restarts.items()} == {
+        "bn": "finished",
+        "plain": "finished",
+    }
+    for v, m in models.items():
+        state = m.state_dict()
+        assert all(
+            torch.equal(state[k], t) and state[k].dtype == t.dtype for k, t in before[v].items()
+        )
+
+
+def test_truncating_drops_the_later_rows_and_marks_the_variant_running(finished, tmp_path):
+    run = copy_of(finished, tmp_path)
+    with h5py.File(run / "run.h5", "a") as f:
+        f["train/bn"].attrs["message"] = "an old note"
+    resume.truncate(run / "run.h5", "bn", 20)
+    with store.open_run(run / "run.h5") as f, store.open_run(finished / "run.h5") as g:
+        for analysis in ("train", "eval", "probe"):
+            cut, whole = (
+                store.read_series(f[f"{analysis}/bn"]),
+                store.read_series(g[f"{analysis}/bn"]),
+            )
+            keep = whole["step"] < 20
+            assert all(np.array_equal(cut[k], whole[k][keep]) for k in whole), analysis
+            other = store.read_series(f[f"{analysis}/plain"])
+            assert np.array_equal(other["step"], store.read_series(g[f"{analysis}/plain"])["step"])
+        marked = store.read_attrs(f["train/bn"])
+        assert marked["status"] == "running" and marked["message"] == ""
+        assert store.read_attrs(f["train/plain"])["status"] == "finished"
+
+
+def test_a_float64_run_resumes_and_a_float32_checkpoint_is_refused(tmp_path, digits):
+    config = replace(CONFIG, dtype="float64", steps=20)
+    whole = train_pair(config, tmp_path / "whole", dataset=digits)
+    run = Path(shutil.copytree(tmp_path / "whole", tmp_path / "run"))
+    last = store.checkpoint_path(run / "checkpoints" / "bn", 20)
+    last.unlink()
+    result = train_pair(config, run, resume=True, dataset=digits)
+    assert result.variants["bn"].final_loss == whole.variants["bn"].final_loss
+    obj = torch.load(last, weights_only=True)
+    obj["model_state"] = {k: t.float() if t.is_floating_point() else t
+                          for k, t in obj["model_state"].items()}  # fmt: skip
+    torch.save(obj, last)
+    with pytest.raises(
+        store.CheckpointError, match=r"its weights do not fit the model \(.* is torch\.float32\)"
+    ):
+        train_pair(config, run, resume=True, dataset=digits)
+
+
+def test_a_variant_whose_checkpoints_are_all_gone_trains_again_from_scratch(tmp_path, digits):
+    config = replace(CONFIG, steps=1, eval_every=1, checkpoint_every=1, probe_every=0)
+    first = train_pair(config, tmp_path / "run", dataset=digits)
+    for p in (tmp_path / "run" / "checkpoints" / "bn").glob("*.pt"):
+        p.unlink()
+    result = train_pair(config, tmp_path / "run", resume=True, dataset=digits)
+    assert not result.variants["bn"].already_ended and result.variants["plain"].already_ended
+    assert result.variants["bn"].final_loss == first.variants["bn"].final_loss
+
+
+def test_a_run_killed_before_its_first_log_rows_resumes_from_step_0(finished, tmp_path, digits):
+    """Its step-0 checkpoint is written before any row: the variant's groups are empty."""
+    run = copy_of(finished, tmp_path)
+    with h5py.File(run / "run.h5", "a") as f:
+        for analysis in ("train", "eval", "probe"):
+            del f[f"{analysis}/bn"]
+            f.create_group(f"{analysis}/bn")
+    for p in (run / "checkpoints" / "bn").glob("*.pt"):
+        if store.checkpoint_path(p.parent, 0) != p:
+            p.unlink()
+    result = train_pair(CONFIG, run, resume=True, dataset=digits)
+    assert not result.variants["bn"].already_ended
     with store.open_run(run / "run.h5") as f, store.open_run(finished / "run.h5") as g:
         for group in ("train/bn", "eval/bn", "probe/bn"):
             x, y = store.read_series(f[group]), store.read_series(g[group])
