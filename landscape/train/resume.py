@@ -199,17 +199,17 @@ def _ended(
     if status == "running":
         return None
     train, evals = logs["train"], logs["eval"]
-    steps, loss = train.get("step", np.empty(0)), train.get("loss", np.empty(0))
+    steps = train.get("step", np.empty(0))  # the loss is read only where there are steps
     every_step = len(steps) > 0 and np.array_equal(steps, np.arange(len(steps)))
     last = f"step {int(steps[-1])}" if len(steps) else "no row"
     if status == "diverged":
-        if not (every_step and not np.isfinite(loss[-1])):
+        if not (every_step and not np.isfinite(train["loss"][-1])):
             raise ValueError(
                 f"{path}: /train/{variant} says diverged, but its log does not end at a "
                 f"non-finite loss after one row per step (it ends at {last}): the file is damaged"
             )
         nan = float("nan")
-        return Ended("diverged", int(steps[-1]), float(loss[-1]), nan, nan, message)
+        return Ended("diverged", int(steps[-1]), float(train["loss"][-1]), nan, nan, message)
     eval_steps = evals.get("step", np.empty(0))
     if not (every_step and len(steps) == config.steps and len(eval_steps)
             and eval_steps[-1] == config.steps):  # fmt: skip
@@ -217,7 +217,7 @@ def _ended(
             f"{path}: /train/{variant} says finished, but its log ends at {last} of "
             f"{config.steps} (or has no final evaluation): the file is damaged"
         )
-    return Ended("finished", config.steps, float(loss[-1]), float(evals["loss"][-1]),
+    return Ended("finished", config.steps, float(train["loss"][-1]), float(evals["loss"][-1]),
                  float(evals["accuracy"][-1]))  # fmt: skip
 
 

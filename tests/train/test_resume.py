@@ -112,6 +112,17 @@ LOG_DAMAGE = {
         ),
         r"/train/bn says diverged, .* \(it ends at step 30\)",
     ),
+    "/train/bn a dataset": (
+        lambda f: (f.__delitem__("train/bn"), f.create_dataset("train/bn", data=[1])),
+        r"/train/bn is a dataset, not a group",
+    ),
+    "diverged, no series": (
+        lambda f: (
+            f.__delitem__("train/plain"),
+            f.create_group("train/plain").attrs.__setitem__("status", "diverged"),
+        ),
+        r"/train/plain says diverged, .* \(it ends at no row\)",
+    ),
     "a step back": (
         lambda f: replace_column(f["train/bn"], "step", np.r_[0:5, 4, 6:30]),
         r"/train/bn/step goes from 4 to 4 at row 5, where steps only increase",
@@ -136,7 +147,7 @@ def test_a_damaged_log_is_refused_and_the_run_left_as_it_was(finished, tmp_path,
     before = files_of(run)
     with pytest.raises(ValueError, match=match) as refused:
         train_pair(CONFIG, run, resume=True, dataset=digits)
-    assert str(run / "run.h5") in str(refused.value) or damage in ("config_json", "no config_json")
+    assert str(run / "run.h5") in str(refused.value)
     assert "nothing was changed: train again with --overwrite" in str(refused.value)
     assert files_of(run) == before
 
@@ -159,6 +170,8 @@ def _damage_checkpoint(path: Path, damage: str) -> None:
         obj["config"] = obj["config"].replace('"lr": 0.1', '"lr": 0.2')
     elif damage == "a key of another version":
         obj["config"] = obj["config"].replace('"lr": 0.1', '"bogus": 1, "lr": 0.1')
+    elif damage == "no variant (before it was recorded)":
+        obj["extra"] = "{}"
     elif damage == "rng":
         obj["rng"] = {"python": 5}
     else:
@@ -387,3 +400,16 @@ def test_a_run_killed_before_its_first_log_rows_resumes_from_step_0(finished, tm
         for group in ("train/bn", "eval/bn", "probe/bn"):
             x, y = store.read_series(f[group]), store.read_series(g[group])
             assert all(np.array_equal(x[k], y[k]) for k in y), group
+
+
+def test_a_checkpoint_written_before_variants_were_recorded_resumes(finished, tmp_path, digits):
+    run = copy_of(finished, tmp_path)
+    last = store.checkpoint_path(run / "checkpoints" / "bn", 30)
+    last.unlink()
+    _damage_checkpoint(store.checkpoint_path(run / "checkpoints" / "bn", 20),
+                       "no variant (before it was recorded)")  # fmt: skip
+    result = train_pair(CONFIG, run, resume=True, dataset=digits)
+    assert not result.variants["bn"].already_ended
+    a = store.load_checkpoint(last)
+    b = store.load_checkpoint(store.checkpoint_path(finished / "checkpoints" / "bn", 30))
+    assert all(torch.equal(a.model_state[k], b.model_state[k]) for k in b.model_state)
