@@ -123,6 +123,11 @@ LOG_DAMAGE = {
         ),
         r"/train/plain says diverged, .* \(it ends at no row\)",
     ),
+    "finished, no evaluation": (
+        lambda f: f.__delitem__("eval/bn"),
+        r"/train/bn says finished, but its log ends at step 29 of 30 \(or has no final "
+        r"evaluation\)",
+    ),
     "a step back": (
         lambda f: replace_column(f["train/bn"], "step", np.r_[0:5, 4, 6:30]),
         r"/train/bn/step goes from 4 to 4 at row 5, where steps only increase",
