@@ -141,10 +141,12 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SweepConfig:
+        """The inverse of :meth:`to_dict`; training fields left out take the sweep's
+        defaults (:func:`default_train`), not TrainConfig's."""
         known = {f.name for f in fields(cls)}
         if unknown := set(d) - known:
             raise ValueError(f"unknown sweep settings: {sorted(unknown)}")
-        train = TrainConfig.from_dict(d.get("train", {}))
+        train = TrainConfig.from_dict({**default_train().to_dict(), **d.get("train", {})})
         return cls(**{**d, "train": train})
 
 
@@ -215,8 +217,9 @@ def _cells(run_file: Path, variant: str, grads: _Gradients, coords: dict, data: 
                        rules=rules)  # fmt: skip
     steps = len(train_steps)
     finished = evals["step"].size and evals["step"][-1] == steps
-    norms = grads.norms.get(variant, np.full((len(coords["grad_step"]), len(coords["layer"])),
-                                             np.nan))  # fmt: skip
+    norms = grads.norms[variant]  # the hook runs at step 0 of every variant, diverged or not
+    with np.errstate(invalid="ignore", divide="ignore"):  # a dead layer's 0: ratio inf or NaN
+        ratio = norms.max(axis=1) / norms.min(axis=1)
     cells: dict[str, Any] = {
         "outcome": verdict.outcome,
         "diverged_step": math.nan if verdict.diverged_step is None else verdict.diverged_step,
@@ -225,7 +228,7 @@ def _cells(run_file: Path, variant: str, grads: _Gradients, coords: dict, data: 
         "eval_loss": float(evals["loss"][-1]) if finished else math.nan,
         "eval_accuracy": float(evals["accuracy"][-1]) if finished else math.nan,
         "grad_norm": norms,
-        "grad_ratio": norms.max(axis=1) / norms.min(axis=1),
+        "grad_ratio": ratio,
         "train_loss": _padded(train["loss"], train["step"], steps),
         "train_accuracy": _padded(train["accuracy"], train["step"], steps),
     }
@@ -312,7 +315,7 @@ def init_scale_sweep(
     first = data_of(cfg.seeds[0])
     probe = cfg.cell_config(cfg.scales[0], cfg.activations[0], cfg.seeds[0])
     bn_model = probe.spec(first, bn=True).build(seed=probe.seed)
-    layers, feeds = weight_layers(bn_model, first.x_train[:2].to(getattr(torch, train.dtype)))
+    layers, feeds = weight_layers(bn_model, first.x_train[:2])  # both as loaded: float32
     every = train.probe_every
     coords = {
         "scale": cfg.scales, "activation": cfg.activations, "variant": list(train.variants),

@@ -7,21 +7,34 @@ rest is not), and for real in a subprocess (slow).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import replace
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
-from landscape.comparison import OUTCOMES, read_sweep
+from landscape import store
+from landscape._device import cpu_description
+from landscape.comparison import OUTCOMES, classify, read_sweep
 from landscape.models import create_model
-from landscape.studies import SweepConfig, init_scale_sweep, weight_layers
+from landscape.studies import (
+    DEFAULT_SCALES,
+    GRAD_STEPS,
+    SweepConfig,
+    default_train,
+    init_scale_sweep,
+    weight_layers,
+)
 from tests.studies.helpers import TINY, tiny_sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -230,3 +243,338 @@ def test_ioffe_and_szegedy_one_over_a_and_why_the_sweep_sees_a_flat_gradient(dig
     for layer in range(2):  # the two layers feeding BN
         assert loglog_slope(scales, hidden[:, layer]) == pytest.approx(-1.0, abs=1e-3)
         assert abs(loglog_slope(scales, every[:, layer])) < 0.2
+
+
+# --- each cell against its kept run, read here with h5py --------------------------------------
+
+
+def _run_columns(run: Path, group: str) -> dict[str, np.ndarray]:
+    with h5py.File(run, "r") as f:
+        return {name: f[group][name][()] for name in f[group]} if group in f else {}
+
+
+def _expected_cells(run: Path, variant: str, steps: int, probe_steps: list[int]) -> dict:
+    """A cell's numbers from its run log, by hand: the series padded with NaN to the grid."""
+    train = _run_columns(run, f"train/{variant}")
+    evals = _run_columns(run, f"eval/{variant}")
+    probes = _run_columns(run, f"probe/{variant}")
+    verdict = classify(train["step"], train["loss"], train["accuracy"], num_classes=10)
+
+    def padded(values, at, size):
+        out = np.full(size, np.nan)
+        for s, value in zip(at, values):
+            out[s] = value
+        return out
+
+    finished = evals["step"][-1] == steps
+    expected = {
+        "outcome": verdict.outcome,
+        "diverged_step": np.nan if verdict.diverged_step is None else verdict.diverged_step,
+        "final_loss": verdict.final_loss,
+        "final_accuracy": verdict.final_accuracy,
+        "eval_loss": evals["loss"][-1] if finished else np.nan,
+        "eval_accuracy": evals["accuracy"][-1] if finished else np.nan,
+        "train_loss": padded(train["loss"], train["step"], steps),
+        "train_accuracy": padded(train["accuracy"], train["step"], steps),
+    }
+    at = [probe_steps.index(s) for s in probes.get("step", [])]
+    metrics = {"beta": probes["beta"], "grad_pred": probes["grad_distance"].max(axis=1),
+               "loss_range": np.ptp(probes["loss"], axis=1)} if probes else {}  # fmt: skip
+    for m in ("beta", "grad_pred", "loss_range"):
+        series = padded(metrics.get(m, []), at, len(probe_steps))
+        expected[f"probe_{m}"] = series
+        finite = series[np.isfinite(series)]
+        expected[f"median_{m}"] = np.median(finite) if finite.size else np.nan
+    expected["probe_base_loss"] = padded(probes.get("base_loss", []), at, len(probe_steps))
+    return expected
+
+
+def _assert_cells_of_runs(sweep, runs: Path) -> None:
+    c = sweep.coords
+    steps, probe_steps = len(c["train_step"]), c["probe_step"].tolist()
+    for i, scale in enumerate(c["scale"]):
+        for j, act in enumerate(c["activation"]):
+            for k, seed in enumerate(c["seed"]):
+                run = runs / f"{act}_scale{scale:g}_seed{seed}" / "run.h5"
+                for v, variant in enumerate(c["variant"]):
+                    want = _expected_cells(run, variant, steps, probe_steps)
+                    for name, value in want.items():
+                        got = sweep.cells[name][i, j, v, k]
+                        if name == "outcome":
+                            assert got == value, (run, variant)
+                        else:  # the same numbers, read twice: equal
+                            np.testing.assert_array_equal(got, value, err_msg=f"{variant} {name}")
+
+
+def test_each_cell_holds_its_runs_numbers(tmp_path):
+    """One pair trained 20 steps (relu, scale 1): both variants learn past chance + 0.1.
+    (One test, no shared fixture: mutmut credits a fixture's reach to its first test.)"""
+    small = replace(TINY, scales=[1.0], activations=["relu"], seeds=[0],
+                    train=replace(TINY.train, steps=20, probe_every=5))  # fmt: skip
+    t0 = time.perf_counter()
+    sweep = read_sweep(tiny_sweep(tmp_path / "sweep.h5", small, keep_runs=tmp_path / "runs"))
+    elapsed = time.perf_counter() - t0
+    _assert_cells_of_runs(sweep, tmp_path / "runs")
+    assert set(sweep.cells["outcome"].ravel()) == {"trained"}
+    assert np.isfinite(sweep.cells["eval_loss"]).all()
+    # by the accuracy rule (10 classes); the loss rule alone would call 20 steps stalled
+    train = _run_columns(tmp_path / "runs" / "relu_scale1_seed0" / "run.h5", "train/plain")
+    assert classify(train["step"], train["loss"], train["accuracy"]).outcome == "stalled"
+    with h5py.File(sweep.path, "r") as f:
+        assert f.attrs["device"] == "cpu" and f.attrs["cpu"] == cpu_description()
+    assert 0 < sweep.pairs["wall_s"].sum() <= elapsed
+
+
+def test_a_diverged_network_is_nan_from_its_divergence_on(tmp_path):
+    """Scale 30, lr 1e6: the plain ReLU net overflows at step 2; the BN net does not."""
+    small = replace(TINY, scales=[30.0], activations=["relu"], seeds=[0],
+                    train=replace(TINY.train, lr=1e6))  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        sweep = read_sweep(tiny_sweep(tmp_path / "sweep.h5", small, keep_runs=tmp_path / "runs"))
+    _assert_cells_of_runs(sweep, tmp_path / "runs")
+    cells, (bn, plain) = sweep.cells, (0, 1)
+    assert cells["outcome"][0, 0, plain, 0] == "diverged"
+    assert cells["diverged_step"][0, 0, plain, 0] == 2
+    assert np.isnan(cells["eval_loss"][0, 0, plain, 0])
+    assert np.isnan(cells["train_loss"][0, 0, plain, 0, 2:]).all()
+    assert np.isfinite(cells["train_loss"][0, 0, plain, 0, :2]).all()
+    assert np.isnan(cells["probe_base_loss"][0, 0, plain, 0, 2:]).all()  # no probe after
+    assert cells["outcome"][0, 0, bn, 0] != "diverged"
+    assert np.isnan(cells["diverged_step"][0, 0, bn, 0])
+    assert np.isfinite(cells["eval_loss"][0, 0, bn, 0])
+
+
+def test_a_float64_sweep_trains_in_float64(tmp_path):
+    small = replace(TINY, scales=[1.0], activations=["relu"], seeds=[0],
+                    train=replace(TINY.train, dtype="float64"))  # fmt: skip
+    sweep = read_sweep(tiny_sweep(tmp_path / "sweep.h5", small, keep_runs=tmp_path / "runs"))
+    assert sweep.computed.all() and sweep.coords["feeds_bn"].tolist() == [1, 1, 0]
+    ckpt = tmp_path / "runs" / "relu_scale1_seed0" / "checkpoints" / "bn"
+    state = store.load_checkpoint(sorted(ckpt.glob("*.pt"))[-1]).model_state
+    assert {t.dtype for t in state.values() if t.is_floating_point()} == {torch.float64}
+
+
+def test_a_sweep_without_probes_has_no_probe_steps(tmp_path):
+    small = replace(TINY, scales=[1.0], activations=["relu"], seeds=[0],
+                    train=replace(TINY.train, probe_every=0))  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        sweep = read_sweep(tiny_sweep(tmp_path / "sweep.h5", small))
+    assert sweep.coords["probe_step"].size == 0 and sweep.computed.all()
+    for m in ("beta", "grad_pred", "loss_range"):
+        assert sweep.cells[f"probe_{m}"].shape == (1, 1, 2, 1, 0)
+        assert np.isnan(sweep.cells[f"median_{m}"]).all()
+    assert sweep.cells["probe_base_loss"].shape == (1, 1, 2, 1, 0)
+
+
+# --- the data each pair trains on -------------------------------------------------------------
+
+
+def _initial_gradient_norms(sweep, data, scale, act, seed) -> tuple[np.ndarray, list[float]]:
+    """The BN cell's step-0 layer gradient norms, and the same computed here from scratch."""
+    from landscape.data import batch_indices
+
+    cfg = replace(sweep_config(sweep), seeds=[seed]).cell_config(scale, act, seed)
+    model = cfg.spec(data, bn=True).build(seed=seed)
+    idx = batch_indices(len(data.x_train), cfg.batch_size, 0, seed)
+    torch.nn.functional.cross_entropy(model(data.x_train[idx]), data.y_train[idx]).backward()
+    params = dict(model.named_parameters())
+    i, j, v, k = sweep.index(scale, act, "bn", seed)
+    got = sweep.cells["grad_norm"][i, j, v, k, 0]
+    return got, [float(params[n].grad.double().norm()) for n in sweep.coords["layer"]]
+
+
+def sweep_config(sweep) -> SweepConfig:
+    return SweepConfig.from_dict(sweep.settings)
+
+
+def test_each_seed_loads_its_split_once_with_the_configured_options(tmp_path, monkeypatch):
+    import landscape.studies.init_scale as init_scale
+    from landscape.data import load_dataset
+
+    calls = []
+
+    def spy(name, **kwargs):
+        calls.append((name, kwargs))
+        return load_dataset(name, **kwargs)
+
+    monkeypatch.setattr(init_scale, "load_dataset", spy)
+    cfg = replace(TINY, scales=[0.5, 4.0], activations=["relu"], seeds=[1, 2],
+                  train=replace(TINY.train, data_options={"subset": 300}))  # fmt: skip
+    sweep = read_sweep(tiny_sweep(tmp_path / "sweep.h5", cfg))
+    options = {"data_dir": None, "download": False, "subset": 300}
+    assert calls == [("digits", {**options, "seed": 1}), ("digits", {**options, "seed": 2})]
+    got, want = _initial_gradient_norms(sweep, load_dataset("digits", seed=2, subset=300),
+                                        4.0, "relu", 2)  # fmt: skip
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_the_data_dir_is_where_the_data_is_read(tmp_path):
+    small = replace(TINY, scales=[1.0], activations=["relu"], seeds=[0],
+                    train=replace(TINY.train, data_dir=str(tmp_path / "empty")))  # fmt: skip
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match="digits"):
+        tiny_sweep(tmp_path / "sweep.h5", small)
+
+
+def test_a_dataset_passed_in_is_the_one_every_pair_trains_on(tmp_path, digits):
+    x, y = digits.x_train[:200].flip(0), digits.y_train[:200].flip(0)
+    mine = replace(digits, x_train=x, y_train=y)
+    small = replace(TINY, scales=[4.0], activations=["relu"], seeds=[1])
+    sweep = read_sweep(tiny_sweep(tmp_path / "sweep.h5", small, dataset=mine))
+    got, want = _initial_gradient_norms(sweep, mine, 4.0, "relu", 1)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+# --- the file and the scratch runs ----------------------------------------------------------
+
+
+def test_the_default_output_is_under_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    small = replace(TINY, scales=[1.0], activations=["relu"], seeds=[0])
+    out = init_scale_sweep(small)
+    assert out == Path("runs/init_scale/sweep.h5") and read_sweep(out).computed.all()
+
+
+def test_a_killed_sweeps_scratch_runs_are_cleared_before_the_first_pair(tmp_path):
+    work = tmp_path / ".sweep.h5.work"
+    (work / "relu_scale1_seed0").mkdir(parents=True)
+    (work / "stale.txt").write_text("from a killed sweep")
+    seen = []
+    small = replace(TINY, scales=[1.0, 2.0], activations=["relu"], seeds=[0])
+    tiny_sweep(tmp_path / "sweep.h5", small,
+               progress=lambda d, t: seen.append((work / "stale.txt").exists()))  # fmt: skip
+    assert seen == [False, False] and not work.exists()
+
+
+def test_a_linked_scratch_directory_is_not_followed_into(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    (tmp_path / ".sweep.h5.work").symlink_to(mine)
+    small = replace(TINY, scales=[1.0], activations=["relu"], seeds=[0])
+    assert read_sweep(tiny_sweep(tmp_path / "sweep.h5", small)).computed.all()
+    assert (mine / "notes.txt").read_text() == "keep"
+
+
+def test_kept_runs_are_replaced_when_their_pairs_train_again(tmp_path):
+    small = replace(TINY, scales=[1.0], activations=["relu"], seeds=[0])
+    tiny_sweep(tmp_path / "sweep.h5", small, keep_runs=tmp_path / "runs")
+    other = replace(small, train=replace(small.train, lr=0.05))
+    tiny_sweep(tmp_path / "sweep.h5", other, keep_runs=tmp_path / "runs", overwrite=True)
+    with h5py.File(tmp_path / "runs" / "relu_scale1_seed0" / "run.h5", "r") as f:
+        assert json.loads(f.attrs["config_json"])["lr"] == 0.05
+
+
+def test_other_outcome_rules_are_refused(tmp_path):
+    out = tmp_path / "sweep.h5"
+    small = replace(TINY, scales=[1.0], activations=["relu"], seeds=[0])
+    tiny_sweep(out, small)
+    with h5py.File(out, "r+") as f:
+        rules = json.loads(f.attrs["outcome_rules"])
+        f.attrs["outcome_rules"] = json.dumps({**rules, "stall_margin": 0.2})
+    with pytest.raises(ValueError, match=r"other settings \(outcome_rules\)"):
+        tiny_sweep(out, small)
+
+
+def test_another_network_is_refused_naming_its_layers(tmp_path):
+    out = tmp_path / "sweep.h5"
+    small = replace(TINY, scales=[1.0], activations=["relu"], seeds=[0])
+    tiny_sweep(out, small)
+    deeper = replace(small, train=replace(small.train, model_options={"depth": 3, "width": 16}))
+    with pytest.raises(ValueError, match=r"other settings \(train.model_options.depth, layer, "
+                                         r"feeds_bn\)"):  # fmt: skip
+        tiny_sweep(out, deeper)
+
+
+# --- the configuration ------------------------------------------------------------------------
+
+
+def test_the_default_sweep_is_the_papers_vgg_on_digits():
+    t = default_train()
+    assert (t.model, t.dataset, t.lr, t.batch_size, t.steps, t.probe_every) == \
+        ("vgg_small", "digits", 0.1, 128, 200, 10)  # fmt: skip
+    d = SweepConfig()
+    assert d.scales == list(DEFAULT_SCALES) and d.activations == ["sigmoid", "tanh", "relu"]
+    assert d.seeds == [0, 1, 2] and d.grad_steps == GRAD_STEPS == 20 and d.train == t
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"scales": []}, r"scales \(--scales\)"),
+        ({"activations": []}, r"activations \(--activation\)"),
+        ({"seeds": []}, r"seeds \(--seeds\)"),
+        ({"scales": [1.0, 0.0]}, "finite and > 0"),
+        ({"scales": [float("inf")]}, "finite and > 0"),
+        ({"scales": [True]}, "must hold floats"),
+        ({"grad_steps": 2.5}, "grad_steps"),
+        ({"grad_steps": True}, "grad_steps"),
+    ],
+)
+def test_each_bad_setting_names_its_option(change, match):
+    with pytest.raises(ValueError, match=match):
+        replace(TINY, **change).validate()
+
+
+def test_integer_scales_and_one_gradient_step_are_accepted():
+    replace(TINY, scales=[1, 3], grad_steps=1).validate()
+
+
+def test_a_cell_sets_its_scale_activation_seed_and_one_evaluation():
+    cell = TINY.cell_config(4, "tanh", 1)
+    assert (cell.init_scale, cell.activation, cell.seed) == (4.0, "tanh", 1)
+    assert isinstance(cell.init_scale, float) and cell.eval_every == TINY.train.steps == 8
+    t = TINY.train
+    back = replace(cell, init_scale=t.init_scale, activation=t.activation, seed=t.seed,
+                   eval_every=t.eval_every)  # fmt: skip
+    assert back == t
+
+
+def test_training_settings_left_out_take_the_sweeps_defaults():
+    assert SweepConfig.from_dict({"scales": [1.0]}).train == default_train()
+    assert SweepConfig.from_dict({"train": {"lr": 0.05}}).train == replace(default_train(), lr=0.05)
+
+
+# --- which layers feed BatchNorm, and the gradient hook ------------------------------------
+
+
+#: A layer whose BN comes first in the next container; BN the very last module.
+NESTED = (nn.Sequential(nn.Linear(4, 4)), nn.Sequential(nn.BatchNorm1d(4), nn.ReLU()))
+LAST = (nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2), nn.BatchNorm1d(2))
+
+
+@pytest.mark.parametrize(
+    ("model", "feeds"),
+    [
+        (nn.Sequential(*NESTED, nn.Linear(4, 2)), [True, False]),
+        (nn.Sequential(*LAST), [False, True]),
+    ],
+)
+def test_which_layers_feed_batchnorm_by_the_order_modules_run(model, feeds):
+    assert weight_layers(model, torch.zeros(3, 4))[1] == feeds
+
+
+def test_a_layer_that_never_runs_feeds_nothing():
+    class Unused(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used, self.spare, self.bn = nn.Linear(4, 4), nn.Linear(4, 4), nn.BatchNorm1d(4)
+
+        def forward(self, x):
+            return self.bn(self.used(x))
+
+    names, feeds = weight_layers(Unused(), torch.zeros(3, 4))
+    assert names == ["used.weight", "spare.weight"] and feeds == [True, False]
+
+
+def test_the_gradient_hook_keeps_the_first_steps_and_nan_for_a_missing_gradient():
+    from landscape.studies.init_scale import _Gradients
+
+    hook = _Gradients(["a", "b"], steps=2)
+    g = torch.tensor([3.0, 4.0])
+    for step in range(3):
+        hook("bn", step, None, None, None, (torch.tensor(1.0), {"a": g * (step + 1), "b": None}))
+    np.testing.assert_array_equal(hook.norms["bn"], [[5.0, np.nan], [10.0, np.nan]])
+    assert hook.norms["bn"].dtype == np.float64 and set(hook.norms) == {"bn"}
