@@ -306,7 +306,7 @@ def _assert_cells_of_runs(sweep, runs: Path) -> None:
                             np.testing.assert_array_equal(got, value, err_msg=f"{variant} {name}")
 
 
-def test_each_cell_holds_its_runs_numbers(tmp_path):
+def test_every_cell_equals_its_kept_runs_log(tmp_path):
     """One pair trained 20 steps (relu, scale 1): both variants learn past chance + 0.1.
     (One test, no shared fixture: mutmut credits a fixture's reach to its first test.)"""
     small = replace(TINY, scales=[1.0], activations=["relu"], seeds=[0],
