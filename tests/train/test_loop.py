@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import replace
 
@@ -444,3 +445,48 @@ def test_a_killed_checkpoint_save_leaves_no_temporary_after_resume(tmp_path, dig
     other.write_bytes(b"not a checkpoint's")
     train_pair(config, tmp_path / "run", resume=True, dataset=digits)
     assert not stale.exists() and other.exists()
+
+
+def test_evaluate_is_the_mean_over_every_example_in_uneven_batches(digits):
+    from landscape.train import evaluate
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).double()
+    x, y = digits.x_test[:103].double(), digits.y_test[:103]
+    model.train()
+    loss, acc = evaluate(model, torch.nn.functional.cross_entropy, x, y, batch_size=10)
+    with torch.no_grad():
+        out = model(x)
+    assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(out, y)), rel=1e-12)
+    assert acc == pytest.approx(float((out.argmax(1) == y).double().mean()), rel=1e-12)
+    assert model.training  # left as found
+    targets = torch.randn(103, 10, dtype=torch.float64)
+    mse, none = evaluate(model.eval(), torch.nn.functional.mse_loss, x, targets, batch_size=10)
+    assert mse == pytest.approx(float(torch.nn.functional.mse_loss(out, targets)), rel=1e-12)
+    assert math.isnan(none) and not model.training
+
+
+def test_each_logged_step_is_its_batchs_loss_and_accuracy(tmp_path, digits):
+    from landscape.data import batch_indices
+
+    cfg = TrainConfig(**TINY)
+    calls = []
+    train_pair(cfg, tmp_path / "run", dataset=digits, progress=lambda *a: calls.append(a))
+    assert calls == [(v, s, 30) for v in ("bn", "plain") for s in range(1, 31)]
+    with h5py.File(tmp_path / "run" / "run.h5", "r") as f:
+        assert f.attrs["device"] == "cpu"
+        meta = json.loads(json.dumps(digits.meta, default=str))
+        assert json.loads(f.attrs["dataset_meta"]) == meta
+        rows = {v: store.read_series(f[f"train/{v}"]) for v in ("bn", "plain")}
+        assert {f[f"train/{v}"].attrs["message"] for v in ("bn", "plain")} == {""}
+    for v in ("bn", "plain"):
+        ckpt = store.load_checkpoint(store.checkpoint_path(tmp_path / "run/checkpoints" / v, 10))
+        model = store.build_model(ckpt)
+        model.train()
+        idx = batch_indices(len(digits.x_train), cfg.batch_size, 10, cfg.seed)
+        with torch.no_grad():
+            out = model(digits.x_train[idx])
+        loss = float(torch.nn.functional.cross_entropy(out, digits.y_train[idx]))
+        acc = float((out.argmax(1) == digits.y_train[idx]).double().mean())
+        assert rows[v]["loss"][10] == pytest.approx(loss, rel=1e-5)
+        assert rows[v]["accuracy"][10] == acc
