@@ -355,6 +355,19 @@ def test_a_float64_sweep_trains_in_float64(tmp_path):
     assert {t.dtype for t in state.values() if t.is_floating_point()} == {torch.float64}
 
 
+def test_a_regression_sweep_is_judged_by_its_loss(tmp_path):
+    """Linear-regression data: no accuracy anywhere, each outcome by the loss rule."""
+    small = replace(TINY, scales=[1.0], activations=["tanh"], seeds=[0],
+                    train=replace(TINY.train, dataset="synthetic", steps=30, lr=0.05,
+                                  data_options={"kind": "linear-regression"}))  # fmt: skip
+    sweep = read_sweep(tiny_sweep(tmp_path / "sweep.h5", small, keep_runs=tmp_path / "runs"))
+    _assert_cells_of_runs(sweep, tmp_path / "runs")
+    for name in ("final_accuracy", "eval_accuracy", "train_accuracy"):
+        assert np.isnan(sweep.cells[name]).all(), name
+    assert np.isfinite(sweep.cells["final_loss"]).all()
+    assert set(sweep.cells["outcome"].ravel()) <= {"trained", "stalled"}
+
+
 def test_a_sweep_without_probes_has_no_probe_steps(tmp_path):
     small = replace(TINY, scales=[1.0], activations=["relu"], seeds=[0],
                     train=replace(TINY.train, probe_every=0))  # fmt: skip
