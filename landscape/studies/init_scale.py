@@ -315,7 +315,8 @@ def init_scale_sweep(
     first = data_of(cfg.seeds[0])
     probe = cfg.cell_config(cfg.scales[0], cfg.activations[0], cfg.seeds[0])
     bn_model = probe.spec(first, bn=True).build(seed=probe.seed)
-    layers, feeds = weight_layers(bn_model, first.x_train[:2])  # both as loaded: float32
+    dtype = next(bn_model.parameters()).dtype  # as built (the cells train in train.dtype)
+    layers, feeds = weight_layers(bn_model, first.x_train[:2].to(dtype))
     every = train.probe_every
     coords = {
         "scale": cfg.scales, "activation": cfg.activations, "variant": list(train.variants),

@@ -26,6 +26,7 @@ from torch import nn
 from landscape import store
 from landscape._device import cpu_description
 from landscape.comparison import OUTCOMES, classify, read_sweep
+from landscape.data.formats import DataError
 from landscape.models import create_model
 from landscape.studies import (
     DEFAULT_SCALES,
@@ -73,17 +74,10 @@ def test_every_cell_is_computed_with_its_numbers(whole):
 def test_the_gradients_at_initialisation_are_the_models_own(whole):
     """Cell (scale 4, relu, bn, seed 1), step 0: the gradient of its initial model on the
     first batch, computed here from scratch."""
-    from landscape.data import batch_indices, load_dataset
+    from landscape.data import load_dataset
 
-    data = load_dataset("digits", seed=1)
-    cfg = TINY.cell_config(4.0, "relu", 1)
-    model = cfg.spec(data, bn=True).build(seed=1)
-    idx = batch_indices(len(data.x_train), cfg.batch_size, 0, cfg.seed)
-    torch.nn.functional.cross_entropy(model(data.x_train[idx]), data.y_train[idx]).backward()
-    params = dict(model.named_parameters())
-    expected = [float(params[n].grad.double().norm()) for n in whole.coords["layer"]]
-    i, j, v, k = whole.index(4.0, "relu", "bn", 1)
-    np.testing.assert_allclose(whole.cells["grad_norm"][i, j, v, k, 0], expected, rtol=1e-6)
+    got, want = _initial_gradient_norms(whole, load_dataset("digits", seed=1), 4.0, "relu", 1)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 def test_a_killed_sweep_continues_to_the_same_file(tmp_path, whole):
@@ -388,7 +382,7 @@ def _initial_gradient_norms(sweep, data, scale, act, seed) -> tuple[np.ndarray, 
     """The BN cell's step-0 layer gradient norms, and the same computed here from scratch."""
     from landscape.data import batch_indices
 
-    cfg = replace(sweep_config(sweep), seeds=[seed]).cell_config(scale, act, seed)
+    cfg = SweepConfig.from_dict(sweep.settings).cell_config(scale, act, seed)
     model = cfg.spec(data, bn=True).build(seed=seed)
     idx = batch_indices(len(data.x_train), cfg.batch_size, 0, seed)
     torch.nn.functional.cross_entropy(model(data.x_train[idx]), data.y_train[idx]).backward()
@@ -396,10 +390,6 @@ def _initial_gradient_norms(sweep, data, scale, act, seed) -> tuple[np.ndarray, 
     i, j, v, k = sweep.index(scale, act, "bn", seed)
     got = sweep.cells["grad_norm"][i, j, v, k, 0]
     return got, [float(params[n].grad.double().norm()) for n in sweep.coords["layer"]]
-
-
-def sweep_config(sweep) -> SweepConfig:
-    return SweepConfig.from_dict(sweep.settings)
 
 
 def test_each_seed_loads_its_split_once_with_the_configured_options(tmp_path, monkeypatch):
@@ -427,7 +417,7 @@ def test_the_data_dir_is_where_the_data_is_read(tmp_path):
     small = replace(TINY, scales=[1.0], activations=["relu"], seeds=[0],
                     train=replace(TINY.train, data_dir=str(tmp_path / "empty")))  # fmt: skip
     (tmp_path / "empty").mkdir()
-    with pytest.raises(Exception, match="digits"):
+    with pytest.raises(DataError, match="digits file not found"):
         tiny_sweep(tmp_path / "sweep.h5", small)
 
 
